@@ -1,0 +1,374 @@
+/*
+ * ag.h - tapegrad: a tape-based reverse-mode automatic differentiation engine in C11.
+ *
+ * OVERVIEW
+ *
+ * Every op records a node on a tape, in execution order. The tape is an arena: nodes, their
+ * values, gradients and saved state are bump-allocated, and ag_tape_reset() rewinds it once per
+ * training step, so a steady-state step makes no heap allocation. Creation order is already a
+ * topological order, so ag_backward() is one reverse loop that accumulates (+=) gradients.
+ *
+ * Parameters live outside the tape, in an ag_params store: one flat value buffer and one flat
+ * gradient buffer carved into per-tensor views, so optimizers, zeroing and saving are single
+ * loops. Temporaries (tape tensors) live until the next ag_tape_reset().
+ *
+ * Every op, built-in or user-written, is defined by one ag_op descriptor (name, shape check,
+ * forward, backward) and identified by the descriptor's address. See "Writing an op" below.
+ *
+ * ERRORS. Fallible calls return an ag_status; op builders (ag_add, ag_matmul, ...) return the
+ * result tensor or NULL. The tape keeps the status and a message naming the op and the shapes
+ * ("matmul: a is 32x784 but b is 256x10"). An op given a NULL input while the tape holds an error
+ * returns NULL without touching the message, so a chain of calls can be checked once at the end.
+ * Nothing in the library aborts or exits on bad input.
+ *
+ * WORKED EXAMPLE: one SGD step of a 2-layer net on a batch x (K x 3) with targets y (K x 1).
+ *
+ *     ag_params *ps; ag_tape *t;
+ *     ag_params_new(&ps);
+ *     ag_tensor *W1, *b1, *W2, *b2;                      // W is out x in, as W^(l) is s_{l+1} x s_l
+ *     ag_params_add(ps, "W1", 2, (size_t[]){4, 3}, AG_DECAY, &W1);
+ *     ag_params_add(ps, "b1", 1, (size_t[]){4}, 0, &b1);
+ *     ag_params_add(ps, "W2", 2, (size_t[]){1, 4}, AG_DECAY, &W2);
+ *     ag_params_add(ps, "b2", 1, (size_t[]){1}, 0, &b2);
+ *     ... initialise W1, W2 (ag_rng_fill_normal) ...
+ *     ag_tape_new(&t, NULL);
+ *     for (int step = 0; step < 1000; step++) {
+ *         ag_tape_reset(t);
+ *         ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){K, 3}, x);
+ *         ag_tensor *Y = ag_tensor_wrap(t, 2, (size_t[]){K, 1}, y);
+ *         ag_tensor *a2 = ag_sigmoid(t, ag_linear(t, X, W1, b1));   // a^(2) = f(W^(1) a^(1) + b^(1))
+ *         ag_tensor *h  = ag_sigmoid(t, ag_linear(t, a2, W2, b2));
+ *         ag_tensor *J  = ag_add(t, ag_squared_error(t, h, Y),
+ *                                ag_l2(t, lambda, (ag_tensor *[]){W1, W2}, 2));
+ *         ag_params_zero_grad(ps);
+ *         if (ag_backward(t, J) != AG_OK) { fprintf(stderr, "%s\n", ag_tape_errmsg(t)); break; }
+ *         ... W -= alpha * W->grad for every parameter (see optim/optim.h) ...
+ *     }
+ *     ag_tape_free(t); ag_params_free(ps);
+ *
+ * Read next: examples/xor.c, autograd/ops_elementwise.c, layers/dense.h.
+ */
+#ifndef AG_H
+#define AG_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- scalars, limits, status */
+
+#ifdef AG_DOUBLE
+typedef double ag_real; /* built with -DAG_DOUBLE (CMake AG_DOUBLE=ON) */
+#define AG_REAL_NAME "double"
+#else
+typedef float ag_real;
+#define AG_REAL_NAME "float"
+#endif
+
+#define AG_MAX_DIMS 4     /* tensors have 0..4 dimensions; 0 is a scalar of one element */
+#define AG_MAX_IN 64      /* most inputs one node can have (variadic ops such as ag_l2) */
+#define AG_VARIADIC (-1)  /* ag_op.n_in for an op taking 1..AG_MAX_IN inputs */
+#define AG_ALIGN 64       /* byte alignment of every tensor buffer (one AVX-512 register) */
+#define AG_ERRMSG_SIZE 256
+
+typedef enum ag_status {
+    AG_OK = 0,
+    AG_ERR_ARG = -1,     /* NULL or out-of-range argument, tensor from another tape */
+    AG_ERR_SHAPE = -2,   /* shapes do not fit the op */
+    AG_ERR_NOMEM = -3,   /* allocation failed or the tape arena is full */
+    AG_ERR_STATE = -4,   /* call in the wrong order: backward twice, stale tensor after reset */
+    AG_ERR_IO = -5,      /* file missing, unreadable or unwritable */
+    AG_ERR_FORMAT = -6,  /* file truncated, corrupt or of another layout */
+    AG_ERR_NUMERIC = -7  /* NaN or Inf produced while the numeric check is on */
+} ag_status;
+
+/* A constant string for a status, e.g. "shape mismatch". Never NULL. */
+const char *ag_status_str(ag_status s);
+
+/* ---------------------------------------------------------------- memory hooks */
+
+/* Replace the allocator used by everything in the library. All three functions together
+ * (AG_ERR_ARG otherwise), or NULL to restore libc. Set it before creating any object, or only
+ * swap between allocators that can free each other's blocks (e.g. a counting wrapper of libc).
+ * Not thread-safe with respect to concurrent library calls. */
+typedef struct ag_allocator {
+    void *(*malloc_fn)(size_t size, void *user);
+    void *(*realloc_fn)(void *ptr, size_t size, void *user);
+    void (*free_fn)(void *ptr, void *user);
+    void *user;
+} ag_allocator;
+ag_status ag_set_allocator(const ag_allocator *a);
+
+/* ---------------------------------------------------------------- tensors */
+
+enum {
+    AG_REQUIRES_GRAD = 1u << 0, /* gradients flow into this tensor */
+    AG_PARAM = 1u << 1,         /* lives in an ag_params store, not on a tape */
+    AG_DECAY = 1u << 2,         /* a weight: L2 / weight decay applies (never set it on biases) */
+    AG_BORROWED = 1u << 3       /* value points at caller memory (ag_tensor_wrap) */
+};
+
+typedef struct ag_tape ag_tape;
+typedef struct ag_node ag_node;
+typedef struct ag_op ag_op;
+
+/* A dense, row-major, contiguous tensor. Read the fields freely; change them only through the
+ * API (ops write value/grad of their own node through the descriptor). */
+typedef struct ag_tensor {
+    ag_real *value;             /* size elements */
+    ag_real *grad;              /* size elements, or NULL while no gradient has reached it */
+    size_t size;                /* product of shape[0..ndim) (1 for a scalar) */
+    size_t shape[AG_MAX_DIMS];  /* unused trailing entries are 1 */
+    int ndim;                   /* 0..AG_MAX_DIMS */
+    unsigned flags;             /* AG_REQUIRES_GRAD | AG_PARAM | AG_DECAY | AG_BORROWED */
+    ag_tape *tape;              /* owning tape; NULL for parameters */
+    uint32_t gen;               /* tape generation when recorded (detects use after reset) */
+    const char *name;           /* parameter name, or NULL */
+} ag_tensor;
+
+/* Rows of a 2-D view: shape[0] for ndim >= 1, 1 for a scalar. Columns: size / rows. */
+size_t ag_tensor_rows(const ag_tensor *x);
+
+/* Write "32x784" (or "scalar") into buf; returns buf. */
+const char *ag_shape_str(const ag_tensor *x, char *buf, size_t bufsize);
+
+/* ---------------------------------------------------------------- the tape */
+
+typedef struct ag_tape_params {
+    size_t mem_size;   /* initial arena bytes; 0 picks 1 MiB */
+    void *mem_buffer;  /* optional caller-owned buffer of mem_size bytes; the arena then never grows */
+    size_t mem_limit;  /* a growing arena stops at this many bytes; 0 = no limit */
+} ag_tape_params;
+
+/* Create a tape. params may be NULL for defaults (a growing arena). */
+ag_status ag_tape_new(ag_tape **out, const ag_tape_params *params);
+void ag_tape_free(ag_tape *t);
+
+/* Forget every node: tensors recorded so far become invalid. Clears the error and the
+ * backward-done state. Keeps the arena's memory (merged into one block after a step that
+ * needed to grow), so later steps allocate nothing. */
+void ag_tape_reset(ag_tape *t);
+
+ag_status ag_tape_status(const ag_tape *t);    /* last error, AG_OK if none */
+const char *ag_tape_errmsg(const ag_tape *t);  /* "" if none; valid until the next error or reset */
+void ag_tape_clear_error(ag_tape *t);
+
+/* No-grad mode: while disabled, ops compute values but record nothing for backward
+ * (outputs do not require grad). Returns the previous setting. */
+int ag_tape_set_grad_enabled(ag_tape *t, int enabled);
+
+size_t ag_tape_node_count(const ag_tape *t);   /* nodes since the last reset */
+size_t ag_tape_mem_used(const ag_tape *t);     /* arena bytes in use */
+size_t ag_tape_mem_capacity(const ag_tape *t); /* arena bytes held */
+
+/* Print one line per node (index, op, shape, inputs) to f, newest first. */
+void ag_tape_dump(const ag_tape *t, FILE *f);
+
+/* Leaves on the tape (data inputs, constants). shape has ndim entries, each >= 1.
+ * ag_tensor_new: zero-filled. ag_tensor_from: copies data. ag_tensor_wrap: borrows data, which
+ * must stay valid and unchanged until the next reset (no copy: use it for batches). */
+ag_tensor *ag_tensor_new(ag_tape *t, int ndim, const size_t *shape);
+ag_tensor *ag_tensor_from(ag_tape *t, int ndim, const size_t *shape, const ag_real *data);
+ag_tensor *ag_tensor_wrap(ag_tape *t, int ndim, const size_t *shape, ag_real *data);
+ag_tensor *ag_scalar(ag_tape *t, ag_real v);
+
+/* Mark a tape leaf as needing a gradient (e.g. to differentiate w.r.t. an input). */
+ag_status ag_requires_grad(ag_tensor *x);
+
+/* Reverse-mode sweep from a scalar loss: seeds dloss = 1, walks the tape backwards from loss
+ * and accumulates into every tensor that requires a gradient. Parameter gradients accumulate
+ * across calls until zeroed (ag_params_zero_grad); every tape tensor that a gradient reached
+ * keeps it readable in ->grad until the next reset (e.g. the pre-activations z^(l)).
+ * Once per reset: a second call is AG_ERR_STATE. */
+ag_status ag_backward(ag_tape *t, ag_tensor *loss);
+/* The same for a non-scalar output, seeded with seed (loss->size elements, copied). */
+ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed);
+
+/* ---------------------------------------------------------------- parameters */
+
+typedef struct ag_params ag_params;
+
+ag_status ag_params_new(ag_params **out);
+void ag_params_free(ag_params *ps);
+
+/* Add a zero-initialised parameter (value and grad). flags: AG_DECAY for weights. The name
+ * must be unique (it keys saved files). Adding may move the flat buffers: re-read ->value and
+ * ->grad pointers (the ag_tensor itself stays put). */
+ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t *shape,
+                        unsigned flags, ag_tensor **out);
+size_t ag_params_count(const ag_params *ps);
+ag_tensor *ag_params_at(const ag_params *ps, size_t i);
+ag_tensor *ag_params_find(const ag_params *ps, const char *name);
+
+/* The flat buffers. Each tensor starts on an AG_ALIGN boundary; the padding between tensors
+ * holds zeros, so element-wise loops over the whole buffer are safe. */
+size_t ag_params_numel(const ag_params *ps);
+ag_real *ag_params_values(ag_params *ps);
+ag_real *ag_params_grads(ag_params *ps);
+void ag_params_zero_grad(ag_params *ps);
+ag_status ag_params_status(const ag_params *ps);
+const char *ag_params_errmsg(const ag_params *ps);
+
+/* ---------------------------------------------------------------- built-in ops
+ * Each returns the result on t, or NULL on error (see ag_tape_errmsg). Formulas name the
+ * forward; backward is its exact vector-Jacobian product. */
+
+/* Element-wise with NumPy broadcasting over trailing dimensions. */
+ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b); /* a + b */
+ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b); /* a - b */
+ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b); /* a .* b */
+ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b); /* a ./ b */
+ag_tensor *ag_neg(ag_tape *t, ag_tensor *x);                  /* -x */
+ag_tensor *ag_scale(ag_tape *t, ag_tensor *x, ag_real c);     /* c x */
+ag_tensor *ag_add_scalar(ag_tape *t, ag_tensor *x, ag_real c);/* x + c */
+ag_tensor *ag_exp(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_log(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_square(ag_tape *t, ag_tensor *x);               /* x^2 */
+ag_tensor *ag_pow(ag_tape *t, ag_tensor *x, ag_real p);       /* x^p */
+ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x); /* 1/(1+e^-x);  f' = f(1-f) */
+ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);    /* f' = 1 - f^2 */
+ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* max(x,0); f'(0) = 0 */
+
+/* 2-D products. ag_matmul_ex computes op(a) op(b), op = transpose when the flag is set, without
+ * materialising the transpose. The three products of backprop are X W^T, dY W and dY^T X. */
+ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_matmul_ex(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b);
+/* Dense layer pre-activation: z = x W^T + b, x is K x in, W is out x in, b is out (or NULL).
+ * Row k is z^(l+1) = W^(l) a^(l) + b^(l) for example k (backprop-derivation.md, "Forward pass"). */
+ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b);
+
+/* Reductions. axis may be negative (counts from the end); the axis is removed. */
+ag_tensor *ag_sum(ag_tape *t, ag_tensor *x);                   /* scalar */
+ag_tensor *ag_mean(ag_tape *t, ag_tensor *x);                  /* scalar */
+ag_tensor *ag_sum_axis(ag_tape *t, ag_tensor *x, int axis);
+ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis);
+
+/* Over the last axis, numerically stable (max subtracted). */
+ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x);
+
+/* Shape ops. reshape keeps the element count; transpose is 2-D. */
+ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape);
+ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
+
+/* Losses (scalars). K is the number of rows (shape[0]; 1 for a 1-D tensor).
+ * squared error: (1/K) sum_k 1/2 ||h_k - y_k||^2 -- the derivation's J without L2, no division
+ *   by the number of outputs. y is a constant (no gradient flows into it).
+ * l2: lambda/2 * sum over the given tensors of sum W^2 (pass weights only, never biases).
+ * cross-entropy: (1/K) sum_k -log softmax(logits_k)[labels[k]], fused and stable; labels has K
+ *   entries in [0, classes) and is copied. */
+ag_tensor *ag_squared_error(ag_tape *t, ag_tensor *h, ag_tensor *y);
+ag_tensor *ag_l2(ag_tape *t, ag_real lambda, ag_tensor *const *weights, size_t n);
+ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels);
+
+/* ---------------------------------------------------------------- writing an op
+ *
+ * A user op is a static descriptor in the user's own file, applied like a built-in:
+ *
+ *     static ag_status cube_shape(ag_node *n) { return ag_node_set_shape(n, n->in[0]->ndim, n->in[0]->shape); }
+ *     static ag_status cube_forward(ag_node *n) { ...n->out.value[i] = x^3... return AG_OK; }
+ *     static ag_status cube_backward(ag_node *n) {      // accumulate, never assign
+ *         if (n->in[0]->grad) for (i...) n->in[0]->grad[i] += 3 x^2 * n->out.grad[i];
+ *         return AG_OK;
+ *     }
+ *     static const ag_op cube_op = {"cube", 1, 0, cube_shape, cube_forward, cube_backward};
+ *     ag_tensor *y = ag_call(t, &cube_op, (ag_tensor *[]){x}, 1, NULL);
+ *
+ * The engine checks inputs (NULL, other tape, stale), calls shape(), allocates out.value (unless
+ * shape() pointed it at an input's value, as a view op does), then forward(). In backward it
+ * calls backward() only for nodes a gradient reached, after giving every input that requires a
+ * gradient a zeroed grad buffer; inputs that need none have grad == NULL and must be skipped. */
+
+struct ag_op {
+    const char *name;   /* shown in errors and dumps */
+    int n_in;           /* exact number of inputs, or AG_VARIADIC */
+    size_t params_size; /* bytes of op parameters copied into the node (n->params) */
+    ag_status (*shape)(ag_node *n);    /* validate inputs, set the output shape */
+    ag_status (*forward)(ag_node *n);  /* out = f(in); may save state with ag_node_alloc */
+    ag_status (*backward)(ag_node *n); /* in[i]->grad += J_i^T out.grad; NULL: not differentiable */
+};
+
+struct ag_node {
+    ag_tensor out;       /* the node's result; first member */
+    const ag_op *op;     /* NULL for a leaf */
+    ag_node *prev;       /* previous node on the tape */
+    ag_tensor **in;      /* n_in inputs */
+    int n_in;
+    void *params;        /* copy of the params given to ag_call (op->params_size bytes) */
+    void *saved;         /* whatever forward kept for backward */
+};
+
+/* Apply an op. ag_apply returns the status and the result through out; ag_call returns the
+ * result or NULL. params points to op->params_size bytes (copied), or NULL if that is 0. */
+ag_status ag_apply(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in,
+                   const void *params, ag_tensor **out);
+ag_tensor *ag_call(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in,
+                   const void *params);
+
+/* For op authors. */
+ag_status ag_node_set_shape(ag_node *n, int ndim, const size_t *shape);
+void *ag_node_alloc(ag_node *n, size_t bytes); /* arena memory, AG_ALIGN-aligned, until reset */
+int ag_node_needs_grad(const ag_node *n);      /* will backward run for this node? */
+/* Record an error "<op name>: <message>" on the node's tape and return st. */
+ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* ---------------------------------------------------------------- gradient checking */
+
+/* Builds a scalar loss on t from the parameters (the checker resets t before each call). */
+typedef ag_tensor *(*ag_loss_fn)(ag_tape *t, void *ctx);
+
+typedef struct ag_gradcheck_result {
+    double max_rel_err;  /* worst |analytic - numeric| / max(|analytic| + |numeric|, 1e-8)... see gradcheck.c */
+    double max_abs_err;
+    size_t worst_tensor; /* index into wrt */
+    size_t worst_index;  /* element within it */
+    double analytic, numeric; /* at the worst element */
+    size_t n_checked;
+} ag_gradcheck_result;
+
+/* Central differences (f(w+eps) - f(w-eps)) / 2eps for every element of every tensor in wrt
+ * (parameters), compared with the tape's gradient. Gradients of wrt are zeroed first and left
+ * holding the analytic gradient. */
+ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wrt, size_t n_wrt,
+                       double eps, ag_gradcheck_result *res);
+
+/* ---------------------------------------------------------------- random numbers */
+
+/* xoshiro256** seeded by splitmix64: the same seed gives the same stream on every machine
+ * (normals use only IEEE-exact arithmetic and the library's own log, not libm). */
+typedef struct ag_rng { uint64_t s[4]; } ag_rng;
+void ag_rng_seed(ag_rng *r, uint64_t seed);
+uint64_t ag_rng_next(ag_rng *r);
+double ag_rng_uniform(ag_rng *r);                /* [0, 1) */
+uint64_t ag_rng_below(ag_rng *r, uint64_t n);    /* [0, n), unbiased; n >= 1 */
+double ag_rng_normal(ag_rng *r);                 /* N(0, 1) */
+void ag_rng_fill_uniform(ag_rng *r, ag_real *x, size_t n, double lo, double hi);
+void ag_rng_fill_normal(ag_rng *r, ag_real *x, size_t n, double mean, double std);
+void ag_rng_shuffle(ag_rng *r, uint32_t *idx, size_t n); /* Fisher-Yates */
+
+/* ---------------------------------------------------------------- kernels and threads */
+
+/* C[m x n] = alpha op(A) op(B) + beta C, row-major. op(A) is m x k: A is m x k (lda >= k), or
+ * k x m (lda >= m) when trans_a. op(B) is k x n: B is k x n (ldb >= n), or n x k (ldb >= k)
+ * when trans_b. beta == 0 does not read C. Results do not depend on the thread count. */
+ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
+                  const ag_real *a, size_t lda, const ag_real *b, size_t ldb, ag_real beta,
+                  ag_real *c, size_t ldc);
+ag_status ag_set_threads(int n); /* n >= 1, or 0 for the number of online cores */
+int ag_get_threads(void);
+const char *ag_kernel_name(void); /* "avx512", "avx2" or "portable" (AG_KERNEL=portable forces it) */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AG_H */

@@ -1,0 +1,77 @@
+/*
+ * internal.h - shared by the library's own sources; not installed.
+ * The tape's layout, the allocator hooks and small helpers for ops.
+ */
+#ifndef AG_INTERNAL_H
+#define AG_INTERNAL_H
+
+#include "ag.h"
+
+#include <stdint.h>
+#include <string.h>
+
+/* Allocator hooks (see ag_set_allocator). Every heap block of the library goes through these. */
+void *ag__malloc(size_t size);
+void *ag__calloc(size_t n, size_t size); /* overflow-checked, zeroed */
+void *ag__realloc(void *ptr, size_t size);
+void ag__free(void *ptr);
+/* AG_ALIGN-aligned block from the hooks; free with ag__aligned_free. */
+void *ag__aligned_alloc(size_t size);
+void ag__aligned_free(void *ptr);
+
+/* a * b into *out, 0 on overflow. */
+static inline int ag__mul_ok(size_t a, size_t b, size_t *out) {
+    if (b != 0 && a > SIZE_MAX / b) return 0;
+    *out = a * b;
+    return 1;
+}
+
+/* Element count of a shape with overflow and zero checks: 0 on success, else -1 (overflow)
+ * or -2 (a zero dimension). Counts are bounded so that size * sizeof(ag_real) fits size_t. */
+int ag__shape_numel(int ndim, const size_t *shape, size_t *numel);
+
+/* Arena chunk: a block the tape bump-allocates from. */
+typedef struct ag__chunk {
+    struct ag__chunk *next;
+    char *base;   /* AG_ALIGN-aligned start */
+    size_t size;  /* usable bytes from base */
+    size_t used;
+    int owned;    /* allocated by the tape (else the caller's mem_buffer) */
+} ag__chunk;
+
+struct ag_tape {
+    ag__chunk *first, *cur;
+    ag__chunk user_chunk;   /* descriptor for a caller-owned buffer */
+    size_t mem_limit;       /* 0: unlimited */
+    int growable;
+    ag_node *last;          /* most recent node: backward starts its walk from a given loss */
+    size_t n_nodes;
+    uint32_t gen;           /* bumped by reset */
+    int grad_enabled;
+    int backward_done;
+    ag_status status;
+    char errmsg[AG_ERRMSG_SIZE];
+};
+
+/* Arena allocation, AG_ALIGN-aligned. NULL if full (no message set). */
+void *ag__arena_alloc(ag_tape *t, size_t bytes);
+
+/* Record an error on the tape and return st. */
+ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Node of a tape tensor (out is the first member of ag_node). */
+static inline ag_node *ag__node_of(ag_tensor *x) { return (ag_node *)(void *)x; }
+
+/* Convenience for built-ins: ag_call with inputs given inline. */
+#define AG__CALL(t, op, params, ...) \
+    ag_call((t), (op), (ag_tensor *[]){__VA_ARGS__}, \
+            (int)(sizeof((ag_tensor *[]){__VA_ARGS__}) / sizeof(ag_tensor *)), (params))
+
+/* Thread pool teardown (threads.c); called by nothing in steady state. */
+void ag__threads_shutdown(void);
+
+#endif /* AG_INTERNAL_H */

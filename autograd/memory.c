@@ -1,0 +1,82 @@
+/*
+ * memory.c - the allocator hooks every heap block of the library goes through, and status names.
+ * Tests swap the hooks to count allocations or to fail the n-th one (sqlite's approach).
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+static void *libc_malloc(size_t size, void *user) { (void)user; return malloc(size); }
+static void *libc_realloc(void *p, size_t size, void *user) { (void)user; return realloc(p, size); }
+static void libc_free(void *p, void *user) { (void)user; free(p); }
+
+static ag_allocator g_alloc = {libc_malloc, libc_realloc, libc_free, NULL};
+
+ag_status ag_set_allocator(const ag_allocator *a) {
+    if (!a) {
+        g_alloc = (ag_allocator){libc_malloc, libc_realloc, libc_free, NULL};
+        return AG_OK;
+    }
+    if (!a->malloc_fn || !a->realloc_fn || !a->free_fn) return AG_ERR_ARG;
+    g_alloc = *a;
+    return AG_OK;
+}
+
+void *ag__malloc(size_t size) { return g_alloc.malloc_fn(size ? size : 1, g_alloc.user); }
+
+void *ag__calloc(size_t n, size_t size) {
+    size_t bytes;
+    if (!ag__mul_ok(n, size, &bytes)) return NULL;
+    void *p = ag__malloc(bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+void *ag__realloc(void *ptr, size_t size) {
+    return g_alloc.realloc_fn(ptr, size ? size : 1, g_alloc.user);
+}
+
+void ag__free(void *ptr) {
+    if (ptr) g_alloc.free_fn(ptr, g_alloc.user);
+}
+
+/* The hooks have no aligned variant, so over-allocate and keep the raw pointer just below the
+ * aligned block. */
+void *ag__aligned_alloc(size_t size) {
+    if (size > SIZE_MAX - AG_ALIGN - sizeof(void *)) return NULL;
+    char *raw = ag__malloc(size + AG_ALIGN + sizeof(void *));
+    if (!raw) return NULL;
+    uintptr_t p = ((uintptr_t)(raw + sizeof(void *)) + AG_ALIGN - 1) & ~(uintptr_t)(AG_ALIGN - 1);
+    ((void **)p)[-1] = raw;
+    return (void *)p;
+}
+
+void ag__aligned_free(void *ptr) {
+    if (ptr) ag__free(((void **)ptr)[-1]);
+}
+
+const char *ag_status_str(ag_status s) {
+    switch (s) {
+    case AG_OK: return "ok";
+    case AG_ERR_ARG: return "invalid argument";
+    case AG_ERR_SHAPE: return "shape mismatch";
+    case AG_ERR_NOMEM: return "out of memory";
+    case AG_ERR_STATE: return "invalid state";
+    case AG_ERR_IO: return "i/o error";
+    case AG_ERR_FORMAT: return "bad file format";
+    case AG_ERR_NUMERIC: return "non-finite value";
+    }
+    return "unknown status";
+}
+
+int ag__shape_numel(int ndim, const size_t *shape, size_t *numel) {
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] == 0) return -2;
+        if (!ag__mul_ok(n, shape[i], &n)) return -1;
+    }
+    /* leave room for the grad buffer and alignment: bytes must fit comfortably in size_t */
+    if (n > (SIZE_MAX / 4) / sizeof(ag_real)) return -1;
+    *numel = n;
+    return 0;
+}

@@ -1,0 +1,514 @@
+/*
+ * tape.c - the arena, node recording (ag_apply) and ag_backward, a single reverse loop.
+ *
+ * Nodes are bump-allocated in creation order, which is a topological order of the graph: an op's
+ * inputs always exist before it. So backward needs no sort; it walks the `prev` links from the
+ * loss back to the first node, calling each op's backward once its output gradient is complete.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+#define AG_DEFAULT_MEM ((size_t)1 << 20)
+
+/* ---------------------------------------------------------------- errors */
+
+static ag_status vfail(ag_tape *t, ag_status st, const char *prefix, const char *fmt, va_list ap) {
+    int n = 0;
+    if (prefix) n = snprintf(t->errmsg, sizeof t->errmsg, "%s: ", prefix);
+    if (n < 0 || (size_t)n >= sizeof t->errmsg) n = 0;
+    vsnprintf(t->errmsg + n, sizeof t->errmsg - (size_t)n, fmt, ap);
+    t->status = st;
+    return st;
+}
+
+ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(t, st, NULL, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(n->out.tape, st, n->op ? n->op->name : "tensor", fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+ag_status ag_tape_status(const ag_tape *t) { return t ? t->status : AG_ERR_ARG; }
+const char *ag_tape_errmsg(const ag_tape *t) { return t ? t->errmsg : "tape is NULL"; }
+
+void ag_tape_clear_error(ag_tape *t) {
+    if (!t) return;
+    t->status = AG_OK;
+    t->errmsg[0] = '\0';
+}
+
+const char *ag_shape_str(const ag_tensor *x, char *buf, size_t bufsize) {
+    if (!buf || bufsize == 0) return "";
+    buf[0] = '\0';
+    if (!x) {
+        snprintf(buf, bufsize, "NULL");
+        return buf;
+    }
+    if (x->ndim == 0) {
+        snprintf(buf, bufsize, "scalar");
+        return buf;
+    }
+    size_t len = 0;
+    for (int i = 0; i < x->ndim && len < bufsize; i++) {
+        int w = snprintf(buf + len, bufsize - len, i ? "x%zu" : "%zu", x->shape[i]);
+        if (w < 0) break;
+        len += (size_t)w;
+    }
+    return buf;
+}
+
+size_t ag_tensor_rows(const ag_tensor *x) { return x->ndim >= 1 ? x->shape[0] : 1; }
+
+/* ---------------------------------------------------------------- arena */
+
+static ag__chunk *chunk_new(size_t size) {
+    /* one block: descriptor, then data aligned to AG_ALIGN */
+    size_t head = (sizeof(ag__chunk) + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1);
+    if (size > SIZE_MAX - head - AG_ALIGN) return NULL;
+    char *raw = ag__aligned_alloc(head + size);
+    if (!raw) return NULL;
+    ag__chunk *c = (ag__chunk *)(void *)raw;
+    c->next = NULL;
+    c->base = raw + head;
+    c->size = size;
+    c->used = 0;
+    c->owned = 1;
+    return c;
+}
+
+static void chunks_free(ag__chunk *c) {
+    while (c) {
+        ag__chunk *next = c->next;
+        if (c->owned) ag__aligned_free(c);
+        c = next;
+    }
+}
+
+static size_t capacity(const ag_tape *t) {
+    size_t total = 0;
+    for (const ag__chunk *c = t->first; c; c = c->next) total += c->size;
+    return total;
+}
+
+void *ag__arena_alloc(ag_tape *t, size_t bytes) {
+    bytes = (bytes + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1);
+    if (bytes == 0) bytes = AG_ALIGN;
+    for (ag__chunk *c = t->cur; c; c = c->next) {
+        if (c->size - c->used >= bytes) {
+            void *p = c->base + c->used;
+            c->used += bytes;
+            t->cur = c;
+            return p;
+        }
+        if (c->next) c->next->used = 0; /* a later chunk starts empty when we move to it */
+    }
+    if (!t->growable) return NULL;
+    size_t have = capacity(t);
+    size_t want = have > bytes ? have : bytes; /* double the arena, or fit the request */
+    if (t->mem_limit && (have >= t->mem_limit || want > t->mem_limit - have)) {
+        if (t->mem_limit - have < bytes) return NULL;
+        want = t->mem_limit - have;
+    }
+    ag__chunk *c = chunk_new(want);
+    if (!c) return NULL;
+    ag__chunk *tail = t->cur;
+    while (tail->next) tail = tail->next;
+    tail->next = c;
+    c->used = bytes;
+    t->cur = c;
+    return c->base;
+}
+
+ag_status ag_tape_new(ag_tape **out, const ag_tape_params *params) {
+    if (!out) return AG_ERR_ARG;
+    *out = NULL;
+    ag_tape_params p = params ? *params : (ag_tape_params){0, NULL, 0};
+    ag_tape *t = ag__calloc(1, sizeof *t);
+    if (!t) return AG_ERR_NOMEM;
+    if (p.mem_buffer) {
+        uintptr_t raw = (uintptr_t)p.mem_buffer;
+        uintptr_t base = (raw + AG_ALIGN - 1) & ~(uintptr_t)(AG_ALIGN - 1);
+        if (p.mem_size < (size_t)(base - raw) + AG_ALIGN) {
+            ag__free(t);
+            return AG_ERR_ARG;
+        }
+        t->user_chunk = (ag__chunk){NULL, (char *)base, p.mem_size - (size_t)(base - raw), 0, 0};
+        t->first = &t->user_chunk;
+        t->growable = 0;
+    } else {
+        size_t size = p.mem_size ? p.mem_size : AG_DEFAULT_MEM;
+        if (p.mem_limit && size > p.mem_limit) size = p.mem_limit;
+        t->first = chunk_new(size);
+        if (!t->first) {
+            ag__free(t);
+            return AG_ERR_NOMEM;
+        }
+        t->growable = 1;
+        t->mem_limit = p.mem_limit;
+    }
+    t->cur = t->first;
+    t->grad_enabled = 1;
+    t->gen = 1;
+    *out = t;
+    return AG_OK;
+}
+
+void ag_tape_free(ag_tape *t) {
+    if (!t) return;
+    chunks_free(t->first);
+    ag__free(t);
+}
+
+void ag_tape_reset(ag_tape *t) {
+    if (!t) return;
+    /* A step that overflowed into several chunks: merge them into one block so the next steps
+     * bump-allocate from a single region and never allocate again. On failure keep the chunks. */
+    if (t->first->next && t->growable) {
+        size_t total = capacity(t);
+        ag__chunk *merged = chunk_new(total);
+        if (merged) {
+            chunks_free(t->first);
+            t->first = merged;
+        }
+    }
+    for (ag__chunk *c = t->first; c; c = c->next) c->used = 0;
+    t->cur = t->first;
+    t->last = NULL;
+    t->n_nodes = 0;
+    t->gen++;
+    if (t->gen == 0) t->gen = 1; /* 0 marks parameters */
+    t->backward_done = 0;
+    t->status = AG_OK;
+    t->errmsg[0] = '\0';
+}
+
+int ag_tape_set_grad_enabled(ag_tape *t, int enabled) {
+    if (!t) return 0;
+    int prev = t->grad_enabled;
+    t->grad_enabled = enabled != 0;
+    return prev;
+}
+
+size_t ag_tape_node_count(const ag_tape *t) { return t ? t->n_nodes : 0; }
+size_t ag_tape_mem_capacity(const ag_tape *t) { return t ? capacity(t) : 0; }
+
+size_t ag_tape_mem_used(const ag_tape *t) {
+    if (!t) return 0;
+    size_t used = 0;
+    for (const ag__chunk *c = t->first; c; c = c->next) {
+        used += c->used;
+        if (c == t->cur) break;
+    }
+    return used;
+}
+
+/* ---------------------------------------------------------------- recording */
+
+void *ag_node_alloc(ag_node *n, size_t bytes) {
+    ag_tape *t = n->out.tape;
+    void *p = ag__arena_alloc(t, bytes);
+    if (!p)
+        ag_node_fail(n, AG_ERR_NOMEM, "tape arena is full (%zu bytes in use, asked for %zu more)",
+                     ag_tape_mem_used(t), bytes);
+    return p;
+}
+
+int ag_node_needs_grad(const ag_node *n) { return (n->out.flags & AG_REQUIRES_GRAD) != 0; }
+
+ag_status ag_node_set_shape(ag_node *n, int ndim, const size_t *shape) {
+    if (ndim < 0 || ndim > AG_MAX_DIMS || (ndim > 0 && !shape))
+        return ag_node_fail(n, AG_ERR_SHAPE, "output rank %d is outside 0..%d", ndim, AG_MAX_DIMS);
+    size_t numel;
+    int rc = ag__shape_numel(ndim, shape, &numel);
+    if (rc != 0) {
+        ag_tensor tmp = {0};
+        tmp.ndim = ndim;
+        for (int i = 0; i < ndim; i++) tmp.shape[i] = shape[i];
+        char s[96];
+        return ag_node_fail(n, AG_ERR_SHAPE, "output shape %s %s", ag_shape_str(&tmp, s, sizeof s),
+                            rc == -2 ? "has a zero dimension" : "overflows size_t");
+    }
+    n->out.ndim = ndim;
+    for (int i = 0; i < AG_MAX_DIMS; i++) n->out.shape[i] = i < ndim ? shape[i] : 1;
+    n->out.size = numel;
+    return AG_OK;
+}
+
+typedef struct {
+    ag__chunk *cur;
+    size_t used;
+} arena_mark;
+
+static arena_mark mark_arena(const ag_tape *t) { return (arena_mark){t->cur, t->cur->used}; }
+
+static void rewind_arena(ag_tape *t, arena_mark m) {
+    for (ag__chunk *c = m.cur->next; c; c = c->next) c->used = 0;
+    t->cur = m.cur;
+    t->cur->used = m.used;
+}
+
+/* A fresh node with room for n_in input pointers and params. */
+static ag_node *node_new(ag_tape *t, const ag_op *op, int n_in, size_t params_size) {
+    size_t bytes = sizeof(ag_node) + (size_t)n_in * sizeof(ag_tensor *);
+    size_t params_off = (bytes + 15) & ~(size_t)15;
+    ag_node *n = ag__arena_alloc(t, params_off + params_size);
+    if (!n) return NULL;
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->in = (ag_tensor **)(void *)(n + 1);
+    n->n_in = n_in;
+    n->params = params_size ? (char *)n + params_off : NULL;
+    n->out.tape = t;
+    n->out.gen = t->gen;
+    return n;
+}
+
+static void node_link(ag_tape *t, ag_node *n) {
+    n->prev = t->last;
+    t->last = n;
+    t->n_nodes++;
+}
+
+/* Validate input i of an op; a NULL input while the tape already holds an error propagates it. */
+static ag_status check_input(ag_tape *t, const char *name, ag_tensor *x, int i) {
+    if (!x) {
+        if (t->status != AG_OK) return t->status;
+        return ag__fail(t, AG_ERR_ARG, "%s: input %d is NULL", name, i);
+    }
+    if (x->flags & AG_PARAM) return AG_OK;
+    if (x->tape != t) return ag__fail(t, AG_ERR_ARG, "%s: input %d belongs to another tape", name, i);
+    if (x->gen != t->gen)
+        return ag__fail(t, AG_ERR_STATE, "%s: input %d was recorded before the last ag_tape_reset",
+                        name, i);
+    return AG_OK;
+}
+
+ag_status ag_apply(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in, const void *params,
+                   ag_tensor **out) {
+    if (out) *out = NULL;
+    if (!t) return AG_ERR_ARG;
+    if (!op || !op->name || !op->shape || !op->forward)
+        return ag__fail(t, AG_ERR_ARG, "apply: op descriptor is NULL or lacks name/shape/forward");
+    if (!out) return ag__fail(t, AG_ERR_ARG, "%s: out is NULL", op->name);
+    if (op->n_in == AG_VARIADIC ? (n_in < 1 || n_in > AG_MAX_IN) : n_in != op->n_in)
+        return ag__fail(t, AG_ERR_ARG, "%s: got %d inputs, expects %d", op->name, n_in, op->n_in);
+    if (!in) return ag__fail(t, AG_ERR_ARG, "%s: input array is NULL", op->name);
+    if (op->params_size && !params) return ag__fail(t, AG_ERR_ARG, "%s: params are NULL", op->name);
+    int needs_grad = 0;
+    for (int i = 0; i < n_in; i++) {
+        ag_status st = check_input(t, op->name, in[i], i);
+        if (st != AG_OK) return st;
+        needs_grad |= (in[i]->flags & AG_REQUIRES_GRAD) != 0;
+    }
+
+    arena_mark m = mark_arena(t);
+    ag_node *n = node_new(t, op, n_in, op->params_size);
+    if (!n)
+        return ag__fail(t, AG_ERR_NOMEM, "%s: tape arena is full (%zu bytes in use)", op->name,
+                        ag_tape_mem_used(t));
+    for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+    if (op->params_size) memcpy(n->params, params, op->params_size);
+    if (needs_grad && t->grad_enabled && op->backward) n->out.flags |= AG_REQUIRES_GRAD;
+
+    ag_status st = op->shape(n);
+    if (st == AG_OK && n->out.size == 0) st = ag_node_set_shape(n, 0, NULL); /* shape() set none: scalar */
+    if (st == AG_OK && !n->out.value) {
+        n->out.value = ag_node_alloc(n, n->out.size * sizeof(ag_real));
+        if (!n->out.value) st = AG_ERR_NOMEM;
+    }
+    if (st == AG_OK) st = op->forward(n);
+    if (st != AG_OK) {
+        if (t->status == AG_OK) ag_node_fail(n, st, "failed with status %d", (int)st);
+        rewind_arena(t, m);
+        return st;
+    }
+    node_link(t, n);
+    *out = &n->out;
+    return AG_OK;
+}
+
+ag_tensor *ag_call(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in, const void *params) {
+    ag_tensor *out;
+    return ag_apply(t, op, in, n_in, params, &out) == AG_OK ? out : NULL;
+}
+
+/* ---------------------------------------------------------------- leaves */
+
+static ag_tensor *leaf_new(ag_tape *t, const char *what, int ndim, const size_t *shape,
+                           const ag_real *copy, ag_real *borrow) {
+    if (!t) return NULL;
+    if (ndim < 0 || ndim > AG_MAX_DIMS) {
+        ag__fail(t, AG_ERR_ARG, "%s: rank %d is outside 0..%d", what, ndim, AG_MAX_DIMS);
+        return NULL;
+    }
+    if (ndim > 0 && !shape) {
+        ag__fail(t, AG_ERR_ARG, "%s: shape is NULL", what);
+        return NULL;
+    }
+    arena_mark m = mark_arena(t);
+    ag_node *n = node_new(t, NULL, 0, 0);
+    if (!n) {
+        ag__fail(t, AG_ERR_NOMEM, "%s: tape arena is full (%zu bytes in use)", what,
+                 ag_tape_mem_used(t));
+        return NULL;
+    }
+    ag_status st = ag_node_set_shape(n, ndim, shape);
+    if (st != AG_OK) {
+        /* ag_node_set_shape names the op; leaves have none, so restate with the function name */
+        char msg[AG_ERRMSG_SIZE];
+        snprintf(msg, sizeof msg, "%s", t->errmsg + (strncmp(t->errmsg, "tensor: ", 8) ? 0 : 8));
+        ag__fail(t, st, "%s: %s", what, msg);
+        rewind_arena(t, m);
+        return NULL;
+    }
+    if (borrow) {
+        n->out.value = borrow;
+        n->out.flags |= AG_BORROWED;
+    } else {
+        n->out.value = ag__arena_alloc(t, n->out.size * sizeof(ag_real));
+        if (!n->out.value) {
+            ag__fail(t, AG_ERR_NOMEM, "%s: tape arena is full (%zu bytes in use)", what,
+                     ag_tape_mem_used(t));
+            rewind_arena(t, m);
+            return NULL;
+        }
+        if (copy)
+            memcpy(n->out.value, copy, n->out.size * sizeof(ag_real));
+        else
+            memset(n->out.value, 0, n->out.size * sizeof(ag_real));
+    }
+    node_link(t, n);
+    return &n->out;
+}
+
+ag_tensor *ag_tensor_new(ag_tape *t, int ndim, const size_t *shape) {
+    return leaf_new(t, "tensor_new", ndim, shape, NULL, NULL);
+}
+
+ag_tensor *ag_tensor_from(ag_tape *t, int ndim, const size_t *shape, const ag_real *data) {
+    if (t && !data) {
+        ag__fail(t, AG_ERR_ARG, "tensor_from: data is NULL");
+        return NULL;
+    }
+    return leaf_new(t, "tensor_from", ndim, shape, data, NULL);
+}
+
+ag_tensor *ag_tensor_wrap(ag_tape *t, int ndim, const size_t *shape, ag_real *data) {
+    if (t && !data) {
+        ag__fail(t, AG_ERR_ARG, "tensor_wrap: data is NULL");
+        return NULL;
+    }
+    return leaf_new(t, "tensor_wrap", ndim, shape, NULL, data);
+}
+
+ag_tensor *ag_scalar(ag_tape *t, ag_real v) { return leaf_new(t, "tensor_from", 0, NULL, &v, NULL); }
+
+ag_status ag_requires_grad(ag_tensor *x) {
+    if (!x) return AG_ERR_ARG;
+    if (x->flags & AG_PARAM) return AG_OK;
+    ag_tape *t = x->tape;
+    if (ag__node_of(x)->op)
+        return ag__fail(t, AG_ERR_ARG, "requires_grad: only leaves can be marked (this is a %s result)",
+                        ag__node_of(x)->op->name);
+    if (x->gen != t->gen)
+        return ag__fail(t, AG_ERR_STATE, "requires_grad: tensor was recorded before the last ag_tape_reset");
+    x->flags |= AG_REQUIRES_GRAD;
+    return AG_OK;
+}
+
+/* ---------------------------------------------------------------- backward */
+
+static ag_status grad_buffer(ag_tape *t, ag_tensor *x) {
+    if (x->grad) return AG_OK;
+    x->grad = ag__arena_alloc(t, x->size * sizeof(ag_real));
+    if (!x->grad)
+        return ag__fail(t, AG_ERR_NOMEM, "backward: tape arena is full (%zu bytes in use)",
+                        ag_tape_mem_used(t));
+    memset(x->grad, 0, x->size * sizeof(ag_real));
+    return AG_OK;
+}
+
+static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed, const char *who) {
+    if (!t) return AG_ERR_ARG;
+    if (!loss) {
+        if (t->status != AG_OK) return t->status;
+        return ag__fail(t, AG_ERR_ARG, "%s: loss is NULL", who);
+    }
+    if (loss->flags & AG_PARAM)
+        return ag__fail(t, AG_ERR_ARG, "%s: loss is a parameter, not a result recorded on the tape", who);
+    if (loss->tape != t) return ag__fail(t, AG_ERR_ARG, "%s: loss belongs to another tape", who);
+    if (loss->gen != t->gen || t->n_nodes == 0)
+        return ag__fail(t, AG_ERR_STATE, "%s: loss was recorded before the last ag_tape_reset", who);
+    if (t->backward_done)
+        return ag__fail(t, AG_ERR_STATE,
+                        "%s: already ran since the last ag_tape_reset (reset and record the step again)",
+                        who);
+    char s[96];
+    if (!seed && loss->size != 1)
+        return ag__fail(t, AG_ERR_SHAPE, "%s: loss is %s, not a scalar; give a seed with ag_backward_seed",
+                        who, ag_shape_str(loss, s, sizeof s));
+    if (!(loss->flags & AG_REQUIRES_GRAD))
+        return ag__fail(t, AG_ERR_STATE,
+                        "%s: loss does not depend on anything that requires a gradient "
+                        "(parameters, or leaves marked with ag_requires_grad; no-grad mode records none)",
+                        who);
+    ag_status st = grad_buffer(t, loss);
+    if (st != AG_OK) return st;
+    for (size_t i = 0; i < loss->size; i++) loss->grad[i] += seed ? seed[i] : (ag_real)1;
+    t->backward_done = 1;
+
+    /* Reverse creation order is reverse topological order: when we reach a node, every node that
+     * consumed its output has already added its contribution to out.grad. */
+    for (ag_node *n = ag__node_of(loss); n; n = n->prev) {
+        if (!n->op || !n->out.grad || !(n->out.flags & AG_REQUIRES_GRAD)) continue;
+        for (int i = 0; i < n->n_in; i++) {
+            ag_tensor *x = n->in[i];
+            if (x->flags & AG_REQUIRES_GRAD) {
+                st = grad_buffer(t, x);
+                if (st != AG_OK) return st;
+            }
+        }
+        st = n->op->backward(n);
+        if (st != AG_OK) {
+            if (t->status == AG_OK) ag_node_fail(n, st, "backward failed with status %d", (int)st);
+            return st;
+        }
+    }
+    return AG_OK;
+}
+
+ag_status ag_backward(ag_tape *t, ag_tensor *loss) { return backward_impl(t, loss, NULL, "backward"); }
+
+ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed) {
+    if (t && !seed) return ag__fail(t, AG_ERR_ARG, "backward_seed: seed is NULL");
+    return backward_impl(t, out, seed, "backward_seed");
+}
+
+/* ---------------------------------------------------------------- dump */
+
+void ag_tape_dump(const ag_tape *t, FILE *f) {
+    if (!t || !f) return;
+    /* the list runs backwards, so print newest first with creation indices */
+    size_t idx = t->n_nodes;
+    for (const ag_node *n = t->last; n; n = n->prev) {
+        char s[96];
+        fprintf(f, "%4zu %-16s %-14s%s", --idx, n->op ? n->op->name : "leaf",
+                ag_shape_str(&n->out, s, sizeof s), (n->out.flags & AG_REQUIRES_GRAD) ? " grad" : "");
+        for (int i = 0; i < n->n_in; i++) {
+            const ag_tensor *x = n->in[i];
+            fprintf(f, " %s%s", i ? "" : "<- ", x->name ? x->name : ag_shape_str(x, s, sizeof s));
+        }
+        fputc('\n', f);
+    }
+}

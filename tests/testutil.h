@@ -1,0 +1,41 @@
+/*
+ * testutil.h - shared by the Check suites: a main() per suite, tolerances, comparison helpers
+ * that print the worst pairs on failure (llm.c's check_tensor), and an allocation counter.
+ */
+#ifndef AG_TESTUTIL_H
+#define AG_TESTUTIL_H
+
+#include <check.h>
+#include <stddef.h>
+
+#include "ag.h"
+
+/* Tolerances by scalar type: the double build is held to near machine precision. */
+#ifdef AG_DOUBLE
+#define AG_TEST_GRAD_TOL 1e-6   /* gradcheck relative error */
+#define AG_TEST_EXACT_TOL 1e-12 /* tape vs hand-derived reference */
+#else
+#define AG_TEST_GRAD_TOL 2e-2
+#define AG_TEST_EXACT_TOL 1e-5
+#endif
+
+/* Largest |a[i] - b[i]|; prints the first few mismatches beyond tol with label. */
+double ag_test_max_abs_diff(const char *label, const ag_real *a, const double *b, size_t n, double tol);
+
+/* Allocation counting through ag_set_allocator: wraps libc, optionally fails the n-th call. */
+void ag_test_alloc_install(void);   /* start counting (and stop failing) */
+void ag_test_alloc_uninstall(void); /* back to libc */
+size_t ag_test_alloc_count(void);   /* malloc + realloc calls since install */
+size_t ag_test_alloc_live(void);    /* blocks allocated and not yet freed */
+void ag_test_alloc_fail_at(size_t n); /* the n-th call from now fails (1-based); 0 = never */
+int ag_test_alloc_failed(void);     /* did a forced failure happen since fail_at? */
+
+/* True when running under valgrind or with AG_TEST_QUICK set: suites shrink their sweeps. */
+int ag_test_quick(void);
+
+/* Run one suite: exit status for ctest. */
+int ag_test_run(Suite *s);
+#define AG_TEST_MAIN(suite_fn) \
+    int main(void) { return ag_test_run(suite_fn()); }
+
+#endif
