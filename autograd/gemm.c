@@ -1,0 +1,289 @@
+/* gemm.c - ag_gemm: packed, cache-blocked matrix product C = alpha op(A) op(B) + beta C (row-major).
+ *
+ * Loop nest (Goto/BLIS style, mirrored for row-major C so SIMD vectors run along a row of C):
+ *   jc over n by NC      B block  kc x nc  packed once, stays in L2
+ *     pc over k by KC    (the k-blocking depends on k only, so the summation order never changes)
+ *       ic over m by MC  A block  mc x kc  packed
+ *         ir by MR       A micro-panel MR x kc stays in L1
+ *           jr by NR     B micro-panel kc x NR streams from L2 -> micro-kernel on an MR x NR tile of C
+ * Threads split C into disjoint row or column strips (whole tiles), each runs this nest on its strip with
+ * its own packing buffers, so every C element sees the same operations for any thread count.
+ * Micro-kernels live in gemm_x86.c; this file has the portable one, the packing and the dispatch. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+/* ---- portable micro-kernel: plain C, the compiler vectorises the NR loop ---- */
+#define P_MR 4
+#define P_NR 8
+
+static void ukr_portable(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc,
+                         int mr, int nr, ag_real alpha, ag_real beta)
+{
+    ag_real acc[P_MR][P_NR] = {{0}};
+    for (size_t p = 0; p < kc; p++) {
+        for (int i = 0; i < P_MR; i++)
+            for (int j = 0; j < P_NR; j++) acc[i][j] += a[i] * b[j];
+        a += P_MR;
+        b += P_NR;
+    }
+    for (int i = 0; i < mr; i++) {
+        ag_real *ci = c + (size_t)i * ldc;
+        if (beta == 0)
+            for (int j = 0; j < nr; j++) ci[j] = alpha * acc[i][j];
+        else
+            for (int j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
+    }
+}
+
+const ag__gemm_kernel ag__gemm_portable = {
+    .name = "portable", .mr = P_MR, .nr = P_NR, .mc = 128, .kc = 256, .nc = 1024,
+    .ukr = ukr_portable, .pack_b = NULL,
+};
+
+/* ---- packing ---- */
+
+/* A block: rows [i0, i0+mc) of op(A), k range [p0, p0+kc), into MR-row micro-panels (zero-padded). */
+static void pack_a(int mr_tile, int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc,
+                   size_t p0, size_t kc, ag_real *dst)
+{
+    const size_t MR = (size_t)mr_tile;
+    for (size_t r0 = 0; r0 < mc; r0 += MR, dst += MR * kc) {
+        size_t mr = mc - r0 < MR ? mc - r0 : MR;
+        if (trans_a) {   /* A is k x m: the MR values of one k step are contiguous */
+            const ag_real *src = a + p0 * lda + i0 + r0;
+            for (size_t p = 0; p < kc; p++, src += lda) {
+                ag_real *d = dst + p * MR;
+                for (size_t r = 0; r < mr; r++) d[r] = src[r];
+                for (size_t r = mr; r < MR; r++) d[r] = 0;
+            }
+        } else {         /* A is m x k: walk MR rows side by side */
+            for (size_t r = 0; r < mr; r++) {
+                const ag_real *src = a + (i0 + r0 + r) * lda + p0;
+                for (size_t p = 0; p < kc; p++) dst[p * MR + r] = src[p];
+            }
+            for (size_t r = mr; r < MR; r++)
+                for (size_t p = 0; p < kc; p++) dst[p * MR + r] = 0;
+        }
+    }
+}
+
+void ag__pack_b_generic(int nr_tile, int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc,
+                        size_t j0, size_t nc, ag_real *dst)
+{
+    const size_t NR = (size_t)nr_tile;
+    for (size_t c0 = 0; c0 < nc; c0 += NR, dst += NR * kc) {
+        size_t nr = nc - c0 < NR ? nc - c0 : NR;
+        if (!trans_b) {  /* B is k x n: one k step of the panel is a contiguous piece of a row */
+            const ag_real *src = b + p0 * ldb + j0 + c0;
+            for (size_t p = 0; p < kc; p++, src += ldb) {
+                ag_real *d = dst + p * NR;
+                memcpy(d, src, nr * sizeof *d);
+                for (size_t j = nr; j < NR; j++) d[j] = 0;
+            }
+        } else {         /* B is n x k: transpose NR rows */
+            for (size_t j = 0; j < nr; j++) {
+                const ag_real *src = b + (j0 + c0 + j) * ldb + p0;
+                for (size_t p = 0; p < kc; p++) dst[p * NR + j] = src[p];
+            }
+            for (size_t j = nr; j < NR; j++)
+                for (size_t p = 0; p < kc; p++) dst[p * NR + j] = 0;
+        }
+    }
+}
+
+/* ---- dispatch ---- */
+
+static const ag__gemm_kernel *g_kernel;   /* path in use */
+static pthread_once_t g_kernel_once = PTHREAD_ONCE_INIT;
+
+#if defined(__x86_64__) || defined(__i386__)
+static int cpu_avx512(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("fma");
+}
+static int cpu_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+/* Best path the CPU runs, capped by `name` if given ("avx2" never picks avx512). */
+static const ag__gemm_kernel *pick(const char *name, int *honoured)
+{
+    const ag__gemm_kernel *k = &ag__gemm_portable;
+    int want = 2;   /* 0 portable, 1 avx2, 2 avx512 */
+    if (name && strcmp(name, "portable") == 0) want = 0;
+    else if (name && strcmp(name, "avx2") == 0) want = 1;
+    int got = 0;
+#if defined(__x86_64__) || defined(__i386__)
+    if (want >= 2 && cpu_avx512()) { k = &ag__gemm_avx512; got = 2; }
+    else if (want >= 1 && cpu_avx2()) { k = &ag__gemm_avx2; got = 1; }
+#endif
+    if (honoured)
+        *honoured = name && strcmp(k->name, name) == 0 && got == want;
+    return k;
+}
+
+static void kernel_init(void)
+{
+    const char *env = getenv("AG_KERNEL");
+    g_kernel = pick(env && *env ? env : NULL, NULL);
+}
+
+static const ag__gemm_kernel *kernel(void)
+{
+    pthread_once(&g_kernel_once, kernel_init);
+    return g_kernel;
+}
+
+int ag__kernel_force(const char *name)
+{
+    int ok = 0;
+    kernel();   /* run the one-time init first so it cannot overwrite the choice later */
+    if (!name) {
+        kernel_init();
+        return 0;
+    }
+    g_kernel = pick(name, &ok);
+    return ok ? 0 : -1;
+}
+
+const char *ag_kernel_name(void) { return kernel()->name; }
+
+/* ---- driver ---- */
+
+typedef struct {
+    const ag__gemm_kernel *kr;
+    int ta, tb;
+    size_t m, n, k;
+    ag_real alpha, beta;
+    const ag_real *a, *b;
+    size_t lda, ldb, ldc;
+    ag_real *c;
+    size_t kc;       /* k block, a function of k only */
+    size_t mc, nc;   /* m and n blocks */
+    int split_n;     /* tasks are column strips (else row strips) */
+    size_t strip;    /* strip width in rows or columns, a multiple of the tile */
+} gemm_job;
+
+static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
+
+/* Even blocks no larger than `max`, rounded up to `mult`: avoids a thin last block (784 -> 392+392). */
+static size_t balanced_block(size_t len, size_t max, size_t mult)
+{
+    if (len <= max) return round_up(len, mult);
+    return round_up(ceil_div(len, ceil_div(len, max)), mult);
+}
+
+static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_t j1, ag_real *abuf,
+                       ag_real *bbuf)
+{
+    const ag__gemm_kernel *kr = J->kr;
+    const size_t MR = (size_t)kr->mr, NR = (size_t)kr->nr;
+    for (size_t jc = j0; jc < j1; jc += J->nc) {
+        size_t nc = j1 - jc < J->nc ? j1 - jc : J->nc;
+        for (size_t pc = 0; pc < J->k; pc += J->kc) {
+            size_t kc = J->k - pc < J->kc ? J->k - pc : J->kc;
+            ag_real beta = pc == 0 ? J->beta : (ag_real)1;
+            if (kr->pack_b) kr->pack_b(J->tb, J->b, J->ldb, pc, kc, jc, nc, bbuf);
+            else ag__pack_b_generic(kr->nr, J->tb, J->b, J->ldb, pc, kc, jc, nc, bbuf);
+            for (size_t ic = i0; ic < i1; ic += J->mc) {
+                size_t mc = i1 - ic < J->mc ? i1 - ic : J->mc;
+                pack_a(kr->mr, J->ta, J->a, J->lda, ic, mc, pc, kc, abuf);
+                for (size_t ir = 0; ir < mc; ir += MR) {
+                    int mr = (int)(mc - ir < MR ? mc - ir : MR);
+                    const ag_real *ap = abuf + ir * kc;
+                    ag_real *crow = J->c + (ic + ir) * J->ldc + jc;
+                    for (size_t jr = 0; jr < nc; jr += NR) {
+                        int nr = (int)(nc - jr < NR ? nc - jr : NR);
+                        kr->ukr(kc, ap, bbuf + jr * kc, crow + jr, J->ldc, mr, nr, J->alpha, beta);
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void gemm_task(void *ctx, size_t task, int thread)
+{
+    const gemm_job *J = ctx;
+    ag_real *abuf = ag__thread_scratch(thread, 0, 0);   /* sized by ag_gemm before the job started */
+    ag_real *bbuf = ag__thread_scratch(thread, 1, 0);
+    size_t lo = task * J->strip;
+    if (J->split_n)
+        gemm_strip(J, 0, J->m, lo, lo + J->strip < J->n ? lo + J->strip : J->n, abuf, bbuf);
+    else
+        gemm_strip(J, lo, lo + J->strip < J->m ? lo + J->strip : J->m, 0, J->n, abuf, bbuf);
+}
+
+/* C = beta C for the degenerate cases (k == 0 or alpha == 0); beta == 0 writes zeros without reading. */
+static void scale_c(size_t m, size_t n, ag_real beta, ag_real *c, size_t ldc)
+{
+    for (size_t i = 0; i < m; i++) {
+        ag_real *ci = c + i * ldc;
+        if (beta == 0) for (size_t j = 0; j < n; j++) ci[j] = 0;
+        else if (beta != 1) for (size_t j = 0; j < n; j++) ci[j] *= beta;
+    }
+}
+
+ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
+                  const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
+                  ag_real beta, ag_real *c, size_t ldc)
+{
+    if (m == 0 || n == 0) return AG_OK;
+    if (!c || ldc < n) return AG_ERR_ARG;
+    if (k > 0) {
+        if (!a || !b) return AG_ERR_ARG;
+        if (lda < (trans_a ? m : k) || ldb < (trans_b ? k : n)) return AG_ERR_ARG;
+    }
+    if (k == 0 || alpha == 0) {
+        scale_c(m, n, beta, c, ldc);
+        return AG_OK;
+    }
+
+    gemm_job J = {
+        .kr = kernel(), .ta = trans_a != 0, .tb = trans_b != 0, .m = m, .n = n, .k = k,
+        .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda, .ldb = ldb, .ldc = ldc, .c = c,
+    };
+    const size_t MR = (size_t)J.kr->mr, NR = (size_t)J.kr->nr;
+    J.kc = balanced_block(k, J.kr->kc, 1);
+    J.mc = balanced_block(m, J.kr->mc, MR);
+    J.nc = balanced_block(n, J.kr->nc, NR);
+
+    /* Strips: split the larger side into whole tiles, never below ~1.5 Mflop of work per strip. */
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    size_t tasks = 1;
+    int threads = ag_get_threads();
+    if (threads > 1 && flops >= AG__GEMM_PAR_FLOPS) {
+        tasks = (size_t)threads;
+        size_t by_work = (size_t)(flops / (AG__GEMM_PAR_FLOPS / 2));
+        if (tasks > by_work) tasks = by_work;
+        if (tasks < 1) tasks = 1;
+    }
+    J.split_n = n >= m;
+    size_t len = J.split_n ? n : m, tile = J.split_n ? NR : MR;
+    size_t tiles = ceil_div(len, tile);
+    if (tasks > tiles) tasks = tiles;
+    J.strip = ceil_div(tiles, tasks) * tile;
+    tasks = ceil_div(len, J.strip);
+    if (J.split_n && J.nc > J.strip) J.nc = J.strip;
+    if (!J.split_n && J.mc > J.strip) J.mc = J.strip;
+
+    /* Allocate every buffer before touching C, so a failure leaves C unchanged. */
+    size_t abytes = J.mc * J.kc * sizeof(ag_real), bbytes = J.nc * J.kc * sizeof(ag_real);
+    int base, used = ag__parallel_plan(tasks, &base);
+    for (int t = base; t < base + used; t++)
+        if (!ag__thread_scratch(t, 0, abytes) || !ag__thread_scratch(t, 1, bbytes)) return AG_ERR_NOMEM;
+
+    if (tasks == 1) gemm_task(&J, 0, base);
+    else ag__parallel_for(tasks, gemm_task, &J);
+    return AG_OK;
+}

@@ -1,0 +1,72 @@
+/* kernels.h - internal interface of the compute kernels: the GEMM micro-kernel table, the thread pool,
+ * per-thread scratch buffers and test hooks. Public entry points (ag_gemm, ag_set_threads, ...) are in ag.h.
+ * Read gemm.c (blocking driver) next, then gemm_x86.c (SIMD micro-kernels), then threads.c. */
+#ifndef AG_KERNELS_H
+#define AG_KERNELS_H
+
+#include <stddef.h>
+
+#include "internal.h"   /* ag.h, allocator hooks */
+
+/* ---- thread pool (threads.c) ----
+ * One process-wide pool of pthreads. The caller of ag__parallel_for always works too (as thread `base`),
+ * workers sleep on a condition variable between jobs. Calls from inside a task run serially on the calling
+ * worker, so nesting is safe. Like the tape, the pool and its scratch buffers are meant to be driven from
+ * one user thread at a time. */
+typedef void (*ag__task_fn)(void *ctx, size_t task, int thread);
+
+#define AG__MAX_THREADS 64
+
+/* Runs fn(ctx, t, thread) for every t in [0, n_tasks) and returns when all are done. `thread` is a slot
+ * index in [base, base + used) as reported by ag__parallel_plan, stable for the duration of the task. */
+void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx);
+
+/* How many threads ag__parallel_for(n_tasks, ...) would use from this caller, and the first slot index. */
+int ag__parallel_plan(size_t n_tasks, int *base);
+
+/* Grow-only scratch buffer `slot` (0 .. AG__SCRATCH_SLOTS-1) owned by pool slot `thread`, 64-byte aligned.
+ * Returns NULL if it had to grow and could not (the old buffer is kept). Freed by ag__threads_shutdown. */
+#define AG__SCRATCH_SLOTS 2
+void *ag__thread_scratch(int thread, int slot, size_t bytes);
+
+/* Joins the workers and frees every scratch buffer. The pool restarts lazily on the next parallel call. */
+void ag__threads_shutdown(void);
+
+/* ---- GEMM kernels (gemm.c, gemm_x86.c) ----
+ * Packed layouts: an A micro-panel is kc steps of MR values (rows of op(A)), a B micro-panel is kc steps of
+ * NR values (columns of op(B)); both are zero-padded to MR/NR. */
+
+/* C[mr x nr] = alpha * Apanel * Bpanel + beta * C, with mr <= MR and nr <= NR; beta == 0 does not read C. */
+typedef void (*ag__ukr_fn)(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc,
+                           int mr, int nr, ag_real alpha, ag_real beta);
+
+/* Packs op(B)[p0 .. p0+kc) x [j0 .. j0+nc) into ceil(nc/NR) micro-panels at dst. */
+typedef void (*ag__packb_fn)(int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc,
+                             size_t j0, size_t nc, ag_real *dst);
+
+typedef struct ag__gemm_kernel {
+    const char *name;     /* "avx512", "avx2", "portable" */
+    int mr, nr;           /* register tile */
+    size_t mc, kc, nc;    /* cache blocks: A block mc x kc, B block kc x nc (L2) */
+    ag__ukr_fn ukr;
+    ag__packb_fn pack_b;  /* NULL: generic C packing */
+} ag__gemm_kernel;
+
+extern const ag__gemm_kernel ag__gemm_portable;
+#if defined(__x86_64__) || defined(__i386__)
+extern const ag__gemm_kernel ag__gemm_avx2, ag__gemm_avx512;
+#endif
+
+/* Forces a kernel path by name ("portable", "avx2", "avx512"); NULL restores the automatic choice
+ * (which honours env AG_KERNEL). Returns 0 if the requested path is now in use, -1 if the CPU cannot run it
+ * or the name is unknown (the best available path is used instead). */
+int ag__kernel_force(const char *name);
+
+/* Generic packing used when a kernel has no specialised packer (exposed for the SIMD files). */
+void ag__pack_b_generic(int nr, int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc,
+                        size_t j0, size_t nc, ag_real *dst);
+
+/* Products below this many flops (2mnk) stay on one thread: waking a worker costs ~10-30 us. */
+#define AG__GEMM_PAR_FLOPS 3000000.0
+
+#endif

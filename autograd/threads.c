@@ -1,0 +1,199 @@
+/* threads.c - the pthread pool behind ag__parallel_for, and per-thread scratch buffers.
+ * Workers are started lazily on the first parallel job and sleep on a condition variable between jobs.
+ * Tasks are handed out through an atomic counter; results never depend on which thread runs a task,
+ * because callers give each task its own disjoint output. See kernels.h for the contract. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "kernels.h"
+
+typedef struct {
+    void *raw;   /* what ag__malloc returned */
+    void *p;     /* raw rounded up to 64 bytes */
+    size_t cap;
+} scratch;
+
+static struct {
+    pthread_mutex_t mu;        /* guards everything below except `next` */
+    pthread_mutex_t call_mu;   /* serialises top-level parallel calls from different user threads */
+    pthread_cond_t wake, done;
+    pthread_t tid[AG__MAX_THREADS];
+    int n_workers;             /* started workers (slots 1..n_workers) */
+    int requested;             /* ag_set_threads value, 0 = online cores */
+    int quit;
+    unsigned long gen;         /* bumped for each job */
+    ag__task_fn fn;
+    void *ctx;
+    size_t n_tasks;
+    atomic_size_t next;
+    int job_threads;           /* slots 0 .. job_threads-1 take part */
+    int active;                /* workers still running the current job */
+} pool = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .call_mu = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .done = PTHREAD_COND_INITIALIZER,
+};
+
+static scratch scr[AG__MAX_THREADS][AG__SCRATCH_SLOTS];
+
+/* Job generation each worker was created at: it is created under mu just before gen++, so reading
+ * pool.gen itself later would skip the job it was started for. */
+static unsigned long start_gen[AG__MAX_THREADS];
+
+/* Pool slot of the calling thread while it runs a task, -1 otherwise (detects nested calls). */
+static _Thread_local int tls_slot = -1;
+
+static int online_cores(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1) return 1;
+    return n > AG__MAX_THREADS ? AG__MAX_THREADS : (int)n;
+}
+
+ag_status ag_set_threads(int n)
+{
+    if (n < 0) return AG_ERR_ARG;
+    if (n > AG__MAX_THREADS) n = AG__MAX_THREADS;
+    pthread_mutex_lock(&pool.call_mu);
+    pthread_mutex_lock(&pool.mu);
+    pool.requested = n;
+    pthread_mutex_unlock(&pool.mu);
+    pthread_mutex_unlock(&pool.call_mu);
+    return AG_OK;
+}
+
+int ag_get_threads(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    int n = pool.requested;
+    pthread_mutex_unlock(&pool.mu);
+    return n > 0 ? n : online_cores();
+}
+
+static void run_tasks(int slot)
+{
+    size_t t;
+    while ((t = atomic_fetch_add_explicit(&pool.next, 1, memory_order_relaxed)) < pool.n_tasks)
+        pool.fn(pool.ctx, t, slot);
+}
+
+static void *worker_main(void *arg)
+{
+    int slot = (int)(intptr_t)arg;
+    tls_slot = slot;
+    pthread_mutex_lock(&pool.mu);
+    unsigned long seen = start_gen[slot];
+    for (;;) {
+        while (!pool.quit && pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
+        if (pool.quit) break;
+        seen = pool.gen;
+        if (slot >= pool.job_threads) continue;   /* not needed this time: back to sleep */
+        pthread_mutex_unlock(&pool.mu);
+        run_tasks(slot);
+        pthread_mutex_lock(&pool.mu);
+        if (--pool.active == 0) pthread_cond_signal(&pool.done);
+    }
+    pthread_mutex_unlock(&pool.mu);
+    return NULL;
+}
+
+/* Starts workers up to want-1 (the caller is slot 0). Returns the number of usable slots. mu held. */
+static int ensure_workers(int want)
+{
+    while (pool.n_workers < want - 1) {
+        int slot = pool.n_workers + 1;
+        start_gen[slot] = pool.gen;
+        if (pthread_create(&pool.tid[slot], NULL, worker_main, (void *)(intptr_t)slot) != 0) break;
+        pool.n_workers++;
+    }
+    return want < pool.n_workers + 1 ? want : pool.n_workers + 1;
+}
+
+int ag__parallel_plan(size_t n_tasks, int *base)
+{
+    if (tls_slot >= 0) {   /* nested: serial on this worker's slot */
+        if (base) *base = tls_slot;
+        return 1;
+    }
+    if (base) *base = 0;
+    int nt = ag_get_threads();
+    if (n_tasks < (size_t)nt) nt = n_tasks ? (int)n_tasks : 1;
+    return nt;
+}
+
+void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx)
+{
+    if (n_tasks == 0) return;
+    int base, nt = ag__parallel_plan(n_tasks, &base);
+    if (nt <= 1) {
+        int saved = tls_slot;
+        tls_slot = base;
+        for (size_t t = 0; t < n_tasks; t++) fn(ctx, t, base);
+        tls_slot = saved;
+        return;
+    }
+    pthread_mutex_lock(&pool.call_mu);
+    pthread_mutex_lock(&pool.mu);
+    nt = ensure_workers(nt);
+    pool.fn = fn;
+    pool.ctx = ctx;
+    pool.n_tasks = n_tasks;
+    atomic_store_explicit(&pool.next, 0, memory_order_relaxed);
+    pool.job_threads = nt;
+    pool.active = nt - 1;
+    pool.gen++;
+    if (nt > 1) pthread_cond_broadcast(&pool.wake);
+    pthread_mutex_unlock(&pool.mu);
+
+    tls_slot = 0;
+    run_tasks(0);
+    tls_slot = -1;
+
+    pthread_mutex_lock(&pool.mu);
+    while (pool.active > 0) pthread_cond_wait(&pool.done, &pool.mu);
+    pthread_mutex_unlock(&pool.mu);
+    pthread_mutex_unlock(&pool.call_mu);
+}
+
+void *ag__thread_scratch(int thread, int slot, size_t bytes)
+{
+    if (thread < 0 || thread >= AG__MAX_THREADS || slot < 0 || slot >= AG__SCRATCH_SLOTS) return NULL;
+    scratch *s = &scr[thread][slot];
+    if (bytes <= s->cap) return s->p;
+    /* free first: the contents need not survive, and peak memory stays lower */
+    ag__free(s->raw);
+    s->raw = s->p = NULL;
+    s->cap = 0;
+    if (bytes > SIZE_MAX - 64) return NULL;
+    void *raw = ag__malloc(bytes + 64);
+    if (!raw) return NULL;
+    s->raw = raw;
+    s->p = (void *)(((uintptr_t)raw + 63) & ~(uintptr_t)63);
+    s->cap = bytes;
+    return s->p;
+}
+
+void ag__threads_shutdown(void)
+{
+    pthread_mutex_lock(&pool.call_mu);
+    pthread_mutex_lock(&pool.mu);
+    pool.quit = 1;
+    pthread_cond_broadcast(&pool.wake);
+    int n = pool.n_workers;
+    pthread_mutex_unlock(&pool.mu);
+    for (int i = 1; i <= n; i++) pthread_join(pool.tid[i], NULL);
+    pthread_mutex_lock(&pool.mu);
+    pool.n_workers = 0;
+    pool.quit = 0;
+    pthread_mutex_unlock(&pool.mu);
+    for (int t = 0; t < AG__MAX_THREADS; t++)
+        for (int s = 0; s < AG__SCRATCH_SLOTS; s++) {
+            ag__free(scr[t][s].raw);
+            scr[t][s] = (scratch){0};
+        }
+    pthread_mutex_unlock(&pool.call_mu);
+}
