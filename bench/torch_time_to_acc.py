@@ -1,0 +1,140 @@
+#!/usr/bin/python3
+"""PyTorch twin of tapegrad's time-to-88% benchmark (issue 6).
+
+Trains the `modern` preset (784-512-256-10 ReLU, cross-entropy, SGD momentum
+0.9, lr 0.05, He init, zero biases; see torch_train.py) on Fashion-MNIST with
+1 thread and batch 128 until the accuracy on the full 10k test set reaches the
+target (0.88). The test set is evaluated after every epoch and, with
+--eval-every N, also every N steps. Wall clock counts from process start and
+therefore includes importing torch and loading the data.
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
+        OMP_NUM_THREADS=1 /usr/bin/python3 bench/torch_time_to_acc.py
+
+Prints exactly one line on stdout:
+
+    torch_time_to_acc target=0.88 seconds=<wall from process start> epochs=<e> \
+        train_seconds=<...>
+
+seconds: from the first line of this script (time.time(), taken before any
+import) to the evaluation that reached the target. epochs: epochs run, counting
+a partial epoch as a fraction when --eval-every stops it early. train_seconds:
+time spent in training steps and evaluations only (no imports, no data
+loading). stderr ("# " lines) also gives the time since exec() from
+/proc/self/stat, which adds the interpreter's own start-up (10 ms resolution).
+Exits 77 with "skipped: ..." when torch, numpy or the data set is absent, and
+1 when the target is not reached within --max-epochs.
+"""
+
+# Taken before importing anything, torch included, so that `seconds` covers the
+# whole process as the C side's wall clock does.
+import time
+T_START = time.time()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import torch_train as tt  # noqa: E402  (same directory; numpy/torch are imported lazily)
+
+
+def seconds_since_exec():
+    """Time since the kernel started this process: /proc/uptime minus field 22
+    (starttime, clock ticks since boot) of /proc/self/stat; 10 ms resolution."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 overall; fields[0] is field 3
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--target", type=float, default=0.88)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--momentum", type=float, default=0.9)
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="also evaluate every N steps (0: only after each epoch)")
+    ap.add_argument("--max-epochs", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tune-malloc", action="store_true",
+                    help="as in torch_train.py")
+    ap.add_argument("--data-dir", default=tt.DEFAULT_DATA_DIR)
+    args = ap.parse_args()
+
+    tt.check_env(args.threads)
+    if args.tune_malloc:
+        tt.tune_malloc()
+    torch = tt.import_torch()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    t_import = time.time()
+
+    x_u8, y = tt.load_split(args.data_dir, "train")
+    xt_u8, yt = tt.load_split(args.data_dir, "test")
+    n = x_u8.shape[0]
+    model, layers = tt.build_net(torch, "modern", args.seed)
+    _, step = tt.make_step(torch, "modern", model, layers, args.lr, 0.0, args.momentum, "loss")
+    gen = torch.Generator().manual_seed(args.seed)
+    t_data = time.time()
+    tt.note("torch %s, num_threads %d, BLAS: %s" % (torch.__version__, torch.get_num_threads(),
+                                                   tt.blas_info()))
+    tt.note("import %.2f s, data + net %.2f s" % (t_import - T_START, t_data - t_import))
+
+    def test_accuracy():
+        correct = 0
+        with torch.no_grad():
+            for s in range(0, xt_u8.shape[0], 2000):
+                logits = model(xt_u8[s:s + 2000].float().div_(255.0))
+                correct += (logits.argmax(1) == yt[s:s + 2000]).sum().item()
+        return correct / xt_u8.shape[0]
+
+    nbatches = n // args.batch  # the last incomplete batch of each epoch is dropped
+    train_seconds = 0.0
+    steps = 0
+    reached = None
+    acc = 0.0
+    for epoch in range(args.max_epochs):
+        t0 = time.time()
+        perm = torch.randperm(n, generator=gen)
+        for i in range(nbatches):
+            idx = perm[i * args.batch:(i + 1) * args.batch]
+            step(x_u8.index_select(0, idx), y.index_select(0, idx))
+            steps += 1
+            if args.eval_every and steps % args.eval_every == 0 and i + 1 < nbatches:
+                acc = test_accuracy()
+                if acc >= args.target:
+                    reached = epoch + (i + 1) / nbatches
+                    break
+        if reached is None:
+            acc = test_accuracy()
+            if acc >= args.target:
+                reached = epoch + 1
+        t1 = time.time()
+        train_seconds += t1 - t0
+        tt.note("epoch %d: test accuracy %.4f, %.2f s, %.2f s since start"
+                % (epoch + 1, acc, t1 - t0, t1 - T_START))
+        if reached is not None:
+            break
+
+    t_end = time.time()
+    if reached is None:
+        print("error: test accuracy %.4f < %.2f after %d epochs"
+              % (acc, args.target, args.max_epochs), file=sys.stderr)
+        return 1
+    tt.note("accuracy %.4f after %d steps; %.2f s since exec() (/proc/self/stat)"
+            % (acc, steps, seconds_since_exec()))
+    epochs = ("%d" % reached) if reached == int(reached) else ("%.3f" % reached)
+    print("torch_time_to_acc target=%g seconds=%.2f epochs=%s train_seconds=%.2f"
+          % (args.target, t_end - T_START, epochs, train_seconds))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
