@@ -162,6 +162,13 @@ void ag_tape_clear_error(ag_tape *t);
  * (outputs do not require grad). Returns the previous setting. */
 int ag_tape_set_grad_enabled(ag_tape *t, int enabled);
 
+/* Numerical fault check (off by default; costs one pass over every result): the first op whose
+ * output, or whose backward's input gradient, holds NaN or Inf fails with AG_ERR_NUMERIC and a
+ * message naming the op, the element, the node and the step. Returns the previous setting. */
+int ag_tape_set_check_numerics(ag_tape *t, int enabled);
+/* Steps recorded: the number of ag_tape_reset calls since ag_tape_new. */
+uint64_t ag_tape_step(const ag_tape *t);
+
 size_t ag_tape_node_count(const ag_tape *t);   /* nodes since the last reset */
 size_t ag_tape_mem_used(const ag_tape *t);     /* arena bytes in use */
 size_t ag_tape_mem_capacity(const ag_tape *t); /* arena bytes held */

@@ -48,6 +48,8 @@ struct ag_tape {
     size_t n_nodes;
     uint32_t gen;           /* bumped by reset */
     int grad_enabled;
+    int check_numerics;
+    uint64_t step;          /* resets since creation */
     int backward_done;
     ag_status status;
     char errmsg[AG_ERRMSG_SIZE];

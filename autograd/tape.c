@@ -187,10 +187,34 @@ void ag_tape_reset(ag_tape *t) {
     t->last = NULL;
     t->n_nodes = 0;
     t->gen++;
+    t->step++;
     if (t->gen == 0) t->gen = 1; /* 0 marks parameters */
     t->backward_done = 0;
     t->status = AG_OK;
     t->errmsg[0] = '\0';
+}
+
+int ag_tape_set_check_numerics(ag_tape *t, int enabled) {
+    if (!t) return 0;
+    int prev = t->check_numerics;
+    t->check_numerics = enabled != 0;
+    return prev;
+}
+
+uint64_t ag_tape_step(const ag_tape *t) { return t ? t->step : 0; }
+
+/* First non-finite element of x, or x->size. x - x is 0 for finite x and NaN otherwise. */
+static size_t first_nonfinite(const ag_real *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (x[i] - x[i] != 0) return i;
+    return n;
+}
+
+static ag_status numeric_fail(ag_node *n, const char *what, const ag_real *x, size_t size) {
+    size_t i = first_nonfinite(x, size);
+    if (i == size) return AG_OK;
+    return ag_node_fail(n, AG_ERR_NUMERIC, "%s %s at element %zu of %zu (step %llu)", what,
+                        x[i] != x[i] ? "NaN" : "Inf", i, size, (unsigned long long)n->out.tape->step);
 }
 
 int ag_tape_set_grad_enabled(ag_tape *t, int enabled) {
@@ -328,6 +352,7 @@ ag_status ag_apply(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in, 
         if (!n->out.value) st = AG_ERR_NOMEM;
     }
     if (st == AG_OK) st = op->forward(n);
+    if (st == AG_OK && t->check_numerics) st = numeric_fail(n, "forward produced", n->out.value, n->out.size);
     if (st != AG_OK) {
         if (t->status == AG_OK) ag_node_fail(n, st, "failed with status %d", (int)st);
         rewind_arena(t, m);
@@ -480,6 +505,11 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
             }
         }
         st = n->op->backward(n);
+        for (int i = 0; st == AG_OK && t->check_numerics && i < n->n_in; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "backward put, in the gradient of input %d,", i);
+            if (n->in[i]->grad) st = numeric_fail(n, what, n->in[i]->grad, n->in[i]->size);
+        }
         if (st != AG_OK) {
             if (t->status == AG_OK) ag_node_fail(n, st, "backward failed with status %d", (int)st);
             return st;

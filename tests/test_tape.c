@@ -275,6 +275,21 @@ START_TEST(rng_is_reproducible) {
 }
 END_TEST
 
+START_TEST(numeric_check_names_op_and_step) {
+    ag_tape *t;
+    ag_tape_new(&t, NULL);
+    ag_tape_reset(t);
+    ag_tape_reset(t);
+    ag_tensor *x = ag_tensor_from(t, 1, (size_t[]){3}, (ag_real[]){1, (ag_real)INFINITY, 2});
+    ck_assert_ptr_nonnull(MUL(t, x, x)); /* off by default */
+    ck_assert_int_eq(ag_tape_set_check_numerics(t, 1), 0);
+    ck_assert_ptr_null(MUL(t, x, x));
+    ck_assert_int_eq(ag_tape_status(t), AG_ERR_NUMERIC);
+    ck_assert_str_eq(ag_tape_errmsg(t), "t_mul: forward produced Inf at element 1 of 3 (step 2)");
+    ag_tape_free(t);
+}
+END_TEST
+
 static Suite *tape_suite(void) {
     Suite *s = suite_create("tape");
     TCase *tc = tcase_create("core");
@@ -289,6 +304,7 @@ static Suite *tape_suite(void) {
     tcase_add_test(tc, no_grad_mode_records_nothing_for_backward);
     tcase_add_test(tc, params_store_is_flat_and_aligned);
     tcase_add_test(tc, rng_is_reproducible);
+    tcase_add_test(tc, numeric_check_names_op_and_step);
     suite_add_tcase(s, tc);
     return s;
 }
