@@ -73,7 +73,7 @@ typedef float ag_real;
 #define AG_MAX_DIMS 4     /* tensors have 0..4 dimensions; 0 is a scalar of one element */
 #define AG_MAX_IN 64      /* most inputs one node can have (variadic ops such as ag_l2) */
 #define AG_VARIADIC (-1)  /* ag_op.n_in for an op taking 1..AG_MAX_IN inputs */
-#define AG_ALIGN 64       /* byte alignment of every tensor buffer (one AVX-512 register) */
+#define AG_ALIGN 64       /* alignment of buffers of >= 64 bytes (one AVX-512 register); smaller: 16 */
 #define AG_ERRMSG_SIZE 256
 
 typedef enum ag_status {
@@ -320,7 +320,7 @@ ag_tensor *ag_call(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in,
 
 /* For op authors. */
 ag_status ag_node_set_shape(ag_node *n, int ndim, const size_t *shape);
-void *ag_node_alloc(ag_node *n, size_t bytes); /* arena memory, AG_ALIGN-aligned, until reset */
+void *ag_node_alloc(ag_node *n, size_t bytes); /* arena memory (aligned as AG_ALIGN says) until reset */
 int ag_node_needs_grad(const ag_node *n);      /* will backward run for this node? */
 /* Record an error "<op name>: <message>" on the node's tape and return st. */
 ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...)

@@ -101,15 +101,21 @@ static size_t capacity(const ag_tape *t) {
     return total;
 }
 
+/* Blocks of AG_ALIGN bytes or more start on an AG_ALIGN boundary (SIMD rows); smaller ones on 16
+ * bytes, so a node of 1-element tensors does not pay three cache lines of padding. */
+static size_t align_for(size_t bytes) { return bytes >= AG_ALIGN ? AG_ALIGN : 16; }
+
 void *ag__arena_alloc(ag_tape *t, size_t bytes) {
-    bytes = (bytes + AG_ALIGN - 1) & ~(size_t)(AG_ALIGN - 1);
-    if (bytes == 0) bytes = AG_ALIGN;
+    if (bytes == 0) bytes = 1;
+    if (bytes > SIZE_MAX / 2) return NULL;
+    size_t align = align_for(bytes);
+    bytes = (bytes + 15) & ~(size_t)15;
     for (ag__chunk *c = t->cur; c; c = c->next) {
-        if (c->size - c->used >= bytes) {
-            void *p = c->base + c->used;
-            c->used += bytes;
+        size_t start = (c->used + align - 1) & ~(align - 1);
+        if (start <= c->size && c->size - start >= bytes) {
+            c->used = start + bytes;
             t->cur = c;
-            return p;
+            return c->base + start;
         }
         if (c->next) c->next->used = 0; /* a later chunk starts empty when we move to it */
     }
