@@ -1,0 +1,318 @@
+/* bench_gemm.c - ag_gemm against OpenBLAS cblas_?gemm in the same process.
+ * Both are timed alternately on the same operands; per shape the median of >= 5 repeats (each repeat long
+ * enough to be timed reliably), both GFLOP/s, the ratio ag/OpenBLAS and the spread ((max-min)/median).
+ * Also a probe of the core's FMA peak and the fraction of it ag_gemm reaches at 1024^3.
+ * Usage: bench_gemm [--quick] [--threads N]   (see bench/run_gemm for the environment to run it in)
+ * Last line: gemm_vs_openblas min_mlp=<ratio> geomean=<ratio> peak_fraction_1024=<fraction> */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ag.h"
+
+#ifdef AG_DOUBLE
+#define BLAS_GEMM cblas_dgemm
+#define BLAS_NAME "cblas_dgemm"
+#else
+#define BLAS_GEMM cblas_sgemm
+#define BLAS_NAME "cblas_sgemm"
+#endif
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ---- FMA peak probe: independent FMA chains on the widest vectors the CPU has ---- */
+#define PROBE_CHAINS 20   /* > latency x ports, so throughput bound */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+__attribute__((target("avx512f"), noinline)) static double probe512(long iters)
+{
+#ifdef AG_DOUBLE
+    __m512d acc[PROBE_CHAINS], x = _mm512_set1_pd(0.999999), y = _mm512_set1_pd(1e-7);
+    for (int i = 0; i < PROBE_CHAINS; i++) acc[i] = _mm512_set1_pd((double)i);
+    for (long it = 0; it < iters; it++)
+        _Pragma("GCC unroll 32") for (int i = 0; i < PROBE_CHAINS; i++) acc[i] = _mm512_fmadd_pd(acc[i], x, y);
+    double s = 0;
+    for (int i = 0; i < PROBE_CHAINS; i++) s += _mm512_reduce_add_pd(acc[i]);
+#else
+    __m512 acc[PROBE_CHAINS], x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < PROBE_CHAINS; i++) acc[i] = _mm512_set1_ps((float)i);
+    for (long it = 0; it < iters; it++)
+        _Pragma("GCC unroll 32") for (int i = 0; i < PROBE_CHAINS; i++) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    double s = 0;
+    for (int i = 0; i < PROBE_CHAINS; i++) s += _mm512_reduce_add_ps(acc[i]);
+#endif
+    return s;
+}
+#define PROBE_AVX2_CHAINS 12   /* 16 ymm registers */
+__attribute__((target("avx2,fma"), noinline)) static double probe256(long iters)
+{
+#ifdef AG_DOUBLE
+    __m256d acc[PROBE_AVX2_CHAINS], x = _mm256_set1_pd(0.999999), y = _mm256_set1_pd(1e-7);
+    for (int i = 0; i < PROBE_AVX2_CHAINS; i++) acc[i] = _mm256_set1_pd((double)i);
+    for (long it = 0; it < iters; it++)
+        _Pragma("GCC unroll 32") for (int i = 0; i < PROBE_AVX2_CHAINS; i++) acc[i] = _mm256_fmadd_pd(acc[i], x, y);
+    double s = 0, t[4];
+    for (int i = 0; i < PROBE_AVX2_CHAINS; i++) {
+        _mm256_storeu_pd(t, acc[i]);
+        s += t[0] + t[1] + t[2] + t[3];
+    }
+#else
+    __m256 acc[PROBE_AVX2_CHAINS], x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < PROBE_AVX2_CHAINS; i++) acc[i] = _mm256_set1_ps((float)i);
+    for (long it = 0; it < iters; it++)
+        _Pragma("GCC unroll 32") for (int i = 0; i < PROBE_AVX2_CHAINS; i++) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+    double s = 0;
+    float t[8];
+    for (int i = 0; i < PROBE_AVX2_CHAINS; i++) {
+        _mm256_storeu_ps(t, acc[i]);
+        for (int j = 0; j < 8; j++) s += t[j];
+    }
+#endif
+    return s;
+}
+#endif
+
+/* Best of several runs: GFLOP/s of the probe for the path ag_gemm uses (0 if there is no SIMD probe). */
+static double fma_peak(const char **what)
+{
+    *what = "none";
+#if defined(__x86_64__) || defined(__i386__)
+    const char *kn = ag_kernel_name();
+    int lanes = (int)(sizeof(double) / sizeof(ag_real)) * 4;   /* per 256 bits */
+    int use512 = strcmp(kn, "avx512") == 0, use256 = strcmp(kn, "avx2") == 0;
+    if (!use512 && !use256) return 0;
+    *what = use512 ? "avx512 zmm FMA" : "avx2 ymm FMA";
+    long iters = 20000000;
+    double best = 0, sink = 0;
+    for (int r = 0; r < 7; r++) {
+        double t = now();
+        sink += use512 ? probe512(iters) : probe256(iters);
+        t = now() - t;
+        double chains = use512 ? PROBE_CHAINS : PROBE_AVX2_CHAINS;
+        double gf = 2.0 * (use512 ? 2 : 1) * lanes * chains * (double)iters / t * 1e-9;
+        if (gf > best) best = gf;
+    }
+    if (sink == 12345.678) printf("#");   /* keep the probe's result alive */
+    return best;
+#else
+    return 0;
+#endif
+}
+
+/* ---- shapes ---- */
+typedef struct {
+    const char *group;   /* "square", "mlp", "out" */
+    const char *label;
+    size_t m, n, k;
+    int ta, tb, batch;
+} shape;
+
+typedef struct {
+    double ag, blas, ratio, spread_ag, spread_blas, ag1;
+} result;
+
+static void fill(ag_real *x, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        x[i] = (ag_real)((double)(seed >> 8) / 16777216.0 - 0.5);
+    }
+}
+
+static void run_ag(const shape *s, const ag_real *a, const ag_real *b, ag_real *c)
+{
+    ag_status st = ag_gemm(s->ta, s->tb, s->m, s->n, s->k, 1, a, s->ta ? s->m : s->k, b, s->tb ? s->k : s->n, 0, c,
+                           s->n);
+    if (st != AG_OK) {
+        fprintf(stderr, "ag_gemm failed: %s\n", ag_status_str(st));
+        exit(1);
+    }
+}
+
+static void run_blas(const shape *s, const ag_real *a, const ag_real *b, ag_real *c)
+{
+    BLAS_GEMM(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, (int)s->m,
+              (int)s->n, (int)s->k, 1, a, (int)(s->ta ? s->m : s->k), b, (int)(s->tb ? s->k : s->n), 0, c,
+              (int)s->n);
+}
+
+/* Seconds per call, timing `reps` calls in a row. */
+static double time_calls(int which, const shape *s, const ag_real *a, const ag_real *b, ag_real *c, int reps)
+{
+    double t = now();
+    for (int r = 0; r < reps; r++) {
+        if (which) run_blas(s, a, b, c);
+        else run_ag(s, a, b, c);
+    }
+    return (now() - t) / reps;
+}
+
+#define MAX_REPEATS 15
+
+static result bench_shape(const shape *s, int repeats, int threads, double min_sample)
+{
+    size_t na = s->m * s->k, nb = s->k * s->n, nc = s->m * s->n;
+    ag_real *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
+    ag_real *c1 = malloc(nc * sizeof *c1), *c2 = malloc(nc * sizeof *c2);
+    if (!a || !b || !c1 || !c2) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    fill(a, na, 1);
+    fill(b, nb, 2);
+    double flops = 2.0 * (double)s->m * (double)s->n * (double)s->k;
+
+    /* warm up (packing buffers, pool, caches) and check the two agree */
+    run_ag(s, a, b, c1);
+    run_blas(s, a, b, c2);
+    double maxd = 0, maxv = 1e-30;
+    for (size_t i = 0; i < nc; i++) {
+        double d = fabs((double)c1[i] - (double)c2[i]);
+        if (d > maxd) maxd = d;
+        if (fabs((double)c2[i]) > maxv) maxv = fabs((double)c2[i]);
+    }
+    if (maxd > 1e-3 * maxv) fprintf(stderr, "warning: %s differs from OpenBLAS by %g\n", s->label, maxd);
+
+    /* calls per sample so that a sample lasts >= min_sample seconds */
+    double t1 = time_calls(0, s, a, b, c1, 1);
+    int reps = (int)(min_sample / (t1 > 1e-7 ? t1 : 1e-7)) + 1;
+    if (reps > 100000) reps = 100000;
+
+    double tag[MAX_REPEATS], tbl[MAX_REPEATS], tag1[MAX_REPEATS];
+    for (int r = 0; r < repeats; r++) {
+        tag[r] = time_calls(0, s, a, b, c1, reps);
+        tbl[r] = time_calls(1, s, a, b, c2, reps);
+        if (threads > 1) {   /* the same product on one thread, to show what the second thread buys */
+            ag_set_threads(1);
+            tag1[r] = time_calls(0, s, a, b, c1, reps);
+            ag_set_threads(threads);
+        }
+    }
+    result res = {0};
+    double lo_a = tag[0], hi_a = tag[0], lo_b = tbl[0], hi_b = tbl[0];
+    for (int r = 1; r < repeats; r++) {
+        lo_a = fmin(lo_a, tag[r]);
+        hi_a = fmax(hi_a, tag[r]);
+        lo_b = fmin(lo_b, tbl[r]);
+        hi_b = fmax(hi_b, tbl[r]);
+    }
+    double ma = median(tag, repeats), mb = median(tbl, repeats);
+    res.ag = flops / ma * 1e-9;
+    res.blas = flops / mb * 1e-9;
+    res.ratio = res.ag / res.blas;
+    res.spread_ag = (hi_a - lo_a) / ma;
+    res.spread_blas = (hi_b - lo_b) / mb;
+    if (threads > 1) res.ag1 = flops / median(tag1, repeats) * 1e-9;
+    free(a);
+    free(b);
+    free(c1);
+    free(c2);
+    return res;
+}
+
+int main(int argc, char **argv)
+{
+    int quick = 0, threads = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--threads N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (threads < 1) threads = 1;
+    ag_set_threads(threads);
+    openblas_set_num_threads(threads);
+
+    printf("bench_gemm: ag_gemm (%s kernel, %s) vs OpenBLAS %s, %d thread%s%s\n", ag_kernel_name(),
+           sizeof(ag_real) == 4 ? "float" : "double", BLAS_NAME, threads, threads > 1 ? "s" : "",
+           quick ? ", quick" : "");
+    printf("OpenBLAS core: %s | config: %s\n", openblas_get_corename(), openblas_get_config());
+    const char *probe_what;
+    double peak = fma_peak(&probe_what);
+    if (peak > 0) printf("FMA peak probe (%s, 1 thread): %.1f GFLOP/s\n", probe_what, peak);
+
+    shape shapes[64];
+    int ns = 0;
+    static const size_t squares[] = {64, 128, 256, 512, 1024, 2048};
+    static char labels[64][48];
+    for (int i = 0; i < 6; i++) {
+        if (quick && squares[i] > 1024) continue;
+        size_t d = squares[i];
+        snprintf(labels[ns], sizeof labels[ns], "square %zu", d);
+        shapes[ns] = (shape){"square", labels[ns], d, d, d, 0, 0, 0};
+        ns++;
+    }
+    static const int batches[] = {1, 32, 128, 512};
+    for (int i = 0; i < 4; i++) {
+        size_t B = (size_t)batches[i];
+        snprintf(labels[ns], sizeof labels[ns], "B=%zu X W^T  %zux256x784", B, B);
+        shapes[ns] = (shape){"mlp", labels[ns], B, 256, 784, 0, 1, (int)B};
+        ns++;
+        snprintf(labels[ns], sizeof labels[ns], "B=%zu dY W   %zux784x256", B, B);
+        shapes[ns] = (shape){"mlp", labels[ns], B, 784, 256, 0, 0, (int)B};
+        ns++;
+        snprintf(labels[ns], sizeof labels[ns], "B=%zu dY^T X 256x784x%zu", B, B);
+        shapes[ns] = (shape){"mlp", labels[ns], 256, 784, B, 1, 0, (int)B};
+        ns++;
+    }
+    for (int i = 0; i < 4; i++) {   /* the 10-wide output layer: 256 -> 10 */
+        size_t B = (size_t)batches[i];
+        snprintf(labels[ns], sizeof labels[ns], "B=%zu out X W^T  %zux10x256", B, B);
+        shapes[ns] = (shape){"out", labels[ns], B, 10, 256, 0, 1, (int)B};
+        ns++;
+        snprintf(labels[ns], sizeof labels[ns], "B=%zu out dY W   %zux256x10", B, B);
+        shapes[ns] = (shape){"out", labels[ns], B, 256, 10, 0, 0, (int)B};
+        ns++;
+        snprintf(labels[ns], sizeof labels[ns], "B=%zu out dY^T X 10x256x%zu", B, B);
+        shapes[ns] = (shape){"out", labels[ns], 10, 256, B, 1, 0, (int)B};
+        ns++;
+    }
+
+    int repeats = quick ? 5 : 9;
+    double min_sample = quick ? 0.01 : 0.03;
+    printf("%-30s %10s %10s %7s %8s %8s%s\n", "shape (m x n x k)", "ag GF/s", "blas GF/s", "ratio", "spr ag",
+           "spr blas", threads > 1 ? "   ag 1-thr  speedup" : "");
+    double min_mlp = 1e30, log_sum = 0, frac1024 = 0;
+    for (int i = 0; i < ns; i++) {
+        result r = bench_shape(&shapes[i], repeats, threads, min_sample);
+        printf("%-30s %10.1f %10.1f %7.3f %7.1f%% %7.1f%%", shapes[i].label, r.ag, r.blas, r.ratio,
+               100 * r.spread_ag, 100 * r.spread_blas);
+        if (threads > 1) printf(" %10.1f %7.2fx", r.ag1, r.ag / r.ag1);
+        printf("\n");
+        fflush(stdout);
+        if (strcmp(shapes[i].group, "mlp") == 0 && shapes[i].batch >= 32 && r.ratio < min_mlp) min_mlp = r.ratio;
+        log_sum += log(r.ratio);
+        if (strcmp(shapes[i].group, "square") == 0 && shapes[i].m == 1024 && peak > 0) frac1024 = r.ag / peak;
+    }
+    if (peak > 0)
+        printf("fraction of FMA peak at 1024: %.3f (%s, %d thread%s)\n", frac1024, probe_what, threads,
+               threads > 1 ? "s; peak probed on 1" : "");
+    printf("min_mlp: lowest ratio over the X W^T, dY W, dY^T X products with B >= 32; geomean over all %d shapes\n",
+           ns);
+    printf("gemm_vs_openblas min_mlp=%.3f geomean=%.3f peak_fraction_1024=%.3f\n", min_mlp, exp(log_sum / ns),
+           frac1024);
+    return 0;
+}
