@@ -1,0 +1,441 @@
+/*
+ * test_optim.c - optimizers against two-step examples worked out by hand (numbers in the
+ * comments, not produced by the code under test), decay on weights only, decoupled decay equal
+ * to L2 in the cost for SGD, clipping, schedules, zero_grad, state round trip for resuming, and
+ * a steady-state step that allocates nothing.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "optim.h"
+#include "testutil.h"
+
+#ifdef AG_DOUBLE
+#define TOL 1e-12
+#else
+#define TOL 1e-6
+#endif
+
+/* A store with w (2 elements, AG_DECAY) = {1, -2} and, optionally, b (2 elements) = {3, 4}. */
+static ag_params *make_store(ag_tensor **w, ag_tensor **b) {
+    ag_params *ps;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "w", 1, (size_t[]){2}, AG_DECAY, w), AG_OK);
+    if (b) ck_assert_int_eq(ag_params_add(ps, "b", 1, (size_t[]){2}, 0, b), AG_OK);
+    (*w)->value[0] = 1;
+    (*w)->value[1] = -2;
+    if (b) {
+        (*b)->value[0] = 3;
+        (*b)->value[1] = 4;
+    }
+    return ps;
+}
+
+static void set_grad(ag_tensor *x, double g0, double g1) {
+    x->grad[0] = (ag_real)g0;
+    x->grad[1] = (ag_real)g1;
+}
+
+static ag_optim *make_opt(ag_params *ps, ag_optim_config cfg) {
+    ag_optim *opt;
+    char err[AG_ERRMSG_SIZE];
+    ck_assert_msg(ag_optim_new(&opt, ps, &cfg, err, sizeof err) == AG_OK, "%s", err);
+    return opt;
+}
+
+/* Two steps with g1 = {0.5, 1.0} then g2 = {0.25, -0.5}, from w0 = {1, -2}. */
+static void two_steps(ag_optim *opt, ag_tensor *w) {
+    set_grad(w, 0.5, 1.0);
+    ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+    set_grad(w, 0.25, -0.5);
+    ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+}
+
+START_TEST(sgd_two_steps) {
+    ag_tensor *w;
+    ag_params *ps = make_store(&w, NULL);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.1});
+    two_steps(opt, w);
+    /* w1 = {1 - 0.05, -2 - 0.1} = {0.95, -2.1};  w2 = {0.95 - 0.025, -2.1 + 0.05} = {0.925, -2.05} */
+    ck_assert_double_eq_tol(w->value[0], 0.925, TOL);
+    ck_assert_double_eq_tol(w->value[1], -2.05, TOL);
+    ck_assert_uint_eq(ag_optim_steps(opt), 2);
+    ck_assert_uint_eq(ag_optim_state_count(opt), 0);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+START_TEST(momentum_two_steps) {
+    ag_tensor *w;
+    ag_params *ps = make_store(&w, NULL);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_MOMENTUM, .lr = 0.1, .momentum = 0.9});
+    two_steps(opt, w);
+    /* step 1: v = g1 = {0.5, 1.0};  w = {1 - 0.05, -2 - 0.1} = {0.95, -2.1}
+     * step 2: v = 0.9 {0.5, 1.0} + {0.25, -0.5} = {0.70, 0.40};
+     *         w = {0.95 - 0.070, -2.1 - 0.040} = {0.88, -2.14} */
+    ck_assert_double_eq_tol(w->value[0], 0.88, TOL);
+    ck_assert_double_eq_tol(w->value[1], -2.14, TOL);
+    const char *name;
+    ag_real *v;
+    size_t n;
+    ck_assert_int_eq(ag_optim_state(opt, 0, &name, &v, &n), AG_OK);
+    ck_assert_str_eq(name, "velocity");
+    ck_assert_uint_eq(n, ag_params_numel(ps));
+    ck_assert_double_eq_tol(v[0], 0.70, TOL);
+    ck_assert_double_eq_tol(v[1], 0.40, TOL);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+START_TEST(nesterov_two_steps) {
+    ag_tensor *w;
+    ag_params *ps = make_store(&w, NULL);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_NESTEROV, .lr = 0.1, .momentum = 0.9});
+    two_steps(opt, w);
+    /* step 1: v = {0.5, 1.0};  g + mu v = {0.5 + 0.45, 1.0 + 0.9} = {0.95, 1.9};
+     *         w = {1 - 0.095, -2 - 0.19} = {0.905, -2.19}
+     * step 2: v = {0.70, 0.40};  g + mu v = {0.25 + 0.63, -0.5 + 0.36} = {0.88, -0.14};
+     *         w = {0.905 - 0.088, -2.19 + 0.014} = {0.817, -2.176} */
+    ck_assert_double_eq_tol(w->value[0], 0.817, TOL);
+    ck_assert_double_eq_tol(w->value[1], -2.176, TOL);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+START_TEST(adam_two_steps) {
+    ag_tensor *w;
+    ag_params *ps = make_store(&w, NULL);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_ADAM, .lr = 0.1, .beta1 = 0.9,
+                                                   .beta2 = 0.999, .eps = 1e-8});
+    set_grad(w, 0.5, 1.0);
+    ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+    /* step 1: m = 0.1 g = {0.05, 0.1};  v = 0.001 g^2 = {0.00025, 0.001}
+     *         mhat = m / 0.1 = {0.5, 1};  vhat = v / 0.001 = {0.25, 1};  sqrt = {0.5, 1}
+     *         w = {1 - 0.1 * 0.5/(0.5 + 1e-8), -2 - 0.1 * 1/(1 + 1e-8)} = {0.900000002, -2.099999999} */
+    ck_assert_double_eq_tol(w->value[0], 0.900000002, TOL);
+    ck_assert_double_eq_tol(w->value[1], -2.099999999, TOL);
+    set_grad(w, 0.25, -0.5);
+    ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+    /* step 2: m = 0.9 {0.05, 0.1} + 0.1 {0.25, -0.5} = {0.07, 0.04}
+     *         v = 0.999 {0.00025, 0.001} + 0.001 {0.0625, 0.25} = {0.00031225, 0.001249}
+     *         1 - 0.9^2 = 0.19;  1 - 0.999^2 = 0.001999
+     *         mhat = {0.07/0.19, 0.04/0.19} = {0.36842105263158, 0.21052631578947}
+     *         vhat = {0.00031225/0.001999, 0.001249/0.001999} = {0.15620310155078, 0.62481240620311}
+     *         sqrt(vhat) = {0.39522538070167, 0.79045076140333}
+     *         w0 = 0.900000002 - 0.1 * 0.36842105263158/0.39522538070167 = 0.80678204047746
+     *         w1 = -2.099999999 - 0.1 * 0.21052631578947/0.79045076140333 = -2.12663370262910 */
+    ck_assert_double_eq_tol(w->value[0], 0.80678204047746, TOL);
+    ck_assert_double_eq_tol(w->value[1], -2.12663370262910, TOL);
+    ck_assert_uint_eq(ag_optim_state_count(opt), 2);
+    const char *name;
+    ag_real *m, *v;
+    ag_optim_state(opt, 0, &name, &m, NULL);
+    ck_assert_str_eq(name, "adam.m");
+    ag_optim_state(opt, 1, &name, &v, NULL);
+    ck_assert_str_eq(name, "adam.v");
+    ck_assert_double_eq_tol(m[0], 0.07, TOL);
+    ck_assert_double_eq_tol(v[1], 0.001249, TOL);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+START_TEST(adamw_decays_weights_not_biases) {
+    ag_tensor *w, *b;
+    ag_params *ps = make_store(&w, &b);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_ADAMW, .lr = 0.1, .weight_decay = 0.5});
+    set_grad(w, 0.5, 1.0);
+    set_grad(b, 0.5, 1.0);
+    ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+    /* AdamW: w -= lr wd w = {1 - 0.05, -2 + 0.1} = {0.95, -1.9}, then the Adam step of about
+     * -0.1 sign(g) (mhat / sqrt(vhat) = 1 at step 1): w = {0.85, -2.0}. b: no decay: {2.9, 3.9} */
+    ck_assert_double_eq_tol(w->value[0], 0.85, 1e-6);
+    ck_assert_double_eq_tol(w->value[1], -2.0, 1e-6);
+    ck_assert_double_eq_tol(b->value[0], 2.9, 1e-6);
+    ck_assert_double_eq_tol(b->value[1], 3.9, 1e-6);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+/* SGD with decay in the optimizer equals SGD on a gradient that already holds lambda W (what
+ * the tape leaves when ag_l2(lambda, weights) is in the cost); the bias is decayed by neither. */
+START_TEST(decoupled_decay_equals_l2_in_cost_for_sgd) {
+    const double lambda = 0.3, lr = 0.2;
+    for (int decoupled = 0; decoupled <= 1; decoupled++) {
+        ag_tensor *w1, *b1, *w2, *b2;
+        ag_params *p1 = make_store(&w1, &b1), *p2 = make_store(&w2, &b2);
+        ag_optim *o1 = make_opt(p1, (ag_optim_config){.kind = AG_OPT_SGD, .lr = lr});
+        ag_optim *o2 = make_opt(p2, (ag_optim_config){.kind = AG_OPT_SGD, .lr = lr, .weight_decay = lambda,
+                                                      .decoupled = decoupled});
+        for (int step = 0; step < 3; step++) {
+            double g0 = 0.5 - 0.1 * step, g1 = -0.25 * step;
+            /* cost with L2: dJ/dW = g + lambda W (the tape accumulates lambda W first: l2 is the
+             * last op of the cost, so its backward runs first), dJ/db = g */
+            w1->grad[0] = (ag_real)lambda * w1->value[0];
+            w1->grad[1] = (ag_real)lambda * w1->value[1];
+            w1->grad[0] += (ag_real)g0;
+            w1->grad[1] += (ag_real)g1;
+            set_grad(b1, g0, g1);
+            set_grad(w2, g0, g1);
+            set_grad(b2, g0, g1);
+            ck_assert_int_eq(ag_optim_step(o1), AG_OK);
+            ck_assert_int_eq(ag_optim_step(o2), AG_OK);
+            for (int i = 0; i < 2; i++) {
+                ck_assert_double_eq_tol(w1->value[i], w2->value[i], TOL);
+                ck_assert_double_eq(b1->value[i], b2->value[i]);
+            }
+        }
+        /* by hand, step 1: W := W - alpha [g + lambda W] = 1 - 0.2 (0.5 + 0.3) = 0.84;
+         * b := b - alpha g = 3 - 0.2 * 0.5 = 2.9 (never decayed) -- check a fresh pair */
+        ag_optim_free(o1);
+        ag_optim_free(o2);
+        ag_params_free(p1);
+        ag_params_free(p2);
+    }
+    ag_tensor *w, *b;
+    ag_params *ps = make_store(&w, &b);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_SGD, .lr = lr, .weight_decay = lambda});
+    set_grad(w, 0.5, 0);
+    set_grad(b, 0.5, 0);
+    ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+    ck_assert_double_eq_tol(w->value[0], 0.84, TOL);
+    ck_assert_double_eq_tol(w->value[1], -2 - 0.2 * (0.3 * -2), TOL); /* -1.88 */
+    ck_assert_double_eq_tol(b->value[0], 2.9, TOL);
+    ck_assert_double_eq_tol(b->value[1], 4.0, TOL); /* a decayed bias would be 4 - 0.2*1.2 = 3.76 */
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+START_TEST(clip_by_global_norm) {
+    ag_tensor *w, *b;
+    ag_params *ps = make_store(&w, &b);
+    set_grad(w, 3, 4);
+    set_grad(b, 0, 12); /* global norm sqrt(9 + 16 + 144) = 13 */
+    ck_assert_double_eq_tol(ag_grad_norm(ps), 13, 1e-6);
+    ck_assert_double_eq_tol(ag_clip_grad_norm(ps, 20), 13, 1e-6); /* below: unchanged */
+    ck_assert_double_eq(w->grad[0], 3);
+    ck_assert_double_eq_tol(ag_clip_grad_norm(ps, 6.5), 13, 1e-6); /* scale 0.5 */
+    ck_assert_double_eq_tol(w->grad[0], 1.5, 1e-6);
+    ck_assert_double_eq_tol(w->grad[1], 2, 1e-6);
+    ck_assert_double_eq_tol(b->grad[1], 6, 1e-6);
+    ck_assert_double_eq_tol(ag_grad_norm(ps), 6.5, 1e-5);
+
+    /* inside the optimizer: the step uses the clipped gradient and reports the pre-clip norm */
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_SGD, .lr = 1, .clip_norm = 1});
+    set_grad(w, 3, 4);
+    set_grad(b, 0, 0);
+    ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+    ck_assert_double_eq_tol(ag_optim_grad_norm(opt), 5, 1e-6);
+    ck_assert_double_eq_tol(w->value[0], 1 - 0.6, 1e-6); /* g = {3, 4} / 5 */
+    ck_assert_double_eq_tol(w->value[1], -2 - 0.8, 1e-6);
+    /* a non-finite gradient is refused and leaves the parameters alone */
+    w->grad[0] = (ag_real)NAN;
+    ck_assert_int_eq(ag_optim_step(opt), AG_ERR_NUMERIC);
+    ck_assert_ptr_nonnull(strstr(ag_optim_errmsg(opt), "gradient norm"));
+    ck_assert_double_eq_tol(w->value[1], -2.8, 1e-6);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+START_TEST(schedules_at_chosen_steps) {
+    ag_schedule st = {.kind = AG_SCHED_STEP, .step_size = 10, .gamma = 0.5};
+    ck_assert_double_eq(ag_schedule_lr(&st, 1, 0), 1);
+    ck_assert_double_eq(ag_schedule_lr(&st, 1, 9), 1);
+    ck_assert_double_eq(ag_schedule_lr(&st, 1, 10), 0.5);  /* 0.5^1 */
+    ck_assert_double_eq(ag_schedule_lr(&st, 1, 25), 0.25); /* 0.5^2 */
+    ag_schedule co = {.kind = AG_SCHED_COSINE, .total_steps = 100, .min_lr = 0};
+    ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 0), 1, 1e-15);
+    ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 25), 0.85355339059327, 1e-12); /* (1 + cos(pi/4))/2 */
+    ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 50), 0.5, 1e-15);
+    ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 100), 0, 1e-15);
+    ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 500), 0, 1e-15); /* stays at min_lr */
+    co.min_lr = 0.1; /* 0.1 + 0.9 * 0.5 = 0.55 halfway */
+    ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 50), 0.55, 1e-15);
+    ag_schedule wu = {.kind = AG_SCHED_COSINE, .total_steps = 110, .warmup_steps = 10};
+    ck_assert_double_eq_tol(ag_schedule_lr(&wu, 2, 0), 0.2, 1e-15);  /* 2 * 1/10 */
+    ck_assert_double_eq_tol(ag_schedule_lr(&wu, 2, 9), 2, 1e-15);    /* 2 * 10/10 */
+    ck_assert_double_eq_tol(ag_schedule_lr(&wu, 2, 10), 2, 1e-15);   /* cosine starts */
+    ck_assert_double_eq_tol(ag_schedule_lr(&wu, 2, 60), 1, 1e-15);   /* halfway of 100 */
+    ag_schedule cst = {0};
+    ck_assert_double_eq(ag_schedule_lr(&cst, 0.3, 12345), 0.3);
+
+    /* the optimizer follows its schedule by its step counter */
+    ag_tensor *w;
+    ag_params *ps = make_store(&w, NULL);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_SGD, .lr = 1, .schedule = st});
+    for (int i = 0; i < 10; i++) {
+        ck_assert_double_eq(ag_optim_lr(opt), 1);
+        set_grad(w, 0, 0);
+        ag_optim_step(opt);
+    }
+    ck_assert_double_eq(ag_optim_lr(opt), 0.5);
+    set_grad(w, 1, 0);
+    ag_optim_step(opt); /* w0 = 1 - 0.5 */
+    ck_assert_double_eq_tol(w->value[0], 0.5, TOL);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+START_TEST(zero_grad_clears_everything) {
+    ag_tensor *w, *b;
+    ag_params *ps = make_store(&w, &b);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_SGD, .lr = 1});
+    set_grad(w, 1, 2);
+    set_grad(b, 3, 4);
+    ag_optim_zero_grad(opt);
+    const ag_real *g = ag_params_grads(ps);
+    for (size_t i = 0; i < ag_params_numel(ps); i++) ck_assert_double_eq(g[i], 0);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+/* pseudo-gradient that depends on the parameters and the step, computed here */
+static void fake_grads(ag_params *ps, int step) {
+    for (size_t k = 0; k < ag_params_count(ps); k++) {
+        ag_tensor *x = ag_params_at(ps, k);
+        for (size_t i = 0; i < x->size; i++)
+            x->grad[i] = (ag_real)(sin((double)x->value[i] * 3 + step) * 0.5 + 0.01 * (double)i);
+    }
+}
+
+static ag_params *make_big_store(void) {
+    ag_params *ps;
+    ag_tensor *w, *b;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "w", 2, (size_t[]){7, 5}, AG_DECAY, &w), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "b", 1, (size_t[]){7}, 0, &b), AG_OK);
+    ag_rng r;
+    ag_rng_seed(&r, 3);
+    ag_rng_fill_normal(&r, w->value, w->size, 0, 1);
+    ag_rng_fill_normal(&r, b->value, b->size, 0, 1);
+    return ps;
+}
+
+/* Save the state after 3 steps, restore it into a fresh optimizer and store, continue: the
+ * result is bit-identical to 7 uninterrupted steps. */
+START_TEST(state_round_trip_resumes_bit_identically) {
+    const ag_optim_kind kinds[] = {AG_OPT_SGD, AG_OPT_MOMENTUM, AG_OPT_NESTEROV, AG_OPT_ADAM, AG_OPT_ADAMW};
+    for (size_t kk = 0; kk < sizeof kinds / sizeof kinds[0]; kk++) {
+        ag_optim_config cfg = {.kind = kinds[kk], .lr = 0.05, .weight_decay = 0.01, .clip_norm = 2,
+                               .schedule = {.kind = AG_SCHED_COSINE, .total_steps = 10, .warmup_steps = 2}};
+        ag_params *pa = make_big_store(), *pb = make_big_store();
+        ag_optim *oa = make_opt(pa, cfg), *ob = make_opt(pb, cfg);
+        for (int s = 0; s < 7; s++) {
+            fake_grads(pa, s);
+            ck_assert_int_eq(ag_optim_step(oa), AG_OK);
+        }
+        for (int s = 0; s < 3; s++) {
+            fake_grads(pb, s);
+            ck_assert_int_eq(ag_optim_step(ob), AG_OK);
+        }
+        /* "checkpoint": copy parameters, state buffers and the step counter into fresh objects */
+        ag_params *pc = make_big_store();
+        ag_optim *oc = make_opt(pc, cfg);
+        memcpy(ag_params_values(pc), ag_params_values(pb), ag_params_numel(pb) * sizeof(ag_real));
+        ck_assert_uint_eq(ag_optim_state_count(oc), ag_optim_state_count(ob));
+        for (size_t i = 0; i < ag_optim_state_count(ob); i++) {
+            ag_real *src, *dst;
+            size_t n, m;
+            ck_assert_int_eq(ag_optim_state(ob, i, NULL, &src, &n), AG_OK);
+            ck_assert_int_eq(ag_optim_state(oc, i, NULL, &dst, &m), AG_OK);
+            ck_assert_uint_eq(n, m);
+            memcpy(dst, src, n * sizeof(ag_real));
+        }
+        ag_optim_set_steps(oc, ag_optim_steps(ob));
+        for (int s = 3; s < 7; s++) {
+            fake_grads(pc, s);
+            ck_assert_int_eq(ag_optim_step(oc), AG_OK);
+        }
+        ck_assert_int_eq(memcmp(ag_params_values(pa), ag_params_values(pc), ag_params_numel(pa) * sizeof(ag_real)),
+                         0);
+        ck_assert_uint_eq(ag_optim_steps(oc), 7);
+        ck_assert_int_eq(ag_optim_state(oc, 5, NULL, NULL, NULL), AG_ERR_ARG);
+        ag_optim_free(oa);
+        ag_optim_free(ob);
+        ag_optim_free(oc);
+        ag_params_free(pa);
+        ag_params_free(pb);
+        ag_params_free(pc);
+    }
+}
+END_TEST
+
+START_TEST(steady_state_step_allocates_nothing) {
+    ag_test_alloc_install();
+    const ag_optim_kind kinds[] = {AG_OPT_SGD, AG_OPT_MOMENTUM, AG_OPT_NESTEROV, AG_OPT_ADAM, AG_OPT_ADAMW};
+    for (size_t kk = 0; kk < sizeof kinds / sizeof kinds[0]; kk++) {
+        ag_params *ps = make_big_store();
+        ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = kinds[kk], .lr = 0.01, .weight_decay = 0.1,
+                                                       .clip_norm = 1,
+                                                       .schedule = {.kind = AG_SCHED_STEP, .step_size = 2,
+                                                                    .gamma = 0.5}});
+        size_t before = ag_test_alloc_count();
+        for (int s = 0; s < 5; s++) {
+            ag_optim_zero_grad(opt);
+            fake_grads(ps, s);
+            ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+        }
+        ck_assert_uint_eq(ag_test_alloc_count(), before);
+        ag_optim_free(opt);
+        ag_params_free(ps);
+    }
+    ck_assert_uint_eq(ag_test_alloc_live(), 0);
+    ag_test_alloc_uninstall();
+}
+END_TEST
+
+START_TEST(errors_have_messages) {
+    ag_tensor *w;
+    ag_params *ps = make_store(&w, NULL);
+    ag_optim *opt;
+    char err[AG_ERRMSG_SIZE];
+    ck_assert_int_eq(ag_optim_new(&opt, ps, &(ag_optim_config){.kind = AG_OPT_SGD, .lr = 0}, err, sizeof err),
+                     AG_ERR_ARG);
+    ck_assert_ptr_null(opt);
+    ck_assert_str_eq(err, "optim: lr must be finite and > 0 (got 0)");
+    ck_assert_int_eq(ag_optim_new(&opt, ps, &(ag_optim_config){.kind = AG_OPT_MOMENTUM, .lr = 1, .momentum = 1.5},
+                                  err, sizeof err),
+                     AG_ERR_ARG);
+    ck_assert_str_eq(err, "optim: momentum must be in (0, 1) (got 1.5)");
+    ck_assert_int_eq(ag_optim_new(&opt, NULL, &(ag_optim_config){.lr = 1}, err, sizeof err), AG_ERR_ARG);
+    ck_assert_str_eq(err, "optim: params store is NULL");
+    /* the store grew after the optimizer was made */
+    opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_ADAM, .lr = 1});
+    ag_tensor *extra;
+    ck_assert_int_eq(ag_params_add(ps, "extra", 1, (size_t[]){100}, 0, &extra), AG_OK);
+    ck_assert_int_eq(ag_optim_step(opt), AG_ERR_STATE);
+    ck_assert_ptr_nonnull(strstr(ag_optim_errmsg(opt), "optimizer was made for"));
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
+static Suite *optim_suite(void) {
+    Suite *s = suite_create("optim");
+    TCase *tc = tcase_create("optim");
+    tcase_add_test(tc, sgd_two_steps);
+    tcase_add_test(tc, momentum_two_steps);
+    tcase_add_test(tc, nesterov_two_steps);
+    tcase_add_test(tc, adam_two_steps);
+    tcase_add_test(tc, adamw_decays_weights_not_biases);
+    tcase_add_test(tc, decoupled_decay_equals_l2_in_cost_for_sgd);
+    tcase_add_test(tc, clip_by_global_norm);
+    tcase_add_test(tc, schedules_at_chosen_steps);
+    tcase_add_test(tc, zero_grad_clears_everything);
+    tcase_add_test(tc, state_round_trip_resumes_bit_identically);
+    tcase_add_test(tc, steady_state_step_allocates_nothing);
+    tcase_add_test(tc, errors_have_messages);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+AG_TEST_MAIN(optim_suite)
