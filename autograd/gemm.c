@@ -41,13 +41,13 @@ static void ukr_portable(size_t kc, const ag_real *a, const ag_real *b, ag_real 
 
 const ag__gemm_kernel ag__gemm_portable = {
     .name = "portable", .mr = P_MR, .nr = P_NR, .mc = 128, .kc = 256, .nc = 1024,
-    .ukr = ukr_portable, .pack_b = NULL,
+    .ukr = ukr_portable, .pack_a = NULL, .pack_b = NULL,
 };
 
 /* ---- packing ---- */
 
 /* A block: rows [i0, i0+mc) of op(A), k range [p0, p0+kc), into MR-row micro-panels (zero-padded). */
-static void pack_a(int mr_tile, int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc,
+void ag__pack_a_generic(int mr_tile, int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc,
                    size_t p0, size_t kc, ag_real *dst)
 {
     const size_t MR = (size_t)mr_tile;
@@ -197,7 +197,8 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
             else ag__pack_b_generic(kr->nr, J->tb, J->b, J->ldb, pc, kc, jc, nc, bbuf);
             for (size_t ic = i0; ic < i1; ic += J->mc) {
                 size_t mc = i1 - ic < J->mc ? i1 - ic : J->mc;
-                pack_a(kr->mr, J->ta, J->a, J->lda, ic, mc, pc, kc, abuf);
+                if (kr->pack_a) kr->pack_a(J->ta, J->a, J->lda, ic, mc, pc, kc, abuf);
+                else ag__pack_a_generic(kr->mr, J->ta, J->a, J->lda, ic, mc, pc, kc, abuf);
                 for (size_t ir = 0; ir < mc; ir += MR) {
                     int mr = (int)(mc - ir < MR ? mc - ir : MR);
                     const ag_real *ap = abuf + ir * kc;

@@ -25,6 +25,7 @@ typedef __mmask8 zmask;
 #define z_zero() _mm512_setzero_pd()
 #define z_mload(m, p) _mm512_maskz_loadu_pd(m, p)
 #define z_mstore(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+#define z_store(p, v) _mm512_storeu_pd(p, v)
 #else
 #define Z_W 16
 typedef __m512 zv;
@@ -36,6 +37,7 @@ typedef __mmask16 zmask;
 #define z_zero() _mm512_setzero_ps()
 #define z_mload(m, p) _mm512_maskz_loadu_ps(m, p)
 #define z_mstore(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define z_store(p, v) _mm512_storeu_ps(p, v)
 #endif
 #define A5_NR (2 * Z_W)
 
@@ -80,6 +82,105 @@ static zmask lane_mask(int n)   /* lanes [0, n) of one vector, n clamped to [0, 
     return (zmask)((1u << n) - 1);
 }
 
+/* ---- AVX-512 packing: the transposing cases (A m x k, B n x k) go through in-register W x W transposes,
+ * which is what keeps packing small next to the FMAs for the MLP shapes; the others are masked copies. ---- */
+
+/* Transposes a W x W block: rows [0, rows) of src (stride lds), columns [0, cols) of each; missing rows read
+ * as zero. Output column j (the rows, as one vector) goes to dst + j * ldd, `lanes` values wide. */
+static inline __attribute__((always_inline)) T512 void
+t_block(const ag_real *src, size_t lds, int rows, int cols, ag_real *dst, size_t ldd, int lanes)
+{
+    zmask cm = lane_mask(cols), lm = lane_mask(lanes);
+    zv r[Z_W];
+    AG__UNROLL for (int i = 0; i < Z_W; i++) r[i] = i < rows ? z_mload(cm, src + (size_t)i * lds) : z_zero();
+#ifdef AG_DOUBLE
+    /* pairs of rows: d[q][G] holds, in 128-bit lane L, column 2L+q of rows 2G, 2G+1 */
+    zv d[2][4];
+    AG__UNROLL for (int g = 0; g < 4; g++) {
+        d[0][g] = _mm512_unpacklo_pd(r[2 * g], r[2 * g + 1]);
+        d[1][g] = _mm512_unpackhi_pd(r[2 * g], r[2 * g + 1]);
+    }
+    AG__UNROLL for (int q = 0; q < 2; q++) {
+        /* 4x4 transpose of 128-bit blocks: lane G of column 2L+q comes from d[q][G] lane L */
+        zv s0 = _mm512_shuffle_f64x2(d[q][0], d[q][1], 0x44), s1 = _mm512_shuffle_f64x2(d[q][0], d[q][1], 0xEE);
+        zv s2 = _mm512_shuffle_f64x2(d[q][2], d[q][3], 0x44), s3 = _mm512_shuffle_f64x2(d[q][2], d[q][3], 0xEE);
+        zv o[4] = {_mm512_shuffle_f64x2(s0, s2, 0x88), _mm512_shuffle_f64x2(s0, s2, 0xDD),
+                   _mm512_shuffle_f64x2(s1, s3, 0x88), _mm512_shuffle_f64x2(s1, s3, 0xDD)};
+        AG__UNROLL for (int L = 0; L < 4; L++)
+            if (2 * L + q < cols) z_mstore(dst + (size_t)(2 * L + q) * ldd, lm, o[L]);
+    }
+#else
+    /* groups of four rows: c[q][G] holds, in 128-bit lane L, column 4L+q of rows 4G..4G+3 */
+    zv c[4][4];
+    AG__UNROLL for (int g = 0; g < 4; g++) {
+        zv t0 = _mm512_unpacklo_ps(r[4 * g], r[4 * g + 1]), t1 = _mm512_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+        zv t2 = _mm512_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]), t3 = _mm512_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+        c[0][g] = _mm512_shuffle_ps(t0, t2, 0x44);
+        c[1][g] = _mm512_shuffle_ps(t0, t2, 0xEE);
+        c[2][g] = _mm512_shuffle_ps(t1, t3, 0x44);
+        c[3][g] = _mm512_shuffle_ps(t1, t3, 0xEE);
+    }
+    AG__UNROLL for (int q = 0; q < 4; q++) {
+        zv s0 = _mm512_shuffle_f32x4(c[q][0], c[q][1], 0x44), s1 = _mm512_shuffle_f32x4(c[q][0], c[q][1], 0xEE);
+        zv s2 = _mm512_shuffle_f32x4(c[q][2], c[q][3], 0x44), s3 = _mm512_shuffle_f32x4(c[q][2], c[q][3], 0xEE);
+        zv o[4] = {_mm512_shuffle_f32x4(s0, s2, 0x88), _mm512_shuffle_f32x4(s0, s2, 0xDD),
+                   _mm512_shuffle_f32x4(s1, s3, 0x88), _mm512_shuffle_f32x4(s1, s3, 0xDD)};
+        AG__UNROLL for (int L = 0; L < 4; L++)
+            if (4 * L + q < cols) z_mstore(dst + (size_t)(4 * L + q) * ldd, lm, o[L]);
+    }
+#endif
+}
+
+T512 static void pack_a_avx512(int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc, size_t p0,
+                               size_t kc, ag_real *dst)
+{
+    for (size_t r0 = 0; r0 < mc; r0 += A5_MR, dst += A5_MR * kc) {
+        int mr = (int)(mc - r0 < A5_MR ? mc - r0 : A5_MR);
+        if (trans_a) {   /* A is k x m: one masked copy per k step, zeros beyond mr */
+            const ag_real *src = a + p0 * lda + i0 + r0;
+            zmask m0 = lane_mask(mr), m1 = lane_mask(mr - Z_W);
+            for (size_t p = 0; p < kc; p++, src += lda) {
+                z_mstore(dst + p * A5_MR, lane_mask(A5_MR), z_mload(m0, src));
+                if (A5_MR > Z_W) z_mstore(dst + p * A5_MR + Z_W, lane_mask(A5_MR - Z_W), z_mload(m1, src + Z_W));
+            }
+        } else {         /* A is m x k: transpose W x W blocks of the MR rows */
+            for (int g = 0; g * Z_W < A5_MR; g++) {
+                int rows = mr - g * Z_W, lanes = A5_MR - g * Z_W < Z_W ? A5_MR - g * Z_W : Z_W;
+                const ag_real *src = a + (i0 + r0 + (size_t)g * Z_W) * lda + p0;
+                for (size_t p = 0; p < kc; p += Z_W) {
+                    int cols = (int)(kc - p < Z_W ? kc - p : Z_W);
+                    t_block(src + p, lda, rows, cols, dst + p * A5_MR + g * Z_W, A5_MR, lanes);
+                }
+            }
+        }
+    }
+}
+
+T512 static void pack_b_avx512(int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc, size_t j0,
+                               size_t nc, ag_real *dst)
+{
+    for (size_t c0 = 0; c0 < nc; c0 += A5_NR, dst += A5_NR * kc) {
+        int nr = (int)(nc - c0 < A5_NR ? nc - c0 : A5_NR);
+        if (!trans_b) {  /* B is k x n: two masked vector copies per k step */
+            const ag_real *src = b + p0 * ldb + j0 + c0;
+            zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
+            for (size_t p = 0; p < kc; p++, src += ldb) {
+                z_store(dst + p * A5_NR, z_mload(m0, src));
+                z_store(dst + p * A5_NR + Z_W, z_mload(m1, src + Z_W));
+            }
+        } else {         /* B is n x k: transpose W x W blocks of the NR rows */
+            for (int g = 0; g < A5_NR / Z_W; g++) {
+                int rows = nr - g * Z_W;
+                const ag_real *src = b + (j0 + c0 + (size_t)g * Z_W) * ldb + p0;
+                for (size_t p = 0; p < kc; p += Z_W) {
+                    int cols = (int)(kc - p < Z_W ? kc - p : Z_W);
+                    t_block(src + p, ldb, rows, cols, dst + p * A5_NR + g * Z_W, A5_NR, Z_W);
+                }
+            }
+        }
+    }
+}
+
 T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc, int mr,
                             int nr, ag_real alpha, ag_real beta)
 {
@@ -100,7 +201,7 @@ const ag__gemm_kernel ag__gemm_avx512 = {
 #else
     .mc = 192, .kc = 384, .nc = 640,
 #endif
-    .ukr = ukr_avx512, .pack_b = NULL,
+    .ukr = ukr_avx512, .pack_a = pack_a_avx512, .pack_b = pack_b_avx512,
 };
 
 /* ======================= AVX2: MR = 6 rows x NR = 2 ymm ======================= */
@@ -187,7 +288,7 @@ const ag__gemm_kernel ag__gemm_avx2 = {
 #else
     .mc = 144, .kc = 256, .nc = 1024,
 #endif
-    .ukr = ukr_avx2, .pack_b = NULL,
+    .ukr = ukr_avx2, .pack_a = NULL, .pack_b = NULL,
 };
 
 #else

@@ -43,12 +43,16 @@ typedef void (*ag__ukr_fn)(size_t kc, const ag_real *a, const ag_real *b, ag_rea
 /* Packs op(B)[p0 .. p0+kc) x [j0 .. j0+nc) into ceil(nc/NR) micro-panels at dst. */
 typedef void (*ag__packb_fn)(int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc,
                              size_t j0, size_t nc, ag_real *dst);
+/* Packs op(A)[i0 .. i0+mc) x [p0 .. p0+kc) into ceil(mc/MR) micro-panels at dst. */
+typedef void (*ag__packa_fn)(int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc,
+                             size_t p0, size_t kc, ag_real *dst);
 
 typedef struct ag__gemm_kernel {
     const char *name;     /* "avx512", "avx2", "portable" */
     int mr, nr;           /* register tile */
     size_t mc, kc, nc;    /* cache blocks: A block mc x kc, B block kc x nc (L2) */
     ag__ukr_fn ukr;
+    ag__packa_fn pack_a;  /* NULL: generic C packing */
     ag__packb_fn pack_b;  /* NULL: generic C packing */
 } ag__gemm_kernel;
 
@@ -62,7 +66,9 @@ extern const ag__gemm_kernel ag__gemm_avx2, ag__gemm_avx512;
  * or the name is unknown (the best available path is used instead). */
 int ag__kernel_force(const char *name);
 
-/* Generic packing used when a kernel has no specialised packer (exposed for the SIMD files). */
+/* Generic packing used when a kernel has no specialised packer. */
+void ag__pack_a_generic(int mr, int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc,
+                        size_t p0, size_t kc, ag_real *dst);
 void ag__pack_b_generic(int nr, int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc,
                         size_t j0, size_t nc, ag_real *dst);
 
