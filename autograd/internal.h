@@ -76,4 +76,23 @@ static inline ag_node *ag__node_of(ag_tensor *x) { return (ag_node *)(void *)x; 
 /* Thread pool teardown (threads.c); called by nothing in steady state. */
 void ag__threads_shutdown(void);
 
+/* ---- for the built-in ops (ops_*.c, gradcheck.c): libm on ag_real, so the float build calls
+ * expf/tanhf/... (no double round trips) and the double build exp/tanh/... */
+#include <math.h>
+#ifdef AG_DOUBLE
+#define ag__exp exp
+#define ag__log log
+#define ag__tanh tanh
+#define ag__sqrt sqrt
+#define ag__pow pow
+#define ag__fabs fabs
+#else
+#define ag__exp expf
+#define ag__log logf
+#define ag__tanh tanhf
+#define ag__sqrt sqrtf
+#define ag__pow powf
+#define ag__fabs fabsf
+#endif
+
 #endif /* AG_INTERNAL_H */

@@ -1,0 +1,298 @@
+/*
+ * ops_elementwise.c - element-wise built-ins: add, sub, mul, div with NumPy broadcasting, and the
+ * unary maps (neg, scale, add_scalar, exp, log, square, pow, sqrt, sigmoid, tanh, relu).
+ *
+ * Each op is one `static const ag_op` whose shape, forward and backward sit next to it. Forward
+ * writes n->out.value; backward adds J^T dout into every input whose grad is non-NULL (inputs that
+ * need no gradient have grad == NULL and are skipped). The activations are the f of
+ * backprop-derivation.md: a^(l+1) = f(z^(l+1)), with f'(z) = f(z)(1 - f(z)) for the sigmoid and
+ * f'(z) = 1 - f(z)^2 for tanh, both written from the saved output a = f(z).
+ *
+ * Loops are plain counted loops over restrict-qualified locals so that compilers vectorise them;
+ * nothing here allocates, so a 1-element op costs little more than the engine's bookkeeping.
+ *
+ * Read next: ops_matmul.c (the three products of backprop), ops_reduce.c, ops_loss.c.
+ */
+#include "internal.h"
+
+/* ---------------------------------------------------------------- broadcasting
+ *
+ * NumPy rules: shapes are right-aligned, and in every position the two sizes are equal or one of
+ * them is 1 (that operand is repeated). The output has the larger rank. Forward and backward pick
+ * a fast path when they can (same element count, a scalar operand, a [.., n] op [n] row operand)
+ * and otherwise walk the 4-D index space with stride 0 along broadcast dimensions. In backward the
+ * same strides make the += reduce the gradient over the dimensions an operand was repeated along.
+ */
+
+/* Sizes of x right-aligned into 4 dimensions (leading 1s). */
+static void pad4(const ag_tensor *x, size_t d[4]) {
+    int off = 4 - x->ndim;
+    for (int i = 0; i < 4; i++) d[i] = i < off ? 1 : x->shape[i - off];
+}
+
+static ag_status bcast_shape(ag_node *n) {
+    const ag_tensor *a = n->in[0], *b = n->in[1];
+    int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    size_t da[4], db[4], out[AG_MAX_DIMS];
+    pad4(a, da);
+    pad4(b, db);
+    for (int i = 4 - nd; i < 4; i++) {
+        if (da[i] != db[i] && da[i] != 1 && db[i] != 1) {
+            char sa[64], sb[64];
+            return ag_node_fail(n, AG_ERR_SHAPE, "shapes %s and %s do not broadcast",
+                                ag_shape_str(a, sa, sizeof sa), ag_shape_str(b, sb, sizeof sb));
+        }
+        out[i - (4 - nd)] = da[i] > db[i] ? da[i] : db[i];
+    }
+    return ag_node_set_shape(n, nd, out);
+}
+
+/* Length of x's data if x, right-aligned, is a trailing block of out (leading dims 1, the rest
+ * equal): then element i of out uses x[i % len]. 0 otherwise. */
+static size_t row_len(const ag_tensor *x, const ag_tensor *out) {
+    size_t dx[4], dout[4];
+    pad4(x, dx);
+    pad4(out, dout);
+    int i = 0;
+    while (i < 4 && dx[i] == 1) i++; /* leading 1s: repeated (or out is 1 there too) */
+    for (; i < 4; i++)
+        if (dx[i] != dout[i]) return 0;
+    return x->size;
+}
+
+/* Index plan of the general path: out dimensions and per-operand strides (0 where repeated). */
+typedef struct bcast_plan {
+    size_t n[4], sa[4], sb[4];
+} bcast_plan;
+
+static void plan_strides(const size_t d[4], const size_t out[4], size_t s[4]) {
+    size_t stride = 1;
+    for (int i = 3; i >= 0; i--) {
+        s[i] = (d[i] == 1 && out[i] != 1) ? 0 : stride;
+        stride *= d[i];
+    }
+}
+
+static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
+    size_t da[4], db[4];
+    pad4(&n->out, p->n);
+    pad4(n->in[0], da);
+    pad4(n->in[1], db);
+    plan_strides(da, p->n, p->sa);
+    plan_strides(db, p->n, p->sb);
+}
+
+/* Runs the body (the variadic part) for every output element i with its operand indices ia, ib. */
+#define BCAST_FOR(p, ...)                                                                   \
+    do {                                                                                     \
+        size_t i = 0;                                                                        \
+        for (size_t i0 = 0; i0 < (p).n[0]; i0++)                                             \
+            for (size_t i1 = 0; i1 < (p).n[1]; i1++)                                         \
+                for (size_t i2 = 0; i2 < (p).n[2]; i2++) {                                   \
+                    size_t ia = i0 * (p).sa[0] + i1 * (p).sa[1] + i2 * (p).sa[2];            \
+                    size_t ib = i0 * (p).sb[0] + i1 * (p).sb[1] + i2 * (p).sb[2];            \
+                    for (size_t i3 = 0; i3 < (p).n[3]; i3++, i++, ia += (p).sa[3], ib += (p).sb[3]) { \
+                        __VA_ARGS__;                                                         \
+                    }                                                                        \
+                }                                                                            \
+    } while (0)
+
+/* Forward of a binary op: o = EXPR(x, y) with x from a and y from b. */
+#define BINARY_FORWARD(fname, EXPR)                                                          \
+    static ag_status fname(ag_node *n) {                                                     \
+        const ag_tensor *A = n->in[0], *B = n->in[1];                                        \
+        const ag_real *restrict a = A->value, *restrict b = B->value;                        \
+        ag_real *restrict o = n->out.value;                                                  \
+        const size_t N = n->out.size;                                                        \
+        size_t m;                                                                            \
+        if (A->size == N && B->size == N) {                                                  \
+            for (size_t i = 0; i < N; i++) { const ag_real x = a[i], y = b[i]; o[i] = (EXPR); } \
+        } else if (A->size == N && B->size == 1) {                                           \
+            const ag_real y = b[0];                                                          \
+            for (size_t i = 0; i < N; i++) { const ag_real x = a[i]; o[i] = (EXPR); }        \
+        } else if (B->size == N && A->size == 1) {                                           \
+            const ag_real x = a[0];                                                          \
+            for (size_t i = 0; i < N; i++) { const ag_real y = b[i]; o[i] = (EXPR); }        \
+        } else if (A->size == N && (m = row_len(B, &n->out)) != 0) {                         \
+            for (size_t r = 0; r < N; r += m)                                                \
+                for (size_t j = 0; j < m; j++) { const ag_real x = a[r + j], y = b[j]; o[r + j] = (EXPR); } \
+        } else if (B->size == N && (m = row_len(A, &n->out)) != 0) {                         \
+            for (size_t r = 0; r < N; r += m)                                                \
+                for (size_t j = 0; j < m; j++) { const ag_real x = a[j], y = b[r + j]; o[r + j] = (EXPR); } \
+        } else {                                                                             \
+            bcast_plan p;                                                                    \
+            bcast_plan_make(n, &p);                                                          \
+            BCAST_FOR(p, { const ag_real x = a[ia], y = b[ib]; o[i] = (EXPR); });            \
+        }                                                                                    \
+        return AG_OK;                                                                        \
+    }
+
+/* Backward of a binary op: da += DA, db += DB, both written in x, y, the output o and the output
+ * gradient g. One written pointer per loop, so da and db may be the same buffer (x op x). */
+#define BINARY_BACKWARD(fname, DA, DB)                                                       \
+    static ag_status fname(ag_node *n) {                                                     \
+        ag_tensor *A = n->in[0], *B = n->in[1];                                              \
+        const ag_real *restrict a = A->value, *restrict b = B->value;                        \
+        const ag_real *restrict o = n->out.value, *restrict dout = n->out.grad;              \
+        const size_t N = n->out.size;                                                        \
+        if (A->size == N && B->size == N) {                                                  \
+            if (A->grad) {                                                                   \
+                ag_real *restrict da = A->grad;                                              \
+                for (size_t i = 0; i < N; i++) {                                             \
+                    const ag_real x = a[i], y = b[i], out = o[i], g = dout[i];               \
+                    (void)x, (void)y, (void)out;                                             \
+                    da[i] += (DA);                                                           \
+                }                                                                            \
+            }                                                                                \
+            if (B->grad) {                                                                   \
+                ag_real *restrict db = B->grad;                                              \
+                for (size_t i = 0; i < N; i++) {                                             \
+                    const ag_real x = a[i], y = b[i], out = o[i], g = dout[i];               \
+                    (void)x, (void)y, (void)out;                                             \
+                    db[i] += (DB);                                                           \
+                }                                                                            \
+            }                                                                                \
+            return AG_OK;                                                                    \
+        }                                                                                    \
+        bcast_plan p;                                                                        \
+        bcast_plan_make(n, &p);                                                              \
+        if (A->grad) {                                                                       \
+            ag_real *restrict da = A->grad;                                                  \
+            BCAST_FOR(p, {                                                                   \
+                const ag_real x = a[ia], y = b[ib], out = o[i], g = dout[i];                 \
+                (void)x, (void)y, (void)out;                                                 \
+                da[ia] += (DA);                                                              \
+            });                                                                              \
+        }                                                                                    \
+        if (B->grad) {                                                                       \
+            ag_real *restrict db = B->grad;                                                  \
+            BCAST_FOR(p, {                                                                   \
+                const ag_real x = a[ia], y = b[ib], out = o[i], g = dout[i];                 \
+                (void)x, (void)y, (void)out;                                                 \
+                db[ib] += (DB);                                                              \
+            });                                                                              \
+        }                                                                                    \
+        return AG_OK;                                                                        \
+    }
+
+/* ---- add: o = x + y;  dx += g, dy += g */
+BINARY_FORWARD(add_forward, x + y)
+BINARY_BACKWARD(add_backward, g, g)
+static const ag_op add_op = {"add", 2, 0, bcast_shape, add_forward, add_backward};
+ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b) { return AG__CALL(t, &add_op, NULL, a, b); }
+
+/* ---- sub: o = x - y;  dx += g, dy -= g */
+BINARY_FORWARD(sub_forward, x - y)
+BINARY_BACKWARD(sub_backward, g, -g)
+static const ag_op sub_op = {"sub", 2, 0, bcast_shape, sub_forward, sub_backward};
+ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b) { return AG__CALL(t, &sub_op, NULL, a, b); }
+
+/* ---- mul: o = x y;  dx += g y, dy += g x */
+BINARY_FORWARD(mul_forward, x * y)
+BINARY_BACKWARD(mul_backward, g * y, g * x)
+static const ag_op mul_op = {"mul", 2, 0, bcast_shape, mul_forward, mul_backward};
+ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b) { return AG__CALL(t, &mul_op, NULL, a, b); }
+
+/* ---- div: o = x / y;  dx += g / y, dy -= g x / y^2 = g o / y (IEEE: y = 0 gives inf/NaN) */
+BINARY_FORWARD(div_forward, x / y)
+BINARY_BACKWARD(div_backward, g / y, -(g * out) / y)
+static const ag_op div_op = {"div", 2, 0, bcast_shape, div_forward, div_backward};
+ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b) { return AG__CALL(t, &div_op, NULL, a, b); }
+
+/* ---------------------------------------------------------------- unary maps
+ *
+ * UNARY(op, FWD, BWD): o = FWD(x); dx += BWD(x, o, g). c is the op's constant (scale, add_scalar,
+ * pow), 0 for the others. The output has the input's shape. */
+
+static ag_status same_shape(ag_node *n) { return ag_node_set_shape(n, n->in[0]->ndim, n->in[0]->shape); }
+
+#define UNARY(name, FWD, BWD)                                                                \
+    static ag_status name##_forward(ag_node *n) {                                            \
+        const ag_real *restrict xs = n->in[0]->value;                                        \
+        ag_real *restrict o = n->out.value;                                                  \
+        const ag_real c = n->params ? *(const ag_real *)n->params : 0;                       \
+        (void)c;                                                                             \
+        for (size_t i = 0, N = n->out.size; i < N; i++) {                                    \
+            const ag_real x = xs[i];                                                         \
+            o[i] = (FWD);                                                                    \
+        }                                                                                    \
+        return AG_OK;                                                                        \
+    }                                                                                        \
+    static ag_status name##_backward(ag_node *n) {                                           \
+        ag_real *restrict dx = n->in[0]->grad;                                               \
+        if (!dx) return AG_OK;                                                               \
+        const ag_real *restrict xs = n->in[0]->value, *restrict o = n->out.value;            \
+        const ag_real *restrict dout = n->out.grad;                                          \
+        const ag_real c = n->params ? *(const ag_real *)n->params : 0;                       \
+        (void)c;                                                                             \
+        for (size_t i = 0, N = n->out.size; i < N; i++) {                                    \
+            const ag_real x = xs[i], out = o[i], g = dout[i];                                \
+            (void)x, (void)out;                                                              \
+            dx[i] += (BWD);                                                                  \
+        }                                                                                    \
+        return AG_OK;                                                                        \
+    }
+
+/* ---- neg: -x */
+UNARY(neg, -x, -g)
+static const ag_op neg_op = {"neg", 1, 0, same_shape, neg_forward, neg_backward};
+ag_tensor *ag_neg(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &neg_op, NULL, x); }
+
+/* ---- scale: c x;  dx += c g */
+UNARY(scale, c * x, c * g)
+static const ag_op scale_op = {"scale", 1, sizeof(ag_real), same_shape, scale_forward, scale_backward};
+ag_tensor *ag_scale(ag_tape *t, ag_tensor *x, ag_real c) { return AG__CALL(t, &scale_op, &c, x); }
+
+/* ---- add_scalar: x + c;  dx += g */
+UNARY(add_scalar, x + c, g)
+static const ag_op add_scalar_op = {"add_scalar", 1, sizeof(ag_real), same_shape, add_scalar_forward,
+                                    add_scalar_backward};
+ag_tensor *ag_add_scalar(ag_tape *t, ag_tensor *x, ag_real c) { return AG__CALL(t, &add_scalar_op, &c, x); }
+
+/* ---- exp: e^x;  dx += g e^x = g o */
+UNARY(exp, ag__exp(x), g * out)
+static const ag_op exp_op = {"exp", 1, 0, same_shape, exp_forward, exp_backward};
+ag_tensor *ag_exp(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &exp_op, NULL, x); }
+
+/* ---- log: ln x;  dx += g / x. As libm: log 0 = -inf, log of a negative is NaN (no error). */
+UNARY(log, ag__log(x), g / x)
+static const ag_op log_op = {"log", 1, 0, same_shape, log_forward, log_backward};
+ag_tensor *ag_log(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &log_op, NULL, x); }
+
+/* ---- square: x^2;  dx += 2 x g */
+UNARY(square, x * x, 2 * x * g)
+static const ag_op square_op = {"square", 1, 0, same_shape, square_forward, square_backward};
+ag_tensor *ag_square(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &square_op, NULL, x); }
+
+/* ---- pow: x^c;  dx += c x^(c-1) g. As libm: a negative x with a non-integer c gives NaN, and
+ * 0^(c-1) with c < 1 gives inf in backward (no error). */
+UNARY(pow, ag__pow(x, c), c * ag__pow(x, c - 1) * g)
+static const ag_op pow_op = {"pow", 1, sizeof(ag_real), same_shape, pow_forward, pow_backward};
+ag_tensor *ag_pow(ag_tape *t, ag_tensor *x, ag_real p) { return AG__CALL(t, &pow_op, &p, x); }
+
+/* ---- sqrt: x^(1/2);  dx += g / (2 o). sqrt of a negative is NaN, as libm. */
+UNARY(sqrt, ag__sqrt(x), g / (2 * out))
+static const ag_op sqrt_op = {"sqrt", 1, 0, same_shape, sqrt_forward, sqrt_backward};
+ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sqrt_op, NULL, x); }
+
+/* ---- sigmoid: f(x) = 1/(1+e^-x);  f'(x) = f(x)(1 - f(x)) (backprop-derivation.md, "Notation").
+ * Stable for any |x|: with e = e^-|x| in (0, 1], f = 1/(1+e) for x >= 0 and e/(1+e) for x < 0,
+ * so exp never overflows and f(-100) is a tiny positive number, not 0/0. */
+static inline ag_real sigmoid1(ag_real x) {
+    const ag_real e = ag__exp(-ag__fabs(x));
+    const ag_real s = 1 / (1 + e);
+    return x >= 0 ? s : e * s;
+}
+UNARY(sigmoid, sigmoid1(x), g * out * (1 - out))
+static const ag_op sigmoid_op = {"sigmoid", 1, 0, same_shape, sigmoid_forward, sigmoid_backward};
+ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sigmoid_op, NULL, x); }
+
+/* ---- tanh: f'(x) = 1 - f(x)^2 */
+UNARY(tanh, ag__tanh(x), g * (1 - out * out))
+static const ag_op tanh_op = {"tanh", 1, 0, same_shape, tanh_forward, tanh_backward};
+ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &tanh_op, NULL, x); }
+
+/* ---- relu: max(x, 0);  f'(x) = 1 for x > 0, else 0 (so f'(0) = 0) */
+UNARY(relu, x > 0 ? x : 0, x > 0 ? g : 0)
+static const ag_op relu_op = {"relu", 1, 0, same_shape, relu_forward, relu_backward};
+ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &relu_op, NULL, x); }

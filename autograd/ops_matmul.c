@@ -1,0 +1,161 @@
+/*
+ * ops_matmul.c - 2-D products: matmul, matmul_ex (either operand transposed) and linear.
+ *
+ * Every product is one ag_gemm call with transpose flags; no transpose is ever materialised. The
+ * three products of backprop (backprop-derivation.md, "Vectorised form", rows are examples):
+ *
+ *     forward   Z  = X W^T        z^(l+1) = W^(l) a^(l) + b^(l), one example per row
+ *     backward  dX = dZ W         delta^(l) = (W^(l))^T delta^(l+1)   (before .* f'(z^(l)))
+ *               dW = dZ^T X       grad_W^(l) J = delta^(l+1) (a^(l))^T, summed over the rows
+ *
+ * All backward products run with beta = 1, so they accumulate into the gradients.
+ *
+ * Read next: ops_reduce.c.
+ */
+#include "internal.h"
+
+/* Record a failure of ag_gemm (out of scratch memory) on the node. */
+static ag_status gemm_check(ag_node *n, ag_status st) {
+    if (st == AG_OK) return AG_OK;
+    return ag_node_fail(n, st, "gemm failed: %s", ag_status_str(st));
+}
+
+/* ---------------------------------------------------------------- matmul
+ * C = op(A) op(B), A and B 2-D, op(X) = X^T when the flag is set. op(A) is m x k, op(B) k x n.
+ * Backward, with dop(A) = dC op(B)^T and dop(B) = op(A)^T dC:
+ *   dA += dC op(B)^T          (A not transposed; m x k)
+ *   dA += op(B) dC^T          (A transposed: dA = dop(A)^T; k x m)
+ *   dB += op(A)^T dC          (B not transposed; k x n)
+ *   dB += dC^T op(A)          (B transposed: dB = dop(B)^T; n x k)
+ * where op(B)^T of a stored B is "B with the flag flipped", and so on. */
+
+typedef struct matmul_params {
+    int trans_a, trans_b;
+} matmul_params;
+
+static ag_status matmul_shape(ag_node *n) {
+    const matmul_params *p = n->params;
+    const ag_tensor *a = n->in[0], *b = n->in[1];
+    char sa[64], sb[64];
+    if (a->ndim != 2 || b->ndim != 2)
+        return ag_node_fail(n, AG_ERR_SHAPE, "a is %s and b is %s, both must be 2-D",
+                            ag_shape_str(a, sa, sizeof sa), ag_shape_str(b, sb, sizeof sb));
+    size_t m = p->trans_a ? a->shape[1] : a->shape[0], ka = p->trans_a ? a->shape[0] : a->shape[1];
+    size_t kb = p->trans_b ? b->shape[1] : b->shape[0], nn = p->trans_b ? b->shape[0] : b->shape[1];
+    if (ka != kb)
+        return ag_node_fail(n, AG_ERR_SHAPE, "a is %s%s but b is %s%s", ag_shape_str(a, sa, sizeof sa),
+                            p->trans_a ? " (transposed)" : "", ag_shape_str(b, sb, sizeof sb),
+                            p->trans_b ? " (transposed)" : "");
+    return ag_node_set_shape(n, 2, (size_t[]){m, nn});
+}
+
+static ag_status matmul_forward(ag_node *n) {
+    const matmul_params *p = n->params;
+    const ag_tensor *a = n->in[0], *b = n->in[1];
+    size_t m = n->out.shape[0], nn = n->out.shape[1], k = p->trans_a ? a->shape[0] : a->shape[1];
+    return gemm_check(n, ag_gemm(p->trans_a, p->trans_b, m, nn, k, 1, a->value, a->shape[1], b->value,
+                                 b->shape[1], 0, n->out.value, nn));
+}
+
+static ag_status matmul_backward(ag_node *n) {
+    const matmul_params *p = n->params;
+    const int ta = p->trans_a, tb = p->trans_b;
+    ag_tensor *a = n->in[0], *b = n->in[1];
+    const size_t m = n->out.shape[0], nn = n->out.shape[1], k = ta ? a->shape[0] : a->shape[1];
+    const size_t lda = a->shape[1], ldb = b->shape[1];
+    const ag_real *dC = n->out.grad; /* m x nn */
+    ag_status st = AG_OK;
+    if (a->grad) {
+        if (!ta) /* dA (m x k) += dC op(B)^T */
+            st = ag_gemm(0, !tb, m, k, nn, 1, dC, nn, b->value, ldb, 1, a->grad, lda);
+        else /* dA (k x m) += op(B) dC^T */
+            st = ag_gemm(tb, 1, k, m, nn, 1, b->value, ldb, dC, nn, 1, a->grad, lda);
+        if (st != AG_OK) return gemm_check(n, st);
+    }
+    if (b->grad) {
+        if (!tb) /* dB (k x nn) += op(A)^T dC */
+            st = ag_gemm(!ta, 0, k, nn, m, 1, a->value, lda, dC, nn, 1, b->grad, ldb);
+        else /* dB (nn x k) += dC^T op(A) */
+            st = ag_gemm(1, ta, nn, k, m, 1, dC, nn, a->value, lda, 1, b->grad, ldb);
+    }
+    return gemm_check(n, st);
+}
+
+static const ag_op matmul_op = {"matmul", 2, sizeof(matmul_params), matmul_shape, matmul_forward,
+                                matmul_backward};
+
+ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b) {
+    const matmul_params p = {0, 0};
+    return AG__CALL(t, &matmul_op, &p, a, b);
+}
+
+ag_tensor *ag_matmul_ex(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b) {
+    const matmul_params p = {trans_a != 0, trans_b != 0};
+    return AG__CALL(t, &matmul_op, &p, a, b);
+}
+
+/* ---------------------------------------------------------------- linear
+ * z = x W^T + b: x is K x in (or a 1-D row of in), W is out x in, b is out. Row k of z is
+ * z^(l+1) = W^(l) a^(l) + b^(l) for example k. Backward (K rows at once):
+ *   dx += dz W          delta^(l) = (W^(l))^T delta^(l+1), one row per example
+ *   dW += dz^T x        grad_W^(l) J = delta^(l+1) (a^(l))^T, summed over the K examples
+ *   db += sum_k dz_k    grad_b^(l) J = delta^(l+1), summed over the K examples
+ * The op has 3 inputs with a bias and 2 without (two descriptors, one shared body). */
+
+static ag_status linear_shape(ag_node *n) {
+    const ag_tensor *x = n->in[0], *W = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    char sx[64], sw[64], sb[64];
+    if (W->ndim != 2)
+        return ag_node_fail(n, AG_ERR_SHAPE, "W is %s, must be 2-D (out x in)", ag_shape_str(W, sw, sizeof sw));
+    if ((x->ndim != 1 && x->ndim != 2) || x->shape[x->ndim - 1] != W->shape[1])
+        return ag_node_fail(n, AG_ERR_SHAPE, "x is %s but W is %s (expects x to be K x %zu)",
+                            ag_shape_str(x, sx, sizeof sx), ag_shape_str(W, sw, sizeof sw), W->shape[1]);
+    if (b && (b->ndim != 1 || b->shape[0] != W->shape[0]))
+        return ag_node_fail(n, AG_ERR_SHAPE, "b is %s but W is %s (expects b to be %zu)",
+                            ag_shape_str(b, sb, sizeof sb), ag_shape_str(W, sw, sizeof sw), W->shape[0]);
+    if (x->ndim == 1) return ag_node_set_shape(n, 1, (size_t[]){W->shape[0]});
+    return ag_node_set_shape(n, 2, (size_t[]){x->shape[0], W->shape[0]});
+}
+
+static ag_status linear_forward(ag_node *n) {
+    const ag_tensor *x = n->in[0], *W = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    const size_t in = W->shape[1], out = W->shape[0], K = x->size / in;
+    ag_real *restrict z = n->out.value; /* K x out */
+    if (b) /* bias broadcast into every row, then z += x W^T */
+        for (size_t k = 0; k < K; k++) memcpy(z + k * out, b->value, out * sizeof(ag_real));
+    return gemm_check(n, ag_gemm(0, 1, K, out, in, 1, x->value, in, W->value, in, b ? 1 : 0, z, out));
+}
+
+static ag_status linear_backward(ag_node *n) {
+    ag_tensor *x = n->in[0], *W = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    const size_t in = W->shape[1], out = W->shape[0], K = x->size / in;
+    const ag_real *dz = n->out.grad; /* K x out */
+    ag_status st = AG_OK;
+    if (x->grad) { /* dx (K x in) += dz W */
+        st = ag_gemm(0, 0, K, in, out, 1, dz, out, W->value, in, 1, x->grad, in);
+        if (st != AG_OK) return gemm_check(n, st);
+    }
+    if (W->grad) { /* dW (out x in) += dz^T x */
+        st = ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, 1, W->grad, in);
+        if (st != AG_OK) return gemm_check(n, st);
+    }
+    if (b && b->grad) { /* db (out) += column sums of dz */
+        ag_real *restrict db = b->grad;
+        for (size_t k = 0; k < K; k++) {
+            const ag_real *restrict row = dz + k * out;
+            for (size_t j = 0; j < out; j++) db[j] += row[j];
+        }
+    }
+    return AG_OK;
+}
+
+static const ag_op linear_op = {"linear", 3, 0, linear_shape, linear_forward, linear_backward};
+static const ag_op linear_nobias_op = {"linear", 2, 0, linear_shape, linear_forward, linear_backward};
+
+ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b) {
+    if (b) return AG__CALL(t, &linear_op, NULL, x, W, b);
+    /* No bias. While the tape holds an error a NULL b may be a failed result: propagate it
+     * rather than silently dropping the bias. */
+    if (t && ag_tape_status(t) != AG_OK) return NULL;
+    return AG__CALL(t, &linear_nobias_op, NULL, x, W);
+}

@@ -1,0 +1,299 @@
+/*
+ * ops_reduce.c - reductions (sum, mean, along one axis or over everything), softmax and
+ * log-softmax over the last axis, and the shape ops reshape (a view) and 2-D transpose (a copy).
+ *
+ * Sums accumulate in double so that float tensors with many elements keep their precision.
+ *
+ * Read next: ops_loss.c.
+ */
+#include "internal.h"
+
+/* ---------------------------------------------------------------- sum and mean over everything
+ * s = c sum_i x_i with c = 1 (sum) or 1/N (mean);  dx_i += c ds */
+
+static ag_status scalar_shape(ag_node *n) { return ag_node_set_shape(n, 0, NULL); }
+
+static double sum_all(const ag_tensor *x) {
+    const ag_real *restrict xs = x->value;
+    double s = 0;
+    for (size_t i = 0; i < x->size; i++) s += xs[i];
+    return s;
+}
+
+static void add_all(ag_tensor *x, ag_real c) {
+    ag_real *restrict dx = x->grad;
+    for (size_t i = 0, N = x->size; i < N; i++) dx[i] += c;
+}
+
+static ag_status sum_forward(ag_node *n) {
+    n->out.value[0] = (ag_real)sum_all(n->in[0]);
+    return AG_OK;
+}
+static ag_status sum_backward(ag_node *n) {
+    if (n->in[0]->grad) add_all(n->in[0], n->out.grad[0]);
+    return AG_OK;
+}
+static const ag_op sum_op = {"sum", 1, 0, scalar_shape, sum_forward, sum_backward};
+ag_tensor *ag_sum(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sum_op, NULL, x); }
+
+static ag_status mean_forward(ag_node *n) {
+    n->out.value[0] = (ag_real)(sum_all(n->in[0]) / (double)n->in[0]->size);
+    return AG_OK;
+}
+static ag_status mean_backward(ag_node *n) {
+    if (n->in[0]->grad) add_all(n->in[0], (ag_real)(n->out.grad[0] / (double)n->in[0]->size));
+    return AG_OK;
+}
+static const ag_op mean_op = {"mean", 1, 0, scalar_shape, mean_forward, mean_backward};
+ag_tensor *ag_mean(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &mean_op, NULL, x); }
+
+/* ---------------------------------------------------------------- sum and mean along one axis
+ * x viewed as outer x len x inner (len = shape[axis]); the axis is removed:
+ *   y[o, i] = c sum_j x[o, j, i];   dx[o, j, i] += c dy[o, i],   c = 1 or 1/len */
+
+typedef struct axis_params {
+    int axis; /* as given; shape() normalises a negative axis in place */
+} axis_params;
+
+static ag_status axis_shape(ag_node *n) {
+    axis_params *p = n->params;
+    const ag_tensor *x = n->in[0];
+    int axis = p->axis < 0 ? p->axis + x->ndim : p->axis;
+    if (axis < 0 || axis >= x->ndim) {
+        char s[64];
+        return ag_node_fail(n, AG_ERR_SHAPE, "axis %d is out of range for %s", p->axis,
+                            ag_shape_str(x, s, sizeof s));
+    }
+    p->axis = axis;
+    size_t shape[AG_MAX_DIMS];
+    int nd = 0;
+    for (int i = 0; i < x->ndim; i++)
+        if (i != axis) shape[nd++] = x->shape[i];
+    return ag_node_set_shape(n, nd, shape);
+}
+
+/* outer, len, inner of x around the (normalised) axis */
+static void axis_split(const ag_node *n, size_t *outer, size_t *len, size_t *inner) {
+    const ag_tensor *x = n->in[0];
+    int axis = ((const axis_params *)n->params)->axis;
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < axis; i++) *outer *= x->shape[i];
+    for (int i = axis + 1; i < x->ndim; i++) *inner *= x->shape[i];
+    *len = x->shape[axis];
+}
+
+static ag_status axis_reduce(ag_node *n, double c) {
+    size_t outer, len, inner;
+    axis_split(n, &outer, &len, &inner);
+    const ag_real *restrict x = n->in[0]->value;
+    ag_real *restrict y = n->out.value;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i = 0; i < inner; i++) {
+            double s = 0;
+            for (size_t j = 0; j < len; j++) s += x[(o * len + j) * inner + i];
+            y[o * inner + i] = (ag_real)(s * c);
+        }
+    return AG_OK;
+}
+
+static ag_status axis_spread(ag_node *n, ag_real c) {
+    if (!n->in[0]->grad) return AG_OK;
+    size_t outer, len, inner;
+    axis_split(n, &outer, &len, &inner);
+    ag_real *restrict dx = n->in[0]->grad;
+    const ag_real *restrict dy = n->out.grad;
+    for (size_t o = 0; o < outer; o++)
+        for (size_t j = 0; j < len; j++) {
+            ag_real *restrict dxr = dx + (o * len + j) * inner;
+            const ag_real *restrict dyr = dy + o * inner;
+            for (size_t i = 0; i < inner; i++) dxr[i] += c * dyr[i];
+        }
+    return AG_OK;
+}
+
+static ag_status sum_axis_forward(ag_node *n) { return axis_reduce(n, 1.0); }
+static ag_status sum_axis_backward(ag_node *n) { return axis_spread(n, 1); }
+static const ag_op sum_axis_op = {"sum_axis", 1, sizeof(axis_params), axis_shape, sum_axis_forward,
+                                  sum_axis_backward};
+ag_tensor *ag_sum_axis(ag_tape *t, ag_tensor *x, int axis) {
+    return AG__CALL(t, &sum_axis_op, &(axis_params){axis}, x);
+}
+
+static size_t axis_len(const ag_node *n) { return n->in[0]->shape[((const axis_params *)n->params)->axis]; }
+static ag_status mean_axis_forward(ag_node *n) { return axis_reduce(n, 1.0 / (double)axis_len(n)); }
+static ag_status mean_axis_backward(ag_node *n) { return axis_spread(n, (ag_real)(1.0 / (double)axis_len(n))); }
+static const ag_op mean_axis_op = {"mean_axis", 1, sizeof(axis_params), axis_shape, mean_axis_forward,
+                                   mean_axis_backward};
+ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis) {
+    return AG__CALL(t, &mean_axis_op, &(axis_params){axis}, x);
+}
+
+/* ---------------------------------------------------------------- softmax, log-softmax
+ * Row-wise over the last axis (a scalar is one row of one). With m = max_j x_j (subtracted so
+ * that exp never overflows and the largest term is exactly 1):
+ *   softmax:      p_j = e^(x_j - m) / sum_i e^(x_i - m);   dx_j += p_j (dp_j - sum_i p_i dp_i)
+ *   log_softmax:  l_j = x_j - m - log sum_i e^(x_i - m);    dx_j += dl_j - e^(l_j) sum_i dl_i */
+
+static size_t last_dim(const ag_tensor *x) { return x->ndim ? x->shape[x->ndim - 1] : 1; }
+
+static ag_status softmax_forward(ag_node *n) {
+    const size_t C = last_dim(n->in[0]), rows = n->out.size / C;
+    for (size_t r = 0; r < rows; r++) {
+        const ag_real *restrict x = n->in[0]->value + r * C;
+        ag_real *restrict p = n->out.value + r * C;
+        ag_real m = x[0];
+        for (size_t j = 1; j < C; j++) m = x[j] > m ? x[j] : m;
+        double s = 0;
+        for (size_t j = 0; j < C; j++) {
+            p[j] = ag__exp(x[j] - m);
+            s += p[j];
+        }
+        const ag_real inv = (ag_real)(1.0 / s);
+        for (size_t j = 0; j < C; j++) p[j] *= inv;
+    }
+    return AG_OK;
+}
+
+static ag_status softmax_backward(ag_node *n) {
+    if (!n->in[0]->grad) return AG_OK;
+    const size_t C = last_dim(n->in[0]), rows = n->out.size / C;
+    for (size_t r = 0; r < rows; r++) {
+        const ag_real *restrict p = n->out.value + r * C, *restrict dp = n->out.grad + r * C;
+        ag_real *restrict dx = n->in[0]->grad + r * C;
+        double dot = 0;
+        for (size_t j = 0; j < C; j++) dot += (double)p[j] * dp[j];
+        for (size_t j = 0; j < C; j++) dx[j] += p[j] * (dp[j] - (ag_real)dot);
+    }
+    return AG_OK;
+}
+
+static ag_status same_shape(ag_node *n) { return ag_node_set_shape(n, n->in[0]->ndim, n->in[0]->shape); }
+
+static const ag_op softmax_op = {"softmax", 1, 0, same_shape, softmax_forward, softmax_backward};
+ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &softmax_op, NULL, x); }
+
+static ag_status log_softmax_forward(ag_node *n) {
+    const size_t C = last_dim(n->in[0]), rows = n->out.size / C;
+    for (size_t r = 0; r < rows; r++) {
+        const ag_real *restrict x = n->in[0]->value + r * C;
+        ag_real *restrict l = n->out.value + r * C;
+        ag_real m = x[0];
+        for (size_t j = 1; j < C; j++) m = x[j] > m ? x[j] : m;
+        double s = 0;
+        for (size_t j = 0; j < C; j++) s += ag__exp(x[j] - m);
+        const ag_real lse = m + (ag_real)log(s);
+        for (size_t j = 0; j < C; j++) l[j] = x[j] - lse;
+    }
+    return AG_OK;
+}
+
+static ag_status log_softmax_backward(ag_node *n) {
+    if (!n->in[0]->grad) return AG_OK;
+    const size_t C = last_dim(n->in[0]), rows = n->out.size / C;
+    for (size_t r = 0; r < rows; r++) {
+        const ag_real *restrict l = n->out.value + r * C, *restrict dl = n->out.grad + r * C;
+        ag_real *restrict dx = n->in[0]->grad + r * C;
+        double s = 0;
+        for (size_t j = 0; j < C; j++) s += dl[j];
+        for (size_t j = 0; j < C; j++) dx[j] += dl[j] - ag__exp(l[j]) * (ag_real)s;
+    }
+    return AG_OK;
+}
+
+static const ag_op log_softmax_op = {"log_softmax", 1, 0, same_shape, log_softmax_forward,
+                                     log_softmax_backward};
+ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &log_softmax_op, NULL, x); }
+
+/* ---------------------------------------------------------------- reshape (a view)
+ * The output shares the input's value buffer (shape() points out.value at it, so the engine
+ * allocates nothing); it has its own gradient, added back element by element: dx_i += dy_i. */
+
+typedef struct reshape_params {
+    int ndim;
+    int null_shape; /* the caller passed shape == NULL with ndim > 0 */
+    size_t shape[AG_MAX_DIMS];
+} reshape_params;
+
+static ag_status reshape_shape(ag_node *n) {
+    const reshape_params *p = n->params;
+    const ag_tensor *x = n->in[0];
+    if (p->ndim < 0 || p->ndim > AG_MAX_DIMS)
+        return ag_node_fail(n, AG_ERR_ARG, "rank %d is outside 0..%d", p->ndim, AG_MAX_DIMS);
+    if (p->null_shape) return ag_node_fail(n, AG_ERR_ARG, "shape is NULL with rank %d", p->ndim);
+    ag_tensor want = {0};
+    want.ndim = p->ndim;
+    for (int i = 0; i < p->ndim; i++) want.shape[i] = p->shape[i];
+    size_t numel;
+    int rc = ag__shape_numel(p->ndim, p->shape, &numel);
+    if (rc != 0 || numel != x->size) {
+        char sx[64], sw[64];
+        if (rc == -2)
+            return ag_node_fail(n, AG_ERR_SHAPE, "%s has a zero dimension", ag_shape_str(&want, sw, sizeof sw));
+        if (rc != 0)
+            return ag_node_fail(n, AG_ERR_SHAPE, "%s overflows size_t", ag_shape_str(&want, sw, sizeof sw));
+        return ag_node_fail(n, AG_ERR_SHAPE, "%s has %zu elements but %s has %zu",
+                            ag_shape_str(x, sx, sizeof sx), x->size, ag_shape_str(&want, sw, sizeof sw), numel);
+    }
+    ag_status st = ag_node_set_shape(n, p->ndim, p->shape);
+    if (st == AG_OK) n->out.value = x->value; /* view: no copy */
+    return st;
+}
+
+static ag_status reshape_forward(ag_node *n) {
+    (void)n; /* the view already holds the values */
+    return AG_OK;
+}
+
+static ag_status reshape_backward(ag_node *n) {
+    ag_real *restrict dx = n->in[0]->grad;
+    if (!dx) return AG_OK;
+    const ag_real *restrict dy = n->out.grad;
+    for (size_t i = 0, N = n->out.size; i < N; i++) dx[i] += dy[i];
+    return AG_OK;
+}
+
+static const ag_op reshape_op = {"reshape", 1, sizeof(reshape_params), reshape_shape, reshape_forward,
+                                 reshape_backward};
+
+ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape) {
+    reshape_params p = {ndim, ndim > 0 && !shape, {1, 1, 1, 1}};
+    if (shape && ndim > 0 && ndim <= AG_MAX_DIMS)
+        for (int i = 0; i < ndim; i++) p.shape[i] = shape[i];
+    return AG__CALL(t, &reshape_op, &p, x);
+}
+
+/* ---------------------------------------------------------------- transpose (2-D, a copy)
+ * y[j, i] = x[i, j];  dx[i, j] += dy[j, i] */
+
+static ag_status transpose_shape(ag_node *n) {
+    const ag_tensor *x = n->in[0];
+    if (x->ndim != 2) {
+        char s[64];
+        return ag_node_fail(n, AG_ERR_SHAPE, "x is %s, must be 2-D", ag_shape_str(x, s, sizeof s));
+    }
+    return ag_node_set_shape(n, 2, (size_t[]){x->shape[1], x->shape[0]});
+}
+
+static ag_status transpose_forward(ag_node *n) {
+    const size_t R = n->in[0]->shape[0], C = n->in[0]->shape[1];
+    const ag_real *restrict x = n->in[0]->value;
+    ag_real *restrict y = n->out.value;
+    for (size_t i = 0; i < R; i++)
+        for (size_t j = 0; j < C; j++) y[j * R + i] = x[i * C + j];
+    return AG_OK;
+}
+
+static ag_status transpose_backward(ag_node *n) {
+    ag_real *restrict dx = n->in[0]->grad;
+    if (!dx) return AG_OK;
+    const size_t R = n->in[0]->shape[0], C = n->in[0]->shape[1];
+    const ag_real *restrict dy = n->out.grad;
+    for (size_t i = 0; i < R; i++)
+        for (size_t j = 0; j < C; j++) dx[i * C + j] += dy[j * R + i];
+    return AG_OK;
+}
+
+static const ag_op transpose_op = {"transpose", 1, 0, transpose_shape, transpose_forward,
+                                   transpose_backward};
+ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &transpose_op, NULL, x); }
