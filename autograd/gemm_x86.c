@@ -40,6 +40,19 @@ typedef __mmask16 zmask;
 #define z_store(p, v) _mm512_storeu_ps(p, v)
 #endif
 #define A5_NR (2 * Z_W)
+/* Cache blocks: the A micro-panel (MR x KC) stays in L1 while the B block (KC x NC) streams from L2. */
+#ifndef A5_KC
+#define A5_KC (384 * 4 / (int)sizeof(ag_real))
+#endif
+#ifndef A5_MC
+#define A5_MC 192
+#endif
+#ifndef A5_NC
+#define A5_NC (640 * 4 / (int)sizeof(ag_real))
+#endif
+#ifndef A5_PF_B
+#define A5_PF_B (8 * A5_NR)   /* B prefetch distance, elements: the micro-panel streams from L2 */
+#endif
 
 /* `rows` is a compile-time constant at every call, so the loops below unroll and the arrays live in
  * registers. */
@@ -48,8 +61,14 @@ a5_tile(const int rows, size_t kc, const ag_real *a, const ag_real *b, ag_real *
         zmask m1, ag_real alpha, ag_real beta)
 {
     zv c0[A5_MR], c1[A5_MR];
+    /* C rows are often 4 KiB apart (same L1 set): start fetching them now, they are needed at the end */
+    AG__UNROLL for (int r = 0; r < rows; r++) {
+        _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + r * ldc + A5_NR - 1), _MM_HINT_T0);
+    }
     AG__UNROLL for (int r = 0; r < rows; r++) c0[r] = c1[r] = z_zero();
     for (size_t p = 0; p < kc; p++) {
+        _mm_prefetch((const char *)(b + A5_PF_B), _MM_HINT_T0);
         zv b0 = z_load(b), b1 = z_load(b + Z_W);
         AG__UNROLL for (int r = 0; r < rows; r++) {
             zv ar = z_set1(a[r]);
@@ -196,11 +215,7 @@ T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_re
 
 const ag__gemm_kernel ag__gemm_avx512 = {
     .name = "avx512", .mr = A5_MR, .nr = A5_NR,
-#ifdef AG_DOUBLE
-    .mc = 192, .kc = 256, .nc = 512,
-#else
-    .mc = 192, .kc = 384, .nc = 640,
-#endif
+    .mc = A5_MC, .kc = A5_KC, .nc = A5_NC,
     .ukr = ukr_avx512, .pack_a = pack_a_avx512, .pack_b = pack_b_avx512,
 };
 
