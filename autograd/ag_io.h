@@ -1,0 +1,189 @@
+/*
+ * ag_io.h - tapegrad's files: IDX data sets (MNIST, Fashion-MNIST) and model files in the
+ * safetensors layout.
+ *
+ * ERRORS. Every fallible call returns an ag_status and, when err is not NULL, writes a message of
+ * at most errsize bytes that names the file and what is wrong:
+ *     idx: /d/train-images-idx3-ubyte.gz: truncated: header says 60000 images of 28x28 but file has 1234 bytes of pixels
+ *     load: W1 is 256x784 in the file but 512x784 in the model
+ * AG_ERR_IO: missing, unreadable or unwritable file. AG_ERR_FORMAT: truncated, corrupt or foreign
+ * content. AG_ERR_SHAPE: the file is sound but does not fit the model. AG_ERR_NOMEM, AG_ERR_ARG as
+ * usual. Nothing here trusts a size read from a file: every header is checked against the bytes
+ * actually present and against a memory cap before anything is allocated from it. All heap
+ * memory goes through the library's allocator hooks (ag_set_allocator).
+ *
+ * IDX DATA SETS
+ *
+ *     ag_dataset train;
+ *     char err[512];
+ *     ag_idx_options o = {.classes = 10, .rows = 28, .cols = 28};
+ *     if (ag_dataset_load(&train, "/d/train-images-idx3-ubyte.gz", "/d/train-labels-idx1-ubyte.gz",
+ *                         &o, err, sizeof err) != AG_OK) { fprintf(stderr, "%s\n", err); ... }
+ *     uint32_t *order = ...n entries...;
+ *     for (epoch...) {
+ *         ag_dataset_shuffle(order, train.n, seed, epoch);  // depends only on (seed, epoch)
+ *         for (b...) ag_dataset_batch(&train, order + b * K, K, x, labels, NULL);
+ *     }
+ *     ag_dataset_free(&train);
+ *
+ * Files are raw IDX or gzip-compressed IDX (recognised by the bytes 1f 8b, whatever the name);
+ * compressed files are read through the `gzip -dc` program (fork + exec, the file on its standard
+ * input: no shell, no path on a command line). Pixels stay uint8 in memory; ag_dataset_batch
+ * converts the rows of one mini-batch to ag_real in [0, 1].
+ *
+ * MODEL FILES (safetensors layout, readable by the `safetensors` Python package)
+ *
+ *     8-byte little-endian header length N, N bytes of JSON
+ *       {"W1": {"dtype": "F32", "shape": [256, 784], "data_offsets": [0, 802816]}, ...,
+ *        "__metadata__": {"arch": "784-256-10", "crc32": "0x1234abcd", ...}}
+ *     padded with spaces to a multiple of 8, then the raw little-endian data.
+ *
+ * Parameters are stored under their names with the build's dtype (F32, or F64 with AG_DOUBLE);
+ * extra named buffers (optimizer state) are 1-D tensors. "crc32" in __metadata__ is the CRC-32
+ * (IEEE) of the data section. Saving is atomic: a temporary file in the same directory is
+ * written, flushed, fsync'ed and renamed over the target, and the directory is fsync'ed, so a
+ * crash leaves either the old file or the new one. Loading checks the file completely (length,
+ * JSON, offsets, CRC, every name, dtype and shape) before it changes anything: on failure the
+ * store and the extra buffers are unchanged.
+ */
+#ifndef AG_IO_H
+#define AG_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ag.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AG_IO_ERRMSG_SIZE 512 /* a buffer of this size never truncates a message short of long paths */
+
+/* ---------------------------------------------------------------- IDX files */
+
+#define AG_IDX_LABELS 0x00000801u /* magic: unsigned bytes, 1 dimension (count) */
+#define AG_IDX_IMAGES 0x00000803u /* magic: unsigned bytes, 3 dimensions (count, rows, cols) */
+#define AG_IDX_MAX_BYTES ((size_t)1 << 30) /* default cap on the data of one file (1 GiB) */
+#define AG_IDX_MAX_SIDE 4096               /* largest image side accepted */
+
+/* One parsed IDX file. */
+typedef struct ag_idx {
+    uint32_t magic;   /* AG_IDX_LABELS or AG_IDX_IMAGES */
+    size_t count;     /* items */
+    size_t rows, cols;/* image size; 1 x 1 for labels */
+    uint8_t *data;    /* count * rows * cols bytes (owned: ag_idx_free) */
+} ag_idx;
+
+typedef struct ag_idx_options {
+    int classes;      /* labels must be in [0, classes); 0 accepts 0..255 */
+    size_t rows, cols;/* required image size; 0 accepts any (each side 1..AG_IDX_MAX_SIDE) */
+    size_t limit;     /* ag_dataset_*: keep the first limit examples; 0 keeps all */
+    size_t max_bytes; /* cap on the data bytes of one file; 0 = AG_IDX_MAX_BYTES */
+} ag_idx_options;
+
+/* Parse one IDX file held in memory (raw, not compressed). name is used in messages (may be
+ * NULL). The buffer must hold exactly the header and the data the header announces. opts may
+ * be NULL (any size, no label check). On failure *out is zeroed. */
+ag_status ag_idx_parse(const void *buf, size_t len, const char *name, const ag_idx_options *opts,
+                       ag_idx *out, char *err, size_t errsize);
+/* Read and parse one IDX file, raw or gzipped. */
+ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err,
+                      size_t errsize);
+void ag_idx_free(ag_idx *f);
+
+/* ---------------------------------------------------------------- data sets */
+
+/* Images with their labels. */
+typedef struct ag_dataset {
+    size_t n;           /* examples */
+    size_t rows, cols;  /* image size; features = rows * cols */
+    int classes;        /* from the options (or 1 + the largest label when 0 was given) */
+    uint8_t *images;    /* n * rows * cols bytes, row-major, one image after another */
+    uint8_t *labels;    /* n bytes */
+} ag_dataset;
+
+/* Load an image file and its label file; they must agree on the count. On failure *ds is zeroed. */
+ag_status ag_dataset_load(ag_dataset *ds, const char *images_path, const char *labels_path,
+                          const ag_idx_options *opts, char *err, size_t errsize);
+/* The same from two in-memory raw IDX files (for fuzzers and tests). */
+ag_status ag_dataset_parse(ag_dataset *ds, const void *images, size_t images_len, const void *labels,
+                           size_t labels_len, const ag_idx_options *opts, char *err, size_t errsize);
+void ag_dataset_free(ag_dataset *ds);
+
+/* Rows idx[0..n) as ag_real in [0, 1] into x (n * rows * cols), their labels into labels
+ * (n entries, may be NULL) and one-hot targets into onehot (n * classes, may be NULL).
+ * AG_ERR_ARG if an index is out of range (nothing is written then). Allocates nothing. */
+ag_status ag_dataset_batch(const ag_dataset *ds, const uint32_t *idx, size_t n, ag_real *x,
+                           int32_t *labels, ag_real *onehot);
+
+/* order = a permutation of 0..n-1 that depends only on (seed, epoch): the same on every machine,
+ * so an interrupted run resumed at an epoch sees the same batches. */
+void ag_dataset_shuffle(uint32_t *order, size_t n, uint64_t seed, uint64_t epoch);
+
+/* ---------------------------------------------------------------- model files */
+
+/* A caller's named buffer saved next to the parameters (1-D tensor of n elements). */
+typedef struct ag_named_buf {
+    const char *name;
+    ag_real *data;
+    size_t n;
+} ag_named_buf;
+
+/* A metadata entry (all values are strings in safetensors). */
+typedef struct ag_kv {
+    const char *key;
+    const char *value;
+} ag_kv;
+
+#define AG_MODEL_MAX_HEADER ((size_t)100 << 20) /* JSON header cap, as the safetensors library */
+#define AG_MODEL_MAX_TENSORS 65536
+#define AG_MODEL_MAX_META 1024
+#define AG_MODEL_MAX_NAME 1024 /* bytes of a tensor name, key or value (metadata values: 64 KiB) */
+
+/* CRC-32 (IEEE 802.3, as zlib's crc32): pass 0 first, then the previous result to continue. */
+uint32_t ag_crc32(uint32_t crc, const void *data, size_t n);
+
+/* Save every parameter of ps, then the extra buffers, with the metadata entries (keys must not
+ * be "crc32", which is added, nor repeat). Atomic (see above). */
+ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_buf *extra,
+                        size_t n_extra, const ag_kv *meta, size_t n_meta, char *err, size_t errsize);
+
+/* Load into an existing store and extra buffers: the file must hold exactly these tensors,
+ * with the same names, the build's dtype and the same shapes. Unchanged on failure. */
+ag_status ag_model_load(const char *path, ag_params *ps, ag_named_buf *extra, size_t n_extra,
+                        char *err, size_t errsize);
+
+/* A checked model file in memory: its tensors and metadata can be listed (e.g. to rebuild the
+ * architecture from "arch") before loading into a store. */
+typedef struct ag_model_file ag_model_file;
+
+typedef struct ag_model_tensor {
+    const char *name;
+    const char *dtype;           /* "F32", "F64", "BF16", "I64", ... */
+    int ndim;                    /* 0..AG_MAX_DIMS for tensors tapegrad can load; up to 8 listed */
+    size_t shape[8];
+    size_t numel;
+    size_t begin, end;           /* byte offsets in the data section */
+} ag_model_tensor;
+
+ag_status ag_model_open(const char *path, ag_model_file **out, char *err, size_t errsize);
+/* The same from a file image in memory (copied). name is used in messages (may be NULL). */
+ag_status ag_model_parse(const void *buf, size_t len, const char *name, ag_model_file **out,
+                         char *err, size_t errsize);
+void ag_model_close(ag_model_file *m);
+
+const char *ag_model_meta(const ag_model_file *m, const char *key); /* NULL when absent */
+size_t ag_model_meta_count(const ag_model_file *m);
+ag_status ag_model_meta_at(const ag_model_file *m, size_t i, const char **key, const char **value);
+size_t ag_model_tensor_count(const ag_model_file *m);
+const ag_model_tensor *ag_model_tensor_at(const ag_model_file *m, size_t i);
+const ag_model_tensor *ag_model_find(const ag_model_file *m, const char *name);
+/* Copy the file's tensors into ps and extra, with the checks of ag_model_load. */
+ag_status ag_model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra,
+                        char *err, size_t errsize);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AG_IO_H */

@@ -1,0 +1,476 @@
+/*
+ * idx.c - IDX files (MNIST / Fashion-MNIST), raw or gzipped, and the data set built from an image
+ * file and a label file. Every header is validated against the bytes present and a memory cap
+ * before anything is allocated from it; gzip is run as a child (posix_spawnp, the file on its
+ * standard input), so no path ever reaches a shell.
+ */
+#include "ag_io.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static ag_status ifail(char *err, size_t errsize, ag_status st, const char *name, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+static ag_status ifail(char *err, size_t errsize, ag_status st, const char *name, const char *fmt, ...) {
+    if (err && errsize) {
+        int k = snprintf(err, errsize, "idx: %s: ", name ? name : "<memory>");
+        if (k < 0) k = 0;
+        if ((size_t)k < errsize) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(err + k, errsize - (size_t)k, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return st;
+}
+
+static void set_ok(char *err, size_t errsize) {
+    if (err && errsize) err[0] = '\0';
+}
+
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+/* ---------------------------------------------------------------- header checks */
+
+typedef struct hdr {
+    uint32_t magic;
+    size_t count, rows, cols;
+    size_t header_bytes; /* 8 (labels) or 16 (images) */
+    size_t data_bytes;   /* count * rows * cols, checked */
+} hdr;
+
+static const char *kind_name(uint32_t magic) { return magic == AG_IDX_IMAGES ? "images" : "labels"; }
+
+/* The magic from the first 4 bytes: its header size, or an error. */
+static ag_status check_magic(const unsigned char *p, const char *name, hdr *h, char *err, size_t errsize) {
+    uint32_t m = be32(p);
+    h->magic = m;
+    if (p[0] != 0 || p[1] != 0)
+        return ifail(err, errsize, AG_ERR_FORMAT, name,
+                     "not an IDX file (magic 0x%08x; expected 0x%08x for labels or 0x%08x for images)",
+                     (unsigned)m, AG_IDX_LABELS, AG_IDX_IMAGES);
+    if (m != AG_IDX_LABELS && m != AG_IDX_IMAGES)
+        return ifail(err, errsize, AG_ERR_FORMAT, name,
+                     "unsupported IDX file (magic 0x%08x: type 0x%02x with %u dimensions; expected 0x%08x "
+                     "for labels or 0x%08x for images)",
+                     (unsigned)m, p[2], p[3], AG_IDX_LABELS, AG_IDX_IMAGES);
+    h->header_bytes = m == AG_IDX_LABELS ? 8 : 16;
+    return AG_OK;
+}
+
+/* Dimensions from the rest of the header (p points at the whole header). */
+static ag_status check_dims(const unsigned char *p, const char *name, const ag_idx_options *o, hdr *h,
+                            char *err, size_t errsize) {
+    uint32_t count = be32(p + 4);
+    h->count = count;
+    h->rows = h->cols = 1;
+    if (h->magic == AG_IDX_IMAGES) {
+        uint32_t r = be32(p + 8), c = be32(p + 12);
+        if (r == 0 || c == 0 || r > AG_IDX_MAX_SIDE || c > AG_IDX_MAX_SIDE)
+            return ifail(err, errsize, AG_ERR_FORMAT, name,
+                         "image size %ux%u in the header is invalid (each side must be 1..%d)", (unsigned)r,
+                         (unsigned)c, AG_IDX_MAX_SIDE);
+        if (o && ((o->rows && o->rows != r) || (o->cols && o->cols != c)))
+            return ifail(err, errsize, AG_ERR_FORMAT, name, "images are %ux%u but %zux%zu were expected",
+                         (unsigned)r, (unsigned)c, o->rows, o->cols);
+        h->rows = r;
+        h->cols = c;
+    }
+    if (count == 0) return ifail(err, errsize, AG_ERR_FORMAT, name, "header says 0 %s", kind_name(h->magic));
+    size_t cap = o && o->max_bytes ? o->max_bytes : AG_IDX_MAX_BYTES;
+    size_t per = h->rows * h->cols; /* <= 4096^2, no overflow */
+    size_t total;
+    if (!ag__mul_ok(per, h->count, &total) || total > cap)
+        return ifail(err, errsize, AG_ERR_FORMAT, name,
+                     "header says %zu %s of %zux%zu, more than the cap of %zu bytes", h->count,
+                     kind_name(h->magic), h->rows, h->cols, cap);
+    h->data_bytes = total;
+    return AG_OK;
+}
+
+static ag_status truncated_msg(const hdr *h, size_t got, const char *name, const char *extra, char *err,
+                               size_t errsize) {
+    if (h->magic == AG_IDX_IMAGES)
+        return ifail(err, errsize, AG_ERR_FORMAT, name,
+                     "truncated%s: header says %zu images of %zux%zu but file has %zu bytes of pixels", extra,
+                     h->count, h->rows, h->cols, got);
+    return ifail(err, errsize, AG_ERR_FORMAT, name, "truncated%s: header says %zu labels but file has %zu",
+                 extra, h->count, got);
+}
+
+static ag_status check_labels(const hdr *h, const uint8_t *data, const ag_idx_options *o, const char *name,
+                              char *err, size_t errsize) {
+    if (h->magic != AG_IDX_LABELS || !o || o->classes <= 0) return AG_OK;
+    for (size_t i = 0; i < h->count; i++)
+        if (data[i] >= o->classes)
+            return ifail(err, errsize, AG_ERR_FORMAT, name, "label %u at index %zu is outside 0..%d",
+                         (unsigned)data[i], i, o->classes - 1);
+    return AG_OK;
+}
+
+/* ---------------------------------------------------------------- in memory */
+
+ag_status ag_idx_parse(const void *buf, size_t len, const char *name, const ag_idx_options *opts, ag_idx *out,
+                       char *err, size_t errsize) {
+    if (out) memset(out, 0, sizeof *out);
+    set_ok(err, errsize);
+    if (!out || (!buf && len)) return ifail(err, errsize, AG_ERR_ARG, name, "NULL argument");
+    const unsigned char *p = buf;
+    if (len >= 2 && p[0] == 0x1f && p[1] == 0x8b)
+        return ifail(err, errsize, AG_ERR_FORMAT, name, "gzip-compressed data: decompress it first");
+    if (len < 4)
+        return ifail(err, errsize, AG_ERR_FORMAT, name, "truncated: %zu bytes, too short for an IDX header", len);
+    hdr h;
+    ag_status st = check_magic(p, name, &h, err, errsize);
+    if (st != AG_OK) return st;
+    if (len < h.header_bytes)
+        return ifail(err, errsize, AG_ERR_FORMAT, name, "truncated: the %s header is %zu bytes but file has %zu",
+                     kind_name(h.magic), h.header_bytes, len);
+    if ((st = check_dims(p, name, opts, &h, err, errsize)) != AG_OK) return st;
+    size_t have = len - h.header_bytes;
+    if (have < h.data_bytes) return truncated_msg(&h, have, name, "", err, errsize);
+    if (have > h.data_bytes)
+        return ifail(err, errsize, AG_ERR_FORMAT, name, "%zu bytes of trailing data after the %zu %s",
+                     have - h.data_bytes, h.count, kind_name(h.magic));
+    if ((st = check_labels(&h, p + h.header_bytes, opts, name, err, errsize)) != AG_OK) return st;
+    uint8_t *data = ag__malloc(h.data_bytes);
+    if (!data) return ifail(err, errsize, AG_ERR_NOMEM, name, "out of memory for %zu bytes", h.data_bytes);
+    memcpy(data, p + h.header_bytes, h.data_bytes);
+    out->magic = h.magic;
+    out->count = h.count;
+    out->rows = h.rows;
+    out->cols = h.cols;
+    out->data = data;
+    return AG_OK;
+}
+
+void ag_idx_free(ag_idx *f) {
+    if (!f) return;
+    ag__free(f->data);
+    memset(f, 0, sizeof *f);
+}
+
+/* ---------------------------------------------------------------- from files */
+
+/* Read up to n bytes (fewer only at end of file). -1 on a read error (errno set). */
+static ptrdiff_t read_full(int fd, void *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (ptrdiff_t)got;
+}
+
+typedef struct src {
+    int fd;      /* what we read from: the file or the pipe from gzip */
+    pid_t pid;   /* gzip child, or -1 */
+} src;
+
+/* Start `gzip -dc` with file_fd as its standard input; its output becomes s->fd. */
+static ag_status start_gzip(int file_fd, src *s, const char *path, char *err, size_t errsize) {
+    int pfd[2];
+    if (pipe(pfd) != 0)
+        return ifail(err, errsize, AG_ERR_IO, path, "cannot create a pipe for gzip: %s", strerror(errno));
+    fcntl(pfd[0], F_SETFD, FD_CLOEXEC);
+    fcntl(pfd[1], F_SETFD, FD_CLOEXEC);
+    posix_spawn_file_actions_t fa;
+    if (posix_spawn_file_actions_init(&fa) != 0) {
+        close(pfd[0]);
+        close(pfd[1]);
+        return ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory starting gzip");
+    }
+    int rc = posix_spawn_file_actions_adddup2(&fa, file_fd, 0);
+    if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
+    if (!rc) rc = posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    char *argv[] = {"gzip", "-dc", NULL};
+    pid_t pid = -1;
+    if (!rc) rc = posix_spawnp(&pid, "gzip", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(pfd[1]);
+    if (rc != 0) {
+        close(pfd[0]);
+        if (rc == ENOENT)
+            return ifail(err, errsize, AG_ERR_IO, path,
+                         "gzip-compressed but the gzip program was not found (install gzip or decompress the file)");
+        return ifail(err, errsize, AG_ERR_IO, path, "cannot run gzip: %s", strerror(rc));
+    }
+    s->fd = pfd[0];
+    s->pid = pid;
+    return AG_OK;
+}
+
+/* Close the source; for gzip, its exit status: 0 fine, 1 error, 2 warning, 127 not run, -1 killed. */
+static int close_src(src *s) {
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    if (s->pid <= 0) return 0;
+    int status = 0;
+    pid_t r;
+    do r = waitpid(s->pid, &status, 0);
+    while (r < 0 && errno == EINTR);
+    s->pid = -1;
+    if (r < 0) return -1;
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    return -1;
+}
+
+ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err, size_t errsize) {
+    if (out) memset(out, 0, sizeof *out);
+    set_ok(err, errsize);
+    if (!path || !out) return ifail(err, errsize, AG_ERR_ARG, path, "NULL argument");
+    int fd;
+    do fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        if (errno == ENOENT) return ifail(err, errsize, AG_ERR_IO, path, "no such file");
+        return ifail(err, errsize, AG_ERR_IO, path, "cannot open: %s", strerror(errno));
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || S_ISDIR(sb.st_mode)) {
+        close(fd);
+        return ifail(err, errsize, AG_ERR_IO, path, "is a directory");
+    }
+    unsigned char head[16];
+    ptrdiff_t n = read_full(fd, head, 2);
+    if (n < 0) {
+        int e = errno;
+        close(fd);
+        return ifail(err, errsize, AG_ERR_IO, path, "read error: %s", strerror(e));
+    }
+    int gz = n == 2 && head[0] == 0x1f && head[1] == 0x8b;
+    src s = {fd, -1};
+    ag_status st = AG_OK;
+    uint8_t *data = NULL;
+    if (lseek(fd, 0, SEEK_SET) != 0) {
+        close(fd);
+        return ifail(err, errsize, AG_ERR_IO, path, "cannot seek: %s", strerror(errno));
+    }
+    if (gz) {
+        st = start_gzip(fd, &s, path, err, errsize);
+        close(fd);
+        if (st != AG_OK) return st;
+    }
+    const char *how = gz ? " (after gzip -d)" : "";
+    hdr h;
+    size_t got = 0;
+    int gzip_rc;
+    n = read_full(s.fd, head, 4);
+    if (n < 0) goto read_error;
+    if (n < 4) {
+        got = (size_t)n;
+        st = ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: %zu bytes%s, too short for an IDX header", got, how);
+        goto done;
+    }
+    if ((st = check_magic(head, path, &h, err, errsize)) != AG_OK) goto done;
+    n = read_full(s.fd, head + 4, h.header_bytes - 4);
+    if (n < 0) goto read_error;
+    if ((size_t)n < h.header_bytes - 4) {
+        st = ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: the %s header is %zu bytes but file has %zu%s",
+                   kind_name(h.magic), h.header_bytes, (size_t)n + 4, how);
+        goto done;
+    }
+    if ((st = check_dims(head, path, opts, &h, err, errsize)) != AG_OK) goto done;
+    if (!gz) { /* a regular file's size is known: refuse a short one before allocating */
+        if (S_ISREG(sb.st_mode) && (uintmax_t)sb.st_size < h.header_bytes + (uintmax_t)h.data_bytes) {
+            st = truncated_msg(&h, (size_t)sb.st_size - h.header_bytes, path, "", err, errsize);
+            goto done;
+        }
+    }
+    /* grow with the data actually present, up to the checked size */
+    size_t cap = h.data_bytes < ((size_t)4 << 20) ? h.data_bytes : ((size_t)4 << 20);
+    data = ag__malloc(cap);
+    if (!data) {
+        st = ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", cap);
+        goto done;
+    }
+    for (;;) {
+        n = read_full(s.fd, data + got, cap - got);
+        if (n < 0) goto read_error;
+        got += (size_t)n;
+        if (got < cap || cap == h.data_bytes) break;
+        size_t ncap = cap > h.data_bytes / 2 ? h.data_bytes : cap * 2;
+        uint8_t *nd = ag__realloc(data, ncap);
+        if (!nd) {
+            st = ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", ncap);
+            goto done;
+        }
+        data = nd;
+        cap = ncap;
+    }
+    if (got < h.data_bytes) {
+        gzip_rc = close_src(&s);
+        ag__free(data);
+        return truncated_msg(&h, got, path, gz && gzip_rc != 0 ? " or corrupt compressed data" : "", err, errsize);
+    }
+    { /* anything after the announced data? */
+        unsigned char extra[4096];
+        size_t more = 0;
+        while (more < ((size_t)1 << 20)) {
+            n = read_full(s.fd, extra, sizeof extra);
+            if (n <= 0) break;
+            more += (size_t)n;
+        }
+        if (more) {
+            st = ifail(err, errsize, AG_ERR_FORMAT, path, "%s%zu bytes of trailing data%s after the %zu %s",
+                       more >= ((size_t)1 << 20) ? "at least " : "", more, how, h.count, kind_name(h.magic));
+            goto done;
+        }
+    }
+    gzip_rc = close_src(&s);
+    if (gz && gzip_rc != 0 && gzip_rc != 2) { /* 2: gzip's warning (e.g. trailing zeros), data intact */
+        ag__free(data);
+        return ifail(err, errsize, AG_ERR_FORMAT, path, "corrupt compressed data (gzip -d failed)");
+    }
+    if ((st = check_labels(&h, data, opts, path, err, errsize)) != AG_OK) {
+        ag__free(data);
+        return st;
+    }
+    out->magic = h.magic;
+    out->count = h.count;
+    out->rows = h.rows;
+    out->cols = h.cols;
+    out->data = data;
+    return AG_OK;
+
+read_error:
+    st = ifail(err, errsize, AG_ERR_IO, path, "read error: %s", strerror(errno));
+done:
+    close_src(&s);
+    ag__free(data);
+    return st;
+}
+
+/* ---------------------------------------------------------------- data sets */
+
+void ag_dataset_free(ag_dataset *ds) {
+    if (!ds) return;
+    ag__free(ds->images);
+    ag__free(ds->labels);
+    memset(ds, 0, sizeof *ds);
+}
+
+static ag_status pair(ag_dataset *ds, ag_idx *im, ag_idx *lb, const char *im_name, const char *lb_name,
+                      const ag_idx_options *o, char *err, size_t errsize) {
+    ag_status st = AG_OK;
+    if (im->magic != AG_IDX_IMAGES)
+        st = ifail(err, errsize, AG_ERR_FORMAT, im_name,
+                   "is an IDX label file (magic 0x%08x) but an image file (magic 0x%08x) was expected",
+                   AG_IDX_LABELS, AG_IDX_IMAGES);
+    else if (lb->magic != AG_IDX_LABELS)
+        st = ifail(err, errsize, AG_ERR_FORMAT, lb_name,
+                   "is an IDX image file (magic 0x%08x) but a label file (magic 0x%08x) was expected",
+                   AG_IDX_IMAGES, AG_IDX_LABELS);
+    else if (im->count != lb->count)
+        st = ifail(err, errsize, AG_ERR_FORMAT, im_name, "has %zu images but %s has %zu labels", im->count,
+                   lb_name ? lb_name : "<memory>", lb->count);
+    if (st != AG_OK) {
+        ag_idx_free(im);
+        ag_idx_free(lb);
+        return st;
+    }
+    size_t n = im->count;
+    if (o && o->limit && o->limit < n) n = o->limit;
+    ds->n = n;
+    ds->rows = im->rows;
+    ds->cols = im->cols;
+    ds->images = im->data;
+    ds->labels = lb->data;
+    int maxl = 0;
+    for (size_t i = 0; i < n; i++)
+        if (lb->data[i] > maxl) maxl = lb->data[i];
+    ds->classes = o && o->classes > 0 ? o->classes : maxl + 1;
+    memset(im, 0, sizeof *im);
+    memset(lb, 0, sizeof *lb);
+    return AG_OK;
+}
+
+ag_status ag_dataset_load(ag_dataset *ds, const char *images_path, const char *labels_path,
+                          const ag_idx_options *opts, char *err, size_t errsize) {
+    if (ds) memset(ds, 0, sizeof *ds);
+    set_ok(err, errsize);
+    if (!ds || !images_path || !labels_path)
+        return ifail(err, errsize, AG_ERR_ARG, images_path, "NULL argument");
+    ag_idx im, lb;
+    ag_status st = ag_idx_read(images_path, opts, &im, err, errsize);
+    if (st != AG_OK) return st;
+    st = ag_idx_read(labels_path, opts, &lb, err, errsize);
+    if (st != AG_OK) {
+        ag_idx_free(&im);
+        return st;
+    }
+    return pair(ds, &im, &lb, images_path, labels_path, opts, err, errsize);
+}
+
+ag_status ag_dataset_parse(ag_dataset *ds, const void *images, size_t images_len, const void *labels,
+                           size_t labels_len, const ag_idx_options *opts, char *err, size_t errsize) {
+    if (ds) memset(ds, 0, sizeof *ds);
+    set_ok(err, errsize);
+    if (!ds) return ifail(err, errsize, AG_ERR_ARG, NULL, "NULL argument");
+    ag_idx im, lb;
+    ag_status st = ag_idx_parse(images, images_len, "<images>", opts, &im, err, errsize);
+    if (st != AG_OK) return st;
+    st = ag_idx_parse(labels, labels_len, "<labels>", opts, &lb, err, errsize);
+    if (st != AG_OK) {
+        ag_idx_free(&im);
+        return st;
+    }
+    return pair(ds, &im, &lb, "<images>", "<labels>", opts, err, errsize);
+}
+
+ag_status ag_dataset_batch(const ag_dataset *ds, const uint32_t *idx, size_t n, ag_real *x, int32_t *labels,
+                           ag_real *onehot) {
+    if (!ds || (!idx && n) || (!x && n)) return AG_ERR_ARG;
+    for (size_t i = 0; i < n; i++)
+        if (idx[i] >= ds->n) return AG_ERR_ARG;
+    const size_t f = ds->rows * ds->cols;
+    ag_real lut[256]; /* exact quotients: 0 -> 0, 255 -> 1 */
+    for (int v = 0; v < 256; v++) lut[v] = (ag_real)(v / 255.0);
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *src = ds->images + (size_t)idx[i] * f;
+        ag_real *dst = x + i * f;
+        for (size_t j = 0; j < f; j++) dst[j] = lut[src[j]];
+    }
+    if (labels)
+        for (size_t i = 0; i < n; i++) labels[i] = ds->labels[idx[i]];
+    if (onehot) {
+        size_t c = (size_t)ds->classes;
+        for (size_t i = 0; i < n; i++) {
+            for (size_t j = 0; j < c; j++) onehot[i * c + j] = 0;
+            if (ds->labels[idx[i]] < c) onehot[i * c + ds->labels[idx[i]]] = 1;
+        }
+    }
+    return AG_OK;
+}
+
+void ag_dataset_shuffle(uint32_t *order, size_t n, uint64_t seed, uint64_t epoch) {
+    if (!order) return;
+    for (size_t i = 0; i < n; i++) order[i] = (uint32_t)i;
+    ag_rng r;
+    /* mix the epoch into the seed (splitmix-style odd constant), then let splitmix64 spread it */
+    ag_rng_seed(&r, seed ^ (epoch + 1) * 0x9E3779B97F4A7C15ull);
+    ag_rng_shuffle(&r, order, n);
+}

@@ -1,0 +1,1109 @@
+/*
+ * safetensors.c - model files in the safetensors layout, CRC-32, and a strict JSON reader for
+ * the header. See ag_io.h for the layout and the guarantees (atomic save, all-or-nothing load).
+ *
+ * The header reader is written for the one shape a safetensors header has (an object of tensor
+ * objects and one "__metadata__" object of strings), so its depth is fixed at three levels; it
+ * accepts exactly RFC 8259 JSON within that shape (strict strings and UTF-8, integers without
+ * sign, fraction or leading zeros) and refuses unknown fields and duplicate names.
+ */
+#include "ag_io.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define META_VALUE_MAX ((size_t)64 << 10)
+
+#ifdef AG_DOUBLE
+#define AG_DTYPE "F64"
+#else
+#define AG_DTYPE "F32"
+#endif
+
+static ag_status mfail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
+                       const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 6, 7)))
+#endif
+    ;
+static ag_status mfail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
+                       const char *fmt, ...) {
+    if (err && errsize) {
+        int k = snprintf(err, errsize, "%s: %s: ", what, name ? name : "<memory>");
+        if (k < 0) k = 0;
+        if ((size_t)k < errsize) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(err + k, errsize - (size_t)k, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return st;
+}
+
+/* ---------------------------------------------------------------- CRC-32 */
+
+uint32_t ag_crc32(uint32_t crc, const void *data, size_t n) {
+    uint32_t table[256]; /* 2 K steps to build: cheaper than any lock or lazy global */
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    const unsigned char *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ---------------------------------------------------------------- little-endian values */
+
+#define CHUNK_ELEMS 4096
+
+/* ag_real -> little-endian bytes (out holds n * sizeof(ag_real)). */
+static void to_le(const ag_real *v, size_t n, unsigned char *out) {
+    for (size_t i = 0; i < n; i++) {
+#ifdef AG_DOUBLE
+        uint64_t u;
+        memcpy(&u, &v[i], 8);
+        for (int b = 0; b < 8; b++) out[i * 8 + (size_t)b] = (unsigned char)(u >> (8 * b));
+#else
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        for (int b = 0; b < 4; b++) out[i * 4 + (size_t)b] = (unsigned char)(u >> (8 * b));
+#endif
+    }
+}
+
+static void from_le(const unsigned char *in, size_t n, ag_real *v) {
+    for (size_t i = 0; i < n; i++) {
+#ifdef AG_DOUBLE
+        uint64_t u = 0;
+        for (int b = 7; b >= 0; b--) u = u << 8 | in[i * 8 + (size_t)b];
+        memcpy(&v[i], &u, 8);
+#else
+        uint32_t u = 0;
+        for (int b = 3; b >= 0; b--) u = u << 8 | in[i * 4 + (size_t)b];
+        memcpy(&v[i], &u, 4);
+#endif
+    }
+}
+
+/* ---------------------------------------------------------------- a growable string */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->oom) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) {
+            if (cap > SIZE_MAX / 2) {
+                b->oom = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        char *q = ag__realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_size(sbuf *b, size_t v) {
+    char tmp[32];
+    int k = snprintf(tmp, sizeof tmp, "%zu", v);
+    sb_put(b, tmp, (size_t)k);
+}
+/* A JSON string literal. */
+static void sb_json(sbuf *b, const char *s) {
+    sb_put(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            sb_put(b, esc, 2);
+        } else if (*p < 0x20) {
+            snprintf(esc, sizeof esc, "\\u%04x", *p);
+            sb_put(b, esc, 6);
+        } else {
+            sb_put(b, (const char *)p, 1);
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+/* ---------------------------------------------------------------- validation helpers */
+
+/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
+static int utf8_ok(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+        else return 0;
+        if (n - i < len) return 0;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return 0;
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
+static int str_ok(const char *s, size_t max) {
+    if (!s) return 0;
+    size_t n = strlen(s);
+    return n <= max && utf8_ok((const unsigned char *)s, n);
+}
+
+static void shape_str(int ndim, const size_t *shape, char *buf, size_t size) {
+    if (ndim == 0) {
+        snprintf(buf, size, "scalar");
+        return;
+    }
+    size_t k = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < ndim && k < size; i++) {
+        int w = snprintf(buf + k, size - k, i ? "x%zu" : "%zu", shape[i]);
+        if (w < 0) break;
+        k += (size_t)w;
+    }
+}
+
+/* ---------------------------------------------------------------- save */
+
+typedef struct item {
+    const char *name;
+    const ag_real *data;
+    size_t n;
+    int ndim;
+    const size_t *shape;
+    size_t one; /* shape storage for 1-D extras */
+} item;
+
+static ag_status write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return AG_ERR_IO;
+        }
+        c += w;
+        n -= (size_t)w;
+    }
+    return AG_OK;
+}
+
+ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
+                        const ag_kv *meta, size_t n_meta, char *err, size_t errsize) {
+    const char *W = "save";
+    if (err && errsize) err[0] = '\0';
+    if (!path || !path[0]) return mfail(err, errsize, AG_ERR_ARG, W, path, "path is NULL or empty");
+    if ((n_extra && !extra) || (n_meta && !meta)) return mfail(err, errsize, AG_ERR_ARG, W, path, "NULL array");
+    size_t np = ag_params_count(ps);
+    if (np + n_extra > AG_MODEL_MAX_TENSORS)
+        return mfail(err, errsize, AG_ERR_ARG, W, path, "%zu tensors, at most %d", np + n_extra,
+                     AG_MODEL_MAX_TENSORS);
+    if (n_meta + 1 > AG_MODEL_MAX_META)
+        return mfail(err, errsize, AG_ERR_ARG, W, path, "%zu metadata entries, at most %d", n_meta,
+                     AG_MODEL_MAX_META - 1);
+    size_t ni = np + n_extra;
+    item *items = ag__calloc(ni ? ni : 1, sizeof *items);
+    if (!items) return mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory");
+    ag_status st = AG_OK;
+    for (size_t i = 0; i < np; i++) {
+        const ag_tensor *x = ag_params_at(ps, i);
+        items[i] = (item){x->name, x->value, x->size, x->ndim, x->shape, 0};
+    }
+    for (size_t i = 0; i < n_extra; i++) {
+        item *it = &items[np + i];
+        *it = (item){extra[i].name, extra[i].data, extra[i].n, 1, NULL, extra[i].n};
+        it->shape = &it->one;
+        if (!extra[i].data && extra[i].n) {
+            st = mfail(err, errsize, AG_ERR_ARG, W, path, "extra buffer %zu has no data", i);
+            goto out;
+        }
+        if (extra[i].n > SIZE_MAX / 8) {
+            st = mfail(err, errsize, AG_ERR_ARG, W, path, "extra buffer %zu is too large", i);
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < ni; i++) {
+        if (!items[i].name || !items[i].name[0] || !str_ok(items[i].name, AG_MODEL_MAX_NAME) ||
+            strcmp(items[i].name, "__metadata__") == 0) {
+            st = mfail(err, errsize, AG_ERR_ARG, W, path, "tensor %zu has an invalid name", i);
+            goto out;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(items[i].name, items[j].name) == 0) {
+                st = mfail(err, errsize, AG_ERR_ARG, W, path, "tensor name %s is used twice", items[i].name);
+                goto out;
+            }
+    }
+    for (size_t i = 0; i < n_meta; i++) {
+        if (!meta[i].key || !meta[i].key[0] || !str_ok(meta[i].key, AG_MODEL_MAX_NAME) ||
+            !str_ok(meta[i].value, META_VALUE_MAX) || strcmp(meta[i].key, "crc32") == 0) {
+            st = mfail(err, errsize, AG_ERR_ARG, W, path,
+                       "metadata entry %zu: invalid key or value (keys are non-empty UTF-8 other than crc32)", i);
+            goto out;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(meta[i].key, meta[j].key) == 0) {
+                st = mfail(err, errsize, AG_ERR_ARG, W, path, "metadata key %s is given twice", meta[i].key);
+                goto out;
+            }
+    }
+
+    /* CRC of the data section, as it will be written */
+    unsigned char chunk[CHUNK_ELEMS * sizeof(ag_real)];
+    uint32_t crc = 0;
+    for (size_t i = 0; i < ni; i++)
+        for (size_t k = 0; k < items[i].n; k += CHUNK_ELEMS) {
+            size_t m = items[i].n - k < CHUNK_ELEMS ? items[i].n - k : CHUNK_ELEMS;
+            to_le(items[i].data + k, m, chunk);
+            crc = ag_crc32(crc, chunk, m * sizeof(ag_real));
+        }
+
+    /* header */
+    sbuf h = {0};
+    char crcs[16];
+    snprintf(crcs, sizeof crcs, "0x%08x", (unsigned)crc);
+    sb_str(&h, "{\"__metadata__\":{");
+    for (size_t i = 0; i < n_meta; i++) {
+        sb_json(&h, meta[i].key);
+        sb_str(&h, ":");
+        sb_json(&h, meta[i].value);
+        sb_str(&h, ",");
+    }
+    sb_str(&h, "\"crc32\":");
+    sb_json(&h, crcs);
+    sb_str(&h, "}");
+    size_t off = 0;
+    for (size_t i = 0; i < ni; i++) {
+        sb_str(&h, ",");
+        sb_json(&h, items[i].name);
+        sb_str(&h, ":{\"dtype\":\"" AG_DTYPE "\",\"shape\":[");
+        for (int d = 0; d < items[i].ndim; d++) {
+            if (d) sb_str(&h, ",");
+            sb_size(&h, items[i].shape[d]);
+        }
+        sb_str(&h, "],\"data_offsets\":[");
+        sb_size(&h, off);
+        sb_str(&h, ",");
+        off += items[i].n * sizeof(ag_real);
+        sb_size(&h, off);
+        sb_str(&h, "]}");
+    }
+    sb_str(&h, "}");
+    while (!h.oom && h.len % 8) sb_str(&h, " "); /* data starts 8-aligned: 8 + N is a multiple of 8 */
+    if (h.oom) {
+        ag__free(h.p);
+        st = mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory for the header");
+        goto out;
+    }
+    if (h.len > AG_MODEL_MAX_HEADER) {
+        ag__free(h.p);
+        st = mfail(err, errsize, AG_ERR_ARG, W, path, "header of %zu bytes exceeds %zu", h.len,
+                   AG_MODEL_MAX_HEADER);
+        goto out;
+    }
+
+    /* temporary file next to the target */
+    size_t plen = strlen(path);
+    const char *slash = strrchr(path, '/');
+    size_t dlen = slash ? (size_t)(slash - path) : 0;
+    const char *base = slash ? slash + 1 : path;
+    char *tmp = ag__malloc(plen + 64);
+    char *dir = ag__malloc(dlen + 2);
+    if (!tmp || !dir) {
+        ag__free(tmp);
+        ag__free(dir);
+        ag__free(h.p);
+        st = mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory");
+        goto out;
+    }
+    if (slash) {
+        memcpy(dir, path, dlen ? dlen : 1); /* "/x" -> "/" */
+        dir[dlen ? dlen : 1] = '\0';
+    } else {
+        strcpy(dir, ".");
+    }
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        snprintf(tmp, plen + 64, "%.*s%s.%s.tmp-%ld-%d", (int)dlen, path, slash ? "/" : "", base,
+                 (long)getpid(), attempt);
+        do fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        while (fd < 0 && errno == EINTR);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0) {
+        st = mfail(err, errsize, AG_ERR_IO, W, path, "cannot create a temporary file in %s: %s", dir,
+                   strerror(errno));
+        goto out_files;
+    }
+    unsigned char len8[8];
+    for (int b = 0; b < 8; b++) len8[b] = (unsigned char)((uint64_t)h.len >> (8 * b));
+    const char *step = "write";
+    int e = 0;
+    if (write_all(fd, len8, 8) != AG_OK || write_all(fd, h.p, h.len) != AG_OK) e = errno;
+    for (size_t i = 0; i < ni && !e; i++)
+        for (size_t k = 0; k < items[i].n && !e; k += CHUNK_ELEMS) {
+            size_t m = items[i].n - k < CHUNK_ELEMS ? items[i].n - k : CHUNK_ELEMS;
+            to_le(items[i].data + k, m, chunk);
+            if (write_all(fd, chunk, m * sizeof(ag_real)) != AG_OK) e = errno;
+        }
+    if (!e && fsync(fd) != 0) e = errno, step = "fsync";
+    if (close(fd) != 0 && !e) e = errno, step = "close";
+    if (!e && rename(tmp, path) != 0) e = errno, step = "rename";
+    if (e) {
+        unlink(tmp);
+        st = mfail(err, errsize, AG_ERR_IO, W, path, "%s failed: %s", step, strerror(e));
+        goto out_files;
+    }
+    int dfd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (dfd >= 0) { /* make the rename durable; some file systems refuse fsync on a directory */
+        fsync(dfd);
+        close(dfd);
+    }
+out_files:
+    ag__free(tmp);
+    ag__free(dir);
+    ag__free(h.p);
+out:
+    ag__free(items);
+    return st;
+}
+
+/* ---------------------------------------------------------------- the model file in memory */
+
+typedef struct meta_ent {
+    char *key, *value;
+} meta_ent;
+
+struct ag_model_file {
+    unsigned char *buf; /* the whole file */
+    size_t len;
+    const unsigned char *data; /* data section */
+    size_t data_len;
+    ag_model_tensor *t;
+    size_t nt, capt;
+    meta_ent *meta;
+    size_t nm, capm;
+    int has_meta;
+    char *name; /* for messages */
+};
+
+void ag_model_close(ag_model_file *m) {
+    if (!m) return;
+    for (size_t i = 0; i < m->nt; i++) {
+        ag__free((void *)m->t[i].name);
+        ag__free((void *)m->t[i].dtype);
+    }
+    for (size_t i = 0; i < m->nm; i++) {
+        ag__free(m->meta[i].key);
+        ag__free(m->meta[i].value);
+    }
+    ag__free(m->t);
+    ag__free(m->meta);
+    ag__free(m->buf);
+    ag__free(m->name);
+    ag__free(m);
+}
+
+/* JSON reader state */
+typedef struct jr {
+    const unsigned char *p, *s, *e; /* cursor, start, end of the header */
+    char *err;
+    size_t errsize;
+    const char *name;
+    ag_status st;
+} jr;
+
+static ag_status jfail(jr *j, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static ag_status jfail(jr *j, const char *fmt, ...) {
+    if (j->st != AG_OK) return j->st;
+    char what[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    j->st = mfail(j->err, j->errsize, AG_ERR_FORMAT, "load", j->name, "malformed JSON header at byte %zu: %s",
+                  (size_t)(j->p - j->s), what);
+    return j->st;
+}
+static ag_status jnomem(jr *j) {
+    if (j->st != AG_OK) return j->st;
+    j->st = mfail(j->err, j->errsize, AG_ERR_NOMEM, "load", j->name, "out of memory reading the header");
+    return j->st;
+}
+
+static void ws(jr *j) {
+    while (j->p < j->e && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')) j->p++;
+}
+static int expect(jr *j, char c) {
+    ws(j);
+    if (j->p >= j->e) return jfail(j, "expected '%c' but the header ended", c), 0;
+    if (*j->p != c) return jfail(j, "expected '%c'", c), 0;
+    j->p++;
+    return 1;
+}
+static int peek(jr *j, char c) {
+    ws(j);
+    return j->p < j->e && *j->p == c;
+}
+
+static int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+static int hex4(jr *j, const unsigned char *q, unsigned *out) {
+    if (j->e - q < 4) return 0;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        int h = hexval(q[i]);
+        if (h < 0) return 0;
+        v = v << 4 | (unsigned)h;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A string into a new heap copy (decoded, NUL-terminated). max: decoded bytes. */
+static char *jstring(jr *j, size_t max, const char *what) {
+    ws(j);
+    if (j->p >= j->e || *j->p != '"') return jfail(j, "expected a string (%s)", what), NULL;
+    const unsigned char *q = j->p + 1;
+    /* find the end, checking raw bytes */
+    const unsigned char *r = q;
+    while (r < j->e && *r != '"') {
+        if (*r < 0x20) {
+            j->p = r;
+            return jfail(j, "control character in a string"), NULL;
+        }
+        if (*r == '\\') {
+            if (j->e - r < 2) {
+                r = j->e;
+                break;
+            }
+            r++;
+        }
+        r++;
+    }
+    if (r >= j->e) return jfail(j, "unterminated string"), NULL;
+    if (!utf8_ok(q, (size_t)(r - q))) {
+        j->p = q;
+        return jfail(j, "invalid UTF-8 in a string"), NULL;
+    }
+    size_t raw = (size_t)(r - q);
+    if (raw > 6 * max + 6) { /* decoded length is at least raw/6 */
+        j->p = q;
+        return jfail(j, "%s is longer than %zu bytes", what, max), NULL;
+    }
+    char *out = ag__malloc(raw + 1);
+    if (!out) return jnomem(j), NULL;
+    size_t n = 0;
+    while (q < r) {
+        if (*q != '\\') {
+            out[n++] = (char)*q++;
+            continue;
+        }
+        q++;
+        unsigned char c = *q++;
+        switch (c) {
+        case '"': out[n++] = '"'; break;
+        case '\\': out[n++] = '\\'; break;
+        case '/': out[n++] = '/'; break;
+        case 'b': out[n++] = '\b'; break;
+        case 'f': out[n++] = '\f'; break;
+        case 'n': out[n++] = '\n'; break;
+        case 'r': out[n++] = '\r'; break;
+        case 't': out[n++] = '\t'; break;
+        case 'u': {
+            unsigned cp;
+            if (!hex4(j, q, &cp)) goto bad_escape;
+            q += 4;
+            if (cp >= 0xDC00 && cp <= 0xDFFF) goto bad_escape;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                unsigned lo;
+                if (r - q < 6 || q[0] != '\\' || q[1] != 'u' || !hex4(j, q + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                    goto bad_escape;
+                q += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (cp == 0) {
+                j->p = q;
+                ag__free(out);
+                return jfail(j, "\\u0000 in a string"), NULL;
+            }
+            /* encoded length <= escape length (6 or 12), so out has room */
+            if (cp < 0x80) out[n++] = (char)cp;
+            else if (cp < 0x800) {
+                out[n++] = (char)(0xC0 | cp >> 6);
+                out[n++] = (char)(0x80 | (cp & 0x3F));
+            } else if (cp < 0x10000) {
+                out[n++] = (char)(0xE0 | cp >> 12);
+                out[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                out[n++] = (char)(0x80 | (cp & 0x3F));
+            } else {
+                out[n++] = (char)(0xF0 | cp >> 18);
+                out[n++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+                out[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                out[n++] = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default:
+        bad_escape:
+            j->p = q;
+            ag__free(out);
+            return jfail(j, "invalid escape in a string"), NULL;
+        }
+    }
+    out[n] = '\0';
+    if (n > max) {
+        ag__free(out);
+        return jfail(j, "%s is longer than %zu bytes", what, max), NULL;
+    }
+    j->p = r + 1;
+    return out;
+}
+
+/* A non-negative integer: digits only, no leading zero. */
+static int juint(jr *j, size_t *out, const char *what) {
+    ws(j);
+    if (j->p >= j->e || *j->p < '0' || *j->p > '9')
+        return jfail(j, "%s: expected a non-negative integer", what), 0;
+    if (*j->p == '0' && j->p + 1 < j->e && j->p[1] >= '0' && j->p[1] <= '9')
+        return jfail(j, "%s: leading zero in an integer", what), 0;
+    size_t v = 0;
+    while (j->p < j->e && *j->p >= '0' && *j->p <= '9') {
+        unsigned d = (unsigned)(*j->p - '0');
+        if (v > (SIZE_MAX - d) / 10) return jfail(j, "%s: integer too large", what), 0;
+        v = v * 10 + d;
+        j->p++;
+    }
+    if (j->p < j->e && (*j->p == '.' || *j->p == 'e' || *j->p == 'E'))
+        return jfail(j, "%s: expected an integer, found a fraction or exponent", what), 0;
+    *out = v;
+    return 1;
+}
+
+static size_t dtype_size(const char *d) {
+    static const struct {
+        const char *name;
+        size_t size;
+    } k[] = {{"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8},    {"I32", 4},    {"I16", 2},
+             {"I8", 1},  {"U64", 8}, {"U32", 4}, {"U16", 2},  {"U8", 1},     {"BOOL", 1},   {"F8_E4M3", 1},
+             {"F8_E5M2", 1}};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (strcmp(d, k[i].name) == 0) return k[i].size;
+    return 0;
+}
+
+static int parse_tensor(jr *j, ag_model_tensor *t) {
+    int have_dtype = 0, have_shape = 0, have_off = 0;
+    if (!expect(j, '{')) return 0;
+    if (peek(j, '}')) return jfail(j, "tensor %s: empty object", t->name), 0;
+    for (;;) {
+        char *key = jstring(j, 64, "field name");
+        if (!key) return 0;
+        if (!expect(j, ':')) return ag__free(key), 0;
+        int ok = 1;
+        if (strcmp(key, "dtype") == 0 && !have_dtype) {
+            have_dtype = 1;
+            char *d = jstring(j, 16, "dtype");
+            if (!d) ok = 0;
+            else if (!dtype_size(d)) {
+                jfail(j, "tensor %s: unknown dtype %s", t->name, d);
+                ag__free(d);
+                ok = 0;
+            } else
+                t->dtype = d;
+        } else if (strcmp(key, "shape") == 0 && !have_shape) {
+            have_shape = 1;
+            if (!expect(j, '[')) ok = 0;
+            else if (peek(j, ']')) j->p++;
+            else
+                for (;;) {
+                    if (t->ndim == 8) {
+                        jfail(j, "tensor %s: more than 8 dimensions", t->name);
+                        ok = 0;
+                        break;
+                    }
+                    if (!juint(j, &t->shape[t->ndim], "shape")) {
+                        ok = 0;
+                        break;
+                    }
+                    t->ndim++;
+                    if (peek(j, ']')) {
+                        j->p++;
+                        break;
+                    }
+                    if (!expect(j, ',')) {
+                        ok = 0;
+                        break;
+                    }
+                }
+        } else if (strcmp(key, "data_offsets") == 0 && !have_off) {
+            have_off = 1;
+            ok = expect(j, '[') && juint(j, &t->begin, "data_offsets") && expect(j, ',') &&
+                 juint(j, &t->end, "data_offsets") && expect(j, ']');
+        } else {
+            jfail(j, "tensor %s: %s field %s", t->name,
+                  strcmp(key, "dtype") && strcmp(key, "shape") && strcmp(key, "data_offsets") ? "unknown"
+                                                                                                : "repeated",
+                  key);
+            ok = 0;
+        }
+        ag__free(key);
+        if (!ok) return 0;
+        if (peek(j, '}')) {
+            j->p++;
+            break;
+        }
+        if (!expect(j, ',')) return 0;
+    }
+    if (!have_dtype || !have_shape || !have_off)
+        return jfail(j, "tensor %s: missing %s", t->name, !have_dtype ? "dtype" : !have_shape ? "shape" : "data_offsets"),
+               0;
+    return 1;
+}
+
+static int parse_meta(jr *j, ag_model_file *m) {
+    if (!expect(j, '{')) return 0;
+    if (peek(j, '}')) {
+        j->p++;
+        return 1;
+    }
+    for (;;) {
+        if (m->nm == AG_MODEL_MAX_META) return jfail(j, "more than %d metadata entries", AG_MODEL_MAX_META), 0;
+        if (m->nm == m->capm) {
+            size_t cap = m->capm ? m->capm * 2 : 8;
+            meta_ent *q = ag__realloc(m->meta, cap * sizeof *q);
+            if (!q) return jnomem(j), 0;
+            m->meta = q;
+            m->capm = cap;
+        }
+        char *k = jstring(j, AG_MODEL_MAX_NAME, "metadata key");
+        if (!k) return 0;
+        if (!expect(j, ':')) return ag__free(k), 0;
+        ws(j);
+        if (j->p < j->e && *j->p != '"') {
+            jfail(j, "__metadata__ value of %s is not a string", k);
+            ag__free(k);
+            return 0;
+        }
+        char *v = jstring(j, META_VALUE_MAX, "metadata value");
+        if (!v) return ag__free(k), 0;
+        for (size_t i = 0; i < m->nm; i++)
+            if (strcmp(m->meta[i].key, k) == 0) {
+                jfail(j, "metadata key %s repeated", k);
+                ag__free(k);
+                ag__free(v);
+                return 0;
+            }
+        m->meta[m->nm].key = k;
+        m->meta[m->nm].value = v;
+        m->nm++;
+        if (peek(j, '}')) {
+            j->p++;
+            return 1;
+        }
+        if (!expect(j, ',')) return 0;
+    }
+}
+
+static int parse_header(jr *j, ag_model_file *m) {
+    if (!expect(j, '{')) return 0;
+    if (peek(j, '}')) {
+        j->p++;
+    } else
+        for (;;) {
+            char *key = jstring(j, AG_MODEL_MAX_NAME, "tensor name");
+            if (!key) return 0;
+            if (!expect(j, ':')) return ag__free(key), 0;
+            if (strcmp(key, "__metadata__") == 0) {
+                ag__free(key);
+                if (m->has_meta) return jfail(j, "__metadata__ repeated"), 0;
+                m->has_meta = 1;
+                if (!parse_meta(j, m)) return 0;
+            } else {
+                if (m->nt == AG_MODEL_MAX_TENSORS) {
+                    ag__free(key);
+                    return jfail(j, "more than %d tensors", AG_MODEL_MAX_TENSORS), 0;
+                }
+                if (key[0] == '\0') {
+                    ag__free(key);
+                    return jfail(j, "empty tensor name"), 0;
+                }
+                if (m->nt == m->capt) {
+                    size_t cap = m->capt ? m->capt * 2 : 8;
+                    ag_model_tensor *q = ag__realloc(m->t, cap * sizeof *q);
+                    if (!q) return ag__free(key), jnomem(j), 0;
+                    m->t = q;
+                    m->capt = cap;
+                }
+                ag_model_tensor *t = &m->t[m->nt++];
+                memset(t, 0, sizeof *t);
+                t->name = key;
+                if (!parse_tensor(j, t)) return 0;
+            }
+            if (peek(j, '}')) {
+                j->p++;
+                break;
+            }
+            if (!expect(j, ',')) return 0;
+        }
+    ws(j);
+    if (j->p != j->e) return jfail(j, "data after the closing brace"), 0;
+    return 1;
+}
+
+static int cmp_begin(const void *a, const void *b) {
+    const ag_model_tensor *x = *(ag_model_tensor *const *)a, *y = *(ag_model_tensor *const *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+static int cmp_name(const void *a, const void *b) {
+    return strcmp((*(ag_model_tensor *const *)a)->name, (*(ag_model_tensor *const *)b)->name);
+}
+
+/* Takes ownership of buf (freed on failure too). */
+static ag_status parse_owned(unsigned char *buf, size_t len, const char *name, ag_model_file **out, char *err,
+                             size_t errsize) {
+    const char *W = "load";
+    ag_model_file *m = ag__calloc(1, sizeof *m);
+    char *nm = NULL;
+    if (m && name) {
+        nm = ag__malloc(strlen(name) + 1);
+        if (nm) strcpy(nm, name);
+    }
+    if (!m || (name && !nm)) {
+        ag__free(m);
+        ag__free(nm);
+        ag__free(buf);
+        return mfail(err, errsize, AG_ERR_NOMEM, W, name, "out of memory");
+    }
+    m->buf = buf;
+    m->len = len;
+    m->name = nm;
+    ag_status st = AG_OK;
+    if (len < 8) {
+        st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: %zu bytes, less than the 8-byte header length",
+                   len);
+        goto fail;
+    }
+    uint64_t n = 0;
+    for (int b = 7; b >= 0; b--) n = n << 8 | buf[b];
+    if (n > AG_MODEL_MAX_HEADER) {
+        st = mfail(err, errsize, AG_ERR_FORMAT, W, name,
+                   "header length %llu exceeds %zu bytes: not a safetensors file or corrupt", (unsigned long long)n,
+                   AG_MODEL_MAX_HEADER);
+        goto fail;
+    }
+    if (n > len - 8) {
+        st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: header length is %llu but only %zu bytes follow",
+                   (unsigned long long)n, len - 8);
+        goto fail;
+    }
+    if (n < 2 || buf[8] != '{') {
+        st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "not a safetensors file (the header is not a JSON object)");
+        goto fail;
+    }
+    jr j = {buf + 8, buf + 8, buf + 8 + n, err, errsize, name, AG_OK};
+    if (!parse_header(&j, m)) {
+        st = j.st;
+        goto fail;
+    }
+    m->data = buf + 8 + n;
+    m->data_len = len - 8 - (size_t)n;
+
+    /* every tensor: sizes agree, offsets in range, together they tile the data section */
+    ag_model_tensor **ord = NULL;
+    if (m->nt) {
+        ord = ag__malloc(m->nt * sizeof *ord);
+        if (!ord) {
+            st = mfail(err, errsize, AG_ERR_NOMEM, W, name, "out of memory");
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < m->nt; i++) {
+        ag_model_tensor *t = &m->t[i];
+        size_t numel = 1, bytes;
+        int ok = 1;
+        for (int d = 0; d < t->ndim && ok; d++) ok = ag__mul_ok(numel, t->shape[d], &numel);
+        if (!ok || !ag__mul_ok(numel, dtype_size(t->dtype), &bytes)) {
+            ag__free(ord);
+            st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "tensor %s: shape overflows", t->name);
+            goto fail;
+        }
+        t->numel = numel;
+        if (t->end < t->begin || t->end - t->begin != bytes) {
+            char s[128];
+            shape_str(t->ndim, t->shape, s, sizeof s);
+            ag__free(ord);
+            st = mfail(err, errsize, AG_ERR_FORMAT, W, name,
+                       "tensor %s: data_offsets [%zu, %zu] do not hold %s %s (%zu bytes)", t->name, t->begin, t->end,
+                       s, t->dtype, bytes);
+            goto fail;
+        }
+        if (t->end > m->data_len) {
+            ag__free(ord);
+            st = mfail(err, errsize, AG_ERR_FORMAT, W, name,
+                       "truncated: tensor %s ends at byte %zu of the data but the file has %zu bytes of data",
+                       t->name, t->end, m->data_len);
+            goto fail;
+        }
+        ord[i] = t;
+    }
+    if (m->nt) {
+        qsort(ord, m->nt, sizeof *ord, cmp_name);
+        for (size_t i = 1; i < m->nt; i++)
+            if (strcmp(ord[i - 1]->name, ord[i]->name) == 0) {
+                st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "tensor %s appears twice", ord[i]->name);
+                ag__free(ord);
+                goto fail;
+            }
+        qsort(ord, m->nt, sizeof *ord, cmp_begin);
+    }
+    size_t pos = 0;
+    for (size_t i = 0; i < m->nt; i++) {
+        if (ord[i]->begin != pos) {
+            st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "tensor %s: data_offsets begin at %zu, %s %zu",
+                       ord[i]->name, ord[i]->begin, ord[i]->begin < pos ? "overlapping data before" : "leaving a gap after",
+                       pos);
+            ag__free(ord);
+            goto fail;
+        }
+        pos = ord[i]->end;
+    }
+    ag__free(ord);
+    if (pos != m->data_len) {
+        st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "%zu bytes of data after the last tensor",
+                   m->data_len - pos);
+        goto fail;
+    }
+    const char *c = ag_model_meta(m, "crc32");
+    if (c) {
+        uint32_t want = 0;
+        int ok = strlen(c) == 10 && c[0] == '0' && (c[1] == 'x' || c[1] == 'X');
+        for (int i = 2; ok && i < 10; i++) {
+            int h = hexval((unsigned char)c[i]);
+            if (h < 0) ok = 0;
+            else want = want << 4 | (uint32_t)h;
+        }
+        if (!ok) {
+            st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "crc32 \"%.16s\" in __metadata__ is not 0x + 8 hex digits",
+                       c);
+            goto fail;
+        }
+        uint32_t got = ag_crc32(0, m->data, m->data_len);
+        if (got != want) {
+            st = mfail(err, errsize, AG_ERR_FORMAT, W, name,
+                       "corrupt: CRC32 of the data is 0x%08x but the header says 0x%08x", (unsigned)got,
+                       (unsigned)want);
+            goto fail;
+        }
+    }
+    *out = m;
+    return AG_OK;
+fail:
+    ag_model_close(m);
+    return st;
+}
+
+ag_status ag_model_parse(const void *buf, size_t len, const char *name, ag_model_file **out, char *err,
+                         size_t errsize) {
+    if (out) *out = NULL;
+    if (err && errsize) err[0] = '\0';
+    if (!out || (!buf && len)) return mfail(err, errsize, AG_ERR_ARG, "load", name, "NULL argument");
+    unsigned char *copy = ag__malloc(len ? len : 1);
+    if (!copy) return mfail(err, errsize, AG_ERR_NOMEM, "load", name, "out of memory for %zu bytes", len);
+    if (len) memcpy(copy, buf, len);
+    return parse_owned(copy, len, name, out, err, errsize);
+}
+
+ag_status ag_model_open(const char *path, ag_model_file **out, char *err, size_t errsize) {
+    if (out) *out = NULL;
+    if (err && errsize) err[0] = '\0';
+    if (!path || !out) return mfail(err, errsize, AG_ERR_ARG, "load", path, "NULL argument");
+    int fd;
+    do fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        if (errno == ENOENT) return mfail(err, errsize, AG_ERR_IO, "load", path, "no such file");
+        return mfail(err, errsize, AG_ERR_IO, "load", path, "cannot open: %s", strerror(errno));
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return mfail(err, errsize, AG_ERR_IO, "load", path, "not a regular file");
+    }
+    if ((uintmax_t)sb.st_size > SIZE_MAX / 2) {
+        close(fd);
+        return mfail(err, errsize, AG_ERR_NOMEM, "load", path, "file too large");
+    }
+    size_t len = (size_t)sb.st_size;
+    unsigned char *buf = ag__malloc(len ? len : 1);
+    if (!buf) {
+        close(fd);
+        return mfail(err, errsize, AG_ERR_NOMEM, "load", path, "out of memory for %zu bytes", len);
+    }
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            ag__free(buf);
+            return mfail(err, errsize, AG_ERR_IO, "load", path, "read error: %s", strerror(e));
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    return parse_owned(buf, got, path, out, err, errsize);
+}
+
+const char *ag_model_meta(const ag_model_file *m, const char *key) {
+    if (!m || !key) return NULL;
+    for (size_t i = 0; i < m->nm; i++)
+        if (strcmp(m->meta[i].key, key) == 0) return m->meta[i].value;
+    return NULL;
+}
+size_t ag_model_meta_count(const ag_model_file *m) { return m ? m->nm : 0; }
+ag_status ag_model_meta_at(const ag_model_file *m, size_t i, const char **key, const char **value) {
+    if (!m || i >= m->nm) return AG_ERR_ARG;
+    if (key) *key = m->meta[i].key;
+    if (value) *value = m->meta[i].value;
+    return AG_OK;
+}
+size_t ag_model_tensor_count(const ag_model_file *m) { return m ? m->nt : 0; }
+const ag_model_tensor *ag_model_tensor_at(const ag_model_file *m, size_t i) {
+    return m && i < m->nt ? &m->t[i] : NULL;
+}
+const ag_model_tensor *ag_model_find(const ag_model_file *m, const char *name) {
+    if (!m || !name) return NULL;
+    for (size_t i = 0; i < m->nt; i++)
+        if (strcmp(m->t[i].name, name) == 0) return &m->t[i];
+    return NULL;
+}
+
+/* Does file tensor t fit (ndim, shape)? Message on failure. */
+static ag_status check_fit(const ag_model_file *m, const char *tname, int ndim, const size_t *shape,
+                           const ag_model_tensor **out, char *err, size_t errsize) {
+    const ag_model_tensor *t = ag_model_find(m, tname);
+    if (!t)
+        return mfail(err, errsize, AG_ERR_SHAPE, "load", m->name, "tensor %s of the model is missing from the file",
+                     tname);
+    if (strcmp(t->dtype, AG_DTYPE) != 0)
+        return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+                     "%s is %s in the file but this build stores %s (" AG_REAL_NAME ")", tname, t->dtype, AG_DTYPE);
+    int same = t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
+    if (!same) {
+        char a[128], b[128];
+        shape_str(t->ndim, t->shape, a, sizeof a);
+        shape_str(ndim, shape, b, sizeof b);
+        return mfail(err, errsize, AG_ERR_SHAPE, "load", m->name, "%s is %s in the file but %s in the model", tname,
+                     a, b);
+    }
+    *out = t;
+    return AG_OK;
+}
+
+ag_status ag_model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra, char *err,
+                        size_t errsize) {
+    if (err && errsize) err[0] = '\0';
+    if (!m || (n_extra && !extra)) return mfail(err, errsize, AG_ERR_ARG, "load", m ? m->name : NULL, "NULL argument");
+    size_t np = ag_params_count(ps);
+    const ag_model_tensor *t;
+    /* check everything first: nothing changes unless the whole file fits */
+    for (size_t i = 0; i < np; i++) {
+        const ag_tensor *x = ag_params_at(ps, i);
+        ag_status st = check_fit(m, x->name, x->ndim, x->shape, &t, err, errsize);
+        if (st != AG_OK) return st;
+    }
+    for (size_t i = 0; i < n_extra; i++) {
+        if (!extra[i].name || (!extra[i].data && extra[i].n))
+            return mfail(err, errsize, AG_ERR_ARG, "load", m->name, "extra buffer %zu has no name or data", i);
+        if (ag_params_find(ps, extra[i].name))
+            return mfail(err, errsize, AG_ERR_ARG, "load", m->name, "extra buffer %s has a parameter's name",
+                         extra[i].name);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(extra[k].name, extra[i].name) == 0)
+                return mfail(err, errsize, AG_ERR_ARG, "load", m->name, "extra buffer %s given twice", extra[i].name);
+        ag_status st = check_fit(m, extra[i].name, 1, &extra[i].n, &t, err, errsize);
+        if (st != AG_OK) return st;
+    }
+    if (m->nt != np + n_extra) { /* every wanted tensor was found, so the file has more */
+        for (size_t i = 0; i < m->nt; i++) {
+            int known = ag_params_find(ps, m->t[i].name) != NULL;
+            for (size_t k = 0; k < n_extra && !known; k++) known = strcmp(extra[k].name, m->t[i].name) == 0;
+            if (!known)
+                return mfail(err, errsize, AG_ERR_SHAPE, "load", m->name, "tensor %s in the file is not in the model",
+                             m->t[i].name);
+        }
+    }
+    for (size_t i = 0; i < np; i++) {
+        ag_tensor *x = ag_params_at(ps, i);
+        t = ag_model_find(m, x->name);
+        from_le(m->data + t->begin, x->size, x->value);
+    }
+    for (size_t i = 0; i < n_extra; i++) {
+        t = ag_model_find(m, extra[i].name);
+        from_le(m->data + t->begin, extra[i].n, extra[i].data);
+    }
+    return AG_OK;
+}
+
+ag_status ag_model_load(const char *path, ag_params *ps, ag_named_buf *extra, size_t n_extra, char *err,
+                        size_t errsize) {
+    ag_model_file *m;
+    ag_status st = ag_model_open(path, &m, err, errsize);
+    if (st != AG_OK) return st;
+    st = ag_model_read(m, ps, extra, n_extra, err, errsize);
+    ag_model_close(m);
+    return st;
+}

@@ -1,0 +1,336 @@
+/*
+ * test_idx.c - the IDX reader on small files this suite writes itself (raw and gzipped): valid
+ * files load; wrong magic, wrong dimensions, count mismatch, truncation, trailing data, labels
+ * out of range, absurd headers and missing files are refused with their status and message.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ag_io.h"
+#include "testutil.h"
+
+static char dir[256];
+
+static void setup(void) {
+    strcpy(dir, "/tmp/ag_test_idx_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+static void teardown(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+static void put32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24);
+    p[1] = (unsigned char)(v >> 16);
+    p[2] = (unsigned char)(v >> 8);
+    p[3] = (unsigned char)v;
+}
+
+/* An image file of n images of r x c: pixel (i, k) = (i * 7 + k) & 255. Returns its length. */
+static size_t make_images(unsigned char *buf, uint32_t magic, uint32_t n, uint32_t r, uint32_t c) {
+    put32(buf, magic);
+    put32(buf + 4, n);
+    put32(buf + 8, r);
+    put32(buf + 12, c);
+    size_t len = 16;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < (size_t)r * c; k++) buf[len++] = (unsigned char)((i * 7 + k) & 255);
+    return len;
+}
+static size_t make_labels(unsigned char *buf, uint32_t n, int classes) {
+    put32(buf, AG_IDX_LABELS);
+    put32(buf + 4, n);
+    for (size_t i = 0; i < n; i++) buf[8 + i] = (unsigned char)(i % (size_t)classes);
+    return 8 + n;
+}
+
+static const char *write_file(const char *name, const void *data, size_t len, int gz) {
+    static char path[2][512];
+    static int which;
+    char *p = path[which ^= 1];
+    snprintf(p, 512, "%s/%s", dir, name);
+    FILE *f = fopen(p, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+    if (gz) {
+        char cmd[1100];
+        snprintf(cmd, sizeof cmd, "gzip -nf '%s'", p);
+        ck_assert_int_eq(system(cmd), 0);
+        strcat(p, ".gz");
+    }
+    return p;
+}
+
+static unsigned char img[16 + 64 * 9 + 64], lab[8 + 64 + 64];
+static char err[AG_IO_ERRMSG_SIZE];
+
+static void check_valid(int gz) {
+    size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3), ll = make_labels(lab, 50, 10);
+    const char *ip = write_file("imgs", img, il, gz);
+    char ipath[512];
+    strcpy(ipath, ip);
+    const char *lp = write_file("labs", lab, ll, gz);
+    ag_idx_options o = {.classes = 10, .rows = 3, .cols = 3};
+    ag_dataset ds;
+    ck_assert_int_eq(ag_dataset_load(&ds, ipath, lp, &o, err, sizeof err), AG_OK);
+    ck_assert_str_eq(err, "");
+    ck_assert_uint_eq(ds.n, 50);
+    ck_assert_uint_eq(ds.rows, 3);
+    ck_assert_uint_eq(ds.cols, 3);
+    ck_assert_int_eq(ds.classes, 10);
+    ck_assert_int_eq(memcmp(ds.images, img + 16, 50 * 9), 0);
+    ck_assert_int_eq(memcmp(ds.labels, lab + 8, 50), 0);
+
+    /* a batch by index list: bytes / 255 and labels, one-hot */
+    uint32_t idx[3] = {4, 0, 49};
+    ag_real x[27], oh[30];
+    int32_t y[3];
+    ck_assert_int_eq(ag_dataset_batch(&ds, idx, 3, x, y, oh), AG_OK);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(y[i], (int)(idx[i] % 10));
+        for (int k = 0; k < 9; k++)
+            ck_assert(x[i * 9 + k] == (ag_real)(((idx[i] * 7 + (unsigned)k) & 255) / 255.0));
+        for (int c = 0; c < 10; c++) ck_assert(oh[i * 10 + c] == (c == y[i] ? 1 : 0));
+    }
+    uint32_t bad = 50;
+    ck_assert_int_eq(ag_dataset_batch(&ds, &bad, 1, x, y, NULL), AG_ERR_ARG);
+
+    /* limit keeps the first examples */
+    ag_dataset_free(&ds);
+    o.limit = 20;
+    ck_assert_int_eq(ag_dataset_load(&ds, ipath, lp, &o, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(ds.n, 20);
+    ag_dataset_free(&ds);
+    ck_assert_ptr_null(ds.images);
+}
+
+START_TEST(valid_raw) { check_valid(0); }
+END_TEST
+START_TEST(valid_gz) { check_valid(1); }
+END_TEST
+
+/* Load one image file against a good label file; expect st and a message containing want. */
+static void expect_images(const void *data, size_t len, int gz, ag_status st, const char *want) {
+    size_t ll = make_labels(lab, 50, 10);
+    char lpath[512];
+    strcpy(lpath, write_file("labs", lab, ll, 0));
+    const char *ip = write_file("imgs", data, len, gz);
+    ag_idx_options o = {.classes = 10, .rows = 3, .cols = 3};
+    ag_dataset ds;
+    ag_status got = ag_dataset_load(&ds, ip, lpath, &o, err, sizeof err);
+    if (got != st || !strstr(err, want))
+        ck_abort_msg("gz=%d: status %d (%s) want %d, message \"%s\" should contain \"%s\"", gz, got,
+                     ag_status_str(got), st, err, want);
+    ck_assert_ptr_null(ds.images);
+    ck_assert_uint_eq(ds.n, 0);
+    /* the message names the file */
+    ck_assert_ptr_nonnull(strstr(err, ip));
+    /* the in-memory parser agrees on raw data */
+    if (!gz) {
+        got = ag_dataset_parse(&ds, data, len, lab, ll, &o, err, sizeof err);
+        ck_assert_int_eq(got, st);
+        ck_assert_ptr_nonnull(strstr(err, want));
+    }
+}
+
+START_TEST(refusals) {
+    int gz = _i;
+    size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3);
+    unsigned char bad[sizeof img];
+
+    memcpy(bad, img, il);
+    put32(bad, 0x00000804);
+    expect_images(bad, il, gz, AG_ERR_FORMAT, "magic 0x00000804");
+    memcpy(bad, img, il);
+    put32(bad, 0x12345678);
+    expect_images(bad, il, gz, AG_ERR_FORMAT, "not an IDX file");
+    /* a label file given as images */
+    size_t ll = make_labels(bad, 50, 10);
+    expect_images(bad, ll, gz, AG_ERR_FORMAT, "label file");
+    /* dimensions */
+    il = make_images(bad, AG_IDX_IMAGES, 50, 9, 1);
+    expect_images(bad, il, gz, AG_ERR_FORMAT, "images are 9x1 but 3x3 were expected");
+    il = make_images(bad, AG_IDX_IMAGES, 1, 0, 3);
+    expect_images(bad, il, gz, AG_ERR_FORMAT, "image size 0x3");
+    /* count mismatch with the labels */
+    il = make_images(bad, AG_IDX_IMAGES, 49, 3, 3);
+    expect_images(bad, il, gz, AG_ERR_FORMAT, "has 49 images but");
+    /* truncated data and header */
+    il = make_images(bad, AG_IDX_IMAGES, 50, 3, 3);
+    expect_images(bad, il - 10, gz, AG_ERR_FORMAT,
+                  "truncated: header says 50 images of 3x3 but file has 440 bytes of pixels");
+    expect_images(bad, 12, gz, AG_ERR_FORMAT, "truncated: the images header is 16 bytes but file has 12");
+    expect_images(bad, 3, gz, AG_ERR_FORMAT, "truncated: 3 bytes");
+    /* trailing garbage */
+    il = make_images(bad, AG_IDX_IMAGES, 50, 3, 3);
+    memset(bad + il, 0xAB, 5);
+    expect_images(bad, il + 5, gz, AG_ERR_FORMAT, "5 bytes of trailing data");
+    /* absurd header: 4 billion images of 4096x4096 in a tiny file, refused before any allocation */
+    put32(bad + 4, 0xFFFFFFFFu);
+    put32(bad + 8, 4096);
+    put32(bad + 12, 4096);
+    const char *ap = write_file("absurd", bad, 64, gz);
+    ag_idx f;
+    ck_assert_int_eq(ag_idx_read(ap, NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_msg(strstr(err, "header says 4294967295 images of 4096x4096, more than the cap"), "%s", err);
+    ck_assert_ptr_null(f.data);
+    ck_assert_int_eq(ag_idx_parse(bad, 64, "absurd", NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "more than the cap"));
+    /* a smaller cap given by the caller */
+    il = make_images(bad, AG_IDX_IMAGES, 50, 3, 3);
+    ag_idx_options small = {.max_bytes = 100};
+    ck_assert_int_eq(ag_idx_parse(bad, il, "x", &small, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "more than the cap of 100 bytes"));
+    put32(bad + 8, 5000);
+    expect_images(bad, 64, gz, AG_ERR_FORMAT, "each side must be 1..4096");
+}
+END_TEST
+
+START_TEST(labels_refused) {
+    size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3);
+    char ipath[512];
+    strcpy(ipath, write_file("imgs", img, il, 0));
+    size_t ll = make_labels(lab, 50, 10);
+    lab[8 + 17] = 12;
+    const char *lp = write_file("labs", lab, ll, 1);
+    ag_idx_options o = {.classes = 10};
+    ag_dataset ds;
+    ck_assert_int_eq(ag_dataset_load(&ds, ipath, lp, &o, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "label 12 at index 17 is outside 0..9"));
+    /* the class count is a parameter */
+    o.classes = 13;
+    ck_assert_int_eq(ag_dataset_load(&ds, ipath, lp, &o, err, sizeof err), AG_OK);
+    ck_assert_int_eq(ds.classes, 13);
+    ag_dataset_free(&ds);
+    /* image file given as labels */
+    ck_assert_int_eq(ag_dataset_load(&ds, ipath, ipath, &o, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "label file (magic 0x00000801) was expected"));
+    /* truncated label file */
+    make_labels(lab, 50, 10);
+    lp = write_file("labs", lab, 40, 0);
+    ck_assert_int_eq(ag_dataset_load(&ds, ipath, lp, &o, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "truncated: header says 50 labels but file has 32"));
+}
+END_TEST
+
+START_TEST(missing_and_unreadable) {
+    ag_dataset ds;
+    char p[600];
+    snprintf(p, sizeof p, "%s/nope-idx3-ubyte.gz", dir);
+    ck_assert_int_eq(ag_dataset_load(&ds, p, p, NULL, err, sizeof err), AG_ERR_IO);
+    char want[700];
+    snprintf(want, sizeof want, "idx: %s: no such file", p);
+    ck_assert_str_eq(err, want);
+    ck_assert_int_eq(ag_dataset_load(&ds, dir, dir, NULL, err, sizeof err), AG_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err, "is a directory"));
+    /* NULL arguments, no crash; err may be NULL */
+    ck_assert_int_eq(ag_dataset_load(NULL, p, p, NULL, NULL, 0), AG_ERR_ARG);
+    ck_assert_int_eq(ag_dataset_load(&ds, NULL, p, NULL, err, sizeof err), AG_ERR_ARG);
+    ag_idx f;
+    ck_assert_int_eq(ag_idx_read(NULL, NULL, &f, err, sizeof err), AG_ERR_ARG);
+    ck_assert_int_eq(ag_idx_parse(NULL, 5, NULL, NULL, &f, err, sizeof err), AG_ERR_ARG);
+    /* a tiny error buffer truncates, never overflows */
+    char small[8];
+    ck_assert_int_eq(ag_idx_read(p, NULL, &f, small, sizeof small), AG_ERR_IO);
+    ck_assert_uint_eq(strlen(small), 7);
+}
+END_TEST
+
+START_TEST(corrupt_gzip) {
+    size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3);
+    const char *gp = write_file("imgs", img, il, 1);
+    /* cut the compressed stream in half */
+    FILE *f = fopen(gp, "rb");
+    unsigned char gzbuf[4096];
+    size_t gl = fread(gzbuf, 1, sizeof gzbuf, f);
+    fclose(f);
+    char cut[600];
+    snprintf(cut, sizeof cut, "%s/cut.gz", dir);
+    f = fopen(cut, "wb");
+    fwrite(gzbuf, 1, gl / 2, f);
+    fclose(f);
+    ag_idx x;
+    ag_status st = ag_idx_read(cut, NULL, &x, err, sizeof err);
+    ck_assert_int_eq(st, AG_ERR_FORMAT);
+    ck_assert_msg(strstr(err, "truncated") || strstr(err, "corrupt"), "%s", err);
+    /* a gzip header followed by garbage */
+    memset(gzbuf + 10, 0x5A, 100);
+    f = fopen(cut, "wb");
+    fwrite(gzbuf, 1, 110, f);
+    fclose(f);
+    ck_assert_int_eq(ag_idx_read(cut, NULL, &x, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_ptr_null(x.data);
+    /* in memory, gzip data is named as such */
+    ck_assert_int_eq(ag_idx_parse(gzbuf, 110, "g", NULL, &x, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "gzip"));
+}
+END_TEST
+
+START_TEST(shuffle_depends_on_seed_and_epoch) {
+    enum { N = 1000 };
+    static uint32_t a[N], b[N], c[N];
+    ag_dataset_shuffle(a, N, 42, 3);
+    ag_dataset_shuffle(b, N, 42, 3);
+    ck_assert_int_eq(memcmp(a, b, sizeof a), 0);
+    ag_dataset_shuffle(c, N, 42, 4);
+    ck_assert_int_ne(memcmp(a, c, sizeof a), 0);
+    ag_dataset_shuffle(c, N, 43, 3);
+    ck_assert_int_ne(memcmp(a, c, sizeof a), 0);
+    /* a permutation */
+    static unsigned char seen[N];
+    for (int i = 0; i < N; i++) {
+        ck_assert_uint_lt(a[i], N);
+        ck_assert(!seen[a[i]]);
+        seen[a[i]] = 1;
+    }
+}
+END_TEST
+
+START_TEST(out_of_memory) {
+    size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3), ll = make_labels(lab, 50, 10);
+    char ipath[512];
+    strcpy(ipath, write_file("imgs", img, il, 1));
+    const char *lp = write_file("labs", lab, ll, 0);
+    ag_test_alloc_install();
+    int ok = 0;
+    for (size_t n = 1; n < 50 && !ok; n++) {
+        ag_test_alloc_fail_at(n);
+        ag_dataset ds;
+        ag_status st = ag_dataset_load(&ds, ipath, lp, NULL, err, sizeof err);
+        if (st == AG_OK) {
+            ok = 1;
+            ag_dataset_free(&ds);
+        } else {
+            ck_assert_int_eq(st, AG_ERR_NOMEM);
+            ck_assert_ptr_nonnull(strstr(err, "out of memory"));
+        }
+        ck_assert_uint_eq(ag_test_alloc_live(), 0);
+    }
+    ag_test_alloc_uninstall();
+    ck_assert(ok);
+}
+END_TEST
+
+static Suite *idx_suite(void) {
+    Suite *s = suite_create("idx");
+    TCase *tc = tcase_create("idx");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, valid_raw);
+    tcase_add_test(tc, valid_gz);
+    tcase_add_loop_test(tc, refusals, 0, 2);
+    tcase_add_test(tc, labels_refused);
+    tcase_add_test(tc, missing_and_unreadable);
+    tcase_add_test(tc, corrupt_gzip);
+    tcase_add_test(tc, shuffle_depends_on_seed_and_epoch);
+    tcase_add_test(tc, out_of_memory);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+AG_TEST_MAIN(idx_suite)

@@ -1,0 +1,491 @@
+/*
+ * test_model_io.c - model files in the safetensors layout: bit-exact round trip, metadata,
+ * refusal of truncated, corrupt (every single-byte change), malformed and mismatched files with
+ * the store left unchanged, atomic writes that leave no temporary files, out-of-memory paths.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ag_io.h"
+#include "testutil.h"
+
+#ifdef AG_DOUBLE
+#define DT "F64"
+#else
+#define DT "F32"
+#endif
+
+static char dir[256], path[512];
+static char err[AG_IO_ERRMSG_SIZE];
+
+static void setup(void) {
+    strcpy(dir, "/tmp/ag_test_model_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+}
+static void teardown(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+/* W1 4x3 (decay), b1 4, W2 2x4, b2 2, s scalar; values from seed (0: zeros). */
+static ag_params *make_store(uint64_t seed, size_t w1_rows) {
+    ag_params *ps;
+    ag_tensor *t;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "W1", 2, (size_t[]){w1_rows, 3}, AG_DECAY, &t), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "b1", 1, (size_t[]){w1_rows}, 0, &t), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "W2", 2, (size_t[]){2, w1_rows}, AG_DECAY, &t), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "b2", 1, (size_t[]){2}, 0, &t), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "s", 0, NULL, 0, &t), AG_OK);
+    if (seed) {
+        ag_rng r;
+        ag_rng_seed(&r, seed);
+        for (size_t i = 0; i < ag_params_count(ps); i++) {
+            ag_tensor *x = ag_params_at(ps, i);
+            ag_rng_fill_normal(&r, x->value, x->size, 0, 1);
+        }
+        /* awkward values survive bit-exactly */
+        ag_tensor *b1 = ag_params_find(ps, "b1");
+        b1->value[0] = (ag_real)-0.0;
+        b1->value[1] = (ag_real)INFINITY;
+        b1->value[2] = (ag_real)1e-40; /* subnormal in float */
+    }
+    return ps;
+}
+
+/* Raw bytes of every parameter, in order, for exact comparison. */
+static size_t snapshot(ag_params *ps, unsigned char *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < ag_params_count(ps); i++) {
+        ag_tensor *x = ag_params_at(ps, i);
+        memcpy(out + k, x->value, x->size * sizeof(ag_real));
+        k += x->size * sizeof(ag_real);
+    }
+    return k;
+}
+
+static const ag_kv META[] = {{"arch", "3-4-2"}, {"activation", "relu"}, {"note", "quote \" backslash \\ tab \t é"}};
+
+static unsigned char *read_all(const char *p, size_t *len) {
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)n + 1);
+    ck_assert_uint_eq(fread(b, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+static void write_all(const char *p, const void *b, size_t n) {
+    FILE *f = fopen(p, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+START_TEST(crc32_vectors) {
+    ck_assert_uint_eq(ag_crc32(0, "123456789", 9), 0xCBF43926u);
+    ck_assert_uint_eq(ag_crc32(0, "", 0), 0);
+    ck_assert_uint_eq(ag_crc32(ag_crc32(0, "1234", 4), "56789", 5), 0xCBF43926u);
+}
+END_TEST
+
+START_TEST(round_trip_bit_exact) {
+    ag_params *a = make_store(7, 4), *b = make_store(0, 4);
+    ag_real m[10], v[10] = {0};
+    for (int i = 0; i < 10; i++) m[i] = (ag_real)(i * 0.1 - 0.3);
+    ag_named_buf ex[] = {{"opt.m", m, 10}, {"opt.empty", NULL, 0}};
+    ck_assert_int_eq(ag_model_save(path, a, ex, 2, META, 3, err, sizeof err), AG_OK);
+    ck_assert_str_eq(err, "");
+    ag_named_buf in[] = {{"opt.m", v, 10}, {"opt.empty", NULL, 0}};
+    ck_assert_int_eq(ag_model_load(path, b, in, 2, err, sizeof err), AG_OK);
+    static unsigned char sa[4096], sb[4096];
+    size_t na = snapshot(a, sa), nb = snapshot(b, sb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_int_eq(memcmp(sa, sb, na), 0);
+    ck_assert_int_eq(memcmp(m, v, sizeof m), 0);
+
+    /* the layout: 8-byte LE length, JSON object, data 8-aligned */
+    size_t len;
+    unsigned char *f = read_all(path, &len);
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--) n = n << 8 | f[i];
+    ck_assert_uint_eq((8 + n) % 8, 0);
+    ck_assert_int_eq(f[8], '{');
+    size_t data = 0;
+    for (size_t i = 0; i < ag_params_count(a); i++) data += ag_params_at(a, i)->size * sizeof(ag_real);
+    ck_assert_uint_eq(len, 8 + n + data + 10 * sizeof(ag_real));
+    free(f);
+
+    /* metadata and tensor listing */
+    ag_model_file *mf;
+    ck_assert_int_eq(ag_model_open(path, &mf, err, sizeof err), AG_OK);
+    ck_assert_str_eq(ag_model_meta(mf, "arch"), "3-4-2");
+    ck_assert_str_eq(ag_model_meta(mf, "activation"), "relu");
+    ck_assert_str_eq(ag_model_meta(mf, "note"), META[2].value);
+    ck_assert_ptr_null(ag_model_meta(mf, "nope"));
+    const char *crc = ag_model_meta(mf, "crc32");
+    ck_assert_ptr_nonnull(crc);
+    ck_assert_uint_eq(strlen(crc), 10);
+    ck_assert_uint_eq(ag_model_meta_count(mf), 4);
+    const char *k, *val;
+    ck_assert_int_eq(ag_model_meta_at(mf, 0, &k, &val), AG_OK);
+    ck_assert_int_eq(ag_model_meta_at(mf, 4, &k, &val), AG_ERR_ARG);
+    ck_assert_uint_eq(ag_model_tensor_count(mf), 7);
+    const ag_model_tensor *t = ag_model_find(mf, "W2");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_str_eq(t->dtype, DT);
+    ck_assert_int_eq(t->ndim, 2);
+    ck_assert_uint_eq(t->shape[0], 2);
+    ck_assert_uint_eq(t->shape[1], 4);
+    t = ag_model_find(mf, "s");
+    ck_assert_int_eq(t->ndim, 0);
+    ck_assert_uint_eq(t->numel, 1);
+    ag_model_close(mf);
+    ag_params_free(a);
+    ag_params_free(b);
+}
+END_TEST
+
+/* Saves the reference model and returns its bytes. */
+static unsigned char *reference_file(size_t *len) {
+    ag_params *a = make_store(3, 4);
+    ck_assert_int_eq(ag_model_save(path, a, NULL, 0, META, 2, err, sizeof err), AG_OK);
+    ag_params_free(a);
+    return read_all(path, len);
+}
+
+START_TEST(every_corruption_refused_or_harmless) {
+    size_t len;
+    unsigned char *f = reference_file(&len);
+    ag_params *want = make_store(3, 4), *b = make_store(11, 4);
+    static unsigned char s_want[4096], s_b0[4096], s_b[4096];
+    size_t n = snapshot(want, s_want);
+    snapshot(b, s_b0);
+    size_t refused = 0;
+    for (size_t pos = 0; pos < len; pos++)
+        for (int bit = 0; bit < 8; bit += 3) {
+            f[pos] ^= (unsigned char)(1u << bit);
+            ag_model_file *mf;
+            ag_status st = ag_model_parse(f, len, "x", &mf, err, sizeof err);
+            if (st == AG_OK) {
+                st = ag_model_read(mf, b, NULL, 0, err, sizeof err);
+                ag_model_close(mf);
+            }
+            snapshot(b, s_b);
+            if (st == AG_OK) { /* only harmless bytes (metadata text, whitespace) may pass */
+                ck_assert_int_eq(memcmp(s_b, s_want, n), 0);
+                memcpy(s_b0, s_want, n);
+                ag_params_free(b);
+                b = make_store(11, 4);
+                snapshot(b, s_b0);
+            } else {
+                refused++;
+                ck_assert_msg(st == AG_ERR_FORMAT || st == AG_ERR_SHAPE, "pos %zu: %d %s", pos, st, err);
+                ck_assert_uint_gt(strlen(err), 10);
+                ck_assert_msg(memcmp(s_b, s_b0, n) == 0, "store changed by a failed load at byte %zu", pos);
+            }
+            f[pos] ^= (unsigned char)(1u << bit);
+        }
+    ck_assert_uint_gt(refused, len); /* most changes are caught */
+    /* a data byte specifically: CRC mismatch */
+    f[len - 3] ^= 0x40;
+    write_all(path, f, len);
+    ck_assert_int_eq(ag_model_load(path, b, NULL, 0, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_msg(strstr(err, "corrupt: CRC32 of the data is 0x"), "%s", err);
+    free(f);
+    ag_params_free(want);
+    ag_params_free(b);
+}
+END_TEST
+
+START_TEST(truncated_refused) {
+    size_t len;
+    unsigned char *f = reference_file(&len);
+    ag_params *b = make_store(11, 4);
+    static unsigned char s0[4096], s1[4096];
+    size_t n = snapshot(b, s0);
+    for (size_t cut = 0; cut < len; cut++) {
+        ag_model_file *mf;
+        ag_status st = ag_model_parse(f, cut, "x", &mf, err, sizeof err);
+        ck_assert_int_eq(st, AG_ERR_FORMAT);
+        ck_assert_ptr_null(mf);
+    }
+    write_all(path, f, len - 1);
+    ck_assert_int_eq(ag_model_load(path, b, NULL, 0, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_msg(strstr(err, "truncated: tensor") && strstr(err, path), "%s", err);
+    write_all(path, f, 5);
+    ck_assert_int_eq(ag_model_load(path, b, NULL, 0, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_msg(strstr(err, "truncated: 5 bytes"), "%s", err);
+    write_all(path, f, 40);
+    ck_assert_int_eq(ag_model_load(path, b, NULL, 0, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_msg(strstr(err, "truncated: header length is"), "%s", err);
+    snapshot(b, s1);
+    ck_assert_int_eq(memcmp(s0, s1, n), 0);
+    free(f);
+    ag_params_free(b);
+}
+END_TEST
+
+/* A file from a header text and data bytes (as another tool would write it). */
+static ag_status parse_text(const char *hdr, size_t data_len, ag_model_file **mf) {
+    static unsigned char buf[8192];
+    size_t n = strlen(hdr);
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    memcpy(buf + 8, hdr, n);
+    memset(buf + 8 + n, 0x3f, data_len);
+    return ag_model_parse(buf, 8 + n + data_len, "hand.safetensors", mf, err, sizeof err);
+}
+
+START_TEST(json_refused) {
+    static const struct {
+        const char *hdr;
+        size_t data;
+        const char *want;
+    } cases[] = {
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},}", 8, "expected a string"},
+        {"{\"a\" {\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "expected ':'"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8],\"x\":1}}", 8, "unknown field x"},
+        {"{\"a\":{\"dtype\":\"F32\",\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "repeated field dtype"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8, "missing data_offsets"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[02],\"data_offsets\":[0,8]}}", 8, "leading zero"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}}", 8, "non-negative integer"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2.0],\"data_offsets\":[0,8]}}", 8, "fraction or exponent"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[99999999999999999999999],\"data_offsets\":[0,8]}}", 8, "too large"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[[2]],\"data_offsets\":[0,8]}}", 8, "non-negative integer"},
+        {"{\"a\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "unknown dtype Q7"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}", 8, "but the header ended"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}} x", 8, "data after the closing brace"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+         "\"data_offsets\":[8,16]}}", 16, "tensor a appears twice"},
+        {"{\"__metadata__\":{\"k\":1}}", 0, "value of k is not a string"},
+        {"{\"__metadata__\":{\"k\":\"v\",\"k\":\"w\"}}", 0, "metadata key k repeated"},
+        {"{\"__metadata__\":{},\"__metadata__\":{}}", 0, "__metadata__ repeated"},
+        {"{\"a\x01\":{}}", 0, "control character"},
+        {"{\"a\xff\":{}}", 0, "invalid UTF-8"},
+        {"{\"a\\ud800\":{}}", 0, "invalid escape"},
+        {"{\"a\\u0000\":{}}", 0, "\\u0000"},
+        {"{\"a\\", 0, "unterminated string"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 8, "do not hold 2 F32 (8 bytes)"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", 8, "do not hold"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}", 8, "truncated: tensor a ends at byte 16"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],"
+         "\"data_offsets\":[4,12]}}", 12, "overlapping"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12, "leaving a gap"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 12, "4 bytes of data after the last tensor"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296,4294967296],\"data_offsets\":[0,8]}}", 8,
+         "shape overflows"},
+        {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4, "more than 8"},
+        {"{\"__metadata__\":{\"crc32\":\"0x1234\"}}", 0, "not 0x + 8 hex digits"},
+        {"{\"__metadata__\":{\"crc32\":\"0x00000000\"},\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+         1, "corrupt: CRC32"},
+        {"[]", 0, "not a safetensors file"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ag_model_file *mf = (ag_model_file *)1;
+        ag_status st = parse_text(cases[i].hdr, cases[i].data, &mf);
+        ck_assert_msg(st == AG_ERR_FORMAT && strstr(err, cases[i].want), "case %zu: status %d, \"%s\" lacks \"%s\"",
+                      i, st, err, cases[i].want);
+        ck_assert_ptr_null(mf);
+    }
+    /* a well-formed file from another tool (no crc32, other dtypes, escapes, spaces) opens */
+    ag_model_file *mf;
+    ck_assert_int_eq(parse_text(" { \"b\\u00e9\\n\" : { \"shape\" : [ ] , \"dtype\" : \"I64\" , \"data_offsets\" : "
+                                "[ 2 , 10 ] } , \"c\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]},"
+                                "\"__metadata__\":{\"format\":\"pt\"}}   ",
+                                10, &mf),
+                     AG_ERR_FORMAT); /* leading space: safetensors requires '{' first */
+    ck_assert_int_eq(parse_text("{ \"b\\u00e9\\n\" : { \"shape\" : [ ] , \"dtype\" : \"I64\" , \"data_offsets\" : "
+                                "[ 2 , 10 ] } , \"c\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]},"
+                                "\"__metadata__\":{\"format\":\"pt\"}}   ",
+                                10, &mf),
+                     AG_OK);
+    ck_assert_uint_eq(ag_model_tensor_count(mf), 2);
+    ck_assert_ptr_nonnull(ag_model_find(mf, "b\xc3\xa9\n"));
+    ck_assert_str_eq(ag_model_meta(mf, "format"), "pt");
+    /* it does not fit a tapegrad store */
+    ag_params *b = make_store(1, 4);
+    ck_assert_int_eq(ag_model_read(mf, b, NULL, 0, err, sizeof err), AG_ERR_SHAPE);
+    ck_assert_msg(strstr(err, "tensor W1 of the model is missing from the file"), "%s", err);
+    ag_model_close(mf);
+    ag_params_free(b);
+}
+END_TEST
+
+START_TEST(mismatch_refused_store_unchanged) {
+    ag_params *a = make_store(5, 4);
+    ck_assert_int_eq(ag_model_save(path, a, NULL, 0, NULL, 0, err, sizeof err), AG_OK);
+    static unsigned char s0[4096], s1[4096];
+    /* shape */
+    ag_params *b = make_store(9, 5);
+    size_t n = snapshot(b, s0);
+    ck_assert_int_eq(ag_model_load(path, b, NULL, 0, err, sizeof err), AG_ERR_SHAPE);
+    ck_assert_msg(strstr(err, "W1 is 4x3 in the file but 5x3 in the model"), "%s", err);
+    snapshot(b, s1);
+    ck_assert_int_eq(memcmp(s0, s1, n), 0);
+    ag_params_free(b);
+    /* a tensor missing from the file */
+    b = make_store(9, 4);
+    ag_tensor *t;
+    ck_assert_int_eq(ag_params_add(b, "W3", 2, (size_t[]){2, 2}, AG_DECAY, &t), AG_OK);
+    n = snapshot(b, s0);
+    ck_assert_int_eq(ag_model_load(path, b, NULL, 0, err, sizeof err), AG_ERR_SHAPE);
+    ck_assert_msg(strstr(err, "tensor W3 of the model is missing from the file"), "%s", err);
+    snapshot(b, s1);
+    ck_assert_int_eq(memcmp(s0, s1, n), 0);
+    ag_params_free(b);
+    /* a tensor of the file missing from the model */
+    ck_assert_int_eq(ag_params_new(&b), AG_OK);
+    ck_assert_int_eq(ag_params_add(b, "W1", 2, (size_t[]){4, 3}, AG_DECAY, &t), AG_OK);
+    t->value[0] = 42;
+    ck_assert_int_eq(ag_model_load(path, b, NULL, 0, err, sizeof err), AG_ERR_SHAPE);
+    ck_assert_msg(strstr(err, "in the file is not in the model"), "%s", err);
+    ck_assert(t->value[0] == 42);
+    /* an extra buffer of the wrong length */
+    ag_real m[3] = {1, 2, 3};
+    ag_params_free(b);
+    b = make_store(9, 4);
+    ck_assert_int_eq(ag_model_save(path, a, (ag_named_buf[]){{"m", m, 3}}, 1, NULL, 0, err, sizeof err), AG_OK);
+    ag_real m2[4] = {0};
+    ck_assert_int_eq(ag_model_load(path, b, (ag_named_buf[]){{"m", m2, 4}}, 1, err, sizeof err), AG_ERR_SHAPE);
+    ck_assert_msg(strstr(err, "m is 3 in the file but 4 in the model"), "%s", err);
+    ck_assert_int_eq(ag_model_load(path, b, NULL, 0, err, sizeof err), AG_ERR_SHAPE); /* m not wanted */
+    /* the other scalar type */
+    const char *other = sizeof(ag_real) == 4 ? "F64" : "F32";
+    char hdr[256];
+    snprintf(hdr, sizeof hdr, "{\"s\":{\"dtype\":\"%s\",\"shape\":[],\"data_offsets\":[0,%d]}}", other,
+             sizeof(ag_real) == 4 ? 8 : 4);
+    ag_model_file *mf;
+    ck_assert_int_eq(parse_text(hdr, sizeof(ag_real) == 4 ? 8 : 4, &mf), AG_OK);
+    ag_params *one;
+    ck_assert_int_eq(ag_params_new(&one), AG_OK);
+    ck_assert_int_eq(ag_params_add(one, "s", 0, NULL, 0, &t), AG_OK);
+    ck_assert_int_eq(ag_model_read(mf, one, NULL, 0, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_msg(strstr(err, "s is ") && strstr(err, "in the file but this build stores " DT), "%s", err);
+    ag_model_close(mf);
+    ag_params_free(one);
+    ag_params_free(a);
+    ag_params_free(b);
+}
+END_TEST
+
+static size_t count_entries(const char *d) {
+    DIR *dp = opendir(d);
+    ck_assert_ptr_nonnull(dp);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(dp)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    closedir(dp);
+    return n;
+}
+
+START_TEST(atomic_write_leaves_no_temp_files) {
+    ag_params *a = make_store(5, 4), *b = make_store(6, 4);
+    ck_assert_int_eq(ag_model_save(path, a, NULL, 0, META, 1, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(count_entries(dir), 1);
+    /* overwrite: the new content replaces the old one in place */
+    ck_assert_int_eq(ag_model_save(path, b, NULL, 0, META, 1, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(count_entries(dir), 1);
+    ag_params *c = make_store(0, 4);
+    ck_assert_int_eq(ag_model_load(path, c, NULL, 0, err, sizeof err), AG_OK);
+    static unsigned char sb[4096], sc[4096];
+    size_t n = snapshot(b, sb);
+    snapshot(c, sc);
+    ck_assert_int_eq(memcmp(sb, sc, n), 0);
+    /* a failing rename (the target is a directory) cleans up its temporary file */
+    char sub[600];
+    snprintf(sub, sizeof sub, "%s/adir", dir);
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    ck_assert_int_eq(ag_model_save(sub, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
+    ck_assert_msg(strstr(err, "rename failed"), "%s", err);
+    ck_assert_uint_eq(count_entries(dir), 2);
+    ck_assert_uint_eq(count_entries(sub), 0);
+    /* a missing directory */
+    snprintf(sub, sizeof sub, "%s/no/such/dir/m.safetensors", dir);
+    ck_assert_int_eq(ag_model_save(sub, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
+    ck_assert_msg(strstr(err, "cannot create a temporary file"), "%s", err);
+    /* bad arguments write nothing */
+    ck_assert_int_eq(ag_model_save(path, a, NULL, 0, (ag_kv[]){{"crc32", "x"}}, 1, err, sizeof err), AG_ERR_ARG);
+    ck_assert_int_eq(ag_model_save(path, a, (ag_named_buf[]){{"W1", NULL, 0}}, 1, NULL, 0, err, sizeof err),
+                     AG_ERR_ARG);
+    ck_assert_msg(strstr(err, "W1 is used twice"), "%s", err);
+    ck_assert_int_eq(ag_model_save(NULL, a, NULL, 0, NULL, 0, NULL, 0), AG_ERR_ARG);
+    ck_assert_uint_eq(count_entries(dir), 2);
+    /* the model still holds b */
+    ck_assert_int_eq(ag_model_load(path, c, NULL, 0, err, sizeof err), AG_OK);
+    snapshot(c, sc);
+    ck_assert_int_eq(memcmp(sb, sc, n), 0);
+    /* loading a missing file */
+    snprintf(sub, sizeof sub, "%s/none.safetensors", dir);
+    ck_assert_int_eq(ag_model_load(sub, c, NULL, 0, err, sizeof err), AG_ERR_IO);
+    char want[700];
+    snprintf(want, sizeof want, "load: %s: no such file", sub);
+    ck_assert_str_eq(err, want);
+    ag_params_free(a);
+    ag_params_free(b);
+    ag_params_free(c);
+}
+END_TEST
+
+START_TEST(out_of_memory) {
+    ag_test_alloc_install();
+    ag_params *a = make_store(5, 4), *b = make_store(0, 4);
+    ag_real m[3] = {1, 2, 3}, m2[3];
+    int saved = 0, loaded = 0;
+    size_t tries = 0;
+    for (size_t n = 1; n < 200 && !saved; n++, tries++) {
+        ag_test_alloc_fail_at(n);
+        size_t live = ag_test_alloc_live();
+        ag_status st = ag_model_save(path, a, (ag_named_buf[]){{"m", m, 3}}, 1, META, 3, err, sizeof err);
+        ag_test_alloc_fail_at(0);
+        if (st == AG_OK) saved = 1;
+        else ck_assert_int_eq(st, AG_ERR_NOMEM);
+        ck_assert_uint_eq(ag_test_alloc_live(), live);
+        ck_assert_uint_eq(count_entries(dir), saved);
+    }
+    for (size_t n = 1; n < 200 && !loaded; n++, tries++) {
+        ag_test_alloc_fail_at(n);
+        size_t live = ag_test_alloc_live();
+        ag_status st = ag_model_load(path, b, (ag_named_buf[]){{"m", m2, 3}}, 1, err, sizeof err);
+        ag_test_alloc_fail_at(0);
+        if (st == AG_OK) loaded = 1;
+        else ck_assert_int_eq(st, AG_ERR_NOMEM);
+        ck_assert_uint_eq(ag_test_alloc_live(), live);
+    }
+    ck_assert(saved && loaded);
+    ck_assert_uint_gt(tries, 4);
+    ag_params_free(a);
+    ag_params_free(b);
+    ck_assert_uint_eq(ag_test_alloc_live(), 0);
+    ag_test_alloc_uninstall();
+}
+END_TEST
+
+static Suite *model_io_suite(void) {
+    Suite *s = suite_create("model_io");
+    TCase *tc = tcase_create("model_io");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, crc32_vectors);
+    tcase_add_test(tc, round_trip_bit_exact);
+    tcase_add_test(tc, every_corruption_refused_or_harmless);
+    tcase_add_test(tc, truncated_refused);
+    tcase_add_test(tc, json_refused);
+    tcase_add_test(tc, mismatch_refused_store_unchanged);
+    tcase_add_test(tc, atomic_write_leaves_no_temp_files);
+    tcase_add_test(tc, out_of_memory);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+AG_TEST_MAIN(model_io_suite)
