@@ -1,0 +1,192 @@
+/*
+ * dense.c - the dense layer: two recorded ops, z = x W^T + b and a = f(z). The tape does the
+ * rest: the gradient it leaves on z is the derivation's delta (divided by K for a batch-mean
+ * cost), and on W and b the batch gradients (1/K) DeltaW + lambda W and (1/K) Deltab
+ * (tests/test_delta.c checks this against layers/backprop_ref.c). Also the initialisers and
+ * the seed's costs.
+ */
+#include "dense.h"
+
+#include <math.h>
+#include <stdio.h>
+
+#include "internal.h"
+
+/* ---------------------------------------------------------------- activations */
+
+const char *ag_act_name(ag_act act) {
+    switch (act) {
+    case AG_ACT_IDENTITY: return "identity";
+    case AG_ACT_SIGMOID: return "sigmoid";
+    case AG_ACT_TANH: return "tanh";
+    case AG_ACT_RELU: return "relu";
+    }
+    return "?";
+}
+
+ag_status ag_act_parse(const char *name, ag_act *out) {
+    static const struct { const char *name; ag_act act; } table[] = {
+        {"identity", AG_ACT_IDENTITY}, {"linear", AG_ACT_IDENTITY}, {"none", AG_ACT_IDENTITY},
+        {"sigmoid", AG_ACT_SIGMOID},   {"tanh", AG_ACT_TANH},       {"relu", AG_ACT_RELU}};
+    if (!name || !out) return AG_ERR_ARG;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(name, table[i].name) == 0) {
+            *out = table[i].act;
+            return AG_OK;
+        }
+    return AG_ERR_ARG;
+}
+
+ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z) {
+    switch (act) {
+    case AG_ACT_IDENTITY: return z;
+    case AG_ACT_SIGMOID: return ag_sigmoid(t, z); /* a = f(z), f' = f(1 - f) */
+    case AG_ACT_TANH: return ag_tanh(t, z);       /* a = f(z), f' = 1 - f^2 */
+    case AG_ACT_RELU: return ag_relu(t, z);
+    }
+    if (t) ag__fail(t, AG_ERR_ARG, "activate: unknown activation %d", (int)act);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- the layer */
+
+static int act_valid(ag_act act) { return act >= AG_ACT_IDENTITY && act <= AG_ACT_RELU; }
+
+ag_status ag_dense_init(ag_dense *d, ag_params *ps, const char *name, size_t in, size_t out, ag_act act) {
+    if (!d || !ps || !name || !act_valid(act)) return AG_ERR_ARG;
+    memset(d, 0, sizeof *d);
+    char wname[160], bname[160];
+    int nw = snprintf(wname, sizeof wname, "%s.W", name), nb = snprintf(bname, sizeof bname, "%s.b", name);
+    if (nw < 0 || (size_t)nw >= sizeof wname || nb < 0 || (size_t)nb >= sizeof bname) {
+        /* let the store report the over-long name with its own message */
+        ag_tensor *tmp;
+        return ag_params_add(ps, name, 1, (size_t[]){1}, 0, &tmp) == AG_OK ? AG_ERR_ARG : ag_params_status(ps);
+    }
+    ag_tensor *W, *b;
+    ag_status st = ag_params_add(ps, wname, 2, (size_t[]){out, in}, AG_DECAY, &W); /* W^(l): s_{l+1} x s_l */
+    if (st != AG_OK) return st;
+    st = ag_params_add(ps, bname, 1, (size_t[]){out}, 0, &b); /* b^(l): s_{l+1}, never decayed */
+    if (st != AG_OK) return st;
+    d->W = W;
+    d->b = b;
+    d->in = in;
+    d->out = out;
+    d->act = act;
+    return AG_OK;
+}
+
+double ag_init_std(ag_init init, size_t in, size_t out) {
+    switch (init) {
+    case AG_INIT_SMALL_GAUSS: return 0.01;
+    case AG_INIT_GLOROT_NORMAL:
+    case AG_INIT_GLOROT_UNIFORM: return sqrt(2.0 / (double)(in + out));
+    case AG_INIT_HE_NORMAL: return sqrt(2.0 / (double)in);
+    }
+    return 0;
+}
+
+ag_status ag_dense_init_weights(ag_dense *d, ag_init init, ag_rng *rng) {
+    if (!d || !d->W || !d->b || !rng) return AG_ERR_ARG;
+    double std = ag_init_std(init, d->in, d->out);
+    switch (init) {
+    case AG_INIT_SMALL_GAUSS:
+    case AG_INIT_GLOROT_NORMAL:
+    case AG_INIT_HE_NORMAL: ag_rng_fill_normal(rng, d->W->value, d->W->size, 0.0, std); break;
+    case AG_INIT_GLOROT_UNIFORM: {
+        double r = sqrt(3.0) * std; /* U(-r, r) has variance r^2/3 = 2/(in+out): r = sqrt(6/(in+out)) */
+        ag_rng_fill_uniform(rng, d->W->value, d->W->size, -r, r);
+        break;
+    }
+    default: return AG_ERR_ARG;
+    }
+    memset(d->b->value, 0, d->b->size * sizeof(ag_real));
+    return AG_OK;
+}
+
+ag_tensor *ag_dense_forward(ag_tape *t, const ag_dense *d, ag_tensor *x, ag_tensor **z_out) {
+    if (z_out) *z_out = NULL;
+    if (!t) return NULL;
+    if (!d || !d->W) {
+        ag__fail(t, AG_ERR_ARG, "dense: layer is NULL or not initialised");
+        return NULL;
+    }
+    if (!x) {
+        if (ag_tape_status(t) == AG_OK) ag__fail(t, AG_ERR_ARG, "dense %s: x is NULL", d->W->name);
+        return NULL;
+    }
+    if (x->ndim != 2 || x->shape[1] != d->in) {
+        char s[64];
+        ag__fail(t, AG_ERR_SHAPE, "dense %s: x is %s, expected K x %zu", d->W->name, ag_shape_str(x, s, sizeof s),
+                 d->in);
+        return NULL;
+    }
+    ag_tensor *z = ag_linear(t, x, d->W, d->b); /* z^(l+1) = W^(l) a^(l) + b^(l), one row per example */
+    if (z_out) *z_out = z;
+    return ag_activate(t, d->act, z); /* a^(l+1) = f(z^(l+1)) */
+}
+
+/* ---------------------------------------------------------------- costs */
+
+/* lambda/2 sum W^2 over n weights, in chunks of AG_MAX_IN inputs; NULL if n == 0 */
+static ag_tensor *l2_chunks(ag_tape *t, ag_real lambda, ag_tensor *const *w, size_t n) {
+    ag_tensor *sum = NULL;
+    for (size_t i = 0; i < n; i += AG_MAX_IN) {
+        size_t m = n - i < AG_MAX_IN ? n - i : AG_MAX_IN;
+        ag_tensor *term = ag_l2(t, lambda, w + i, m); /* lambda/2 sum_l sum_ij (W^(l)_ij)^2 */
+        sum = sum ? ag_add(t, sum, term) : term;
+        if (!sum) return NULL;
+    }
+    return sum;
+}
+
+static ag_tensor *add_l2(ag_tape *t, ag_tensor *data, ag_real lambda, ag_tensor *const *weights, size_t n) {
+    if (!data || lambda == 0 || n == 0) return data;
+    if (!weights) {
+        ag__fail(t, AG_ERR_ARG, "cost: weights is NULL but n is %zu", n);
+        return NULL;
+    }
+    return ag_add(t, data, l2_chunks(t, lambda, weights, n));
+}
+
+ag_tensor *ag_cost_squared_error_l2(ag_tape *t, ag_tensor *h, ag_tensor *y, ag_real lambda,
+                                    ag_tensor *const *weights, size_t n) {
+    /* J(W,b) = [1/K sum_k 1/2 ||h_k - y_k||^2] + lambda/2 sum W^2 */
+    return add_l2(t, ag_squared_error(t, h, y), lambda, weights, n);
+}
+
+ag_tensor *ag_cost_cross_entropy_l2(ag_tape *t, ag_tensor *logits, const int32_t *labels, ag_real lambda,
+                                    ag_tensor *const *weights, size_t n) {
+    /* J = 1/K sum_k -log softmax(logits_k)[label_k] + lambda/2 sum W^2 */
+    return add_l2(t, ag_cross_entropy(t, logits, labels), lambda, weights, n);
+}
+
+ag_tensor *ag_l2_decay(ag_tape *t, ag_real lambda, const ag_params *ps) {
+    if (!t) return NULL;
+    if (!ps) {
+        ag__fail(t, AG_ERR_ARG, "l2_decay: params store is NULL");
+        return NULL;
+    }
+    ag_tensor *chunk[AG_MAX_IN], *sum = NULL;
+    size_t m = 0, count = ag_params_count(ps), seen = 0;
+    for (size_t i = 0; i < count; i++) {
+        ag_tensor *x = ag_params_at(ps, i);
+        if (!(x->flags & AG_DECAY)) continue; /* biases are never regularised */
+        chunk[m++] = x;
+        seen++;
+        if (m == AG_MAX_IN) {
+            ag_tensor *term = ag_l2(t, lambda, chunk, m);
+            sum = sum ? ag_add(t, sum, term) : term;
+            if (!sum) return NULL;
+            m = 0;
+        }
+    }
+    if (m) {
+        ag_tensor *term = ag_l2(t, lambda, chunk, m);
+        sum = sum ? ag_add(t, sum, term) : term;
+    }
+    if (!seen) {
+        ag__fail(t, AG_ERR_ARG, "l2_decay: the store has no AG_DECAY tensor");
+        return NULL;
+    }
+    return sum;
+}

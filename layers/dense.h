@@ -1,0 +1,89 @@
+/*
+ * dense.h - a fully connected layer, its initialisers and activations, and the seed's costs.
+ *
+ * A dense layer holds W (out x in, the derivation's W^(l), s_{l+1} x s_l; flagged AG_DECAY) and
+ * b (out; never decayed) in an ag_params store. Its forward records two built-in ops on a tape:
+ *     z = ag_linear(x, W, b)     row k: z^(l+1) = W^(l) a^(l) + b^(l)
+ *     a = f(z)                   the activation op chosen by ag_act
+ * and nothing else: a layer has no backward of its own, the tape differentiates it. x is K x in
+ * (K examples, one per row), z and a are K x out. Layers mix freely with raw tape ops.
+ *
+ *     ag_dense d;
+ *     ag_dense_init(&d, ps, "fc1", 784, 256, AG_ACT_RELU);
+ *     ag_dense_init_weights(&d, AG_INIT_HE_NORMAL, &rng);
+ *     ag_tensor *z, *a = ag_dense_forward(t, &d, x, &z);   // after backward, z->grad = dJ/dz
+ *
+ * Read next: layers/mlp.h (a stack of dense layers from a spec such as "784-256-10").
+ */
+#ifndef AG_DENSE_H
+#define AG_DENSE_H
+
+#include <stdint.h>
+
+#include "ag.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum ag_act {
+    AG_ACT_IDENTITY = 0, /* a = z */
+    AG_ACT_SIGMOID,      /* a = 1/(1+e^-z), f' = f(1-f) (ag_sigmoid) */
+    AG_ACT_TANH,         /* a = tanh z, f' = 1 - f^2 (ag_tanh) */
+    AG_ACT_RELU          /* a = max(z, 0), f'(0) = 0 (ag_relu) */
+} ag_act;
+
+/* "identity", "sigmoid", "tanh", "relu"; "?" for an unknown value. */
+const char *ag_act_name(ag_act act);
+/* Parse one of the names above (also "linear" and "none" for identity). AG_ERR_ARG if unknown. */
+ag_status ag_act_parse(const char *name, ag_act *out);
+/* Record the activation op on z (identity returns z itself, recording nothing). */
+ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z);
+
+typedef enum ag_init {
+    AG_INIT_SMALL_GAUSS = 0, /* W ~ N(0, 0.01^2): the derivation's "small random values" */
+    AG_INIT_GLOROT_NORMAL,   /* W ~ N(0, 2/(in+out))            (Glorot & Bengio 2010) */
+    AG_INIT_GLOROT_UNIFORM,  /* W ~ U(-r, r), r = sqrt(6/(in+out)): same variance 2/(in+out) */
+    AG_INIT_HE_NORMAL        /* W ~ N(0, 2/in)                   (He et al. 2015, for ReLU) */
+} ag_init;
+
+typedef struct ag_dense {
+    ag_tensor *W; /* out x in, AG_DECAY; owned by the params store */
+    ag_tensor *b; /* out, not decayed; owned by the params store */
+    size_t in, out;
+    ag_act act;
+} ag_dense;
+
+/* Register "<name>.W" (out x in, AG_DECAY) and "<name>.b" (out) in ps, both zero. On error the
+ * status comes back and the message is ag_params_errmsg(ps) (e.g. a name already used, a zero
+ * size, an unknown activation). */
+ag_status ag_dense_init(ag_dense *d, ag_params *ps, const char *name, size_t in, size_t out, ag_act act);
+
+/* Fill W from rng by the given rule (row-major order, so a seed always gives the same weights)
+ * and set b to zero. AG_ERR_ARG on NULL or an unknown rule. */
+ag_status ag_dense_init_weights(ag_dense *d, ag_init init, ag_rng *rng);
+/* The standard deviation of the rule for a layer of that shape (the uniform's for Glorot uniform). */
+double ag_init_std(ag_init init, size_t in, size_t out);
+
+/* Record z = ag_linear(x, W, b) and a = f(z) on t; return a (NULL on error, see ag_tape_errmsg).
+ * z_out (may be NULL) receives z, the pre-activation. x must be K x in. */
+ag_tensor *ag_dense_forward(ag_tape *t, const ag_dense *d, ag_tensor *x, ag_tensor **z_out);
+
+/* ---------------------------------------------------------------- costs
+ * The seed's cost, with K the number of rows of h:
+ *     J = (1/K) sum_k 1/2 ||h_k - y_k||^2 + lambda/2 sum_W sum W^2
+ * = ag_squared_error(h, y) + ag_l2(lambda, weights). Only the tensors passed as weights are
+ * regularised; pass weights, never biases. lambda == 0 records no L2 term. n may exceed
+ * AG_MAX_IN (the L2 term is then a sum of several ag_l2 nodes). */
+ag_tensor *ag_cost_squared_error_l2(ag_tape *t, ag_tensor *h, ag_tensor *y, ag_real lambda,
+                                    ag_tensor *const *weights, size_t n);
+/* Softmax cross-entropy (ag_cross_entropy, the mean over K rows of logits) + the same L2 term. */
+ag_tensor *ag_cost_cross_entropy_l2(ag_tape *t, ag_tensor *logits, const int32_t *labels, ag_real lambda,
+                                    ag_tensor *const *weights, size_t n);
+/* lambda/2 sum W^2 over every AG_DECAY tensor of ps (the weights; biases are never flagged). */
+ag_tensor *ag_l2_decay(ag_tape *t, ag_real lambda, const ag_params *ps);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* AG_DENSE_H */
