@@ -225,7 +225,11 @@ const char *ag_params_errmsg(const ag_params *ps);
  * Each returns the result on t, or NULL on error (see ag_tape_errmsg). Formulas name the
  * forward; backward is its exact vector-Jacobian product. */
 
-/* Element-wise with NumPy broadcasting over trailing dimensions. */
+/* Element-wise with NumPy broadcasting over trailing dimensions: shapes are right-aligned and each
+ * pair of sizes is equal or one of them is 1 ([3,4]+[4], [4,1]-[1,5], scalar*matrix); otherwise
+ * AG_ERR_SHAPE "add: shapes 3x4 and 5 do not broadcast". Gradients are summed over the dimensions
+ * an operand was repeated along. Domain errors follow IEEE/libm and are not reported: x/0 is inf
+ * or NaN, log 0 = -inf, log, sqrt and non-integer pow of a negative are NaN. */
 ag_tensor *ag_add(ag_tape *t, ag_tensor *a, ag_tensor *b); /* a + b */
 ag_tensor *ag_sub(ag_tape *t, ag_tensor *a, ag_tensor *b); /* a - b */
 ag_tensor *ag_mul(ag_tape *t, ag_tensor *a, ag_tensor *b); /* a .* b */
@@ -243,14 +247,18 @@ ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);    /* f' = 1 - f^2 */
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* max(x,0); f'(0) = 0 */
 
 /* 2-D products. ag_matmul_ex computes op(a) op(b), op = transpose when the flag is set, without
- * materialising the transpose. The three products of backprop are X W^T, dY W and dY^T X. */
+ * materialising the transpose. The three products of backprop are X W^T, dY W and dY^T X.
+ * Inner sizes must agree: "matmul: a is 32x784 but b is 256x10". */
 ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_matmul_ex(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b);
-/* Dense layer pre-activation: z = x W^T + b, x is K x in, W is out x in, b is out (or NULL).
- * Row k is z^(l+1) = W^(l) a^(l) + b^(l) for example k (backprop-derivation.md, "Forward pass"). */
+/* Dense layer pre-activation: z = x W^T + b, x is K x in (or 1-D: one row), W is out x in, b is
+ * out (or NULL: no bias). Row k is z^(l+1) = W^(l) a^(l) + b^(l) for example k
+ * (backprop-derivation.md, "Forward pass"). While the tape holds an error a NULL b is taken for a
+ * failed result and the call returns NULL (the bias is never silently dropped). */
 ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b);
 
-/* Reductions. axis may be negative (counts from the end); the axis is removed. */
+/* Reductions. axis may be negative (counts from the end); the axis is removed (a 1-D input gives a
+ * scalar). Sums accumulate in double. */
 ag_tensor *ag_sum(ag_tape *t, ag_tensor *x);                   /* scalar */
 ag_tensor *ag_mean(ag_tape *t, ag_tensor *x);                  /* scalar */
 ag_tensor *ag_sum_axis(ag_tape *t, ag_tensor *x, int axis);
@@ -260,16 +268,22 @@ ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis);
 ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x);
 ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x);
 
-/* Shape ops. reshape keeps the element count; transpose is 2-D. */
+/* Shape ops. reshape keeps the element count and is a view (the result shares x's values, has its
+ * own gradient); transpose is 2-D and copies. */
 ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape);
 ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
 
-/* Losses (scalars). K is the number of rows (shape[0]; 1 for a 1-D tensor).
+/* Losses (scalars). K is the number of rows: shape[0] with 2 or more dimensions, 1 for a 1-D
+ * tensor or a scalar (one example).
  * squared error: (1/K) sum_k 1/2 ||h_k - y_k||^2 -- the derivation's J without L2, no division
- *   by the number of outputs. y is a constant (no gradient flows into it).
- * l2: lambda/2 * sum over the given tensors of sum W^2 (pass weights only, never biases).
- * cross-entropy: (1/K) sum_k -log softmax(logits_k)[labels[k]], fused and stable; labels has K
- *   entries in [0, classes) and is copied. */
+ *   by the number of outputs. h and y have equal shapes. y is normally data (no gradient); if y
+ *   requires a gradient it receives -(h - y)/K, the exact one.
+ * l2: lambda/2 * sum over the n given tensors (1..AG_MAX_IN) of sum W^2 (pass weights only, never
+ *   biases). weights == NULL or n out of range is AG_ERR_ARG.
+ * cross-entropy: (1/K) sum_k -log softmax(logits_k)[labels[k]], fused and stable (logits of 1e4
+ *   give a finite loss and gradient); logits are K x classes or 1-D; labels has K entries in
+ *   [0, classes) (else AG_ERR_ARG "cross_entropy: label 12 of row 3 is outside 0..9") and is
+ *   copied when backward needs it. */
 ag_tensor *ag_squared_error(ag_tape *t, ag_tensor *h, ag_tensor *y);
 ag_tensor *ag_l2(ag_tape *t, ag_real lambda, ag_tensor *const *weights, size_t n);
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels);
@@ -335,17 +349,23 @@ ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...)
 typedef ag_tensor *(*ag_loss_fn)(ag_tape *t, void *ctx);
 
 typedef struct ag_gradcheck_result {
-    double max_rel_err;  /* worst |analytic - numeric| / max(|analytic| + |numeric|, 1e-8)... see gradcheck.c */
-    double max_abs_err;
+    double max_rel_err;  /* worst |analytic - numeric| / max(|analytic|, |numeric|, 1): relative for
+                            gradients >= 1, absolute below (where f's rounding noise dominates);
+                            +inf if either side is NaN */
+    double max_abs_err;  /* worst |analytic - numeric| */
     size_t worst_tensor; /* index into wrt */
     size_t worst_index;  /* element within it */
     double analytic, numeric; /* at the worst element */
-    size_t n_checked;
+    size_t n_checked;    /* elements compared */
 } ag_gradcheck_result;
 
-/* Central differences (f(w+eps) - f(w-eps)) / 2eps for every element of every tensor in wrt
- * (parameters), compared with the tape's gradient. Gradients of wrt are zeroed first and left
- * holding the analytic gradient. */
+/* Central differences (f(w+eps) - f(w-eps)) / (w+eps - (w-eps)), the step as stored in ag_real,
+ * for every element of every tensor in wrt (parameters), compared with the tape's gradient.
+ * Gradients of wrt are zeroed first and left holding the analytic gradient (other parameters'
+ * gradients accumulate one backward). Parameter values end exactly as they were. Returns AG_OK
+ * whatever the error size (compare res->max_rel_err: ~1e-6 in double with eps ~1e-6, ~1e-2 in
+ * float with eps ~1e-2); f returning NULL gives the tape's status, a non-scalar loss
+ * AG_ERR_SHAPE, bad arguments AG_ERR_ARG. t is reset before each evaluation and after the check. */
 ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wrt, size_t n_wrt,
                        double eps, ag_gradcheck_result *res);
 
