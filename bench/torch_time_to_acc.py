@@ -65,6 +65,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tune-malloc", action="store_true",
                     help="as in torch_train.py")
+    ap.add_argument("--flush-denormal", action="store_true",
+                    help="as in torch_train.py")
     ap.add_argument("--data-dir", default=tt.DEFAULT_DATA_DIR)
     args = ap.parse_args()
 
@@ -73,6 +75,8 @@ def main():
         tt.tune_malloc()
     torch = tt.import_torch()
     torch.set_num_threads(args.threads)
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
     torch.manual_seed(args.seed)
     t_import = time.time()
 

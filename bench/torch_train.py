@@ -268,6 +268,8 @@ def main():
                          "(literal twin of the C graph); the gradient is the same")
     ap.add_argument("--tune-malloc", action="store_true",
                     help="mallopt() so glibc keeps freed memory (see tune_malloc)")
+    ap.add_argument("--flush-denormal", action="store_true",
+                    help="torch.set_flush_denormal(True) (FTZ/DAZ); see README")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     args = ap.parse_args()
@@ -279,6 +281,8 @@ def main():
         print("warning: mallopt failed", file=sys.stderr)
     torch = import_torch()
     torch.set_num_threads(args.threads)
+    if args.flush_denormal and not torch.set_flush_denormal(True):
+        print("warning: set_flush_denormal is not supported on this CPU", file=sys.stderr)
     torch.manual_seed(args.seed)
     lr = args.lr if args.lr is not None else NET_DEFAULTS[args.net]["lr"]
     momentum = args.momentum if args.momentum is not None else NET_DEFAULTS[args.net]["momentum"]
@@ -296,10 +300,10 @@ def main():
     _, step = make_step(torch, args.net, model, layers, lr, args.lam, momentum, args.l2)
     note("torch %s, num_threads %d, BLAS: %s" % (torch.__version__, torch.get_num_threads(),
                                                 blas_info()))
-    note("net %s lr %g momentum %g%s tune_malloc %s" % (
+    note("net %s lr %g momentum %g%s tune_malloc %s flush_denormal %s" % (
         args.net, lr, momentum,
         " lambda %g (l2 as %s)" % (args.lam, args.l2) if args.net == "seed" else "",
-        args.tune_malloc))
+        args.tune_malloc, args.flush_denormal))
 
     cursor = [0]
 
