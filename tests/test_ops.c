@@ -455,6 +455,28 @@ START_TEST(sigmoid_tanh_relu_extremes) {
 }
 END_TEST
 
+/* tanh against libm's double tanh over a sweep (the float build uses its own tanh) */
+START_TEST(tanh_accuracy) {
+    ag_tape *t = new_tape();
+    enum { N = 4001 };
+    static ag_real x[N];
+    for (int i = 0; i < N; i++) x[i] = (ag_real)(-10 + 20.0 * i / (N - 1) + 1e-4);
+    ag_tensor *y = ag_tanh(t, ag_tensor_wrap(t, 1, (size_t[]){N}, x));
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double ref = tanh((double)x[i]), err = fabs(y->value[i] - ref) / fabs(ref);
+        if (err > worst) worst = err;
+    }
+    fprintf(stderr, "tanh: worst relative error %.3g\n", worst);
+    ck_assert_double_le(worst, 4e-7);
+    ag_tensor *e = ag_tanh(t, ag_tensor_from(t, 1, (size_t[]){3}, (ag_real[]){0, 1e-30f, -1e-30f}));
+    ck_assert_double_eq(e->value[0], 0);
+    ck_assert_double_eq(e->value[1], (ag_real)1e-30f);
+    ck_assert_double_eq(e->value[2], (ag_real)-1e-30f);
+    ag_tape_free(t);
+}
+END_TEST
+
 START_TEST(log_pow_domain_like_libm) {
     ag_tape *t = new_tape();
     ag_tensor *x = ag_tensor_from(t, 1, (size_t[]){3}, (ag_real[]){0, -1, 4});
@@ -666,6 +688,7 @@ static Suite *ops_suite(void) {
     tcase_add_test(v, softmax_values);
     tcase_add_test(v, cross_entropy_large_logits);
     tcase_add_test(v, sigmoid_tanh_relu_extremes);
+    tcase_add_test(v, tanh_accuracy);
     tcase_add_test(v, log_pow_domain_like_libm);
     tcase_add_test(v, matmul_against_naive);
     tcase_add_test(v, broadcast_and_reduce_values);
