@@ -1,16 +1,20 @@
 /* gemm.c - ag_gemm: packed, cache-blocked matrix product C = alpha op(A) op(B) + beta C (row-major).
  *
  * Loop nest (Goto/BLIS style, mirrored for row-major C so SIMD vectors run along a row of C):
- *   jc over n by NC      B block  kc x nc  packed once, stays in L2
- *     pc over k by KC    (the k-blocking depends on k only, so the summation order never changes)
+ *   pc over k by KC      (the k-blocking depends on k only, so the summation order never changes)
+ *     jc over n by NC    B block  kc x nc  packed, stays in L2
  *       ic over m by MC  A block  mc x kc  packed
  *         ir by MR       A micro-panel MR x kc stays in L1
  *           jr by NR     B micro-panel kc x NR streams from L2 -> micro-kernel on an MR x NR tile of C
- * Threads split C into disjoint row or column strips (whole tiles), each runs this nest on its strip with
- * its own packing buffers, so every C element sees the same operations for any thread count.
+ * Threads split C into disjoint row or column strips (whole tiles) and run this nest on their strip; the
+ * operand every strip needs is packed once into a shared buffer (see shared_panel), so every C element sees
+ * the same operations for any thread count.
  * Micro-kernels live in gemm_x86.c; this file has the portable one, the packing and the dispatch. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +163,12 @@ const char *ag_kernel_name(void) { return kernel()->name; }
 
 /* ---- driver ---- */
 
+/* In a column split every task needs all of op(A), in a row split all of op(B). That shared operand is packed
+ * once per product into one buffer, a micro-panel at a time by whichever task needs it first (one flag per
+ * panel: 0 free, 1 being packed, 2 ready), so tasks never wait at a barrier and nothing is packed twice.
+ * Above this size each task packs its own copies instead (the old Goto scheme, re-packing per block). */
+#define AG__SHARED_MAX_BYTES ((size_t)32 << 20)
+
 typedef struct {
     const ag__gemm_kernel *kr;
     int ta, tb;
@@ -167,14 +177,19 @@ typedef struct {
     const ag_real *a, *b;
     size_t lda, ldb, ldc;
     ag_real *c;
-    size_t kc;       /* k block, a function of k only */
-    size_t mc, nc;   /* m and n blocks */
-    int split_n;     /* tasks are column strips (else row strips) */
-    size_t strip;    /* strip width in rows or columns, a multiple of the tile */
+    size_t kc;            /* k block, a function of k only: fixes the summation order */
+    size_t mc, nc;        /* m and n blocks of the task-local packing */
+    int split_n;          /* tasks are column strips (else row strips) */
+    size_t strip;         /* strip width in rows or columns, a multiple of the tile */
+    ag_real *sh;          /* shared packed op(A) (split_n) or op(B), or NULL */
+    atomic_uchar *flags;  /* [k block][panel] state of sh */
+    size_t sh_len;        /* rows (or columns) of sh: m (or n) rounded up to the tile */
+    size_t sh_panels;     /* sh_len / tile */
 } gemm_job;
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
 /* Even blocks no larger than `max`, rounded up to `mult`: avoids a thin last block (784 -> 392+392). */
 static size_t balanced_block(size_t len, size_t max, size_t mult)
@@ -183,29 +198,75 @@ static size_t balanced_block(size_t len, size_t max, size_t mult)
     return round_up(ceil_div(len, ceil_div(len, max)), mult);
 }
 
+static void pack_a_any(const gemm_job *J, size_t i0, size_t mc, size_t pc, size_t kc, ag_real *dst)
+{
+    if (J->kr->pack_a) J->kr->pack_a(J->ta, J->a, J->lda, i0, mc, pc, kc, dst);
+    else ag__pack_a_generic(J->kr->mr, J->ta, J->a, J->lda, i0, mc, pc, kc, dst);
+}
+
+static void pack_b_any(const gemm_job *J, size_t pc, size_t kc, size_t j0, size_t nc, ag_real *dst)
+{
+    if (J->kr->pack_b) J->kr->pack_b(J->tb, J->b, J->ldb, pc, kc, j0, nc, dst);
+    else ag__pack_b_generic(J->kr->nr, J->tb, J->b, J->ldb, pc, kc, j0, nc, dst);
+}
+
+/* Waiting only ever covers another thread packing one micro-panel (microseconds); yield if it takes
+ * longer, e.g. because that thread was descheduled. */
+static void spin_pause(unsigned *spins)
+{
+    if (++*spins > 2000) {
+        sched_yield();
+        return;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Panel `idx` of the k block at pc in the shared buffer, packed on first use. */
+static const ag_real *shared_panel(const gemm_job *J, size_t pc, size_t kc, size_t idx)
+{
+    size_t tile = (size_t)(J->split_n ? J->kr->mr : J->kr->nr);
+    ag_real *p = J->sh + J->sh_len * pc + idx * tile * kc;
+    atomic_uchar *f = &J->flags[pc / J->kc * J->sh_panels + idx];
+    if (atomic_load_explicit(f, memory_order_acquire) == 2) return p;
+    unsigned char expect = 0;
+    if (atomic_compare_exchange_strong_explicit(f, &expect, 1, memory_order_acquire, memory_order_acquire)) {
+        size_t lo = idx * tile;
+        if (J->split_n) pack_a_any(J, lo, min_sz(tile, J->m - lo), pc, kc, p);
+        else pack_b_any(J, pc, kc, lo, min_sz(tile, J->n - lo), p);
+        atomic_store_explicit(f, 2, memory_order_release);
+        return p;
+    }
+    unsigned spins = 0;
+    while (atomic_load_explicit(f, memory_order_acquire) != 2) spin_pause(&spins);
+    return p;
+}
+
+/* C[i0:i1, j0:j1] of the product; loops as in the file comment, with one operand from the shared buffer. */
 static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_t j1, ag_real *abuf,
                        ag_real *bbuf)
 {
     const ag__gemm_kernel *kr = J->kr;
     const size_t MR = (size_t)kr->mr, NR = (size_t)kr->nr;
-    for (size_t jc = j0; jc < j1; jc += J->nc) {
-        size_t nc = j1 - jc < J->nc ? j1 - jc : J->nc;
-        for (size_t pc = 0; pc < J->k; pc += J->kc) {
-            size_t kc = J->k - pc < J->kc ? J->k - pc : J->kc;
-            ag_real beta = pc == 0 ? J->beta : (ag_real)1;
-            if (kr->pack_b) kr->pack_b(J->tb, J->b, J->ldb, pc, kc, jc, nc, bbuf);
-            else ag__pack_b_generic(kr->nr, J->tb, J->b, J->ldb, pc, kc, jc, nc, bbuf);
+    const int sh_a = J->sh && J->split_n, sh_b = J->sh && !J->split_n;
+    for (size_t pc = 0; pc < J->k; pc += J->kc) {
+        size_t kc = min_sz(J->k - pc, J->kc);
+        ag_real beta = pc == 0 ? J->beta : (ag_real)1;
+        for (size_t jc = j0; jc < j1; jc += J->nc) {
+            size_t nc = min_sz(j1 - jc, J->nc);
+            if (!sh_b) pack_b_any(J, pc, kc, jc, nc, bbuf);
             for (size_t ic = i0; ic < i1; ic += J->mc) {
-                size_t mc = i1 - ic < J->mc ? i1 - ic : J->mc;
-                if (kr->pack_a) kr->pack_a(J->ta, J->a, J->lda, ic, mc, pc, kc, abuf);
-                else ag__pack_a_generic(kr->mr, J->ta, J->a, J->lda, ic, mc, pc, kc, abuf);
+                size_t mc = min_sz(i1 - ic, J->mc);
+                if (!sh_a) pack_a_any(J, ic, mc, pc, kc, abuf);
                 for (size_t ir = 0; ir < mc; ir += MR) {
-                    int mr = (int)(mc - ir < MR ? mc - ir : MR);
-                    const ag_real *ap = abuf + ir * kc;
+                    int mr = (int)min_sz(mc - ir, MR);
+                    const ag_real *ap = sh_a ? shared_panel(J, pc, kc, (ic + ir) / MR) : abuf + ir * kc;
                     ag_real *crow = J->c + (ic + ir) * J->ldc + jc;
                     for (size_t jr = 0; jr < nc; jr += NR) {
-                        int nr = (int)(nc - jr < NR ? nc - jr : NR);
-                        kr->ukr(kc, ap, bbuf + jr * kc, crow + jr, J->ldc, mr, nr, J->alpha, beta);
+                        int nr = (int)min_sz(nc - jr, NR);
+                        const ag_real *bp = sh_b ? shared_panel(J, pc, kc, (jc + jr) / NR) : bbuf + jr * kc;
+                        kr->ukr(kc, ap, bp, crow + jr, J->ldc, mr, nr, J->alpha, beta);
                     }
                 }
             }
@@ -220,9 +281,9 @@ static void gemm_task(void *ctx, size_t task, int thread)
     ag_real *bbuf = ag__thread_scratch(thread, 1, 0);
     size_t lo = task * J->strip;
     if (J->split_n)
-        gemm_strip(J, 0, J->m, lo, lo + J->strip < J->n ? lo + J->strip : J->n, abuf, bbuf);
+        gemm_strip(J, 0, J->m, lo, min_sz(lo + J->strip, J->n), abuf, bbuf);
     else
-        gemm_strip(J, lo, lo + J->strip < J->m ? lo + J->strip : J->m, 0, J->n, abuf, bbuf);
+        gemm_strip(J, lo, min_sz(lo + J->strip, J->m), 0, J->n, abuf, bbuf);
 }
 
 /* C = beta C for the degenerate cases (k == 0 or alpha == 0); beta == 0 writes zeros without reading. */
@@ -259,15 +320,16 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
     J.mc = balanced_block(m, J.kr->mc, MR);
     J.nc = balanced_block(n, J.kr->nc, NR);
 
-    /* Strips: split the larger side into whole tiles, never below ~1.5 Mflop of work per strip. */
+    /* Strips of whole tiles along the larger side; a few per thread so a thread that is descheduled (the
+     * VM's second core is shared) holds up little work, but none below ~1 Mflop. */
     double flops = 2.0 * (double)m * (double)n * (double)k;
     size_t tasks = 1;
     int threads = ag_get_threads();
     if (threads > 1 && flops >= AG__GEMM_PAR_FLOPS) {
-        tasks = (size_t)threads;
-        size_t by_work = (size_t)(flops / (AG__GEMM_PAR_FLOPS / 2));
+        tasks = (size_t)threads * 4;
+        size_t by_work = (size_t)(flops / 1e6);
         if (tasks > by_work) tasks = by_work;
-        if (tasks < 1) tasks = 1;
+        if (tasks < 2) tasks = 2;
     }
     J.split_n = n >= m;
     size_t len = J.split_n ? n : m, tile = J.split_n ? NR : MR;
@@ -278,11 +340,34 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
     if (J.split_n && J.nc > J.strip) J.nc = J.strip;
     if (!J.split_n && J.mc > J.strip) J.mc = J.strip;
 
+    /* The shared operand: all of op(A) for column strips, all of op(B) for row strips. */
+    J.sh_len = J.split_n ? round_up(m, MR) : round_up(n, NR);
+    J.sh_panels = J.split_n ? J.sh_len / MR : J.sh_len / NR;
+    size_t n_kblocks = ceil_div(k, J.kc);
+    size_t sh_bytes = J.sh_len * k * sizeof(ag_real);
+    size_t flag_bytes = n_kblocks * J.sh_panels;
+    int use_shared = J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
+                     sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
+    if (use_shared) {
+        if (J.split_n) J.mc = J.sh_len;   /* A comes whole from the shared buffer */
+        else J.nc = J.sh_len;
+    }
+
     /* Allocate every buffer before touching C, so a failure leaves C unchanged. */
     size_t abytes = J.mc * J.kc * sizeof(ag_real), bbytes = J.nc * J.kc * sizeof(ag_real);
+    if (use_shared && J.split_n) abytes = 0;
+    if (use_shared && !J.split_n) bbytes = 0;
     int base, used = ag__parallel_plan(tasks, &base);
     for (int t = base; t < base + used; t++)
-        if (!ag__thread_scratch(t, 0, abytes) || !ag__thread_scratch(t, 1, bbytes)) return AG_ERR_NOMEM;
+        if ((abytes && !ag__thread_scratch(t, 0, abytes)) || (bbytes && !ag__thread_scratch(t, 1, bbytes)))
+            return AG_ERR_NOMEM;
+    if (use_shared) {
+        char *sh = ag__thread_scratch(base, 2, sh_bytes + flag_bytes);
+        if (!sh) return AG_ERR_NOMEM;
+        J.sh = (ag_real *)(void *)sh;
+        J.flags = (atomic_uchar *)(sh + sh_bytes);
+        for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J.flags[i], 0);
+    }
 
     if (tasks == 1) gemm_task(&J, 0, base);
     else ag__parallel_for(tasks, gemm_task, &J);
