@@ -179,6 +179,7 @@ typedef struct {
     ag_real *c;
     size_t kc;            /* k block, a function of k only: fixes the summation order */
     size_t mc, nc;        /* m and n blocks of the task-local packing */
+    int direct;           /* unpacked kernel (kr->direct) instead of the packed nest */
     int split_n;          /* tasks are column strips (else row strips) */
     size_t strip;         /* strip width in rows or columns, a multiple of the tile */
     ag_real *sh;          /* shared packed op(A) (split_n) or op(B), or NULL */
@@ -277,13 +278,30 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
 static void gemm_task(void *ctx, size_t task, int thread)
 {
     const gemm_job *J = ctx;
+    size_t lo = task * J->strip;
+    if (J->direct) {
+        size_t i0 = 0, i1 = J->m, j0 = 0, j1 = J->n;
+        if (J->split_n) j0 = lo, j1 = min_sz(lo + J->strip, J->n);
+        else i0 = lo, i1 = min_sz(lo + J->strip, J->m);
+        J->kr->direct(J->ta, J->tb, i0, i1, j0, j1, J->k, J->alpha, J->a, J->lda, J->b, J->ldb, J->beta, J->c,
+                      J->ldc);
+        return;
+    }
     ag_real *abuf = ag__thread_scratch(thread, 0, 0);   /* sized by ag_gemm before the job started */
     ag_real *bbuf = ag__thread_scratch(thread, 1, 0);
-    size_t lo = task * J->strip;
     if (J->split_n)
         gemm_strip(J, 0, J->m, lo, min_sz(lo + J->strip, J->n), abuf, bbuf);
     else
         gemm_strip(J, lo, min_sz(lo + J->strip, J->m), 0, J->n, abuf, bbuf);
+}
+
+/* Skinny products where packing would cost about as much as the FMAs: few rows of A, a short k, or a
+ * narrow B^T (the output layer). Depends on the shape only, so results stay independent of threads. */
+static int use_direct(const ag__gemm_kernel *kr, int ta, int tb, size_t m, size_t n, size_t k)
+{
+    if (!kr->direct) return 0;
+    if (!tb) return m <= (size_t)kr->mr || k <= 16;
+    return !ta && (m <= 4 || n <= 16);
 }
 
 /* C = beta C for the degenerate cases (k == 0 or alpha == 0); beta == 0 writes zeros without reading. */
@@ -332,13 +350,21 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
         if (tasks < 2) tasks = 2;
     }
     J.split_n = n >= m;
+    J.direct = use_direct(J.kr, J.ta, J.tb, m, n, k);
     size_t len = J.split_n ? n : m, tile = J.split_n ? NR : MR;
+    if (J.direct) tile = J.split_n ? 64 : 12;   /* whole direct tiles */
     size_t tiles = ceil_div(len, tile);
     if (tasks > tiles) tasks = tiles;
     J.strip = ceil_div(tiles, tasks) * tile;
     tasks = ceil_div(len, J.strip);
     if (J.split_n && J.nc > J.strip) J.nc = J.strip;
     if (!J.split_n && J.mc > J.strip) J.mc = J.strip;
+
+    if (J.direct) {
+        if (tasks == 1) gemm_task(&J, 0, 0);
+        else ag__parallel_for(tasks, gemm_task, &J);
+        return AG_OK;
+    }
 
     /* The shared operand: all of op(A) for column strips, all of op(B) for row strips. */
     J.sh_len = J.split_n ? round_up(m, MR) : round_up(n, NR);

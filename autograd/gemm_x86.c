@@ -200,6 +200,110 @@ T512 static void pack_b_avx512(int trans_b, const ag_real *b, size_t ldb, size_t
     }
 }
 
+/* ---- AVX-512 direct kernels: no packing, for products where packing would cost as much as the FMAs
+ * (a few rows of A, a short k, or a narrow op(B) such as the 10-wide output layer). gemm.c picks them by
+ * shape only, never by thread count. ---- */
+
+/* op(B) = B (k x n): C[rows x 16V] from broadcasts of A(i, p) = a[i*rs + p*cs] and rows of B read in place. */
+static inline __attribute__((always_inline)) T512 void
+d_axpy_tile(const int rows, const int V, size_t k, const ag_real *a, size_t rs, size_t cs, const ag_real *b,
+            size_t ldb, ag_real *c, size_t ldc, int nr, ag_real alpha, ag_real beta)
+{
+    zv acc[12][4];   /* only [rows][V] is used */
+    zmask m[4];
+    AG__UNROLL for (int v = 0; v < V; v++) m[v] = lane_mask(nr - v * Z_W);
+    AG__UNROLL for (int r = 0; r < rows; r++) AG__UNROLL for (int v = 0; v < V; v++) acc[r][v] = z_zero();
+    for (size_t p = 0; p < k; p++, a += cs, b += ldb) {
+        zv bv[4];
+        AG__UNROLL for (int v = 0; v < V; v++) bv[v] = z_mload(m[v], b + v * Z_W);
+        AG__UNROLL for (int r = 0; r < rows; r++) {
+            zv ar = z_set1(a[r * rs]);
+            AG__UNROLL for (int v = 0; v < V; v++) acc[r][v] = z_fma(ar, bv[v], acc[r][v]);
+        }
+    }
+    zv va = z_set1(alpha), vb = z_set1(beta);
+    AG__UNROLL for (int r = 0; r < rows; r++) AG__UNROLL for (int v = 0; v < V; v++) {
+        ag_real *cp = c + r * ldc + v * Z_W;
+        zv y = z_mul(va, acc[r][v]);
+        if (beta != 0) y = z_fma(va, acc[r][v], z_mul(vb, z_mload(m[v], cp)));
+        z_mstore(cp, m[v], y);
+    }
+}
+
+/* op(B) = B^T, op(A) = A: C[rows x 4] as dot products of rows of A and rows of B, both contiguous in k.
+ * Columns beyond nc re-read the last valid row of B and are not stored. */
+static inline __attribute__((always_inline)) T512 void
+d_dot_tile(const int rows, size_t k, const ag_real *a, size_t lda, const ag_real *b, size_t ldb, ag_real *c,
+           size_t ldc, int nc, ag_real alpha, ag_real beta)
+{
+    zv acc[4][4];
+    const ag_real *bp[4];
+    AG__UNROLL for (int s = 0; s < 4; s++) bp[s] = b + (size_t)(s < nc ? s : nc - 1) * ldb;
+    AG__UNROLL for (int r = 0; r < rows; r++) AG__UNROLL for (int s = 0; s < 4; s++) acc[r][s] = z_zero();
+    for (size_t p = 0; p < k; p += Z_W) {
+        zmask km = lane_mask((int)(k - p < Z_W ? k - p : Z_W));
+        zv bv[4], av;
+        AG__UNROLL for (int s = 0; s < 4; s++) bv[s] = z_mload(km, bp[s] + p);
+        AG__UNROLL for (int r = 0; r < rows; r++) {
+            av = z_mload(km, a + r * lda + p);
+            AG__UNROLL for (int s = 0; s < 4; s++) acc[r][s] = z_fma(av, bv[s], acc[r][s]);
+        }
+    }
+    AG__UNROLL for (int r = 0; r < rows; r++) AG__UNROLL for (int s = 0; s < 4; s++) {
+        if (s >= nc) break;
+#ifdef AG_DOUBLE
+        ag_real d = _mm512_reduce_add_pd(acc[r][s]);
+#else
+        ag_real d = _mm512_reduce_add_ps(acc[r][s]);
+#endif
+        ag_real *cp = c + r * ldc + s;
+        *cp = beta == 0 ? alpha * d : alpha * d + beta * *cp;
+    }
+}
+
+T512 static void direct_avx512(int ta, int tb, size_t i0, size_t i1, size_t j0, size_t j1, size_t k,
+                               ag_real alpha, const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
+                               ag_real beta, ag_real *c, size_t ldc)
+{
+    if (!tb) {
+        size_t rs = ta ? 1 : lda, cs = ta ? lda : 1;
+        for (size_t i = i0; i < i1;) {
+            size_t left = i1 - i;
+            int rows = left >= 12 ? 12 : (int)left;
+            int V = rows <= 6 ? 4 : 2;   /* few rows: wider tiles keep enough FMA chains in flight */
+            const ag_real *ai = a + i * rs;
+            for (size_t j = j0; j < j1; j += (size_t)V * Z_W) {
+                int nr = (int)(j1 - j < (size_t)V * Z_W ? j1 - j : (size_t)V * Z_W);
+                const ag_real *bj = b + j;
+                ag_real *cij = c + i * ldc + j;
+                switch (rows) {
+#define D_CASE(R, VV) case R: d_axpy_tile(R, VV, k, ai, rs, cs, bj, ldb, cij, ldc, nr, alpha, beta); break;
+                    D_CASE(1, 4) D_CASE(2, 4) D_CASE(3, 4) D_CASE(4, 4) D_CASE(5, 4) D_CASE(6, 4)
+                    D_CASE(7, 2) D_CASE(8, 2) D_CASE(9, 2) D_CASE(10, 2) D_CASE(11, 2) D_CASE(12, 2)
+#undef D_CASE
+                default: break;
+                }
+            }
+            i += (size_t)rows;
+        }
+    } else {   /* tb && !ta (gemm.c checks) */
+        for (size_t i = i0; i < i1; i += 4) {
+            int rows = i1 - i >= 4 ? 4 : (int)(i1 - i);
+            for (size_t j = j0; j < j1; j += 4) {
+                int nc = (int)(j1 - j < 4 ? j1 - j : 4);
+                const ag_real *ai = a + i * lda, *bj = b + j * ldb;
+                ag_real *cij = c + i * ldc + j;
+                switch (rows) {
+                case 4: d_dot_tile(4, k, ai, lda, bj, ldb, cij, ldc, nc, alpha, beta); break;
+                case 3: d_dot_tile(3, k, ai, lda, bj, ldb, cij, ldc, nc, alpha, beta); break;
+                case 2: d_dot_tile(2, k, ai, lda, bj, ldb, cij, ldc, nc, alpha, beta); break;
+                default: d_dot_tile(1, k, ai, lda, bj, ldb, cij, ldc, nc, alpha, beta); break;
+                }
+            }
+        }
+    }
+}
+
 T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc, int mr,
                             int nr, ag_real alpha, ag_real beta)
 {
@@ -216,7 +320,7 @@ T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_re
 const ag__gemm_kernel ag__gemm_avx512 = {
     .name = "avx512", .mr = A5_MR, .nr = A5_NR,
     .mc = A5_MC, .kc = A5_KC, .nc = A5_NC,
-    .ukr = ukr_avx512, .pack_a = pack_a_avx512, .pack_b = pack_b_avx512,
+    .ukr = ukr_avx512, .pack_a = pack_a_avx512, .pack_b = pack_b_avx512, .direct = direct_avx512,
 };
 
 /* ======================= AVX2: MR = 6 rows x NR = 2 ymm ======================= */

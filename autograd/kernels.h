@@ -47,6 +47,12 @@ typedef void (*ag__packb_fn)(int trans_b, const ag_real *b, size_t ldb, size_t p
 typedef void (*ag__packa_fn)(int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc,
                              size_t p0, size_t kc, ag_real *dst);
 
+/* Unpacked product for C[i0:i1, j0:j1], used for skinny shapes (see gemm.c use_direct): any op(A) with
+ * op(B) = B, or op(A) = A with op(B) = B^T. */
+typedef void (*ag__direct_fn)(int trans_a, int trans_b, size_t i0, size_t i1, size_t j0, size_t j1, size_t k,
+                              ag_real alpha, const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
+                              ag_real beta, ag_real *c, size_t ldc);
+
 typedef struct ag__gemm_kernel {
     const char *name;     /* "avx512", "avx2", "portable" */
     int mr, nr;           /* register tile */
@@ -54,6 +60,7 @@ typedef struct ag__gemm_kernel {
     ag__ukr_fn ukr;
     ag__packa_fn pack_a;  /* NULL: generic C packing */
     ag__packb_fn pack_b;  /* NULL: generic C packing */
+    ag__direct_fn direct; /* NULL: always pack */
 } ag__gemm_kernel;
 
 extern const ag__gemm_kernel ag__gemm_portable;
