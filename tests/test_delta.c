@@ -99,7 +99,7 @@ static ag_tensor *case_tape(net_case *c, ag_tape *t, ag_tensor **z, int l2_on_ta
 /* Compare the tape with the reference layer by layer; returns the worst difference. */
 static double case_compare(net_case *c, ag_tensor **z, ag_tensor *J, double tol) {
     double worst = 0, *buf = malloc(64 * 64 * sizeof *buf);
-    char label[200];
+    char label[400];
     ag_ref_mlp *r = c->ref;
     /* z^(l)->grad == delta^(l) / K, every example (row) of every layer l = 2..n_l */
     for (int l = 2; l <= c->n_l; l++) {
@@ -209,7 +209,7 @@ START_TEST(one_sgd_step_matches_reference_update) {
         ag_ref_update(c.ref, c.K, alpha, c.lambda);
         for (int l = 1; l < c.n_l; l++) {
             ag_dense *d = &c.m->layers[l - 1];
-            char label[200];
+            char label[400];
             snprintf(label, sizeof label, "[%s%s] W^(%d) after step", c.desc, l2_on_tape ? "" : " decoupled", l);
             double dw = ag_test_max_abs_diff(label, d->W->value, c.ref->W[l], d->W->size, AG_TEST_EXACT_TOL);
             ck_assert_msg(dw <= AG_TEST_EXACT_TOL, "%s: max |diff| %.3g", label, dw);
