@@ -376,6 +376,50 @@ START_TEST(xor_trains_and_is_reproducible) {
 }
 END_TEST
 
+/* A whole training step (reset, MLP forward, cost, backward, Adam step) allocates nothing once
+ * the tape arena has grown to its size. */
+START_TEST(training_step_allocates_nothing) {
+    ag_test_alloc_install();
+    ag_params *ps;
+    ag_mlp *m;
+    ag_tape *t;
+    ag_optim *opt;
+    char err[AG_ERRMSG_SIZE];
+    ag_params_new(&ps);
+    ck_assert_int_eq(ag_tape_new(&t, &(ag_tape_params){4096, NULL, 0}), AG_OK); /* small: must grow */
+    ag_mlp_config cfg = {.spec = "8-16-16-4", .hidden = AG_ACT_RELU, .output = AG_ACT_SIGMOID,
+                         .init = AG_INIT_HE_NORMAL, .seed = 3};
+    ck_assert_msg(ag_mlp_new(&m, ps, &cfg, err, sizeof err) == AG_OK, "%s", err);
+    ck_assert_int_eq(ag_optim_new(&opt, ps, &(ag_optim_config){.kind = AG_OPT_ADAMW, .lr = 1e-3, .weight_decay = 0.01,
+                                                               .clip_norm = 5},
+                                  err, sizeof err),
+                     AG_OK);
+    ag_real x[10 * 8], y[10 * 4];
+    ag_rng r;
+    ag_rng_seed(&r, 1);
+    ag_rng_fill_uniform(&r, x, 80, -1, 1);
+    ag_rng_fill_uniform(&r, y, 40, 0, 1);
+    size_t after_warmup = 0;
+    for (int step = 0; step < 6; step++) {
+        ag_tape_reset(t);
+        ag_tensor *h = ag_mlp_forward(t, m, ag_tensor_wrap(t, 2, (size_t[]){10, 8}, x), NULL, NULL);
+        ag_tensor *J = ag_mlp_cost_squared_error(t, m, h, ag_tensor_wrap(t, 2, (size_t[]){10, 4}, y), (ag_real)1e-4);
+        ck_assert_ptr_nonnull(J);
+        ag_optim_zero_grad(opt);
+        ck_assert_int_eq(ag_backward(t, J), AG_OK);
+        ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+        if (step == 1) after_warmup = ag_test_alloc_count();
+    }
+    ck_assert_uint_eq(ag_test_alloc_count(), after_warmup);
+    ag_optim_free(opt);
+    ag_mlp_free(m);
+    ag_tape_free(t);
+    ag_params_free(ps);
+    ck_assert_uint_eq(ag_test_alloc_live(), 0);
+    ag_test_alloc_uninstall();
+}
+END_TEST
+
 static Suite *layers_suite(void) {
     Suite *s = suite_create("layers");
     TCase *tc = tcase_create("layers");
@@ -389,6 +433,7 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, mlp_forward_returns_every_layer);
     tcase_add_test(tc, cross_entropy_cost_gradcheck);
     tcase_add_test(tc, xor_trains_and_is_reproducible);
+    tcase_add_test(tc, training_step_allocates_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

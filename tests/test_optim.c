@@ -212,6 +212,49 @@ START_TEST(decoupled_decay_equals_l2_in_cost_for_sgd) {
 }
 END_TEST
 
+/* The same on the tape: J = squared error + ag_l2(lambda, {W}) with plain SGD, against no L2 term
+ * and weight_decay = lambda in the optimizer. z = x W^T + b on a fixed batch (K = 3). */
+static void tape_sgd_run(int l2_in_cost, ag_real *out_w, ag_real *out_b) {
+    const double lambda = 0.25, lr = 0.3;
+    ag_params *ps;
+    ag_tensor *W, *b;
+    ag_params_new(&ps);
+    ag_params_add(ps, "W", 2, (size_t[]){2, 3}, AG_DECAY, &W);
+    ag_params_add(ps, "b", 1, (size_t[]){2}, 0, &b);
+    const ag_real w0[6] = {0.5f, -1, 0.25f, 2, 0, -0.75f}, b0[2] = {1, -2};
+    memcpy(W->value, w0, sizeof w0);
+    memcpy(b->value, b0, sizeof b0);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_SGD, .lr = lr,
+                                                   .weight_decay = l2_in_cost ? 0 : lambda});
+    ag_real x[9] = {1, 2, 3, -1, 0.5f, 0, 0, -2, 1}, y[6] = {1, 0, 0, 1, 0.5f, 0.5f};
+    ag_tape *t;
+    ag_tape_new(&t, NULL);
+    for (int step = 0; step < 3; step++) {
+        ag_tape_reset(t);
+        ag_tensor *z = ag_linear(t, ag_tensor_wrap(t, 2, (size_t[]){3, 3}, x), W, b);
+        ag_tensor *J = ag_squared_error(t, z, ag_tensor_wrap(t, 2, (size_t[]){3, 2}, y));
+        if (l2_in_cost) J = ag_add(t, J, ag_l2(t, (ag_real)lambda, &W, 1));
+        ck_assert_msg(J != NULL, "%s", ag_tape_errmsg(t));
+        ag_optim_zero_grad(opt);
+        ck_assert_int_eq(ag_backward(t, J), AG_OK);
+        ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+    }
+    memcpy(out_w, W->value, 6 * sizeof *out_w);
+    memcpy(out_b, b->value, 2 * sizeof *out_b);
+    ag_tape_free(t);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+
+START_TEST(decoupled_decay_equals_l2_on_tape_for_sgd) {
+    ag_real w1[6], b1[2], w2[6], b2[2];
+    tape_sgd_run(1, w1, b1);
+    tape_sgd_run(0, w2, b2);
+    for (int i = 0; i < 6; i++) ck_assert_double_eq_tol(w1[i], w2[i], TOL);
+    for (int i = 0; i < 2; i++) ck_assert_double_eq_tol(b1[i], b2[i], TOL);
+}
+END_TEST
+
 START_TEST(clip_by_global_norm) {
     ag_tensor *w, *b;
     ag_params *ps = make_store(&w, &b);
@@ -428,6 +471,7 @@ static Suite *optim_suite(void) {
     tcase_add_test(tc, adam_two_steps);
     tcase_add_test(tc, adamw_decays_weights_not_biases);
     tcase_add_test(tc, decoupled_decay_equals_l2_in_cost_for_sgd);
+    tcase_add_test(tc, decoupled_decay_equals_l2_on_tape_for_sgd);
     tcase_add_test(tc, clip_by_global_norm);
     tcase_add_test(tc, schedules_at_chosen_steps);
     tcase_add_test(tc, zero_grad_clears_everything);
