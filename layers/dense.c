@@ -103,6 +103,12 @@ ag_status ag_dense_init_weights(ag_dense *d, ag_init init, ag_rng *rng) {
     return AG_OK;
 }
 
+/* the layer's name: its weight's name without the ".W" */
+static int layer_name_len(const ag_dense *d) {
+    size_t n = d->W->name ? strlen(d->W->name) : 0;
+    return n >= 2 ? (int)(n - 2) : 0;
+}
+
 ag_tensor *ag_dense_forward(ag_tape *t, const ag_dense *d, ag_tensor *x, ag_tensor **z_out) {
     if (z_out) *z_out = NULL;
     if (!t) return NULL;
@@ -111,13 +117,13 @@ ag_tensor *ag_dense_forward(ag_tape *t, const ag_dense *d, ag_tensor *x, ag_tens
         return NULL;
     }
     if (!x) {
-        if (ag_tape_status(t) == AG_OK) ag__fail(t, AG_ERR_ARG, "dense %s: x is NULL", d->W->name);
+        if (ag_tape_status(t) == AG_OK) ag__fail(t, AG_ERR_ARG, "dense %.*s: x is NULL", layer_name_len(d), d->W->name);
         return NULL;
     }
     if (x->ndim != 2 || x->shape[1] != d->in) {
         char s[64];
-        ag__fail(t, AG_ERR_SHAPE, "dense %s: x is %s, expected K x %zu", d->W->name, ag_shape_str(x, s, sizeof s),
-                 d->in);
+        ag__fail(t, AG_ERR_SHAPE, "dense %.*s: x is %s, expected K x %zu", layer_name_len(d), d->W->name,
+                 ag_shape_str(x, s, sizeof s), d->in);
         return NULL;
     }
     ag_tensor *z = ag_linear(t, x, d->W, d->b); /* z^(l+1) = W^(l) a^(l) + b^(l), one row per example */
