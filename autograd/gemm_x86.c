@@ -12,7 +12,9 @@
 
 /* ======================= AVX-512: MR = 12 rows x NR = 2 zmm ======================= */
 #define T512 __attribute__((target("avx512f,avx512vl,fma")))
+#ifndef A5_MR
 #define A5_MR 12
+#endif
 
 #ifdef AG_DOUBLE
 #define Z_W 8
@@ -60,7 +62,7 @@ static inline __attribute__((always_inline)) T512 void
 a5_tile(const int rows, size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc, zmask m0,
         zmask m1, ag_real alpha, ag_real beta)
 {
-    zv c0[A5_MR], c1[A5_MR];
+    zv c0[14], c1[14];   /* only [rows] is used */
     /* C rows are often 4 KiB apart (same L1 set): start fetching them now, they are needed at the end */
     AG__UNROLL for (int r = 0; r < rows; r++) {
         _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
@@ -310,6 +312,9 @@ T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_re
     zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
     switch (mr) {
 #define A5_CASE(R) case R: a5_tile(R, kc, a, b, c, ldc, m0, m1, alpha, beta); break;
+#if A5_MR >= 14
+        A5_CASE(14) A5_CASE(13)
+#endif
         A5_CASE(12) A5_CASE(11) A5_CASE(10) A5_CASE(9) A5_CASE(8) A5_CASE(7)
         A5_CASE(6) A5_CASE(5) A5_CASE(4) A5_CASE(3) A5_CASE(2) A5_CASE(1)
 #undef A5_CASE

@@ -338,7 +338,7 @@ static Suite *gemm_suite(void)
 {
     Suite *s = suite_create("gemm");
     TCase *tc = tcase_create("gemm");
-    tcase_set_timeout(tc, 300);
+    tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_paths_small);
     tcase_add_test(tc, test_paths_blocked);
     tcase_add_test(tc, test_threads_correct);
