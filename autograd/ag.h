@@ -131,7 +131,7 @@ typedef struct ag_tensor {
     const char *name;           /* parameter name, or NULL */
 } ag_tensor;
 
-/* Rows of a 2-D view: shape[0] for ndim >= 1, 1 for a scalar. Columns: size / rows. */
+/* Examples in a batch: shape[0] for ndim >= 2, else 1 (a vector is one example). */
 size_t ag_tensor_rows(const ag_tensor *x);
 
 /* Write "32x784" (or "scalar") into buf; returns buf. */
@@ -191,7 +191,8 @@ ag_status ag_requires_grad(ag_tensor *x);
  * and accumulates into every tensor that requires a gradient. Parameter gradients accumulate
  * across calls until zeroed (ag_params_zero_grad); every tape tensor that a gradient reached
  * keeps it readable in ->grad until the next reset (e.g. the pre-activations z^(l)).
- * Once per reset: a second call is AG_ERR_STATE. */
+ * Once per reset: a second call is AG_ERR_STATE. After an op failed (a result is missing),
+ * backward returns that op's status and leaves its message, until ag_tape_clear_error. */
 ag_status ag_backward(ag_tape *t, ag_tensor *loss);
 /* The same for a non-scalar output, seeded with seed (loss->size elements, copied). */
 ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed);

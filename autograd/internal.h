@@ -52,6 +52,7 @@ struct ag_tape {
     uint64_t step;          /* resets since creation */
     int backward_done;
     ag_status status;
+    int op_failed;          /* an op or leaf returned no result since the last reset/clear */
     char errmsg[AG_ERRMSG_SIZE];
 };
 

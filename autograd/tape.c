@@ -45,6 +45,7 @@ const char *ag_tape_errmsg(const ag_tape *t) { return t ? t->errmsg : "tape is N
 void ag_tape_clear_error(ag_tape *t) {
     if (!t) return;
     t->status = AG_OK;
+    t->op_failed = 0;
     t->errmsg[0] = '\0';
 }
 
@@ -68,7 +69,7 @@ const char *ag_shape_str(const ag_tensor *x, char *buf, size_t bufsize) {
     return buf;
 }
 
-size_t ag_tensor_rows(const ag_tensor *x) { return x->ndim >= 1 ? x->shape[0] : 1; }
+size_t ag_tensor_rows(const ag_tensor *x) { return x->ndim >= 2 ? x->shape[0] : 1; }
 
 /* ---------------------------------------------------------------- arena */
 
@@ -196,6 +197,7 @@ void ag_tape_reset(ag_tape *t) {
     t->step++;
     if (t->gen == 0) t->gen = 1; /* 0 marks parameters */
     t->backward_done = 0;
+    t->op_failed = 0;
     t->status = AG_OK;
     t->errmsg[0] = '\0';
 }
@@ -324,8 +326,8 @@ static ag_status check_input(ag_tape *t, const char *name, ag_tensor *x, int i) 
     return AG_OK;
 }
 
-ag_status ag_apply(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in, const void *params,
-                   ag_tensor **out) {
+static ag_status apply_impl(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in,
+                            const void *params, ag_tensor **out) {
     if (out) *out = NULL;
     if (!t) return AG_ERR_ARG;
     if (!op || !op->name || !op->shape || !op->forward)
@@ -369,6 +371,14 @@ ag_status ag_apply(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in, 
     return AG_OK;
 }
 
+/* A failed op leaves a result missing: backward then refuses until the error is cleared. */
+ag_status ag_apply(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in, const void *params,
+                   ag_tensor **out) {
+    ag_status st = apply_impl(t, op, in, n_in, params, out);
+    if (st != AG_OK && t) t->op_failed = 1;
+    return st;
+}
+
 ag_tensor *ag_call(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in, const void *params) {
     ag_tensor *out;
     return ag_apply(t, op, in, n_in, params, &out) == AG_OK ? out : NULL;
@@ -376,8 +386,8 @@ ag_tensor *ag_call(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in, 
 
 /* ---------------------------------------------------------------- leaves */
 
-static ag_tensor *leaf_new(ag_tape *t, const char *what, int ndim, const size_t *shape,
-                           const ag_real *copy, ag_real *borrow) {
+static ag_tensor *leaf_impl(ag_tape *t, const char *what, int ndim, const size_t *shape,
+                            const ag_real *copy, ag_real *borrow) {
     if (!t) return NULL;
     if (ndim < 0 || ndim > AG_MAX_DIMS) {
         ag__fail(t, AG_ERR_ARG, "%s: rank %d is outside 0..%d", what, ndim, AG_MAX_DIMS);
@@ -423,6 +433,13 @@ static ag_tensor *leaf_new(ag_tape *t, const char *what, int ndim, const size_t 
     return &n->out;
 }
 
+static ag_tensor *leaf_new(ag_tape *t, const char *what, int ndim, const size_t *shape,
+                           const ag_real *copy, ag_real *borrow) {
+    ag_tensor *x = leaf_impl(t, what, ndim, shape, copy, borrow);
+    if (!x && t) t->op_failed = 1;
+    return x;
+}
+
 ag_tensor *ag_tensor_new(ag_tape *t, int ndim, const size_t *shape) {
     return leaf_new(t, "tensor_new", ndim, shape, NULL, NULL);
 }
@@ -430,6 +447,7 @@ ag_tensor *ag_tensor_new(ag_tape *t, int ndim, const size_t *shape) {
 ag_tensor *ag_tensor_from(ag_tape *t, int ndim, const size_t *shape, const ag_real *data) {
     if (t && !data) {
         ag__fail(t, AG_ERR_ARG, "tensor_from: data is NULL");
+        t->op_failed = 1;
         return NULL;
     }
     return leaf_new(t, "tensor_from", ndim, shape, data, NULL);
@@ -438,6 +456,7 @@ ag_tensor *ag_tensor_from(ag_tape *t, int ndim, const size_t *shape, const ag_re
 ag_tensor *ag_tensor_wrap(ag_tape *t, int ndim, const size_t *shape, ag_real *data) {
     if (t && !data) {
         ag__fail(t, AG_ERR_ARG, "tensor_wrap: data is NULL");
+        t->op_failed = 1;
         return NULL;
     }
     return leaf_new(t, "tensor_wrap", ndim, shape, NULL, data);
@@ -481,6 +500,7 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
     if (loss->tape != t) return ag__fail(t, AG_ERR_ARG, "%s: loss belongs to another tape", who);
     if (loss->gen != t->gen || t->n_nodes == 0)
         return ag__fail(t, AG_ERR_STATE, "%s: loss was recorded before the last ag_tape_reset", who);
+    if (t->op_failed && t->status != AG_OK) return t->status; /* a result is missing: its message stands */
     if (t->backward_done)
         return ag__fail(t, AG_ERR_STATE,
                         "%s: already ran since the last ag_tape_reset (reset and record the step again)",

@@ -136,8 +136,15 @@ START_TEST(shape_error_names_op_and_shapes_and_propagates) {
     ck_assert_ptr_null(loss);
     ck_assert_int_eq(ag_backward(t, loss), AG_ERR_SHAPE);
     ck_assert_str_eq(ag_tape_errmsg(t), "t_mul: a is 32x784 but b is 256x10");
+    /* a result is missing, so even a valid loss is refused until the error is cleared */
+    ag_requires_grad(a);
+    ag_tensor *valid = SUM(t, MUL(t, a, a));
+    ck_assert_ptr_nonnull(valid);
+    ck_assert_int_eq(ag_backward(t, valid), AG_ERR_SHAPE);
+    ck_assert_str_eq(ag_tape_errmsg(t), "t_mul: a is 32x784 but b is 256x10");
     /* the tape stays usable */
     ag_tape_clear_error(t);
+    ck_assert_int_eq(ag_backward(t, valid), AG_OK);
     ck_assert_ptr_nonnull(MUL(t, a, a));
     ag_tape_free(t);
 }
