@@ -1,7 +1,8 @@
 /* bench_gemm.c - ag_gemm against OpenBLAS cblas_?gemm in the same process.
  * Both are timed alternately on the same operands; per shape the median of >= 5 repeats (each repeat long
  * enough to be timed reliably), both GFLOP/s, the ratio ag/OpenBLAS and the spread ((max-min)/median).
- * Also a probe of the core's FMA peak and the fraction of it ag_gemm reaches at 1024^3.
+ * Also a probe of the core's FMA peak and the fraction of it ag_gemm reaches at 1024^3: the probe also runs
+ * between the 1024 repeats, and the fraction compares the two medians, so both see the same machine load.
  * Usage: bench_gemm [--quick] [--threads N]   (see bench/run_gemm for the environment to run it in)
  * Last line: gemm_vs_openblas min_mlp=<ratio> geomean=<ratio> peak_fraction_1024=<fraction> */
 #define _POSIX_C_SOURCE 200809L
@@ -93,31 +94,46 @@ __attribute__((target("avx2,fma"), noinline)) static double probe256(long iters)
 }
 #endif
 
-/* Best of several runs: GFLOP/s of the probe for the path ag_gemm uses (0 if there is no SIMD probe). */
-static double fma_peak(const char **what)
+static int probe_kind(void)   /* 2: zmm probe, 1: ymm probe, 0: none for the path in use */
 {
-    *what = "none";
 #if defined(__x86_64__) || defined(__i386__)
     const char *kn = ag_kernel_name();
-    int lanes = (int)(sizeof(double) / sizeof(ag_real)) * 4;   /* per 256 bits */
-    int use512 = strcmp(kn, "avx512") == 0, use256 = strcmp(kn, "avx2") == 0;
-    if (!use512 && !use256) return 0;
-    *what = use512 ? "avx512 zmm FMA" : "avx2 ymm FMA";
-    long iters = 20000000;
-    double best = 0, sink = 0;
-    for (int r = 0; r < 7; r++) {
-        double t = now();
-        sink += use512 ? probe512(iters) : probe256(iters);
-        t = now() - t;
-        double chains = use512 ? PROBE_CHAINS : PROBE_AVX2_CHAINS;
-        double gf = 2.0 * (use512 ? 2 : 1) * lanes * chains * (double)iters / t * 1e-9;
-        if (gf > best) best = gf;
-    }
-    if (sink == 12345.678) printf("#");   /* keep the probe's result alive */
-    return best;
+    if (strcmp(kn, "avx512") == 0) return 2;
+    if (strcmp(kn, "avx2") == 0) return 1;
+#endif
+    return 0;
+}
+
+/* GFLOP/s of one probe run of `iters` iterations. */
+static double probe_once(long iters)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    static volatile double sink;
+    int kind = probe_kind();
+    if (!kind) return 0;
+    double lanes = (double)(sizeof(double) / sizeof(ag_real)) * 4 * kind;   /* 4 doubles per 256 bits */
+    double chains = kind == 2 ? PROBE_CHAINS : PROBE_AVX2_CHAINS;
+    double t = now();
+    sink += kind == 2 ? probe512(iters) : probe256(iters);
+    t = now() - t;
+    return 2.0 * lanes * chains * (double)iters / t * 1e-9;
 #else
+    (void)iters;
     return 0;
 #endif
+}
+
+/* The core's FMA peak: best of several runs (0 if there is no SIMD probe for the path). */
+static double fma_peak(const char **what)
+{
+    int kind = probe_kind();
+    *what = kind == 2 ? "avx512 zmm FMA" : kind == 1 ? "avx2 ymm FMA" : "none";
+    double best = 0;
+    for (int r = 0; kind && r < 7; r++) {
+        double gf = probe_once(20000000);
+        if (gf > best) best = gf;
+    }
+    return best;
 }
 
 /* ---- shapes ---- */
@@ -130,6 +146,7 @@ typedef struct {
 
 typedef struct {
     double ag, blas, ratio, spread_ag, spread_blas, ag1;
+    double probe;   /* median FMA peak probed between the repeats (if asked) */
 } result;
 
 static void fill(ag_real *x, size_t n, unsigned seed)
@@ -170,7 +187,7 @@ static double time_calls(int which, const shape *s, const ag_real *a, const ag_r
 
 #define MAX_REPEATS 15
 
-static result bench_shape(const shape *s, int repeats, int threads, double min_sample)
+static result bench_shape(const shape *s, int repeats, int threads, double min_sample, int with_probe)
 {
     size_t na = s->m * s->k, nb = s->k * s->n, nc = s->m * s->n;
     ag_real *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b);
@@ -199,8 +216,9 @@ static result bench_shape(const shape *s, int repeats, int threads, double min_s
     int reps = (int)(min_sample / (t1 > 1e-7 ? t1 : 1e-7)) + 1;
     if (reps > 100000) reps = 100000;
 
-    double tag[MAX_REPEATS], tbl[MAX_REPEATS], tag1[MAX_REPEATS];
+    double tag[MAX_REPEATS], tbl[MAX_REPEATS], tag1[MAX_REPEATS], tpr[MAX_REPEATS];
     for (int r = 0; r < repeats; r++) {
+        if (with_probe) tpr[r] = probe_once(2000000);   /* same moment, same load as the product */
         tag[r] = time_calls(0, s, a, b, c1, reps);
         tbl[r] = time_calls(1, s, a, b, c2, reps);
         if (threads > 1) {   /* the same product on one thread, to show what the second thread buys */
@@ -224,6 +242,7 @@ static result bench_shape(const shape *s, int repeats, int threads, double min_s
     res.spread_ag = (hi_a - lo_a) / ma;
     res.spread_blas = (hi_b - lo_b) / mb;
     if (threads > 1) res.ag1 = flops / median(tag1, repeats) * 1e-9;
+    if (with_probe) res.probe = median(tpr, repeats);
     free(a);
     free(b);
     free(c1);
@@ -295,9 +314,10 @@ int main(int argc, char **argv)
     double min_sample = quick ? 0.01 : 0.03;
     printf("%-30s %10s %10s %7s %8s %8s%s\n", "shape (m x n x k)", "ag GF/s", "blas GF/s", "ratio", "spr ag",
            "spr blas", threads > 1 ? "   ag 1-thr  speedup" : "");
-    double min_mlp = 1e30, log_sum = 0, frac1024 = 0;
+    double min_mlp = 1e30, log_sum = 0, frac1024 = 0, probe1024 = 0, gf1024 = 0;
     for (int i = 0; i < ns; i++) {
-        result r = bench_shape(&shapes[i], repeats, threads, min_sample);
+        int is1024 = strcmp(shapes[i].group, "square") == 0 && shapes[i].m == 1024;
+        result r = bench_shape(&shapes[i], repeats, threads, min_sample, is1024 && peak > 0);
         printf("%-30s %10.1f %10.1f %7.3f %7.1f%% %7.1f%%", shapes[i].label, r.ag, r.blas, r.ratio,
                100 * r.spread_ag, 100 * r.spread_blas);
         if (threads > 1) printf(" %10.1f %7.2fx", r.ag1, r.ag / r.ag1);
@@ -305,11 +325,17 @@ int main(int argc, char **argv)
         fflush(stdout);
         if (strcmp(shapes[i].group, "mlp") == 0 && shapes[i].batch >= 32 && r.ratio < min_mlp) min_mlp = r.ratio;
         log_sum += log(r.ratio);
-        if (strcmp(shapes[i].group, "square") == 0 && shapes[i].m == 1024 && peak > 0) frac1024 = r.ag / peak;
+        if (is1024 && peak > 0) {
+            frac1024 = r.ag / r.probe;
+            probe1024 = r.probe;
+            gf1024 = r.ag;
+        }
     }
-    if (peak > 0)
-        printf("fraction of FMA peak at 1024: %.3f (%s, %d thread%s)\n", frac1024, probe_what, threads,
-               threads > 1 ? "s; peak probed on 1" : "");
+    if (peak > 0) {
+        printf("fraction of FMA peak at 1024: %.3f = %.1f / %.1f GFLOP/s (medians of ag_gemm and of the %s probe "
+               "run between its repeats; %.3f of the best probe %.1f)%s\n", frac1024, gf1024, probe1024, probe_what,
+               gf1024 / peak, peak, threads > 1 ? " [probe on 1 thread]" : "");
+    }
     printf("min_mlp: lowest ratio over the X W^T, dY W, dY^T X products with B >= 32; geomean over all %d shapes\n",
            ns);
     printf("gemm_vs_openblas min_mlp=%.3f geomean=%.3f peak_fraction_1024=%.3f\n", min_mlp, exp(log_sum / ns),
