@@ -79,7 +79,8 @@ void ag__pack_a_generic(int mr, int trans_a, const ag_real *a, size_t lda, size_
 void ag__pack_b_generic(int nr, int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc,
                         size_t j0, size_t nc, ag_real *dst);
 
-/* Products below this many flops (2mnk) stay on one thread: waking a worker costs ~10-30 us. */
-#define AG__GEMM_PAR_FLOPS 3000000.0
+/* Products below this many flops (2mnk) stay on one thread: waking a sleeping worker costs ~10-30 us on
+ * this VM, about what a second core saves on an 8 Mflop product (~40 us on one core). */
+#define AG__GEMM_PAR_FLOPS 8000000.0
 
 #endif

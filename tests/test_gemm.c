@@ -171,17 +171,19 @@ START_TEST(test_threads_correct)
 {
     /* the last two take the unpacked (direct) kernels: few rows, and a narrow B^T */
     static const struct { size_t m, n, k; } shp[] = {
-        {67, 301, 190}, {333, 61, 150}, {130, 517, 67}, {5, 2100, 190}, {900, 10, 270},
+        {97, 301, 190}, {433, 61, 190}, {130, 517, 67}, {5, 4500, 190}, {1700, 10, 270},
     };
     int quick = ag_test_quick();
     for (int path = 0; path < N_PATHS; path++) {
         if (ag__kernel_force(paths[path]) != 0) continue;
         for (int nt = 1; nt <= 4; nt++) {
             ck_assert_int_eq(ag_set_threads(nt), AG_OK);
-            for (size_t s = 0; s < (quick ? 1 : 5); s++)
+            for (size_t s = 0; s < (quick ? 1 : 5); s++) {
+                ck_assert(2.0 * shp[s].m * shp[s].n * shp[s].k >= AG__GEMM_PAR_FLOPS);   /* really splits */
                 for (int t = 0; t < 4; t++)
                     check_one(t & 1, t >> 1, shp[s].m, shp[s].n, shp[s].k, 1, (ag_real)0.5,
                               t == 1 ? (ag_real)0 : (ag_real)2, paths[path]);
+            }
         }
     }
     ag_set_threads(0);
@@ -193,13 +195,14 @@ END_TEST
 START_TEST(test_threads_bit_identical)
 {
     static const struct { size_t m, n, k; } shp[] = {
-        {96, 700, 900}, {650, 80, 500}, {257, 259, 1300}, {7, 3000, 400}, {1500, 13, 300}, {600, 700, 12},
+        {96, 700, 900}, {650, 80, 500}, {257, 259, 1300}, {7, 3000, 400}, {2500, 13, 300}, {1000, 700, 12},
     };
     int quick = ag_test_quick();
     for (int path = 0; path < N_PATHS; path++) {
         if (ag__kernel_force(paths[path]) != 0) continue;
         for (size_t s = 0; s < (quick ? 1 : 6); s++) {
             for (int t = 0; t < 4; t += quick ? 3 : 1) {
+                ck_assert(2.0 * shp[s].m * shp[s].n * shp[s].k >= 2 * AG__GEMM_PAR_FLOPS);   /* really splits */
                 prob p;
                 prob_init(&p, t & 1, t >> 1, shp[s].m, shp[s].n, shp[s].k, 2, (ag_real)1, (ag_real)0.5);
                 size_t nc = p.m * p.ldc;
