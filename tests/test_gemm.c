@@ -34,6 +34,7 @@ typedef struct {
     size_t m, n, k, lda, ldb, ldc;
     ag_real alpha, beta;
     ag_real *a, *b, *c0;   /* c0: C before the call */
+    double *ref, *mag;     /* reference C and sum of |terms|, computed on first check */
 } prob;
 
 static void prob_init(prob *p, int ta, int tb, size_t m, size_t n, size_t k, size_t pad, ag_real alpha,
@@ -60,6 +61,8 @@ static void prob_free(prob *p)
     free(p->a);
     free(p->b);
     free(p->c0);
+    free(p->ref);
+    free(p->mag);
 }
 
 /* Runs ag_gemm on a copy of C0 into c (m * ldc). */
@@ -69,11 +72,12 @@ static ag_status prob_run(const prob *p, ag_real *c)
     return ag_gemm(p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, p->beta, c, p->ldc);
 }
 
-/* Checks c against the reference within a bound proportional to k * eps * sum |terms|; padding intact. */
-static void prob_check(const prob *p, const ag_real *c, const char *what)
+static void prob_reference(prob *p)
 {
-    size_t bad = 0;
-    double worst = 0;
+    size_t nc = p->m * p->n;
+    p->ref = malloc((nc ? nc : 1) * sizeof(double));
+    p->mag = malloc((nc ? nc : 1) * sizeof(double));
+    ck_assert(p->ref && p->mag);
     for (size_t i = 0; i < p->m; i++) {
         for (size_t j = 0; j < p->n; j++) {
             double s = 0, sabs = 0;
@@ -88,8 +92,22 @@ static void prob_check(const prob *p, const ag_real *c, const char *what)
                 ref += (double)p->beta * p->c0[i * p->ldc + j];
                 mag += fabs((double)p->beta * p->c0[i * p->ldc + j]);
             }
-            double got = c[i * p->ldc + j], err = fabs(got - ref);
-            double tol = 4.0 * ((double)p->k + 4.0) * EPS * mag + 1e-30;
+            p->ref[i * p->n + j] = ref;
+            p->mag[i * p->n + j] = mag;
+        }
+    }
+}
+
+/* Checks c against the reference within a bound proportional to k * eps * sum |terms|; padding intact. */
+static void prob_check(prob *p, const ag_real *c, const char *what)
+{
+    if (!p->ref) prob_reference(p);
+    size_t bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < p->m; i++) {
+        for (size_t j = 0; j < p->n; j++) {
+            double ref = p->ref[i * p->n + j], got = c[i * p->ldc + j], err = fabs(got - ref);
+            double tol = 4.0 * ((double)p->k + 4.0) * EPS * p->mag[i * p->n + j] + 1e-30;
             if (!(err <= tol)) {   /* also catches NaN */
                 if (bad < 5)
                     fprintf(stderr, "%s: m=%zu n=%zu k=%zu ta=%d tb=%d C[%zu][%zu] = %.9g, want %.9g\n", what,
@@ -155,12 +173,20 @@ START_TEST(test_paths_blocked)
     static const ag_real ab[][2] = {{1, 0}, {-0.5, 0}, {1.5, -0.75}, {1, 1}};
     int quick = ag_test_quick();
     ck_assert_int_eq(ag_set_threads(1), AG_OK);
-    for (int path = 0; path < N_PATHS; path++) {
-        if (ag__kernel_force(paths[path]) != 0) continue;
-        for (size_t s = 0; s < (quick ? 2 : 4); s++)
-            for (int t = 0; t < 4; t++)
-                check_one(t & 1, t >> 1, shp[s].m, shp[s].n, shp[s].k, 3, ab[(s + t) % 4][0], ab[(s + t) % 4][1],
-                          paths[path]);
+    for (size_t s = 0; s < (quick ? 2 : 4); s++) {
+        for (int t = 0; t < 4; t++) {
+            prob p;
+            prob_init(&p, t & 1, t >> 1, shp[s].m, shp[s].n, shp[s].k, 3, ab[(s + t) % 4][0], ab[(s + t) % 4][1]);
+            ag_real *c = malloc(p.m * p.ldc * sizeof(ag_real));
+            ck_assert(c);
+            for (int path = 0; path < N_PATHS; path++) {
+                if (ag__kernel_force(paths[path]) != 0) continue;
+                ck_assert_int_eq(prob_run(&p, c), AG_OK);
+                prob_check(&p, c, paths[path]);
+            }
+            free(c);
+            prob_free(&p);
+        }
     }
     ag__kernel_force(NULL);
 }
@@ -174,16 +200,24 @@ START_TEST(test_threads_correct)
         {97, 301, 190}, {433, 61, 190}, {130, 517, 67}, {5, 4500, 190}, {1700, 10, 270},
     };
     int quick = ag_test_quick();
-    for (int path = 0; path < N_PATHS; path++) {
-        if (ag__kernel_force(paths[path]) != 0) continue;
-        for (int nt = 1; nt <= 4; nt++) {
-            ck_assert_int_eq(ag_set_threads(nt), AG_OK);
-            for (size_t s = 0; s < (quick ? 1 : 5); s++) {
-                ck_assert(2.0 * shp[s].m * shp[s].n * shp[s].k >= AG__GEMM_PAR_FLOPS);   /* really splits */
-                for (int t = 0; t < 4; t++)
-                    check_one(t & 1, t >> 1, shp[s].m, shp[s].n, shp[s].k, 1, (ag_real)0.5,
-                              t == 1 ? (ag_real)0 : (ag_real)2, paths[path]);
+    for (size_t s = 0; s < (quick ? 2 : 5); s++) {
+        ck_assert(2.0 * shp[s].m * shp[s].n * shp[s].k >= AG__GEMM_PAR_FLOPS);   /* really splits */
+        for (int t = 0; t < 4; t++) {
+            prob p;   /* one reference, checked for every path and thread count */
+            prob_init(&p, t & 1, t >> 1, shp[s].m, shp[s].n, shp[s].k, 1, (ag_real)0.5,
+                      t == 1 ? (ag_real)0 : (ag_real)2);
+            ag_real *c = malloc(p.m * p.ldc * sizeof(ag_real));
+            ck_assert(c);
+            for (int path = 0; path < N_PATHS; path++) {
+                if (ag__kernel_force(paths[path]) != 0) continue;
+                for (int nt = 1; nt <= 4; nt++) {
+                    ck_assert_int_eq(ag_set_threads(nt), AG_OK);
+                    ck_assert_int_eq(prob_run(&p, c), AG_OK);
+                    prob_check(&p, c, paths[path]);
+                }
             }
+            free(c);
+            prob_free(&p);
         }
     }
     ag_set_threads(0);
