@@ -43,14 +43,15 @@ typedef __mmask16 zmask;
 #endif
 #define A5_NR (2 * Z_W)
 /* Cache blocks: the A micro-panel (MR x KC) stays in L1 while the B block (KC x NC) streams from L2. */
+/* KC = 512 floats: A micro-panel 24 KiB of the 48 KiB L1; B block KC x NC = 1 MiB of the 2 MiB L2. */
 #ifndef A5_KC
-#define A5_KC (384 * 4 / (int)sizeof(ag_real))
+#define A5_KC (512 * 4 / (int)sizeof(ag_real))
 #endif
 #ifndef A5_MC
 #define A5_MC 192
 #endif
 #ifndef A5_NC
-#define A5_NC (640 * 4 / (int)sizeof(ag_real))
+#define A5_NC 512
 #endif
 #ifndef A5_PF_B
 #define A5_PF_B (8 * A5_NR)   /* B prefetch distance, elements: the micro-panel streams from L2 */
