@@ -320,18 +320,31 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
 {
     if (m == 0 || n == 0) return AG_OK;
     if (!c || ldc < n) return AG_ERR_ARG;
+    /* an operand whose extent (rows x leading dimension) overflows size_t cannot exist */
+    const size_t max_elems = SIZE_MAX / sizeof(ag_real);
+    if (m > max_elems / ldc) return AG_ERR_ARG;
     if (k > 0) {
         if (!a || !b) return AG_ERR_ARG;
         if (lda < (trans_a ? m : k) || ldb < (trans_b ? k : n)) return AG_ERR_ARG;
+        if ((trans_a ? k : m) > max_elems / lda || (trans_b ? n : k) > max_elems / ldb) return AG_ERR_ARG;
     }
     if (k == 0 || alpha == 0) {
         scale_c(m, n, beta, c, ldc);
         return AG_OK;
     }
 
+    const ag__gemm_kernel *kr = kernel();
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    int direct = use_direct(kr, trans_a != 0, trans_b != 0, m, n, k);
+    if (direct && flops < AG__GEMM_PAR_FLOPS) {   /* tiny products: no setup at all */
+        kr->direct(trans_a != 0, trans_b != 0, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return AG_OK;
+    }
+
     gemm_job J = {
-        .kr = kernel(), .ta = trans_a != 0, .tb = trans_b != 0, .m = m, .n = n, .k = k,
+        .kr = kr, .ta = trans_a != 0, .tb = trans_b != 0, .m = m, .n = n, .k = k,
         .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda, .ldb = ldb, .ldc = ldc, .c = c,
+        .direct = direct,
     };
     const size_t MR = (size_t)J.kr->mr, NR = (size_t)J.kr->nr;
     J.kc = balanced_block(k, J.kr->kc, 1);
@@ -340,7 +353,6 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
 
     /* Strips of whole tiles along the larger side; a few per thread so a thread that is descheduled (the
      * VM's second core is shared) holds up little work, but none below ~1 Mflop. */
-    double flops = 2.0 * (double)m * (double)n * (double)k;
     size_t tasks = 1;
     int threads = ag_get_threads();
     if (threads > 1 && flops >= AG__GEMM_PAR_FLOPS) {
@@ -350,7 +362,6 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
         if (tasks < 2) tasks = 2;
     }
     J.split_n = n >= m;
-    J.direct = use_direct(J.kr, J.ta, J.tb, m, n, k);
     size_t len = J.split_n ? n : m, tile = J.split_n ? NR : MR;
     if (J.direct) tile = J.split_n ? 64 : 12;   /* whole direct tiles */
     size_t tiles = ceil_div(len, tile);

@@ -22,7 +22,6 @@ static struct {
     pthread_cond_t wake, done;
     pthread_t tid[AG__MAX_THREADS];
     int n_workers;             /* started workers (slots 1..n_workers) */
-    int requested;             /* ag_set_threads value, 0 = online cores */
     int quit;
     unsigned long gen;         /* bumped for each job */
     ag__task_fn fn;
@@ -47,30 +46,33 @@ static unsigned long start_gen[AG__MAX_THREADS];
 /* Pool slot of the calling thread while it runs a task, -1 otherwise (detects nested calls). */
 static _Thread_local int tls_slot = -1;
 
+/* Online cores, read once: sysconf parses /sys on every call, which would dominate a tiny product. */
+static atomic_int g_cores;
+
 static int online_cores(void)
 {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n < 1) return 1;
-    return n > AG__MAX_THREADS ? AG__MAX_THREADS : (int)n;
+    int n = atomic_load_explicit(&g_cores, memory_order_relaxed);
+    if (n > 0) return n;
+    long c = sysconf(_SC_NPROCESSORS_ONLN);
+    n = c < 1 ? 1 : c > AG__MAX_THREADS ? AG__MAX_THREADS : (int)c;
+    atomic_store_explicit(&g_cores, n, memory_order_relaxed);
+    return n;
 }
+
+/* ag_set_threads value, 0 = online cores; read on every product, so lock-free. */
+static atomic_int g_requested;
 
 ag_status ag_set_threads(int n)
 {
     if (n < 0) return AG_ERR_ARG;
     if (n > AG__MAX_THREADS) n = AG__MAX_THREADS;
-    pthread_mutex_lock(&pool.call_mu);
-    pthread_mutex_lock(&pool.mu);
-    pool.requested = n;
-    pthread_mutex_unlock(&pool.mu);
-    pthread_mutex_unlock(&pool.call_mu);
+    atomic_store_explicit(&g_requested, n, memory_order_relaxed);
     return AG_OK;
 }
 
 int ag_get_threads(void)
 {
-    pthread_mutex_lock(&pool.mu);
-    int n = pool.requested;
-    pthread_mutex_unlock(&pool.mu);
+    int n = atomic_load_explicit(&g_requested, memory_order_relaxed);
     return n > 0 ? n : online_cores();
 }
 
