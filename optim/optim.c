@@ -224,12 +224,11 @@ ag_status ag_optim_step(ag_optim *opt) {
         return ofail(opt, AG_ERR_STATE, "optim: the store holds %zu elements but the optimizer was made for %zu",
                      numel, opt->numel);
     const ag_optim_config *c = &opt->cfg;
-    if (c->clip_norm > 0) {
-        opt->last_norm = ag_clip_grad_norm(ps, c->clip_norm);
-        if (!isfinite(opt->last_norm))
-            return ofail(opt, AG_ERR_NUMERIC, "optim: gradient norm is %g; parameters left unchanged",
-                         opt->last_norm);
-    }
+    /* the norm is checked whether or not it clips: a NaN/Inf gradient must not reach the weights */
+    opt->last_norm = c->clip_norm > 0 ? ag_clip_grad_norm(ps, c->clip_norm) : ag_grad_norm(ps);
+    if (!isfinite(opt->last_norm))
+        return ofail(opt, AG_ERR_NUMERIC, "optim: gradient norm is %g; parameters left unchanged",
+                     opt->last_norm);
     ag_real lr = (ag_real)ag_optim_lr(opt);
     uint64_t t = opt->steps + 1; /* 1-based step number for Adam's bias correction */
     double bc1 = 1, bc2 = 1;
