@@ -233,34 +233,69 @@ d_axpy_tile(const int rows, const int V, size_t k, const ag_real *a, size_t rs, 
     }
 }
 
+/* Horizontal sums of 16 accumulators at once (a transpose-and-add tree, ~3 ops per vector instead of ~8
+ * for separate reductions). Element v[4r + s] ends up in out[AG__RED_IDX(r, s)]. */
+#ifdef AG_DOUBLE
+#define AG__RED_IDX(r, s) ((r) < 2 ? 2 * (s) + (r) : 8 + 2 * (s) + (r) - 2)
+static inline __attribute__((always_inline)) T512 void reduce16(const zv *v, ag_real *out)
+{
+    zv w[8], x[4], y[2];
+    AG__UNROLL for (int i = 0; i < 8; i++)   /* halves: v[2i] | v[2i+1] */
+        w[i] = _mm512_add_pd(_mm512_shuffle_f64x2(v[2 * i], v[2 * i + 1], 0x44),
+                             _mm512_shuffle_f64x2(v[2 * i], v[2 * i + 1], 0xEE));
+    AG__UNROLL for (int i = 0; i < 4; i++)   /* quarters: v[4i] .. v[4i+3] */
+        x[i] = _mm512_add_pd(_mm512_shuffle_f64x2(w[2 * i], w[2 * i + 1], 0x88),
+                             _mm512_shuffle_f64x2(w[2 * i], w[2 * i + 1], 0xDD));
+    AG__UNROLL for (int i = 0; i < 2; i++)   /* quarter q: v[8i+q], v[8i+4+q] */
+        y[i] = _mm512_add_pd(_mm512_unpacklo_pd(x[2 * i], x[2 * i + 1]), _mm512_unpackhi_pd(x[2 * i], x[2 * i + 1]));
+    _mm512_storeu_pd(out, y[0]);
+    _mm512_storeu_pd(out + 8, y[1]);
+}
+#else
+#define AG__RED_IDX(r, s) (4 * (s) + (r))
+static inline __attribute__((always_inline)) T512 void reduce16(const zv *v, ag_real *out)
+{
+    zv w[8], x[4], y[2];
+    AG__UNROLL for (int i = 0; i < 8; i++)   /* halves: v[2i] | v[2i+1] */
+        w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    AG__UNROLL for (int i = 0; i < 4; i++)   /* quarters: v[4i] .. v[4i+3] */
+        x[i] = _mm512_add_ps(_mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(w[2 * i], w[2 * i + 1], 0xDD));
+    AG__UNROLL for (int i = 0; i < 2; i++)   /* quarter q: pairs of v[8i+q], v[8i+4+q] */
+        y[i] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0x44),
+                             _mm512_shuffle_ps(x[2 * i], x[2 * i + 1], 0xEE));
+    /* quarter q: v[q], v[4+q], v[8+q], v[12+q] */
+    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_shuffle_ps(y[0], y[1], 0x88), _mm512_shuffle_ps(y[0], y[1], 0xDD)));
+}
+#endif
+
 /* op(B) = B^T, op(A) = A: C[rows x 4] as dot products of rows of A and rows of B, both contiguous in k.
  * Columns beyond nc re-read the last valid row of B and are not stored. */
 static inline __attribute__((always_inline)) T512 void
 d_dot_tile(const int rows, size_t k, const ag_real *a, size_t lda, const ag_real *b, size_t ldb, ag_real *c,
            size_t ldc, int nc, ag_real alpha, ag_real beta)
 {
-    zv acc[4][4];
+    zv acc[16];   /* [4 r + s] */
     const ag_real *bp[4];
     AG__UNROLL for (int s = 0; s < 4; s++) bp[s] = b + (size_t)(s < nc ? s : nc - 1) * ldb;
-    AG__UNROLL for (int r = 0; r < rows; r++) AG__UNROLL for (int s = 0; s < 4; s++) acc[r][s] = z_zero();
+    AG__UNROLL for (int i = 0; i < 16; i++) acc[i] = z_zero();
     for (size_t p = 0; p < k; p += Z_W) {
         zmask km = lane_mask((int)(k - p < Z_W ? k - p : Z_W));
-        zv bv[4], av;
+        zv bv[4];
         AG__UNROLL for (int s = 0; s < 4; s++) bv[s] = z_mload(km, bp[s] + p);
         AG__UNROLL for (int r = 0; r < rows; r++) {
-            av = z_mload(km, a + r * lda + p);
-            AG__UNROLL for (int s = 0; s < 4; s++) acc[r][s] = z_fma(av, bv[s], acc[r][s]);
+            zv av = z_mload(km, a + r * lda + p);
+            AG__UNROLL for (int s = 0; s < 4; s++) acc[4 * r + s] = z_fma(av, bv[s], acc[4 * r + s]);
         }
     }
+    ag_real d[16];
+    reduce16(acc, d);
     AG__UNROLL for (int r = 0; r < rows; r++) AG__UNROLL for (int s = 0; s < 4; s++) {
         if (s >= nc) break;
-#ifdef AG_DOUBLE
-        ag_real d = _mm512_reduce_add_pd(acc[r][s]);
-#else
-        ag_real d = _mm512_reduce_add_ps(acc[r][s]);
-#endif
         ag_real *cp = c + r * ldc + s;
-        *cp = beta == 0 ? alpha * d : alpha * d + beta * *cp;
+        ag_real dot = d[AG__RED_IDX(r, s)];
+        *cp = beta == 0 ? alpha * dot : alpha * dot + beta * *cp;
     }
 }
 
