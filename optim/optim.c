@@ -112,7 +112,10 @@ ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg
         return cfg_fail(err, errsize, "cosine schedule needs total_steps > warmup_steps", (double)s->total_steps);
 
     ag_optim *opt = ag__calloc(1, sizeof *opt);
-    if (!opt) return AG_ERR_NOMEM;
+    if (!opt) {
+        if (err && errsize) snprintf(err, errsize, "optim: out of memory");
+        return AG_ERR_NOMEM;
+    }
     opt->ps = ps;
     opt->cfg = c;
     opt->numel = ag_params_numel(ps);
@@ -127,8 +130,9 @@ ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg
     for (size_t i = 0; i < opt->n_state; i++) {
         opt->state[i] = ag__aligned_alloc((opt->numel ? opt->numel : 1) * sizeof(ag_real));
         if (!opt->state[i]) {
+            size_t numel = opt->numel; /* read before the free */
             ag_optim_free(opt);
-            if (err && errsize) snprintf(err, errsize, "optim: out of memory for %zu state elements", opt->numel);
+            if (err && errsize) snprintf(err, errsize, "optim: out of memory for %zu state elements", numel);
             return AG_ERR_NOMEM;
         }
         memset(opt->state[i], 0, opt->numel * sizeof(ag_real));
