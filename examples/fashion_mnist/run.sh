@@ -1,0 +1,38 @@
+#!/bin/sh
+# run.sh - README's first command: on a fresh Debian machine, install what is missing (the
+# Fashion-MNIST data set, cmake, a C compiler), build tapegrad (Release) and train the default
+# preset. Extra arguments go to the program, e.g.  examples/fashion_mnist/run.sh --preset seed
+# Not root: prints the exact apt-get command and exits with status 1. BUILD_DIR overrides ./build.
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD_DIR:-$ROOT/build}
+DATA=/usr/share/datasets/fashion-mnist
+
+need=""
+[ -e "$DATA/train-images-idx3-ubyte.gz" ] || [ -e "$DATA/train-images-idx3-ubyte" ] || need="$need dataset-fashion-mnist"
+command -v cmake >/dev/null 2>&1 || need="$need cmake"
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || need="$need gcc libc6-dev"
+command -v make >/dev/null 2>&1 || need="$need make"
+command -v gzip >/dev/null 2>&1 || need="$need gzip"
+if [ -n "$need" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "run.sh: installing:$need"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need
+    else
+        echo "run.sh: missing:$need" >&2
+        echo "run.sh: install it with:" >&2
+        echo "    sudo apt-get install -y$need" >&2
+        echo "then run $0 again." >&2
+        exit 1
+    fi
+fi
+
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+    # a fresh build: the unit tests need the Check framework, which training does not
+    tests=OFF
+    if command -v pkg-config >/dev/null 2>&1 && pkg-config --exists check; then tests=ON; fi
+    cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DAG_BUILD_TESTS=$tests -DAG_BUILD_BENCH=OFF
+fi
+cmake --build "$BUILD" --target fashion_mnist -j "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)"
+exec "$BUILD/examples/fashion_mnist/fashion_mnist" "$@"
