@@ -104,17 +104,18 @@ static int probe_kind(void)   /* 2: zmm probe, 1: ymm probe, 0: none for the pat
     return 0;
 }
 
+volatile double probe_sink;   /* keeps the probe's result alive */
+
 /* GFLOP/s of one probe run of `iters` iterations. */
 static double probe_once(long iters)
 {
 #if defined(__x86_64__) || defined(__i386__)
-    static volatile double sink;
     int kind = probe_kind();
     if (!kind) return 0;
     double lanes = (double)(sizeof(double) / sizeof(ag_real)) * 4 * kind;   /* 4 doubles per 256 bits */
     double chains = kind == 2 ? PROBE_CHAINS : PROBE_AVX2_CHAINS;
     double t = now();
-    sink += kind == 2 ? probe512(iters) : probe256(iters);
+    probe_sink += kind == 2 ? probe512(iters) : probe256(iters);
     t = now() - t;
     return 2.0 * lanes * chains * (double)iters / t * 1e-9;
 #else
