@@ -378,6 +378,7 @@ typedef __m256d yv;
 #define y_zero() _mm256_setzero_pd()
 #define y_mload(m, p) _mm256_maskload_pd(p, m)
 #define y_mstore(p, m, v) _mm256_maskstore_pd(p, m, v)
+#define y_store(p, v) _mm256_storeu_pd(p, v)
 #define y_lanes() _mm256_set_epi64x(3, 2, 1, 0)
 #define y_cmpgt(a, b) _mm256_cmpgt_epi64(a, b)
 #define y_splat(n) _mm256_set1_epi64x(n)
@@ -391,6 +392,7 @@ typedef __m256 yv;
 #define y_zero() _mm256_setzero_ps()
 #define y_mload(m, p) _mm256_maskload_ps(p, m)
 #define y_mstore(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define y_store(p, v) _mm256_storeu_ps(p, v)
 #define y_lanes() _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0)
 #define y_cmpgt(a, b) _mm256_cmpgt_epi32(a, b)
 #define y_splat(n) _mm256_set1_epi32(n)
@@ -429,6 +431,97 @@ a2_tile(const int rows, size_t kc, const ag_real *a, const ag_real *b, ag_real *
     }
 }
 
+/* ---- AVX2 packing: W x W in-register transposes for the transposed cases, masked copies otherwise ---- */
+
+static inline __attribute__((always_inline)) T256 __m256i y_mask(int n)   /* lanes [0, n) */
+{
+    return y_cmpgt(y_splat(n), y_lanes());
+}
+
+/* As t_block above: rows [0, rows) x columns [0, cols) of src, missing rows zero; output column j (lanes
+ * [0, lanes)) to dst + j * ldd. */
+static inline __attribute__((always_inline)) T256 void
+t_block2(const ag_real *src, size_t lds, int rows, int cols, ag_real *dst, size_t ldd, int lanes)
+{
+    __m256i cm = y_mask(cols), lm = y_mask(lanes);
+    yv r[Y_W], o[Y_W];
+    AG__UNROLL for (int i = 0; i < Y_W; i++) r[i] = i < rows ? y_mload(cm, src + (size_t)i * lds) : y_zero();
+#ifdef AG_DOUBLE
+    yv t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    yv t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    o[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    o[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    o[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    o[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+#else
+    yv u[8];
+    AG__UNROLL for (int g = 0; g < 2; g++) {   /* rows 4g..4g+3: u[4g+q] lane L holds column 4L+q */
+        yv t0 = _mm256_unpacklo_ps(r[4 * g], r[4 * g + 1]), t1 = _mm256_unpackhi_ps(r[4 * g], r[4 * g + 1]);
+        yv t2 = _mm256_unpacklo_ps(r[4 * g + 2], r[4 * g + 3]), t3 = _mm256_unpackhi_ps(r[4 * g + 2], r[4 * g + 3]);
+        u[4 * g] = _mm256_shuffle_ps(t0, t2, 0x44);
+        u[4 * g + 1] = _mm256_shuffle_ps(t0, t2, 0xEE);
+        u[4 * g + 2] = _mm256_shuffle_ps(t1, t3, 0x44);
+        u[4 * g + 3] = _mm256_shuffle_ps(t1, t3, 0xEE);
+    }
+    AG__UNROLL for (int q = 0; q < 4; q++) {
+        o[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
+        o[4 + q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x31);
+    }
+#endif
+    AG__UNROLL for (int j = 0; j < Y_W; j++)
+        if (j < cols) y_mstore(dst + (size_t)j * ldd, lm, o[j]);
+}
+
+T256 static void pack_a_avx2(int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc, size_t p0,
+                             size_t kc, ag_real *dst)
+{
+    for (size_t r0 = 0; r0 < mc; r0 += A2_MR, dst += A2_MR * kc) {
+        int mr = (int)(mc - r0 < A2_MR ? mc - r0 : A2_MR);
+        if (trans_a) {   /* A is k x m: masked copies of MR values, zeros beyond mr */
+            const ag_real *src = a + p0 * lda + i0 + r0;
+            __m256i m0 = y_mask(mr), m1 = y_mask(mr - Y_W), s0 = y_mask(A2_MR), s1 = y_mask(A2_MR - Y_W);
+            for (size_t p = 0; p < kc; p++, src += lda) {
+                y_mstore(dst + p * A2_MR, s0, y_mload(m0, src));
+                if (A2_MR > Y_W) y_mstore(dst + p * A2_MR + Y_W, s1, y_mload(m1, src + Y_W));
+            }
+        } else {         /* A is m x k: transpose W x W blocks of the MR rows */
+            for (int g = 0; g * Y_W < A2_MR; g++) {
+                int rows = mr - g * Y_W, lanes = A2_MR - g * Y_W < Y_W ? A2_MR - g * Y_W : Y_W;
+                const ag_real *src = a + (i0 + r0 + (size_t)g * Y_W) * lda + p0;
+                for (size_t p = 0; p < kc; p += Y_W) {
+                    int cols = (int)(kc - p < Y_W ? kc - p : Y_W);
+                    t_block2(src + p, lda, rows, cols, dst + p * A2_MR + g * Y_W, A2_MR, lanes);
+                }
+            }
+        }
+    }
+}
+
+T256 static void pack_b_avx2(int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc, size_t j0,
+                             size_t nc, ag_real *dst)
+{
+    for (size_t c0 = 0; c0 < nc; c0 += A2_NR, dst += A2_NR * kc) {
+        int nr = (int)(nc - c0 < A2_NR ? nc - c0 : A2_NR);
+        if (!trans_b) {  /* B is k x n: two masked vector copies per k step */
+            const ag_real *src = b + p0 * ldb + j0 + c0;
+            __m256i m0 = y_mask(nr), m1 = y_mask(nr - Y_W);
+            for (size_t p = 0; p < kc; p++, src += ldb) {
+                y_store(dst + p * A2_NR, y_mload(m0, src));
+                y_store(dst + p * A2_NR + Y_W, y_mload(m1, src + Y_W));
+            }
+        } else {         /* B is n x k: transpose W x W blocks of the NR rows */
+            for (int g = 0; g < A2_NR / Y_W; g++) {
+                int rows = nr - g * Y_W;
+                const ag_real *src = b + (j0 + c0 + (size_t)g * Y_W) * ldb + p0;
+                for (size_t p = 0; p < kc; p += Y_W) {
+                    int cols = (int)(kc - p < Y_W ? kc - p : Y_W);
+                    t_block2(src + p, ldb, rows, cols, dst + p * A2_NR + g * Y_W, A2_NR, Y_W);
+                }
+            }
+        }
+    }
+}
+
 T256 static void ukr_avx2(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc, int mr,
                           int nr, ag_real alpha, ag_real beta)
 {
@@ -448,7 +541,7 @@ const ag__gemm_kernel ag__gemm_avx2 = {
 #else
     .mc = 144, .kc = 256, .nc = 1024,
 #endif
-    .ukr = ukr_avx2, .pack_a = NULL, .pack_b = NULL,
+    .ukr = ukr_avx2, .pack_a = pack_a_avx2, .pack_b = pack_b_avx2,
 };
 
 #else
