@@ -56,6 +56,12 @@ struct ag_tape {
     char errmsg[AG_ERRMSG_SIZE];
 };
 
+/* Tape tensors of at most this many bytes of data ("tiny") keep value and grad right behind their
+ * node (tape.c, node_new). AG__GRAD_INLINE in flags: a zeroable grad slot of AG__TINY_BYTES
+ * follows the value; backward takes it instead of allocating. Internal: never set on parameters. */
+#define AG__TINY_BYTES 16
+#define AG__GRAD_INLINE (1u << 30)
+
 /* Arena allocation, AG_ALIGN-aligned. NULL if full (no message set). */
 void *ag__arena_alloc(ag_tape *t, size_t bytes);
 
@@ -68,6 +74,15 @@ ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...)
 
 /* Node of a tape tensor (out is the first member of ag_node). */
 static inline ag_node *ag__node_of(ag_tensor *x) { return (ag_node *)(void *)x; }
+
+/* The output of n takes x's shape (already validated): what ag_node_set_shape would do, minus
+ * the checks. For built-in ops whose result has an input's shape. */
+static inline ag_status ag__node_shape_like(ag_node *n, const ag_tensor *x) {
+    n->out.ndim = x->ndim;
+    for (int i = 0; i < AG_MAX_DIMS; i++) n->out.shape[i] = x->shape[i];
+    n->out.size = x->size;
+    return AG_OK;
+}
 
 /* Convenience for built-ins: ag_call with inputs given inline. */
 #define AG__CALL(t, op, params, ...) \

@@ -32,6 +32,11 @@ static void pad4(const ag_tensor *x, size_t d[4]) {
 
 static ag_status bcast_shape(ag_node *n) {
     const ag_tensor *a = n->in[0], *b = n->in[1];
+    if (a->ndim == b->ndim && a->size == b->size) { /* the common case: equal shapes */
+        int eq = 1;
+        for (int i = 0; i < a->ndim; i++) eq &= a->shape[i] == b->shape[i];
+        if (eq) return ag__node_shape_like(n, a);
+    }
     int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
     size_t da[4], db[4], out[AG_MAX_DIMS];
     pad4(a, da);
@@ -204,7 +209,7 @@ ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b) { return AG__CALL(t, &
  * UNARY(op, FWD, BWD): o = FWD(x); dx += BWD(x, o, g). c is the op's constant (scale, add_scalar,
  * pow), 0 for the others. The output has the input's shape. */
 
-static ag_status same_shape(ag_node *n) { return ag_node_set_shape(n, n->in[0]->ndim, n->in[0]->shape); }
+static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]); }
 
 #define UNARY(name, FWD, BWD)                                                                \
     static ag_status name##_forward(ag_node *n) {                                            \
@@ -278,8 +283,39 @@ ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sqrt_op, NULL
 /* ---- sigmoid: f(x) = 1/(1+e^-x);  f'(x) = f(x)(1 - f(x)) (backprop-derivation.md, "Notation").
  * Stable for any |x|: with e = e^-|x| in (0, 1], f = 1/(1+e) for x >= 0 and e/(1+e) for x < 0,
  * so exp never overflows and f(-100) is a tiny positive number, not 0/0. */
+#ifdef AG_DOUBLE
+#define exp_nonpos ag__exp
+#else
+/* e^x for x <= 0 (or NaN), branch-free so that the sigmoid loop vectorises (libm's expf is a call
+ * per element and was most of a sigmoid layer's time). Cephes' expf: x = n ln2 + r with
+ * n = round(x log2 e) (rounded by the 1.5 * 2^23 trick, exact for |n| < 2^22), r in
+ * [-ln2/2, ln2/2] from a two-part ln2, a degree-7 polynomial for e^r, 2^n from the exponent bits.
+ * About 1 ulp; IEEE operations only, so every machine and vector width gives the same bits.
+ * Below -87.3 (where 2^n would leave the normal range) the result is 0, and NaN stays NaN. */
+static inline float exp_nonpos(float x) {
+    const float xc = x < -87.3f ? -87.3f : x;
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    const float t = xc * 1.44269504088896341f + magic;
+    const float n = t - magic;
+    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float y = p * (r * r) + r + 1.0f;
+    uint32_t ti, mi; /* unsigned: a NaN's bits wrap harmlessly (the NaN survives in y) */
+    memcpy(&ti, &t, sizeof ti);
+    memcpy(&mi, &magic, sizeof mi);
+    const uint32_t bits = (ti - mi + 127u) << 23; /* 2^n, n in [-126, 0] */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -87.3f ? 0.0f : y * scale;
+}
+#endif
 static inline ag_real sigmoid1(ag_real x) {
-    const ag_real e = ag__exp(-ag__fabs(x));
+    const ag_real e = exp_nonpos(-ag__fabs(x));
     const ag_real s = 1 / (1 + e);
     return x >= 0 ? s : e * s;
 }
