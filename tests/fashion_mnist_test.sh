@@ -38,7 +38,7 @@ if [ "$mode" = resume ]; then
         "$BIN" --eval a.st --data "$W/data" > e.log 2>&1 || { cat e.log; fail "$optim: eval"; }
         grep -q "eval test_accuracy=$acc" e.log || { cat e.log; fail "$optim: eval accuracy differs from $acc"; }
         # numerical blow-up: stops with a message, exit 3, last good checkpoint kept intact
-        "$BIN" --resume b2.ck --epochs 4 --lr 1e30 --data "$W/data" --model n.st --checkpoint b2.ck > n.log 2>&1
+        "$BIN" --resume b2.ck --epochs 4 --lr 1e300 --data "$W/data" --model n.st --checkpoint b2.ck > n.log 2>&1
         rc=$?
         [ $rc -eq 3 ] || { cat n.log; fail "$optim: blow-up exit status $rc, want 3"; }
         grep -q "numerical blow-up" n.log || { cat n.log; fail "$optim: blow-up message"; }

@@ -576,6 +576,7 @@ int main(int argc, char **argv) {
     size_t end_epoch = (size_t)c.epochs;
     if (c.stop_after > 0 && (size_t)c.stop_after < end_epoch) end_epoch = (size_t)c.stop_after;
     size_t epochs_done = start_epoch;
+    int blown = 0; /* numerical blow-up: stop, keep the last good checkpoint, exit EXIT_NUMERIC */
     for (size_t epoch = start_epoch; epoch < end_epoch; epoch++) {
         ag_dataset_shuffle(order, train.n, c.seed, epoch);
         double t0 = now(), last_draw = 0, loss_sum = 0;
@@ -608,7 +609,8 @@ int main(int argc, char **argv) {
                     fprintf(stderr, "fashion_mnist: the last good checkpoint is %s (epoch %zu)\n", c.checkpoint, epoch);
                 else
                     fprintf(stderr, "fashion_mnist: no checkpoint was written (the first epoch did not finish)\n");
-                return EXIT_NUMERIC;
+                blown = 1;
+                break;
             }
             if (st != AG_OK) die("optimizer: %s", ag_optim_errmsg(opt));
             loss_sum += lv * (double)k;
@@ -623,6 +625,7 @@ int main(int argc, char **argv) {
                 }
             }
         }
+        if (blown) break;
         double dt = now() - t0;
         if (tty) fputs("\r\x1b[K", stderr);
         train_seconds += dt;
@@ -642,7 +645,8 @@ int main(int argc, char **argv) {
         if (!finite) {
             fprintf(stderr, "fashion_mnist: numerical blow-up: non-finite weights after epoch %zu; stopping. ", epoch + 1);
             fprintf(stderr, "The last good checkpoint is %s\n", c.checkpoint);
-            return EXIT_NUMERIC;
+            blown = 1;
+            break;
         }
         printf("epoch %zu/%ld  train_loss=%.4f  test_loss=%.4f  test_accuracy=%.4f  lr=%.4g  %.1fs  %.0f samples/s\n",
                epoch + 1, c.epochs, r->train_loss, r->test_loss, acc, lr_epoch, dt, r->sps);
@@ -693,6 +697,7 @@ int main(int argc, char **argv) {
             free(a);
         }
     }
+    if (blown) goto cleanup;
     if (start_epoch >= end_epoch) {
         double tl;
         acc = evaluate(&n, &test, x, y, oh, eidx, 1000, &tl, correct, total);
@@ -715,10 +720,11 @@ int main(int argc, char **argv) {
     if (c.plot[0]) printf("plot: %s\n", c.plot);
     printf("final test_accuracy=%.4f epochs=%zu train_seconds=%.2f samples_per_second=%.0f\n", acc, epochs_done,
            train_seconds, train_seconds > 0 ? samples_done / train_seconds : 0.0);
+cleanup:
     free(x), free(oh), free(y), free(order), free(eidx), free(h);
     ag_optim_free(opt);
     net_free(&n);
     ag_dataset_free(&train);
     ag_dataset_free(&test);
-    return 0;
+    return blown ? EXIT_NUMERIC : 0;
 }
