@@ -1,0 +1,26 @@
+# Fuzzing (issue 7 item 3). Included by tests/CMakeLists.txt.
+#  - Always: fuzz_make_corpus, the program that writes the seed corpus (tests/fuzz/corpus).
+#    The corpus is replayed through both harnesses by test_fuzz_regress (a normal Check suite, so it
+#    also runs under ASan and valgrind).
+#  - AG_FUZZ=ON (clang only): the libFuzzer harnesses fuzz_idx and fuzz_model, with the library
+#    instrumented for coverage (-fsanitize=fuzzer-no-link) and ASan + UBSan. Run them with
+#    tests/fuzz/run.sh [seconds]; CI runs a 60-second smoke run of each (.ci/run.d/fuzz.sh).
+add_executable(fuzz_make_corpus ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/make_corpus.c)
+target_link_libraries(fuzz_make_corpus PRIVATE tapegrad)
+target_compile_definitions(fuzz_make_corpus PRIVATE _POSIX_C_SOURCE=200809L)
+
+if(AG_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "AG_FUZZ=ON needs clang with libFuzzer: configure with CC=clang "
+      "(Debian: apt-get install clang libclang-rt-14-dev)")
+  endif()
+  set(AG_FUZZ_SAN address,undefined)
+  target_compile_options(tapegrad PRIVATE -fsanitize=fuzzer-no-link,${AG_FUZZ_SAN} -fno-omit-frame-pointer -g)
+  target_link_options(tapegrad INTERFACE -fsanitize=${AG_FUZZ_SAN})
+  foreach(h fuzz_idx fuzz_model)
+    add_executable(${h} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${h}.c)
+    target_link_libraries(${h} PRIVATE tapegrad)
+    target_compile_options(${h} PRIVATE -fsanitize=fuzzer,${AG_FUZZ_SAN} -fno-omit-frame-pointer -g)
+    target_link_options(${h} PRIVATE -fsanitize=fuzzer,${AG_FUZZ_SAN})
+  endforeach()
+endif()

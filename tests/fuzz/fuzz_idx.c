@@ -1,0 +1,71 @@
+/*
+ * fuzz_idx.c - libFuzzer harness for the IDX loader (issue 7 item 3).
+ *
+ * Input: a 2-byte little-endian split s, then a payload P. The harness runs
+ *   ag_idx_parse(P) without options and with Fashion-MNIST-like options, and
+ *   ag_dataset_parse(images = P[0..s), labels = P[s..)) (s clamped to |P|), then converts a batch.
+ * Whatever the bytes, the calls must return a status (never crash, leak or read out of bounds);
+ * on success the result must be consistent with the input. Built with -fsanitize=fuzzer by
+ * tests/fuzz.cmake (AG_FUZZ=ON, clang); tests/test_fuzz_regress.c compiles it without libFuzzer
+ * (AG_FUZZ_ENTRY renames the entry point) and replays tests/fuzz/corpus/idx through it.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ag_io.h"
+
+#ifndef AG_FUZZ_ENTRY
+#define AG_FUZZ_ENTRY LLVMFuzzerTestOneInput
+#endif
+
+int AG_FUZZ_ENTRY(const uint8_t *data, size_t size);
+
+static void idx_check(const uint8_t *p, size_t n, const ag_idx_options *o) {
+    ag_idx x;
+    char err[AG_IO_ERRMSG_SIZE];
+    if (ag_idx_parse(p, n, "fuzz", o, &x, err, sizeof err) != AG_OK) {
+        if (x.data || x.count) abort(); /* failure must zero the result */
+        if (!err[0]) abort();           /* and say why */
+        return;
+    }
+    /* header + data exactly: the sizes account for every byte */
+    size_t hdr = x.magic == AG_IDX_IMAGES ? 16 : 8;
+    if (x.count == 0 || x.count * x.rows * x.cols + hdr != n) abort();
+    if (memcmp(x.data, p + hdr, n - hdr) != 0) abort();
+    ag_idx_free(&x);
+}
+
+int AG_FUZZ_ENTRY(const uint8_t *data, size_t size) {
+    if (size < 2) return 0;
+    size_t split = (size_t)data[0] | (size_t)data[1] << 8;
+    const uint8_t *p = data + 2;
+    size_t n = size - 2;
+    if (split > n) split = n;
+
+    idx_check(p, n, NULL);
+    idx_check(p, n, &(ag_idx_options){.classes = 10, .rows = 28, .cols = 28});
+    idx_check(p, n, &(ag_idx_options){.classes = 3, .max_bytes = 64});
+
+    ag_dataset ds;
+    char err[AG_IO_ERRMSG_SIZE];
+    ag_idx_options o = {.classes = 10, .limit = 7};
+    if (ag_dataset_parse(&ds, p, split, p + split, n - split, &o, err, sizeof err) == AG_OK) {
+        if (ds.n == 0 || ds.n > 7 || ds.classes != 10) abort();
+        uint32_t idx[2] = {0, (uint32_t)(ds.n - 1)};
+        size_t f = ds.rows * ds.cols;
+        ag_real *x = malloc(2 * f * sizeof *x), *onehot = malloc(2 * 10 * sizeof *onehot);
+        int32_t lab[2];
+        if (!x || !onehot) abort();
+        if (ag_dataset_batch(&ds, idx, 2, x, lab, onehot) != AG_OK) abort();
+        for (size_t i = 0; i < 2 * f; i++)
+            if (!(x[i] >= 0 && x[i] <= 1)) abort();
+        if (lab[0] < 0 || lab[0] >= 10 || onehot[lab[0]] != 1) abort();
+        free(x);
+        free(onehot);
+        ag_dataset_free(&ds);
+    } else if (ds.n || ds.images || ds.labels) {
+        abort();
+    }
+    return 0;
+}
