@@ -3,10 +3,10 @@
  * the tape, per-epoch evaluation, metrics CSV and SVG plot, atomic checkpoints with bit-identical
  * resume, model files in the safetensors layout, and evaluation of a saved model.
  *
- *     build/examples/fashion_mnist/fashion_mnist                    # the default preset (modern)
- *     build/examples/fashion_mnist/fashion_mnist --preset seed      # the seed's network and cost
- *     build/examples/fashion_mnist/fashion_mnist --eval fashion_mnist.safetensors
- *     build/examples/fashion_mnist/fashion_mnist --resume fashion_mnist.ckpt.safetensors
+ *     build/examples/fashion_mnist                    # the default preset (modern)
+ *     build/examples/fashion_mnist --preset seed      # the seed's network and cost
+ *     build/examples/fashion_mnist --eval fashion_mnist.safetensors
+ *     build/examples/fashion_mnist --resume fashion_mnist.ckpt.safetensors
  *
  * Run with --help for every flag. The data set is Debian's dataset-fashion-mnist.
  */

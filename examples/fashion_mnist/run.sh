@@ -35,4 +35,4 @@ if [ ! -f "$BUILD/CMakeCache.txt" ]; then
     cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DAG_BUILD_TESTS=$tests -DAG_BUILD_BENCH=OFF
 fi
 cmake --build "$BUILD" --target fashion_mnist -j "$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)"
-exec "$BUILD/examples/fashion_mnist/fashion_mnist" "$@"
+exec "$BUILD/examples/fashion_mnist" "$@"
