@@ -8,3 +8,13 @@ set_tests_properties(kill_save PROPERTIES TIMEOUT 600 LABELS "crash")
 add_custom_target(kill_save_long
   COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/kill_save.sh $<TARGET_FILE:crash_saver> 3000
   DEPENDS crash_saver USES_TERMINAL)
+
+# Resume after SIGKILL == uninterrupted training (examples/fashion_mnist, the main job's synthetic
+# data helper from tests/fashion_mnist.cmake). Opt-in longer run: AG_RESUME_KILLS=N ctest -R kill_resume.
+if(AG_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/fashion_mnist/CMakeLists.txt
+   AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/fashion_mnist_synth.c)
+  add_test(NAME kill_resume
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/kill_resume.sh $<TARGET_FILE:fashion_mnist>
+            $<TARGET_FILE:fashion_mnist_synth> ${CMAKE_CURRENT_BINARY_DIR}/kill_resume 20)
+  set_tests_properties(kill_resume PROPERTIES TIMEOUT 600 LABELS "crash")
+endif()
