@@ -103,9 +103,25 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* A forked child has none of the workers, only their bookkeeping: start from an empty pool. */
+static void atfork_child(void)
+{
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_mutex_init(&pool.call_mu, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pthread_cond_init(&pool.done, NULL);
+    pool.n_workers = 0;
+    pool.quit = 0;
+    pool.active = 0;
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void atfork_register(void) { pthread_atfork(NULL, NULL, atfork_child); }
+
 /* Starts workers up to want-1 (the caller is slot 0). Returns the number of usable slots. mu held. */
 static int ensure_workers(int want)
 {
+    if (pool.n_workers < want - 1) pthread_once(&atfork_once, atfork_register);
     while (pool.n_workers < want - 1) {
         int slot = pool.n_workers + 1;
         start_gen[slot] = pool.gen;
@@ -179,9 +195,9 @@ void *ag__thread_scratch(int thread, int slot, size_t bytes)
     return s->p;
 }
 
-void ag__threads_shutdown(void)
+/* Stops and joins every worker; call_mu held, so no job is running. */
+static void join_workers(void)
 {
-    pthread_mutex_lock(&pool.call_mu);
     pthread_mutex_lock(&pool.mu);
     pool.quit = 1;
     pthread_cond_broadcast(&pool.wake);
@@ -192,6 +208,22 @@ void ag__threads_shutdown(void)
     pool.n_workers = 0;
     pool.quit = 0;
     pthread_mutex_unlock(&pool.mu);
+}
+
+/* Joins idle workers when the process exits or the library is unloaded: a live thread's TLS block shows up
+ * as "possibly lost" under valgrind, and an unloaded library must not leave threads running its code.
+ * Skipped if a parallel call is in progress (exit from inside a task). Scratch stays reachable. */
+__attribute__((destructor)) static void threads_at_exit(void)
+{
+    if (pthread_mutex_trylock(&pool.call_mu) != 0) return;
+    join_workers();
+    pthread_mutex_unlock(&pool.call_mu);
+}
+
+void ag__threads_shutdown(void)
+{
+    pthread_mutex_lock(&pool.call_mu);
+    join_workers();
     for (int t = 0; t < AG__MAX_THREADS; t++)
         for (int s = 0; s < AG__SCRATCH_SLOTS; s++) {
             ag__free(scr[t][s].raw);
