@@ -1831,11 +1831,81 @@ START_TEST(every_row) {
 END_TEST
 
 
+/* Issue 7 item 5: a NaN injected mid-network stops the forward at the first op that produces it,
+ * with the op, the element and the step named; nothing after it is recorded. Backward likewise. */
+START_TEST(numerics_stop_at_first_bad_op) {
+    ag_params *ps;
+    ag_mlp *m;
+    ag_tape *t;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_mlp_new(&m, ps, &(ag_mlp_config){.spec = "3-8-8-2", .hidden = AG_ACT_TANH, .seed = 4}, NULL, 0),
+                     AG_OK);
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_real x[12] = {0.1, 0.2, 0.3, -1, 0, 1, 2, 2, 2, 0.5, -0.5, 0};
+    for (int i = 0; i < 3; i++) ag_tape_reset(t); /* step 3 */
+
+    /* off (the default): NaN flows through silently */
+    ag_tensor *W2 = ag_params_find(ps, "fc2.W");
+    ag_real saved = W2->value[13];
+    W2->value[13] = (ag_real)NAN;
+    ck_assert_ptr_nonnull(ag_mlp_forward(t, m, ag_tensor_from(t, 2, SH(4, 3), x), NULL, NULL));
+
+    /* on: fc1 (linear + tanh) passes, fc2's linear is the first op with a NaN */
+    ag_tape_reset(t);
+    ck_assert_int_eq(ag_tape_set_check_numerics(t, 1), 0);
+    ag_tensor *X = ag_tensor_from(t, 2, SH(4, 3), x);
+    ck_assert_ptr_null(ag_mlp_forward(t, m, X, NULL, NULL));
+    ck_assert_int_eq(ag_tape_status(t), AG_ERR_NUMERIC);
+    const char *msg = ag_tape_errmsg(t);
+    ck_assert_msg(strncmp(msg, "linear: ", 8) == 0 && strstr(msg, "NaN at element 1 of 32") && strstr(msg, "step 4"),
+                  "message: %s", msg);
+    ck_assert_uint_eq(ag_tape_node_count(t), 3); /* x, fc1 linear, fc1 tanh: nothing after the bad op */
+    W2->value[13] = saved;
+
+    /* a NaN in the data: the first layer's linear, the row's elements named */
+    ag_tape_reset(t);
+    x[7] = (ag_real)NAN;
+    ck_assert_ptr_null(ag_mlp_forward(t, m, ag_tensor_from(t, 2, SH(4, 3), x), NULL, NULL));
+    ck_assert_msg(strstr(ag_tape_errmsg(t), "linear: forward produced NaN at element 16 of 32"), "%s", ag_tape_errmsg(t));
+    x[7] = 2;
+
+    /* backward: sqrt at 0 has an infinite derivative; the sqrt node is named */
+    ag_tape_reset(t);
+    ag_tensor *h = ag_mlp_forward(t, m, ag_tensor_from(t, 2, SH(4, 3), x), NULL, NULL);
+    ck_assert_ptr_nonnull(h);
+    ag_tensor *J = ag_sum(t, ag_sqrt(t, ag_relu(t, ag_scale(t, h, 0))));
+    ck_assert_ptr_nonnull(J);
+    ck_assert_int_eq(ag_backward(t, J), AG_ERR_NUMERIC);
+    ck_assert_msg(strstr(ag_tape_errmsg(t), "sqrt: backward put, in the gradient of input 0, Inf at element 0"),
+                  "%s", ag_tape_errmsg(t));
+
+    /* and the optimizer refuses a non-finite gradient without touching the weights */
+    ag_optim *opt;
+    ck_assert_int_eq(ag_optim_new(&opt, ps, &(ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.1}, NULL, 0), AG_OK);
+    ag_params_grads(ps)[0] = (ag_real)INFINITY;
+    ag_real w0 = ag_params_values(ps)[0];
+    ck_assert_int_eq(ag_optim_step(opt), AG_ERR_NUMERIC);
+    ck_assert(ag_params_values(ps)[0] == w0);
+
+    /* the tape goes on after a reset */
+    ag_tape_reset(t);
+    ag_params_zero_grad(ps);
+    J = ag_mean(t, ag_mlp_forward(t, m, ag_tensor_from(t, 2, SH(4, 3), x), NULL, NULL));
+    ck_assert_int_eq(ag_backward(t, J), AG_OK);
+    ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+    ag_optim_free(opt);
+    ag_tape_free(t);
+    ag_mlp_free(m);
+    ag_params_free(ps);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("bad_input");
     TCase *tc = tcase_create("table");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, every_row);
+    tcase_add_test(tc, numerics_stop_at_first_bad_op);
     suite_add_tcase(s, tc);
     return s;
 }
