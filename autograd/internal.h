@@ -111,4 +111,76 @@ void ag__threads_shutdown(void);
 #define ag__fabs fabsf
 #endif
 
+
+/* ---- scalar activations shared by the element-wise ops and the fused linear_act (ops_*.c) */
+
+/* sigmoid: f(x) = 1/(1+e^-x);  f'(x) = f(x)(1 - f(x)) (backprop-derivation.md, "Notation").
+ * Stable for any |x|: with e = e^-|x| in (0, 1], f = 1/(1+e) for x >= 0 and e/(1+e) for x < 0,
+ * so exp never overflows and f(-100) is a tiny positive number, not 0/0. */
+#ifdef AG_DOUBLE
+#define ag__exp_nonpos ag__exp
+#else
+/* e^x for x <= 0 (or NaN), branch-free so that the sigmoid loop vectorises (libm's expf is a call
+ * per element and was most of a sigmoid layer's time). Cephes' expf: x = n ln2 + r with
+ * n = round(x log2 e) (rounded by the 1.5 * 2^23 trick, exact for |n| < 2^22), r in
+ * [-ln2/2, ln2/2] from a two-part ln2, a degree-7 polynomial for e^r, 2^n from the exponent bits.
+ * About 1 ulp; IEEE operations only, so every machine and vector width gives the same bits.
+ * Below -87.3 (where 2^n would leave the normal range) the result is 0, and NaN stays NaN. */
+static inline float ag__exp_nonpos(float x) {
+    const float xc = x < -87.3f ? -87.3f : x;
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    const float t = xc * 1.44269504088896341f + magic;
+    const float n = t - magic;
+    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float y = p * (r * r) + r + 1.0f;
+    uint32_t ti, mi; /* unsigned: a NaN's bits wrap harmlessly (the NaN survives in y) */
+    memcpy(&ti, &t, sizeof ti);
+    memcpy(&mi, &magic, sizeof mi);
+    const uint32_t bits = (ti - mi + 127u) << 23; /* 2^n, n in [-126, 0] */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -87.3f ? 0.0f : y * scale;
+}
+#endif
+static inline ag_real ag__sigmoid1(ag_real x) {
+    const ag_real e = ag__exp_nonpos(-ag__fabs(x));
+    const ag_real s = 1 / (1 + e);
+    return x >= 0 ? s : e * s;
+}
+
+/* tanh: f'(x) = 1 - f(x)^2 (backprop-derivation.md, "Notation").
+ * In float, glibc's tanhf goes through expm1f and costs ~3x an expf, which dominates chains of tiny
+ * ops. So: |x| < 0.3, the odd Taylor series to x^11 (next term < 2e-9 relative); otherwise
+ * (1 - e)/(1 + e) with e = e^(-2|x|) <= 0.55, where the subtraction loses at most ~1 bit. Within a
+ * few ulp of tanhf (a test holds it to 4e-7 relative); exact +-1 for large |x|, NaN stays NaN.
+ * The double build uses libm's tanh. */
+#ifdef AG_DOUBLE
+#define ag__tanh1 tanh
+#else
+static inline float ag__tanh1(float x) {
+    const float ax = fabsf(x);
+    if (ax < 0.3f) {
+        const float x2 = x * x;
+        return x + x * x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835 +
+                                                                                    x2 * (-1382.0f / 155925)))));
+    }
+    const float e = expf(-2 * ax);
+    return copysignf((1 - e) / (1 + e), x);
+}
+#endif
+
+/* Activations a fused op can apply (the values of layers/dense.h's ag_act). */
+enum { AG__ACT_IDENTITY = 0, AG__ACT_SIGMOID = 1, AG__ACT_TANH = 2, AG__ACT_RELU = 3 };
+
+/* Fused dense layer: a = f(x W^T + b) as one node (ops_matmul.c, "linear_act"). Shapes as
+ * ag_linear (b may be NULL: no bias); act is one of AG__ACT_*. The pre-activation is never
+ * stored: backward takes f' from a, for a sigmoid a(1-a), for tanh 1-a^2, for relu [a > 0]. */
+ag_tensor *ag__linear_act(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, int act);
+
 #endif /* AG_INTERNAL_H */

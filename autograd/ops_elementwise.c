@@ -283,42 +283,8 @@ ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sqrt_op, NULL
 /* ---- sigmoid: f(x) = 1/(1+e^-x);  f'(x) = f(x)(1 - f(x)) (backprop-derivation.md, "Notation").
  * Stable for any |x|: with e = e^-|x| in (0, 1], f = 1/(1+e) for x >= 0 and e/(1+e) for x < 0,
  * so exp never overflows and f(-100) is a tiny positive number, not 0/0. */
-#ifdef AG_DOUBLE
-#define exp_nonpos ag__exp
-#else
-/* e^x for x <= 0 (or NaN), branch-free so that the sigmoid loop vectorises (libm's expf is a call
- * per element and was most of a sigmoid layer's time). Cephes' expf: x = n ln2 + r with
- * n = round(x log2 e) (rounded by the 1.5 * 2^23 trick, exact for |n| < 2^22), r in
- * [-ln2/2, ln2/2] from a two-part ln2, a degree-7 polynomial for e^r, 2^n from the exponent bits.
- * About 1 ulp; IEEE operations only, so every machine and vector width gives the same bits.
- * Below -87.3 (where 2^n would leave the normal range) the result is 0, and NaN stays NaN. */
-static inline float exp_nonpos(float x) {
-    const float xc = x < -87.3f ? -87.3f : x;
-    const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    const float t = xc * 1.44269504088896341f + magic;
-    const float n = t - magic;
-    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float y = p * (r * r) + r + 1.0f;
-    uint32_t ti, mi; /* unsigned: a NaN's bits wrap harmlessly (the NaN survives in y) */
-    memcpy(&ti, &t, sizeof ti);
-    memcpy(&mi, &magic, sizeof mi);
-    const uint32_t bits = (ti - mi + 127u) << 23; /* 2^n, n in [-126, 0] */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return x < -87.3f ? 0.0f : y * scale;
-}
-#endif
-static inline ag_real sigmoid1(ag_real x) {
-    const ag_real e = exp_nonpos(-ag__fabs(x));
-    const ag_real s = 1 / (1 + e);
-    return x >= 0 ? s : e * s;
-}
+/* sigmoid1 is ag__sigmoid1 (internal.h): stable, and vectorisable in the float build. */
+#define sigmoid1 ag__sigmoid1
 UNARY(sigmoid, sigmoid1(x), g * out * (1 - out))
 static const ag_op sigmoid_op = {"sigmoid", 1, 0, same_shape, sigmoid_forward, sigmoid_backward};
 ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sigmoid_op, NULL, x); }
@@ -329,20 +295,7 @@ ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sigmoid_op
  * (1 - e)/(1 + e) with e = e^(-2|x|) <= 0.55, where the subtraction loses at most ~1 bit. Within a
  * few ulp of tanhf (a test holds it to 4e-7 relative); exact +-1 for large |x|, NaN stays NaN.
  * The double build uses libm's tanh. */
-#ifdef AG_DOUBLE
-#define tanh1 tanh
-#else
-static inline float tanh1(float x) {
-    const float ax = fabsf(x);
-    if (ax < 0.3f) {
-        const float x2 = x * x;
-        return x + x * x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835 +
-                                                                                    x2 * (-1382.0f / 155925)))));
-    }
-    const float e = expf(-2 * ax);
-    return copysignf((1 - e) / (1 + e), x);
-}
-#endif
+#define tanh1 ag__tanh1 /* internal.h */
 UNARY(tanh, tanh1(x), g * (1 - out * out))
 static const ag_op tanh_op = {"tanh", 1, 0, same_shape, tanh_forward, tanh_backward};
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &tanh_op, NULL, x); }

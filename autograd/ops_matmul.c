@@ -159,3 +159,96 @@ ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b) {
     if (t && ag_tape_status(t) != AG_OK) return NULL;
     return AG__CALL(t, &linear_nobias_op, NULL, x, W);
 }
+
+/* ---------------------------------------------------------------- linear_act (fused dense layer)
+ * a = f(z), z = x W^T + b, as one node: a dense layer's two ops (ag_linear, then the activation)
+ * without the pre-activation buffer, its gradient buffer and a separate element-wise pass.
+ * Forward: bias rows, z += x W^T (ag_gemm), then f applied in place while the tile is in cache.
+ * Backward: f' comes from a itself (sigmoid a(1-a), tanh 1-a^2, relu [a > 0], identity 1), so
+ *   dz  = da .* f'          one pass, into arena scratch (written, never zeroed), with
+ *   db += sum_k dz_k        the bias gradient summed in the same pass
+ *   dx += dz W,  dW += dz^T x   as linear.
+ * Used by ag_dense_forward when the caller does not ask for z (layers/dense.c). Same shapes and
+ * messages as linear (linear_shape); the act is the op's parameter. */
+
+typedef struct linear_act_params {
+    int act; /* AG__ACT_* */
+} linear_act_params;
+
+static ag_status linear_act_forward(ag_node *n) {
+    ag_status st = linear_forward(n);
+    if (st != AG_OK) return st;
+    ag_real *restrict a = n->out.value;
+    const size_t N = n->out.size;
+    switch (((const linear_act_params *)n->params)->act) {
+    case AG__ACT_SIGMOID:
+        for (size_t i = 0; i < N; i++) a[i] = ag__sigmoid1(a[i]);
+        break;
+    case AG__ACT_TANH:
+        for (size_t i = 0; i < N; i++) a[i] = ag__tanh1(a[i]);
+        break;
+    case AG__ACT_RELU:
+        for (size_t i = 0; i < N; i++) a[i] = a[i] > 0 ? a[i] : 0;
+        break;
+    default: break; /* identity */
+    }
+    return AG_OK;
+}
+
+static ag_status linear_act_backward(ag_node *n) {
+    ag_tensor *x = n->in[0], *W = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    const size_t in = W->shape[1], out = W->shape[0], K = x->size / in;
+    const ag_real *restrict a = n->out.value, *restrict da = n->out.grad;
+    ag_real *restrict dz = ag_node_alloc(n, n->out.size * sizeof(ag_real)); /* K x out */
+    if (!dz) return AG_ERR_NOMEM;
+    const int act = ((const linear_act_params *)n->params)->act;
+    for (size_t k = 0; k < K; k++) {
+        const ag_real *restrict ak = a + k * out, *restrict gk = da + k * out;
+        ag_real *restrict dk = dz + k * out;
+        switch (act) {
+        case AG__ACT_SIGMOID:
+            for (size_t j = 0; j < out; j++) dk[j] = gk[j] * ak[j] * (1 - ak[j]);
+            break;
+        case AG__ACT_TANH:
+            for (size_t j = 0; j < out; j++) dk[j] = gk[j] * (1 - ak[j] * ak[j]);
+            break;
+        case AG__ACT_RELU:
+            for (size_t j = 0; j < out; j++) dk[j] = ak[j] > 0 ? gk[j] : 0;
+            break;
+        default:
+            for (size_t j = 0; j < out; j++) dk[j] = gk[j];
+            break;
+        }
+        if (b && b->grad) {
+            ag_real *restrict db = b->grad;
+            for (size_t j = 0; j < out; j++) db[j] += dk[j];
+        }
+    }
+    ag_status st = AG_OK;
+    if (x->grad) { /* dx (K x in) += dz W */
+        st = ag_gemm(0, 0, K, in, out, 1, dz, out, W->value, in, 1, x->grad, in);
+        if (st != AG_OK) return gemm_check(n, st);
+    }
+    if (W->grad) /* dW (out x in) += dz^T x */
+        st = ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, 1, W->grad, in);
+    return gemm_check(n, st);
+}
+
+static const ag_op linear_act_op = {"linear_act", 3, sizeof(linear_act_params), linear_shape,
+                                    linear_act_forward, linear_act_backward};
+static const ag_op linear_act_nobias_op = {"linear_act", 2, sizeof(linear_act_params), linear_shape,
+                                           linear_act_forward, linear_act_backward};
+
+ag_tensor *ag__linear_act(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, int act) {
+    if (act < AG__ACT_IDENTITY || act > AG__ACT_RELU) {
+        if (t && ag_tape_status(t) == AG_OK) {
+            ag__fail(t, AG_ERR_ARG, "linear_act: unknown activation %d", act);
+            t->op_failed = 1;
+        }
+        return NULL;
+    }
+    const linear_act_params p = {act};
+    if (b) return AG__CALL(t, &linear_act_op, &p, x, W, b);
+    if (t && ag_tape_status(t) != AG_OK) return NULL; /* as ag_linear: a NULL b may be a failed result */
+    return AG__CALL(t, &linear_act_nobias_op, &p, x, W);
+}

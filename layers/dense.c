@@ -126,6 +126,8 @@ ag_tensor *ag_dense_forward(ag_tape *t, const ag_dense *d, ag_tensor *x, ag_tens
                  ag_shape_str(x, s, sizeof s), d->in);
         return NULL;
     }
+    if (!z_out && d->act != AG_ACT_IDENTITY) /* nobody asks for z: one fused node, no z buffer */
+        return ag__linear_act(t, x, d->W, d->b, (int)d->act); /* a^(l+1) = f(W^(l) a^(l) + b^(l)) */
     ag_tensor *z = ag_linear(t, x, d->W, d->b); /* z^(l+1) = W^(l) a^(l) + b^(l), one row per example */
     if (z_out) *z_out = z;
     return ag_activate(t, d->act, z); /* a^(l+1) = f(z^(l+1)) */
