@@ -358,13 +358,24 @@ static ag_node *node_new(ag_tape *t, const ag_op *op, int n_in, size_t params_si
     }
     if (!n) return NULL;
     AG__PREFETCH_W((char *)n + AG__PREFETCH_AHEAD); /* the arena is filled upwards */
-    memset(n, 0, sizeof *n);
+    /* Field by field, not memset: for 136 bytes compilers pick `rep stos`, whose start-up cost
+     * and the failed store forwarding into the flags that follow were a third of recording. */
+    ag_tensor *o = &n->out;
+    o->value = NULL;
+    o->grad = NULL;
+    o->size = 0;
+    for (int i = 0; i < AG_MAX_DIMS; i++) o->shape[i] = 1;
+    o->ndim = 0;
+    o->flags = 0;
+    o->tape = t;
+    o->gen = t->gen;
+    o->name = NULL;
     n->op = op;
+    n->prev = NULL;
     n->in = (ag_tensor **)(void *)(n + 1);
     n->n_in = n_in;
     n->params = params_size ? (char *)n + params_off : NULL;
-    n->out.tape = t;
-    n->out.gen = t->gen;
+    n->saved = NULL;
     return n;
 }
 
