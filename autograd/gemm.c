@@ -264,8 +264,15 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
                     int mr = (int)min_sz(mc - ir, MR);
                     const ag_real *ap = sh_a ? shared_panel(J, pc, kc, (ic + ir) / MR) : abuf + ir * kc;
                     ag_real *crow = J->c + (ic + ir) * J->ldc + jc;
+                    /* Pull the next A micro-panel towards L2 in slices while this one is in use: it often
+                     * comes from L3 or memory, and its first kernel call would otherwise wait for it. */
+                    const char *next = ir + MR < mc ? (const char *)(ap + MR * kc) : NULL;
+                    size_t pf_lines = MR * kc * sizeof(ag_real) / 64, pf_step = pf_lines / ceil_div(nc, NR) + 1;
+                    size_t pf = 0;
                     for (size_t jr = 0; jr < nc; jr += NR) {
                         int nr = (int)min_sz(nc - jr, NR);
+                        for (size_t e = pf + pf_step; next && pf < e && pf < pf_lines; pf++)
+                            __builtin_prefetch(next + 64 * pf, 0, 2);
                         const ag_real *bp = sh_b ? shared_panel(J, pc, kc, (jc + jr) / NR) : bbuf + jr * kc;
                         kr->ukr(kc, ap, bp, crow + jr, J->ldc, mr, nr, J->alpha, beta);
                     }
