@@ -302,12 +302,12 @@ static void gemm_task(void *ctx, size_t task, int thread)
         gemm_strip(J, lo, min_sz(lo + J->strip, J->m), 0, J->n, abuf, bbuf);
 }
 
-/* Skinny products where packing would cost about as much as the FMAs: few rows of A, a short k, or a
- * narrow B^T (the output layer). Depends on the shape only, so results stay independent of threads. */
+/* Skinny or small products where packing would cost about as much as the FMAs: few rows of A, a short
+ * k, up to ~100^3 with B as stored, or a narrow B^T (the output layer). Depends on the shape only, so results stay independent of threads. */
 static int use_direct(const ag__gemm_kernel *kr, int ta, int tb, size_t m, size_t n, size_t k)
 {
     if (!kr->direct) return 0;
-    if (!tb) return m <= (size_t)kr->mr || k <= 16;
+    if (!tb) return m <= (size_t)kr->mr || k <= 16 || (double)m * (double)n * (double)k <= 1e6;
     return !ta && (m <= 4 || n <= 16);
 }
 
