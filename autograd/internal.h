@@ -145,14 +145,20 @@ static inline float ag__exp_nonpos(float x) {
     const uint32_t bits = (ti - mi + 127u) << 23; /* 2^n, n in [-126, 0] */
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < -87.3f ? 0.0f : y * scale;
+    const float v = y * scale; /* computed unconditionally: a select of values, which GCC if-converts
+                                  (with -ftrapping-math it will not speculate an FP op in a branch) */
+    return x < -87.3f ? 0.0f : v;
 }
 #endif
 static inline ag_real ag__sigmoid1(ag_real x) {
     const ag_real e = ag__exp_nonpos(-ag__fabs(x));
-    const ag_real s = 1 / (1 + e);
-    return x >= 0 ? s : e * s;
+    const ag_real s = 1 / (1 + e), es = e * s; /* both always computed, then selected: vectorises */
+    return x >= 0 ? s : es;
 }
+
+/* o[i] = ag__sigmoid1(x[i]) for i < n, bit for bit, SIMD where available (ops_elementwise.c);
+ * o == x is allowed (in place). */
+void ag__sigmoid_array(const ag_real *x, ag_real *o, size_t n);
 
 /* tanh: f'(x) = 1 - f(x)^2 (backprop-derivation.md, "Notation").
  * In float, glibc's tanhf goes through expm1f and costs ~3x an expf, which dominates chains of tiny

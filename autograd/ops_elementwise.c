@@ -283,9 +283,59 @@ ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sqrt_op, NULL
 /* ---- sigmoid: f(x) = 1/(1+e^-x);  f'(x) = f(x)(1 - f(x)) (backprop-derivation.md, "Notation").
  * Stable for any |x|: with e = e^-|x| in (0, 1], f = 1/(1+e) for x >= 0 and e/(1+e) for x < 0,
  * so exp never overflows and f(-100) is a tiny positive number, not 0/0. */
-/* sigmoid1 is ag__sigmoid1 (internal.h): stable, and vectorisable in the float build. */
-#define sigmoid1 ag__sigmoid1
-UNARY(sigmoid, sigmoid1(x), g * out * (1 - out))
+/* The scalar is ag__sigmoid1 (internal.h). Its selects keep GCC from vectorising the loop (under
+ * the default -ftrapping-math it will not if-convert them), so the float build on x86-64 runs the
+ * same operations 4 at a time with SSE2 (baseline there): max, mul, add, sub, shifts, and/andnot
+ * selects give each lane exactly the scalar's bits, so results do not depend on n or alignment. */
+#if !defined(AG_DOUBLE) && (defined(__SSE2__) || defined(_M_X64))
+#include <emmintrin.h>
+#define AG__SIGMOID_SSE2 1
+#endif
+
+void ag__sigmoid_array(const ag_real *x, ag_real *o, size_t n) { /* o == x allowed: no restrict */
+    size_t i = 0;
+#ifdef AG__SIGMOID_SSE2
+    const __m128 sign = _mm_set1_ps(-0.0f), lo = _mm_set1_ps(-87.3f), one = _mm_set1_ps(1.0f);
+    const __m128 magic = _mm_set1_ps(12582912.0f), log2e = _mm_set1_ps(1.44269504088896341f);
+    const __m128 c1 = _mm_set1_ps(0.693359375f), c2 = _mm_set1_ps(-2.12194440e-4f);
+    const __m128i mbits = _mm_castps_si128(magic), e127 = _mm_set1_epi32(127);
+    for (; i + 4 <= n; i += 4) {
+        const __m128 xv = _mm_loadu_ps(x + i);
+        const __m128 a = _mm_or_ps(xv, sign);      /* -|x| */
+        const __m128 xc = _mm_max_ps(lo, a);       /* a < -87.3 ? -87.3 : a (a NaN stays) */
+        const __m128 t = _mm_add_ps(_mm_mul_ps(xc, log2e), magic);
+        const __m128 nn = _mm_sub_ps(t, magic);
+        const __m128 r = _mm_sub_ps(_mm_sub_ps(xc, _mm_mul_ps(nn, c1)), _mm_mul_ps(nn, c2));
+        __m128 p = _mm_set1_ps(1.9875691500e-4f);
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.3981999507e-3f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(8.3334519073e-3f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(4.1665795894e-2f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.6666665459e-1f));
+        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(5.0000001201e-1f));
+        const __m128 y = _mm_add_ps(_mm_add_ps(_mm_mul_ps(p, _mm_mul_ps(r, r)), r), one);
+        const __m128i bits =
+            _mm_slli_epi32(_mm_add_epi32(_mm_sub_epi32(_mm_castps_si128(t), mbits), e127), 23);
+        const __m128 v = _mm_mul_ps(y, _mm_castsi128_ps(bits));
+        const __m128 e = _mm_andnot_ps(_mm_cmplt_ps(a, lo), v); /* a < -87.3 ? 0 : v */
+        const __m128 sg = _mm_div_ps(one, _mm_add_ps(one, e)), es = _mm_mul_ps(e, sg);
+        const __m128 pos = _mm_cmpge_ps(xv, _mm_setzero_ps()); /* x >= 0 ? s : e s */
+        _mm_storeu_ps(o + i, _mm_or_ps(_mm_and_ps(pos, sg), _mm_andnot_ps(pos, es)));
+    }
+#endif
+    for (; i < n; i++) o[i] = ag__sigmoid1(x[i]);
+}
+
+static ag_status sigmoid_forward(ag_node *n) {
+    ag__sigmoid_array(n->in[0]->value, n->out.value, n->out.size);
+    return AG_OK;
+}
+static ag_status sigmoid_backward(ag_node *n) { /* dx += g f (1 - f), from the saved output */
+    ag_real *restrict dx = n->in[0]->grad;
+    if (!dx) return AG_OK;
+    const ag_real *restrict o = n->out.value, *restrict dout = n->out.grad;
+    for (size_t i = 0, N = n->out.size; i < N; i++) dx[i] += dout[i] * o[i] * (1 - o[i]);
+    return AG_OK;
+}
 static const ag_op sigmoid_op = {"sigmoid", 1, 0, same_shape, sigmoid_forward, sigmoid_backward};
 ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sigmoid_op, NULL, x); }
 

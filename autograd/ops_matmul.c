@@ -182,7 +182,7 @@ static ag_status linear_act_forward(ag_node *n) {
     const size_t N = n->out.size;
     switch (((const linear_act_params *)n->params)->act) {
     case AG__ACT_SIGMOID:
-        for (size_t i = 0; i < N; i++) a[i] = ag__sigmoid1(a[i]);
+        ag__sigmoid_array(a, a, N);
         break;
     case AG__ACT_TANH:
         for (size_t i = 0; i < N; i++) a[i] = ag__tanh1(a[i]);

@@ -241,6 +241,36 @@ START_TEST(errors) {
 }
 END_TEST
 
+/* the SIMD sigmoid gives every element exactly the scalar's bits, whatever its lane or offset */
+START_TEST(sigmoid_array_is_the_scalar) {
+    enum { N = 4099 };
+    static ag_real x[N + 1], o[N + 1];
+    ag_rng rng;
+    ag_rng_seed(&rng, 5);
+    for (int i = 0; i < N; i++) x[i] = (ag_real)(200 * ag_rng_uniform(&rng) - 100);
+    const ag_real special[] = {0, -0.0f, 1e-30f, -1e-30f, -87.3f, 87.3f, -87.30001f, 87.30001f, -88, 88, -1000,
+                               1000, (ag_real)INFINITY, (ag_real)-INFINITY, (ag_real)NAN, (ag_real)-NAN, 2, -2};
+    memcpy(x, special, sizeof special);
+    for (int off = 0; off <= 1; off++) {
+        ag__sigmoid_array(x + off, o, N - (size_t)off);
+        for (int i = 0; i < N - off; i++) {
+            ag_real ref = ag__sigmoid1(x[i + off]);
+            ck_assert_msg(memcmp(&ref, &o[i], sizeof ref) == 0 || (isnan(ref) && isnan(o[i])),
+                          "sigmoid(%.9g): array %.9g, scalar %.9g", (double)x[i + off], (double)o[i], (double)ref);
+        }
+    }
+    memcpy(o, x, sizeof x);
+    ag__sigmoid_array(o, o, N); /* in place */
+    for (int i = 0; i < N; i++) {
+        ag_real ref = ag__sigmoid1(x[i]);
+        ck_assert(memcmp(&ref, &o[i], sizeof ref) == 0 || (isnan(ref) && isnan(o[i])));
+    }
+    ck_assert(isnan(o[14]));
+    ck_assert_double_eq(o[12], 1);
+    ck_assert_double_eq(o[13], 0);
+}
+END_TEST
+
 static Suite *fused_suite(void) {
     Suite *s = suite_create("fused");
     TCase *tc = tcase_create("linear_act");
@@ -250,6 +280,7 @@ static Suite *fused_suite(void) {
     tcase_add_test(tc, backward_accumulates);
     tcase_add_test(tc, dense_fuses_unless_z_is_asked_for);
     tcase_add_test(tc, errors);
+    tcase_add_test(tc, sigmoid_array_is_the_scalar);
     suite_add_tcase(s, tc);
     return s;
 }
