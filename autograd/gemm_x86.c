@@ -71,7 +71,8 @@ a5_tile(const int rows, size_t kc, const ag_real *a, const ag_real *b, ag_real *
     }
     AG__UNROLL for (int r = 0; r < rows; r++) c0[r] = c1[r] = z_zero();
     for (size_t p = 0; p < kc; p++) {
-        _mm_prefetch((const char *)(b + A5_PF_B), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + A5_PF_B), _MM_HINT_T0);   /* both lines of a B row, 8 rows ahead */
+        _mm_prefetch((const char *)(b + A5_PF_B + Z_W), _MM_HINT_T0);
         zv b0 = z_load(b), b1 = z_load(b + Z_W);
         AG__UNROLL for (int r = 0; r < rows; r++) {
             zv ar = z_set1(a[r]);
