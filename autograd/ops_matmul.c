@@ -188,7 +188,10 @@ static ag_status linear_act_forward(ag_node *n) {
         for (size_t i = 0; i < N; i++) a[i] = ag__tanh1(a[i]);
         break;
     case AG__ACT_RELU:
-        for (size_t i = 0; i < N; i++) a[i] = a[i] > 0 ? a[i] : 0;
+        for (size_t i = 0; i < N; i++) {
+            const ag_real v = a[i];
+            a[i] = v > 0 ? v : 0;
+        }
         break;
     default: break; /* identity */
     }
@@ -212,8 +215,11 @@ static ag_status linear_act_backward(ag_node *n) {
         case AG__ACT_TANH:
             for (size_t j = 0; j < out; j++) dk[j] = gk[j] * (1 - ak[j] * ak[j]);
             break;
-        case AG__ACT_RELU:
-            for (size_t j = 0; j < out; j++) dk[j] = ak[j] > 0 ? gk[j] : 0;
+        case AG__ACT_RELU: /* both loads unconditional: a select, which vectorises (a branch would not) */
+            for (size_t j = 0; j < out; j++) {
+                const ag_real aj = ak[j], gj = gk[j];
+                dk[j] = aj > 0 ? gj : 0;
+            }
             break;
         default:
             for (size_t j = 0; j < out; j++) dk[j] = gk[j];
