@@ -102,7 +102,7 @@ static ag__chunk *chunk_new(size_t size) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE) && !defined(AG__NO_HUGEPAGE)
     /* A big arena (a long chain of small nodes, a large batch) is walked end to end twice per
      * step: on 2 MiB pages its TLB misses vanish. Only advice: ignored where THP is off. */
-    if (size >= ((size_t)8 << 20)) {
+    if (size >= ((size_t)32 << 20)) { /* training arenas stay on small pages: no RSS rounding */
         uintptr_t lo = ((uintptr_t)raw + ((uintptr_t)2 << 20) - 1) & ~(((uintptr_t)2 << 20) - 1);
         uintptr_t hi = ((uintptr_t)raw + head + size) & ~(((uintptr_t)2 << 20) - 1);
         if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
