@@ -149,9 +149,10 @@ typedef struct ag_tape_params {
 ag_status ag_tape_new(ag_tape **out, const ag_tape_params *params);
 void ag_tape_free(ag_tape *t);
 
-/* Forget every node: tensors recorded so far become invalid. Clears the error and the
- * backward-done state. Keeps the arena's memory (merged into one block after a step that
- * needed to grow), so later steps allocate nothing. */
+/* Forget every node: tensors recorded so far become invalid (using one is reported as
+ * AG_ERR_STATE when detectable; its memory stays owned by the tape until ag_tape_free). Clears
+ * the error and the backward-done state. Keeps all arena memory, so after the first step a step
+ * that records the same ops allocates nothing. */
 void ag_tape_reset(ag_tape *t);
 
 ag_status ag_tape_status(const ag_tape *t);    /* last error, AG_OK if none */

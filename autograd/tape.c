@@ -226,16 +226,9 @@ void ag_tape_free(ag_tape *t) {
 
 void ag_tape_reset(ag_tape *t) {
     if (!t) return;
-    /* A step that overflowed into several chunks: merge them into one block so the next steps
-     * bump-allocate from a single region and never allocate again. On failure keep the chunks. */
-    if (t->first->next && t->growable) {
-        size_t total = capacity(t);
-        ag__chunk *merged = chunk_new(total);
-        if (merged) {
-            chunks_free(t->first);
-            t->first = merged;
-        }
-    }
+    /* Keep every chunk: the next step replays the same allocations into the same chunks, so it
+     * allocates nothing, and a stale tensor pointer still points into memory the tape owns
+     * (never freed before ag_tape_free), where the generation check can catch it. */
     for (ag__chunk *c = t->first; c; c = c->next) c->used = 0;
     t->cur = t->first;
     t->last = NULL;
@@ -404,12 +397,14 @@ static ag_status check_input(ag_tape *t, const char *name, ag_tensor *x, int i) 
         if (t->status != AG_OK) return t->status;
         return ag__fail(t, AG_ERR_ARG, "%s: input %d is NULL", name, i);
     }
-    if (x->flags & AG_PARAM) return AG_OK;
-    if (x->tape != t) return ag__fail(t, AG_ERR_ARG, "%s: input %d belongs to another tape", name, i);
-    if (x->gen != t->gen)
+    if (x->tape == t) {
+        if (x->gen == t->gen) return AG_OK;
         return ag__fail(t, AG_ERR_STATE, "%s: input %d was recorded before the last ag_tape_reset",
                         name, i);
-    return AG_OK;
+    }
+    if (!x->tape && (x->flags & AG_PARAM)) return AG_OK;
+    if (x->tape) return ag__fail(t, AG_ERR_ARG, "%s: input %d belongs to another tape", name, i);
+    return ag__fail(t, AG_ERR_ARG, "%s: input %d is neither a tape tensor nor a parameter", name, i);
 }
 
 static ag_status apply_impl(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in,
