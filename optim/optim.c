@@ -166,6 +166,21 @@ double ag_clip_grad_norm(ag_params *ps, double max_norm) {
     return norm;
 }
 
+/* 1 if every element of g[0, n) is finite. g*0 is 0 for a finite g and NaN for NaN/Inf, and a
+ * sum with a NaN term is NaN; the L independent accumulators let the compiler vectorise the loop
+ * without reassociating (unlike the double-precision norm, which cost 21% of a seed b32 step). */
+static int all_finite(const ag_real *restrict g, size_t n) {
+    enum { L = 16 };
+    ag_real acc[L] = {0};
+    size_t i = 0;
+    for (; i + L <= n; i += L)
+        for (size_t j = 0; j < L; j++) acc[j] += g[i + j] * 0;
+    ag_real s = 0;
+    for (; i < n; i++) s += g[i] * 0;
+    for (size_t j = 0; j < L; j++) s += acc[j];
+    return s == 0;
+}
+
 /* ---------------------------------------------------------------- the update */
 
 /* Elements [lo, hi) of the flat buffers. wd_g: decay added to the gradient (coupled);
@@ -228,8 +243,12 @@ ag_status ag_optim_step(ag_optim *opt) {
         return ofail(opt, AG_ERR_STATE, "optim: the store holds %zu elements but the optimizer was made for %zu",
                      numel, opt->numel);
     const ag_optim_config *c = &opt->cfg;
-    /* the norm is checked whether or not it clips: a NaN/Inf gradient must not reach the weights */
-    opt->last_norm = c->clip_norm > 0 ? ag_clip_grad_norm(ps, c->clip_norm) : ag_grad_norm(ps);
+    /* a NaN/Inf gradient must not reach the weights: clipping computes the norm anyway; without
+     * it a finiteness check is enough, and the norm is computed only for the error message */
+    if (c->clip_norm > 0)
+        opt->last_norm = ag_clip_grad_norm(ps, c->clip_norm);
+    else
+        opt->last_norm = all_finite(ag_params_grads(ps), numel) ? 0 : ag_grad_norm(ps);
     if (!isfinite(opt->last_norm))
         return ofail(opt, AG_ERR_NUMERIC, "optim: gradient norm is %g; parameters left unchanged",
                      opt->last_norm);

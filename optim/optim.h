@@ -107,12 +107,14 @@ void ag_optim_free(ag_optim *opt);
 
 /* One update from the gradients now in the store: clip (if clip_norm), decay, update, then
  * count the step. Allocates nothing. AG_ERR_STATE if the store changed size since creation,
- * AG_ERR_NUMERIC if the gradient norm is not finite (parameters untouched). */
+ * AG_ERR_NUMERIC if some gradient element is NaN/Inf (parameters, state and steps untouched). */
 ag_status ag_optim_step(ag_optim *opt);
 void ag_optim_zero_grad(ag_optim *opt); /* ag_params_zero_grad of the store */
 
 double ag_optim_lr(const ag_optim *opt);        /* the rate the next step will use */
-double ag_optim_grad_norm(const ag_optim *opt); /* pre-clip global norm at the last step (clip_norm > 0) */
+/* pre-clip global norm at the last step with clip_norm > 0; without clipping only a failed
+ * (non-finite) step computes it, and a successful one reports 0 */
+double ag_optim_grad_norm(const ag_optim *opt);
 const ag_optim_config *ag_optim_get_config(const ag_optim *opt); /* with defaults filled in */
 const char *ag_optim_errmsg(const ag_optim *opt); /* "" if none */
 
