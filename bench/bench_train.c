@@ -10,7 +10,8 @@
  * A step, all inside the timed loop as in the torch twin: gather the batch's uint8 rows by index
  * (one fixed shuffle of the 60,000, reused every epoch, last partial batch dropped) and convert
  * them to ag_real (ag_dataset_batch; the seed net also gets its one-hot targets there), reset the
- * tape, wrap the batch, forward, loss, zero grad, backward, optimizer step.
+ * tape, wrap the batch, forward, loss, backward, optimizer step (which zeroes each gradient as it
+ * consumes it, .zero_grad = 1, instead of a separate zeroing pass: torch's zero_grad's work).
  *
  * The seed net's L2 (--l2): "optimizer" (default) applies lambda W as SGD weight decay on the
  * weights (the same gradient as the cost term, for plain SGD the same update; torch_train.py's
@@ -139,7 +140,8 @@ static int net_new(net *m, int seed_net, double lr, double momentum, double lamb
                              .init = AG_INIT_HE_NORMAL, .seed = seed};
     if (ag_mlp_new(&m->mlp, m->ps, &mc, err, sizeof err) != AG_OK)
         return fprintf(stderr, "bench_train: %s\n", err), -1;
-    ag_optim_config oc = {.kind = momentum > 0 ? AG_OPT_MOMENTUM : AG_OPT_SGD, .lr = lr, .momentum = momentum};
+    ag_optim_config oc = {.kind = momentum > 0 ? AG_OPT_MOMENTUM : AG_OPT_SGD, .lr = lr, .momentum = momentum,
+                          .zero_grad = 1}; /* the step clears the grads: no separate pass */
     if (seed_net && !l2_loss) oc.weight_decay = lambda; /* AG_DECAY tensors (weights) only */
     if (ag_optim_new(&m->opt, m->ps, &oc, err, sizeof err) != AG_OK)
         return fprintf(stderr, "bench_train: %s\n", err), -1;
@@ -167,7 +169,6 @@ static double train_step(net *m, size_t K, ag_real *x, const int32_t *labels, ag
     } else {
         J = ag_cross_entropy(t, h, labels);
     }
-    ag_optim_zero_grad(m->opt);
     if (ag_backward(t, J) != AG_OK) {
         fprintf(stderr, "bench_train: %s\n", ag_tape_errmsg(t));
         return NAN;

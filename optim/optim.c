@@ -3,9 +3,9 @@
  * an ag_params store. The formulas are listed in optim.h; each loop below names the one it runs.
  *
  * The update is element-wise, so it is one loop over [0, numel) when no weight decay is set, and
- * one loop per tensor when it is (decay only on AG_DECAY tensors; the padding between tensors
- * then stays untouched at zero). Both paths run the same per-element code, so their results are
- * identical.
+ * one loop per tensor when it is (decay only on AG_DECAY tensors, the factor fixed per tensor;
+ * the padding between tensors then stays untouched at zero). Both paths run the same
+ * per-element code, so their results are identical.
  */
 #include "optim.h"
 
@@ -103,6 +103,7 @@ ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg
     if (!(c.clip_norm >= 0)) return cfg_fail(err, errsize, "clip_norm must be >= 0", c.clip_norm);
     if (c.kind == AG_OPT_ADAMW) c.decoupled = 1;
     c.decoupled = c.decoupled != 0;
+    c.zero_grad = c.zero_grad != 0;
     const ag_schedule *s = &c.schedule;
     if ((int)s->kind < AG_SCHED_CONSTANT || s->kind > AG_SCHED_COSINE)
         return cfg_fail(err, errsize, "unknown schedule kind", s->kind);
@@ -183,56 +184,88 @@ static int all_finite(const ag_real *restrict g, size_t n) {
 
 /* ---------------------------------------------------------------- the update */
 
+/* Run BODY (which uses w, g, ..., at i) for i in [0, n), then, with zero_grad, clear g[i] in
+ * the same pass (one stream over the gradients instead of a separate ag_params_zero_grad).
+ * Every branch is outside the loops so that they vectorise. */
+#define EACH(BODY)                                                                                 \
+    do {                                                                                           \
+        if (zero)                                                                                  \
+            for (size_t i = 0; i < n; i++) {                                                       \
+                BODY;                                                                              \
+                g[i] = 0;                                                                          \
+            }                                                                                      \
+        else                                                                                       \
+            for (size_t i = 0; i < n; i++) {                                                       \
+                BODY;                                                                              \
+            }                                                                                      \
+    } while (0)
+
 /* Elements [lo, hi) of the flat buffers. wd_g: decay added to the gradient (coupled);
  * wd_w: decay applied to the weights directly (decoupled). At most one of them is nonzero. */
 static void update_range(ag_optim *opt, size_t lo, size_t hi, ag_real lr, ag_real wd_g, ag_real wd_w,
                          double bc1, double bc2) {
-    ag_real *restrict w = ag_params_values(opt->ps);
-    const ag_real *restrict g = ag_params_grads(opt->ps);
+    ag_real *restrict w = ag_params_values(opt->ps) + lo;
+    ag_real *restrict g = ag_params_grads(opt->ps) + lo;
     const ag_optim_config *c = &opt->cfg;
+    const size_t n = hi - lo;
+    const int zero = c->zero_grad;
+    const ag_real lrwd = lr * wd_w; /* decoupled: w -= (alpha lambda) w */
     switch (c->kind) {
-    case AG_OPT_SGD:
-        /* w -= alpha (g + lambda w): W := W - alpha [(1/K) DeltaW + lambda W] when g = (1/K) DeltaW.
-         * Coupled and decoupled decay are the same update for plain SGD. */
-        if (wd_g == 0 && wd_w == 0)
-            for (size_t i = lo; i < hi; i++) w[i] -= lr * g[i];
-        else {
-            ag_real wd = wd_g + wd_w;
-            for (size_t i = lo; i < hi; i++) w[i] -= lr * (g[i] + wd * w[i]);
-        }
+    case AG_OPT_SGD: {
+        /* w -= alpha (g + lambda w): W := W - alpha [(1/K) DeltaW + lambda W] when g = (1/K) DeltaW
+         * (backprop-derivation.md, the SGD update). Coupled and decoupled decay are the same
+         * update for plain SGD. */
+        ag_real wd = wd_g + wd_w;
+        if (wd == 0)
+            EACH(w[i] -= lr * g[i]);
+        else
+            EACH(w[i] -= lr * (g[i] + wd * w[i]));
         break;
+    }
     case AG_OPT_MOMENTUM:
     case AG_OPT_NESTEROV: {
-        ag_real *restrict v = opt->state[0];
+        ag_real *restrict v = opt->state[0] + lo;
         ag_real mu = (ag_real)c->momentum;
-        int nesterov = c->kind == AG_OPT_NESTEROV;
-        for (size_t i = lo; i < hi; i++) {
-            ag_real gi = g[i] + wd_g * w[i];
-            if (wd_w != 0) w[i] -= lr * wd_w * w[i]; /* decoupled: w -= alpha lambda w */
-            v[i] = mu * v[i] + gi;                    /* v = mu v + g */
-            w[i] -= lr * (nesterov ? gi + mu * v[i]   /* Nesterov: w -= alpha (g + mu v) */
-                                   : v[i]);           /* momentum: w -= alpha v */
-        }
+        /* v = mu v + g; momentum: w -= alpha v; Nesterov: w -= alpha (g + mu v) */
+#define MOM(GI, DECAY)                                                                             \
+    do {                                                                                           \
+        if (c->kind == AG_OPT_NESTEROV)                                                            \
+            EACH(ag_real gi = (GI); DECAY; v[i] = mu * v[i] + gi; w[i] -= lr * (gi + mu * v[i]));  \
+        else                                                                                       \
+            EACH(ag_real gi = (GI); DECAY; v[i] = mu * v[i] + gi; w[i] -= lr * v[i]);              \
+    } while (0)
+        if (wd_g != 0)
+            MOM(g[i] + wd_g * w[i], (void)0); /* coupled: g + lambda w */
+        else if (wd_w != 0)
+            MOM(g[i], w[i] -= lrwd * w[i]); /* decoupled (SGDW) */
+        else
+            MOM(g[i], (void)0);
+#undef MOM
         break;
     }
     case AG_OPT_ADAM:
     case AG_OPT_ADAMW: {
-        ag_real *restrict m = opt->state[0], *restrict v = opt->state[1];
+        ag_real *restrict m = opt->state[0] + lo, *restrict v = opt->state[1] + lo;
         ag_real b1 = (ag_real)c->beta1, b2 = (ag_real)c->beta2, eps = (ag_real)c->eps;
         ag_real ib1 = (ag_real)(1 - c->beta1), ib2 = (ag_real)(1 - c->beta2);
         ag_real rbc1 = (ag_real)(1 / bc1), rbc2 = (ag_real)(1 / bc2);
-        for (size_t i = lo; i < hi; i++) {
-            ag_real gi = g[i] + wd_g * w[i];
-            if (wd_w != 0) w[i] -= lr * wd_w * w[i]; /* AdamW: w -= alpha lambda w */
-            m[i] = b1 * m[i] + ib1 * gi;              /* m = b1 m + (1 - b1) g */
-            v[i] = b2 * v[i] + ib2 * gi * gi;         /* v = b2 v + (1 - b2) g^2 */
-            ag_real mhat = m[i] * rbc1, vhat = v[i] * rbc2; /* bias correction, 1 - b^t */
-            w[i] -= lr * mhat / (RSQRT(vhat) + eps);  /* w -= alpha mhat / (sqrt(vhat) + eps) */
-        }
+        /* m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; bias correction 1 - b^t;
+         * w -= alpha mhat / (sqrt(vhat) + eps) */
+#define ADAM(GI, DECAY)                                                                            \
+    EACH(ag_real gi = (GI); DECAY; m[i] = b1 * m[i] + ib1 * gi; v[i] = b2 * v[i] + ib2 * gi * gi;  \
+         ag_real mhat = m[i] * rbc1; ag_real vhat = v[i] * rbc2; w[i] -= lr * mhat / (RSQRT(vhat) + eps))
+        if (wd_g != 0)
+            ADAM(g[i] + wd_g * w[i], (void)0);
+        else if (wd_w != 0)
+            ADAM(g[i], w[i] -= lrwd * w[i]); /* AdamW */
+        else
+            ADAM(g[i], (void)0);
+#undef ADAM
         break;
     }
     }
 }
+#undef EACH
 
 ag_status ag_optim_step(ag_optim *opt) {
     if (!opt) return AG_ERR_ARG;

@@ -43,6 +43,8 @@
  *     for (...) { ag_tape_reset(t); ag_optim_zero_grad(opt); ...forward...; ag_backward(t, J);
  *                 ag_optim_step(opt); }
  *     ag_optim_free(opt);
+ * With .zero_grad = 1 the step clears the gradients itself and the loop drops ag_optim_zero_grad
+ * (it is then needed only before the first step and after a failed one).
  */
 #ifndef AG_OPTIM_H
 #define AG_OPTIM_H
@@ -95,6 +97,9 @@ typedef struct ag_optim_config {
     double eps;           /* Adam; 0 picks 1e-8 */
     double clip_norm;     /* > 0: clip the gradient to this global L2 norm before each step */
     ag_schedule schedule; /* zero-initialised: constant rate */
+    int zero_grad;        /* 1: a successful step zeroes each gradient element right after using it,
+                           * in the same pass (bit-identical to step + ag_optim_zero_grad, one
+                           * stream less); a failed step leaves the gradients as they were */
 } ag_optim_config;
 
 typedef struct ag_optim ag_optim;

@@ -365,6 +365,63 @@ static ag_params *make_big_store(void) {
 
 /* Save the state after 3 steps, restore it into a fresh optimizer and store, continue: the
  * result is bit-identical to 7 uninterrupted steps. */
+/* .zero_grad = 1 (the step clears each gradient as it goes) gives bit-identical parameters and
+ * state to step + ag_optim_zero_grad, for every kind, decay mode and clipping, with tensor
+ * sizes that are not multiples of a vector width; a refused step leaves the gradients alone. */
+static ag_params *odd_store(ag_tensor *t[3]) {
+    ag_params *ps;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "w1", 2, (size_t[]){7, 5}, AG_DECAY, &t[0]), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "b1", 1, (size_t[]){5}, 0, &t[1]), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "w2", 2, (size_t[]){5, 13}, AG_DECAY, &t[2]), AG_OK);
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < t[k]->size; i++) t[k]->value[i] = (ag_real)(0.1 * sin(1.0 + 3 * k + (double)i));
+    return ps;
+}
+
+START_TEST(fused_zero_grad_is_bit_identical) {
+    const ag_optim_kind kinds[] = {AG_OPT_SGD, AG_OPT_MOMENTUM, AG_OPT_NESTEROV, AG_OPT_ADAM, AG_OPT_ADAMW};
+    for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++)
+        for (int decay = 0; decay < 3; decay++)      /* none, coupled, decoupled */
+            for (int clip = 0; clip < 2; clip++) {
+                ag_tensor *ta[3], *tb[3];
+                ag_params *pa = odd_store(ta), *pb = odd_store(tb);
+                ag_optim_config cfg = {.kind = kinds[ki], .lr = 0.05, .weight_decay = decay ? 0.01 : 0,
+                                       .decoupled = decay == 2, .clip_norm = clip ? 0.5 : 0};
+                ag_optim *oa = make_opt(pa, cfg);
+                cfg.zero_grad = 1;
+                ag_optim *ob = make_opt(pb, cfg);
+                size_t n = ag_params_numel(pa);
+                for (int step = 0; step < 4; step++) {
+                    for (size_t i = 0; i < n; i++) ck_assert(ag_params_grads(pb)[i] == 0); /* cleared */
+                    for (int k = 0; k < 3; k++)
+                        for (size_t i = 0; i < ta[k]->size; i++)
+                            ta[k]->grad[i] = tb[k]->grad[i] = (ag_real)cos(0.7 * step + 5 * k + 1.3 * (double)i);
+                    ck_assert_int_eq(ag_optim_step(oa), AG_OK);
+                    ag_optim_zero_grad(oa);
+                    ck_assert_int_eq(ag_optim_step(ob), AG_OK);
+                }
+                ck_assert(memcmp(ag_params_values(pa), ag_params_values(pb), n * sizeof(ag_real)) == 0);
+                for (size_t s = 0; s < ag_optim_state_count(oa); s++) {
+                    ag_real *sa, *sb;
+                    ck_assert_int_eq(ag_optim_state(oa, s, NULL, &sa, NULL), AG_OK);
+                    ck_assert_int_eq(ag_optim_state(ob, s, NULL, &sb, NULL), AG_OK);
+                    ck_assert(memcmp(sa, sb, n * sizeof(ag_real)) == 0);
+                }
+                /* a refused step neither updates nor clears */
+                tb[0]->grad[3] = (ag_real)NAN;
+                tb[2]->grad[1] = 2;
+                ck_assert_int_eq(ag_optim_step(ob), AG_ERR_NUMERIC);
+                ck_assert(isnan(tb[0]->grad[3]) && tb[2]->grad[1] == 2);
+                ck_assert(memcmp(ag_params_values(pa), ag_params_values(pb), n * sizeof(ag_real)) == 0);
+                ag_optim_free(oa);
+                ag_optim_free(ob);
+                ag_params_free(pa);
+                ag_params_free(pb);
+            }
+}
+END_TEST
+
 START_TEST(state_round_trip_resumes_bit_identically) {
     const ag_optim_kind kinds[] = {AG_OPT_SGD, AG_OPT_MOMENTUM, AG_OPT_NESTEROV, AG_OPT_ADAM, AG_OPT_ADAMW};
     for (size_t kk = 0; kk < sizeof kinds / sizeof kinds[0]; kk++) {
@@ -475,6 +532,7 @@ static Suite *optim_suite(void) {
     tcase_add_test(tc, clip_by_global_norm);
     tcase_add_test(tc, schedules_at_chosen_steps);
     tcase_add_test(tc, zero_grad_clears_everything);
+    tcase_add_test(tc, fused_zero_grad_is_bit_identical);
     tcase_add_test(tc, state_round_trip_resumes_bit_identically);
     tcase_add_test(tc, steady_state_step_allocates_nothing);
     tcase_add_test(tc, errors_have_messages);

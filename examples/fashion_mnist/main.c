@@ -505,7 +505,8 @@ int main(int argc, char **argv) {
     net_build(&n, c.arch, c.act, c.loss, c.init, c.seed);
     size_t bs = (size_t)c.batch, steps = (train.n + bs - 1) / bs;
 
-    ag_optim_config oc = {.lr = c.lr, .momentum = c.momentum, .clip_norm = c.clip};
+    /* zero_grad: the step clears each gradient as it consumes it (no separate zeroing pass) */
+    ag_optim_config oc = {.lr = c.lr, .momentum = c.momentum, .clip_norm = c.clip, .zero_grad = 1};
     if (!strcmp(c.optim, "sgd")) oc.kind = AG_OPT_SGD;
     else if (!strcmp(c.optim, "momentum")) oc.kind = AG_OPT_MOMENTUM;
     else if (!strcmp(c.optim, "nesterov")) oc.kind = AG_OPT_NESTEROV;
@@ -577,6 +578,7 @@ int main(int argc, char **argv) {
     if (c.stop_after > 0 && (size_t)c.stop_after < end_epoch) end_epoch = (size_t)c.stop_after;
     size_t epochs_done = start_epoch;
     int blown = 0; /* numerical blow-up: stop, keep the last good checkpoint, exit EXIT_NUMERIC */
+    ag_optim_zero_grad(opt); /* from here on each successful step clears the gradients */
     for (size_t epoch = start_epoch; epoch < end_epoch; epoch++) {
         ag_dataset_shuffle(order, train.n, c.seed, epoch);
         double t0 = now(), last_draw = 0, loss_sum = 0;
@@ -595,7 +597,6 @@ int main(int argc, char **argv) {
             else
                 J = ag_cost_cross_entropy_l2(n.t, hh, y, (ag_real)c.lambda, weights, n.mlp->n_layers);
             if (!J) die("step %zu: %s", s, ag_tape_errmsg(n.t));
-            ag_optim_zero_grad(opt);
             if (ag_backward(n.t, J) != AG_OK) die("backward: %s", ag_tape_errmsg(n.t));
             double lv = (double)J->value[0];
             ag_status st = isfinite(lv) ? ag_optim_step(opt) : AG_ERR_NUMERIC;
