@@ -3,7 +3,9 @@
  * enough to be timed reliably), both GFLOP/s, the ratio ag/OpenBLAS and the spread ((max-min)/median).
  * Also a probe of the core's FMA peak and the fraction of it ag_gemm reaches at 1024^3: the probe also runs
  * between the 1024 repeats, and the fraction compares the two medians, so both see the same machine load.
- * Usage: bench_gemm [--quick] [--threads N]   (see bench/run_gemm for the environment to run it in)
+ * Usage: bench_gemm [--quick] [--threads N] [--cpu] [--only S1,S2,...]   (see bench/run_gemm for the environment)
+ *   --cpu: time with process CPU time (on a shared VM, 1 thread: leaves out time the core was taken away)
+ *   --only: just the shapes whose label contains one of the comma-separated substrings
  * Last line: gemm_vs_openblas min_mlp=<ratio> geomean=<ratio> peak_fraction_1024=<fraction> */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
@@ -23,10 +25,12 @@
 #define BLAS_NAME "cblas_sgemm"
 #endif
 
+static int use_cpu_clock;   /* --cpu: process CPU time instead of wall time (1 thread: ignores preemption) */
+
 static double now(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(use_cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -254,11 +258,14 @@ static result bench_shape(const shape *s, int repeats, int threads, double min_s
 int main(int argc, char **argv)
 {
     int quick = 0, threads = 1;
+    const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
+        else if (strcmp(argv[i], "--cpu") == 0) use_cpu_clock = 1;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--threads N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--threads N] [--cpu] [--only S1,S2,...]\n", argv[0]);
             return 2;
         }
     }
@@ -266,9 +273,9 @@ int main(int argc, char **argv)
     ag_set_threads(threads);
     openblas_set_num_threads(threads);
 
-    printf("bench_gemm: ag_gemm (%s kernel, %s) vs OpenBLAS %s, %d thread%s%s\n", ag_kernel_name(),
+    printf("bench_gemm: ag_gemm (%s kernel, %s) vs OpenBLAS %s, %d thread%s%s%s\n", ag_kernel_name(),
            sizeof(ag_real) == 4 ? "float" : "double", BLAS_NAME, threads, threads > 1 ? "s" : "",
-           quick ? ", quick" : "");
+           quick ? ", quick" : "", use_cpu_clock ? ", CPU time" : "");
     printf("OpenBLAS core: %s | config: %s\n", openblas_get_corename(), openblas_get_config());
     const char *probe_what;
     double peak = fma_peak(&probe_what);
@@ -316,6 +323,20 @@ int main(int argc, char **argv)
     printf("%-30s %10s %10s %7s %8s %8s%s\n", "shape (m x n x k)", "ag GF/s", "blas GF/s", "ratio", "spr ag",
            "spr blas", threads > 1 ? "   ag 1-thr  speedup" : "");
     double min_mlp = 1e30, log_sum = 0, frac1024 = 0, probe1024 = 0, gf1024 = 0;
+    if (only) {   /* keep the shapes whose label contains one of the substrings */
+        int kept = 0;
+        for (int i = 0; i < ns; i++) {
+            int keep = 0;
+            for (const char *o = only; *o && !keep;) {
+                const char *e = strchr(o, ',');
+                size_t len = e ? (size_t)(e - o) : strlen(o);
+                for (const char *l = shapes[i].label; *l && !keep; l++) keep = len && strncmp(l, o, len) == 0;
+                o += len + (e != NULL);
+            }
+            if (keep) shapes[kept++] = shapes[i];
+        }
+        ns = kept;
+    }
     for (int i = 0; i < ns; i++) {
         int is1024 = strcmp(shapes[i].group, "square") == 0 && shapes[i].m == 1024;
         result r = bench_shape(&shapes[i], repeats, threads, min_sample, is1024 && peak > 0);
