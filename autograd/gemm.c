@@ -24,6 +24,18 @@
 #define P_MR 4
 #define P_NR 8
 
+static void store_portable(ag_real acc[P_MR][P_NR], ag_real *c, size_t ldc, int mr, int nr, ag_real alpha,
+                           ag_real beta)
+{
+    for (int i = 0; i < mr; i++) {
+        ag_real *ci = c + (size_t)i * ldc;
+        if (beta == 0)
+            for (int j = 0; j < nr; j++) ci[j] = alpha * acc[i][j];
+        else
+            for (int j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
+    }
+}
+
 static void ukr_portable(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc,
                          int mr, int nr, ag_real alpha, ag_real beta)
 {
@@ -34,18 +46,26 @@ static void ukr_portable(size_t kc, const ag_real *a, const ag_real *b, ag_real 
         a += P_MR;
         b += P_NR;
     }
-    for (int i = 0; i < mr; i++) {
-        ag_real *ci = c + (size_t)i * ldc;
-        if (beta == 0)
-            for (int j = 0; j < nr; j++) ci[j] = alpha * acc[i][j];
-        else
-            for (int j = 0; j < nr; j++) ci[j] = alpha * acc[i][j] + beta * ci[j];
+    store_portable(acc, c, ldc, mr, nr, alpha, beta);
+}
+
+/* B read in place (k step p at b + p * ldb), only nr columns */
+static void ukr_bs_portable(size_t kc, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, size_t ldc,
+                            int mr, int nr, ag_real alpha, ag_real beta)
+{
+    ag_real acc[P_MR][P_NR] = {{0}};
+    for (size_t p = 0; p < kc; p++) {
+        for (int i = 0; i < P_MR; i++)
+            for (int j = 0; j < nr; j++) acc[i][j] += a[i] * b[j];
+        a += P_MR;
+        b += ldb;
     }
+    store_portable(acc, c, ldc, mr, nr, alpha, beta);
 }
 
 const ag__gemm_kernel ag__gemm_portable = {
     .name = "portable", .mr = P_MR, .nr = P_NR, .mc = 128, .kc = 256, .nc = 1024,
-    .ukr = ukr_portable, .pack_a = NULL, .pack_b = NULL,
+    .ukr = ukr_portable, .ukr_bs = ukr_bs_portable, .pack_a = NULL, .pack_b = NULL,
 };
 
 /* ---- packing ---- */
@@ -180,6 +200,8 @@ typedef struct {
     size_t kc;            /* k block, a function of k only: fixes the summation order */
     size_t mc, nc;        /* m and n blocks of the task-local packing */
     int direct;           /* unpacked kernel (kr->direct) instead of the packed nest */
+    int b_inplace;        /* op(B) = B read in place by kr->ukr_bs (few rows of A: packing B would not pay) */
+    int t_small;          /* A B^T with few rows of A: C^T tiles by kr->ukr_t, B read in place, only A packed */
     int split_n;          /* tasks are column strips (else row strips) */
     size_t strip;         /* strip width in rows or columns, a multiple of the tile */
     ag_real *sh;          /* shared packed op(A) (split_n) or op(B), or NULL */
@@ -256,7 +278,21 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
         ag_real beta = pc == 0 ? J->beta : (ag_real)1;
         for (size_t jc = j0; jc < j1; jc += J->nc) {
             size_t nc = min_sz(j1 - jc, J->nc);
-            if (!sh_b) pack_b_any(J, pc, kc, jc, nc, bbuf);
+            if (!sh_b && !J->b_inplace) pack_b_any(J, pc, kc, jc, nc, bbuf);
+            if (J->b_inplace) {   /* few A micro-panels: each B micro-panel serves all of them while in L1 */
+                const ag_real *a0 = sh_a ? NULL : abuf;
+                if (!sh_a) pack_a_any(J, i0, i1 - i0, pc, kc, abuf);
+                for (size_t jr = 0; jr < nc; jr += NR) {
+                    int nr = (int)min_sz(nc - jr, NR);
+                    const ag_real *bp = J->b + pc * J->ldb + jc + jr;
+                    for (size_t ir = i0; ir < i1; ir += MR) {
+                        const ag_real *ap = sh_a ? shared_panel(J, pc, kc, ir / MR) : a0 + (ir - i0) * kc;
+                        kr->ukr_bs(kc, ap, bp, J->ldb, J->c + ir * J->ldc + jc + jr, J->ldc,
+                                   (int)min_sz(i1 - ir, MR), nr, J->alpha, beta);
+                    }
+                }
+                continue;
+            }
             for (size_t ic = i0; ic < i1; ic += J->mc) {
                 size_t mc = min_sz(i1 - ic, J->mc);
                 if (!sh_a) pack_a_any(J, ic, mc, pc, kc, abuf);
@@ -282,10 +318,32 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
     }
 }
 
+/* C[:, j0:j1] of A B^T with few rows of A: all of A (k block) packed as NR-wide panels, then for each MR rows of
+ * B (outermost, so they stay in L1) every A panel; the kernel computes the C^T tile and stores it transposed. */
+static void gemm_t_strip(const gemm_job *J, size_t j0, size_t j1, ag_real *abuf)
+{
+    const ag__gemm_kernel *kr = J->kr;
+    const size_t MR = (size_t)kr->mr, NR = (size_t)kr->nr;
+    for (size_t pc = 0; pc < J->k; pc += J->kc) {
+        size_t kc = min_sz(J->k - pc, J->kc);
+        ag_real beta = pc == 0 ? J->beta : (ag_real)1;
+        if (kr->pack_b) kr->pack_b(1, J->a, J->lda, pc, kc, 0, J->m, abuf);
+        else ag__pack_b_generic(kr->nr, 1, J->a, J->lda, pc, kc, 0, J->m, abuf);
+        for (size_t j = j0; j < j1; j += MR)
+            for (size_t i = 0; i < J->m; i += NR)
+                kr->ukr_t(kc, J->b + j * J->ldb + pc, J->ldb, abuf + i * kc, J->c + i * J->ldc + j, J->ldc,
+                          (int)min_sz(j1 - j, MR), (int)min_sz(J->m - i, NR), J->alpha, beta);
+    }
+}
+
 static void gemm_task(void *ctx, size_t task, int thread)
 {
     const gemm_job *J = ctx;
     size_t lo = task * J->strip;
+    if (J->t_small) {
+        gemm_t_strip(J, lo, min_sz(lo + J->strip, J->n), ag__thread_scratch(thread, 0, 0));
+        return;
+    }
     if (J->direct) {
         size_t i0 = 0, i1 = J->m, j0 = 0, j1 = J->n;
         if (J->split_n) j0 = lo, j1 = min_sz(lo + J->strip, J->n);
@@ -309,6 +367,21 @@ static int use_direct(const ag__gemm_kernel *kr, int ta, int tb, size_t m, size_
     if (!kr->direct) return 0;
     if (!tb) return m <= (size_t)kr->mr || k <= 16 || (double)m * (double)n * (double)k <= 1e6;
     return !ta && (m <= 4 || n <= 16);
+}
+
+/* op(B) = B read in place instead of packed when A has at most this many rows (its tiles reuse each B panel
+ * too few times to amortise packing it). Shape only, and ukr_bs does what ukr does on the packed panel, so
+ * results do not depend on it or on the thread count. */
+static size_t bs_max_m(const ag__gemm_kernel *kr)
+{
+    return (size_t)kr->mr * 4;   /* avx512 48 rows: +10-15% at 32 x 784 x 256..512, even at 48-64, -10% at 96+ */
+}
+
+/* A B^T takes the transposed small-m kernel (kr->ukr_t) up to this many rows of A: avx512 128 rows (+32-38% at
+ * 32 x 256..512 x 784, +10-15% at 64-128 rows, -3% at 256). */
+static size_t t_max_m(const ag__gemm_kernel *kr)
+{
+    return (size_t)kr->nr * 4;
 }
 
 /* C = beta C for the degenerate cases (k == 0 or alpha == 0); beta == 0 writes zeros without reading. */
@@ -371,8 +444,11 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
         if (tasks < 2) tasks = 2;
     }
     J.split_n = n >= m;
+    J.b_inplace = !J.direct && !J.tb && kr->ukr_bs && J.split_n && m <= bs_max_m(kr);
+    J.t_small = !J.direct && J.tb && !J.ta && kr->ukr_t && J.split_n && m <= t_max_m(kr);
     size_t len = J.split_n ? n : m, tile = J.split_n ? NR : MR;
     if (J.direct) tile = J.split_n ? 64 : 12;   /* whole direct tiles */
+    if (J.t_small) tile = MR;                   /* whole C^T tiles */
     size_t tiles = ceil_div(len, tile);
     if (tasks > tiles) tasks = tiles;
     J.strip = ceil_div(tiles, tasks) * tile;
@@ -382,6 +458,16 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
 
     if (J.direct) {
         if (tasks == 1) gemm_task(&J, 0, 0);
+        else ag__parallel_for(tasks, gemm_task, &J);
+        return AG_OK;
+    }
+
+    if (J.t_small) {   /* each task packs all of A (few rows) for itself */
+        size_t abytes = round_up(m, NR) * J.kc * sizeof(ag_real);
+        int base, used = ag__parallel_plan(tasks, &base);
+        for (int t = base; t < base + used; t++)
+            if (!ag__thread_scratch(t, 0, abytes)) return AG_ERR_NOMEM;
+        if (tasks == 1) gemm_task(&J, 0, base);
         else ag__parallel_for(tasks, gemm_task, &J);
         return AG_OK;
     }
@@ -402,7 +488,7 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
     /* Allocate every buffer before touching C, so a failure leaves C unchanged. */
     size_t abytes = J.mc * J.kc * sizeof(ag_real), bbytes = J.nc * J.kc * sizeof(ag_real);
     if (use_shared && J.split_n) abytes = 0;
-    if (use_shared && !J.split_n) bbytes = 0;
+    if ((use_shared && !J.split_n) || J.b_inplace) bbytes = 0;
     int base, used = ag__parallel_plan(tasks, &base);
     for (int t = base; t < base + used; t++)
         if ((abytes && !ag__thread_scratch(t, 0, abytes)) || (bbytes && !ag__thread_scratch(t, 1, bbytes)))

@@ -59,9 +59,14 @@ typedef __mmask16 zmask;
 
 /* `rows` is a compile-time constant at every call, so the loops below unroll and the arrays live in
  * registers. */
+/* `bs` is the distance between two k steps of B: A5_NR for a packed micro-panel, or ldb when the kernel reads
+ * op(B) = B in place (`strided`: masked loads, nothing beyond nr is read). */
+#ifndef A5_PF_BS
+#define A5_PF_BS 12   /* prefetch distance of in-place B, in k steps (rows 3 KiB+ apart defeat the HW prefetcher) */
+#endif
 static inline __attribute__((always_inline)) T512 void
-a5_tile(const int rows, size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc, zmask m0,
-        zmask m1, ag_real alpha, ag_real beta)
+a5_tile(const int rows, const int strided, size_t kc, const ag_real *a, const ag_real *b, size_t bs, ag_real *c,
+        size_t ldc, zmask m0, zmask m1, ag_real alpha, ag_real beta)
 {
     zv c0[14], c1[14];   /* only [rows] is used */
     /* C rows are often 4 KiB apart (same L1 set): start fetching them now, they are needed at the end */
@@ -71,16 +76,23 @@ a5_tile(const int rows, size_t kc, const ag_real *a, const ag_real *b, ag_real *
     }
     AG__UNROLL for (int r = 0; r < rows; r++) c0[r] = c1[r] = z_zero();
     for (size_t p = 0; p < kc; p++) {
-        _mm_prefetch((const char *)(b + A5_PF_B), _MM_HINT_T0);   /* both lines of a B row, 8 rows ahead */
-        _mm_prefetch((const char *)(b + A5_PF_B + Z_W), _MM_HINT_T0);
-        zv b0 = z_load(b), b1 = z_load(b + Z_W);
+        zv b0, b1;
+        if (strided) {
+            _mm_prefetch((const char *)(b + A5_PF_BS * bs), _MM_HINT_T0);
+            _mm_prefetch((const char *)(b + A5_PF_BS * bs + A5_NR - 1), _MM_HINT_T0);
+            b0 = z_mload(m0, b), b1 = z_mload(m1, b + Z_W);
+        } else {
+            _mm_prefetch((const char *)(b + A5_PF_B), _MM_HINT_T0);   /* both lines of a B row, 8 rows ahead */
+            _mm_prefetch((const char *)(b + A5_PF_B + Z_W), _MM_HINT_T0);
+            b0 = z_load(b), b1 = z_load(b + Z_W);
+        }
         AG__UNROLL for (int r = 0; r < rows; r++) {
             zv ar = z_set1(a[r]);
             c0[r] = z_fma(ar, b0, c0[r]);
             c1[r] = z_fma(ar, b1, c1[r]);
         }
         a += A5_MR;
-        b += A5_NR;
+        b += strided ? bs : (size_t)A5_NR;
     }
     zv va = z_set1(alpha);
     if (beta == 0) {
@@ -348,7 +360,7 @@ T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_re
 {
     zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
     switch (mr) {
-#define A5_CASE(R) case R: a5_tile(R, kc, a, b, c, ldc, m0, m1, alpha, beta); break;
+#define A5_CASE(R) case R: a5_tile(R, 0, kc, a, b, A5_NR, c, ldc, m0, m1, alpha, beta); break;
 #if A5_MR >= 14
         A5_CASE(14) A5_CASE(13)
 #endif
@@ -359,10 +371,78 @@ T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_re
     }
 }
 
+/* As ukr_avx512 with B read in place: k step p of the micro-panel is b + p * ldb, nr columns. */
+T512 static void ukr_bs_avx512(size_t kc, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, size_t ldc,
+                               int mr, int nr, ag_real alpha, ag_real beta)
+{
+    zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
+    switch (mr) {
+#define A5_CASE(R) case R: a5_tile(R, 1, kc, a, b, ldb, c, ldc, m0, m1, alpha, beta); break;
+#if A5_MR >= 14
+        A5_CASE(14) A5_CASE(13)
+#endif
+        A5_CASE(12) A5_CASE(11) A5_CASE(10) A5_CASE(9) A5_CASE(8) A5_CASE(7)
+        A5_CASE(6) A5_CASE(5) A5_CASE(4) A5_CASE(3) A5_CASE(2) A5_CASE(1)
+#undef A5_CASE
+    default: break;
+    }
+}
+
+/* ---- AVX-512 kernel for op(A) = A with op(B) = B^T and few rows of A (X W^T at small batch): computes the
+ * transposed tile C^T = B A^T, broadcasting from rows of B read in place (each contiguous in k, so no
+ * transposing pack of the large operand) against a packed panel of A rows (the small operand, packed
+ * like a B micro-panel). `rows` rows of B (columns of C) x nr rows of A; C[i][j] at c + i * ldc + j. ---- */
+static inline __attribute__((always_inline)) T512 void
+a5_tile_t(const int rows, size_t kc, const ag_real *b, size_t ldb, const ag_real *ap, ag_real *c, size_t ldc,
+          int nr, ag_real alpha, ag_real beta)
+{
+    zv c0[12], c1[12];
+    const ag_real *br[12];
+    AG__UNROLL for (int r = 0; r < rows; r++) br[r] = b + (size_t)r * ldb;
+    AG__UNROLL for (int r = 0; r < rows; r++) c0[r] = c1[r] = z_zero();
+    for (size_t p = 0; p < kc; p++) {
+        _mm_prefetch((const char *)(ap + A5_PF_B), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ap + A5_PF_B + Z_W), _MM_HINT_T0);
+        zv a0 = z_load(ap), a1 = z_load(ap + Z_W);
+        AG__UNROLL for (int r = 0; r < rows; r++) {
+            zv br_p = z_set1(br[r][p]);
+            c0[r] = z_fma(br_p, a0, c0[r]);
+            c1[r] = z_fma(br_p, a1, c1[r]);
+        }
+        ap += A5_NR;
+    }
+    /* transpose through a small buffer: C row i gets lane i of every accumulator row */
+    ag_real t[12][A5_NR] __attribute__((aligned(64)));
+    zv va = z_set1(alpha);
+    AG__UNROLL for (int r = 0; r < rows; r++) {
+        z_store(t[r], z_mul(va, c0[r]));
+        z_store(t[r] + Z_W, z_mul(va, c1[r]));
+    }
+    for (int i = 0; i < nr; i++) {
+        ag_real *ci = c + (size_t)i * ldc;
+        if (beta == 0) AG__UNROLL for (int r = 0; r < rows; r++) ci[r] = t[r][i];
+        else AG__UNROLL for (int r = 0; r < rows; r++) ci[r] = t[r][i] + beta * ci[r];
+    }
+}
+
+T512 static void ukr_t_avx512(size_t kc, const ag_real *b, size_t ldb, const ag_real *ap, ag_real *c, size_t ldc,
+                              int rows, int nr, ag_real alpha, ag_real beta)
+{
+    switch (rows) {
+#define AT_CASE(R) case R: a5_tile_t(R, kc, b, ldb, ap, c, ldc, nr, alpha, beta); break;
+        AT_CASE(12) AT_CASE(11) AT_CASE(10) AT_CASE(9) AT_CASE(8) AT_CASE(7)
+        AT_CASE(6) AT_CASE(5) AT_CASE(4) AT_CASE(3) AT_CASE(2) AT_CASE(1)
+#undef AT_CASE
+    default: break;
+    }
+}
+
 const ag__gemm_kernel ag__gemm_avx512 = {
     .name = "avx512", .mr = A5_MR, .nr = A5_NR,
     .mc = A5_MC, .kc = A5_KC, .nc = A5_NC,
-    .ukr = ukr_avx512, .pack_a = pack_a_avx512, .pack_b = pack_b_avx512, .direct = direct_avx512,
+    .ukr = ukr_avx512, .ukr_bs = ukr_bs_avx512, .ukr_t = ukr_t_avx512, .pack_a = pack_a_avx512,
+    .pack_b = pack_b_avx512,
+    .direct = direct_avx512,
 };
 
 /* ======================= AVX2: MR = 6 rows x NR = 2 ymm ======================= */
@@ -400,21 +480,28 @@ typedef __m256 yv;
 #endif
 #define A2_NR (2 * Y_W)
 
+/* bs: distance between k steps of B (A2_NR packed, ldb in place with masked loads when `strided`) */
 static inline __attribute__((always_inline)) T256 void
-a2_tile(const int rows, size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc, __m256i m0,
-        __m256i m1, ag_real alpha, ag_real beta)
+a2_tile(const int rows, const int strided, size_t kc, const ag_real *a, const ag_real *b, size_t bs, ag_real *c,
+        size_t ldc, __m256i m0, __m256i m1, ag_real alpha, ag_real beta)
 {
     yv c0[A2_MR], c1[A2_MR];
     AG__UNROLL for (int r = 0; r < rows; r++) c0[r] = c1[r] = y_zero();
     for (size_t p = 0; p < kc; p++) {
-        yv b0 = y_load(b), b1 = y_load(b + Y_W);
+        yv b0, b1;
+        if (strided) {
+            _mm_prefetch((const char *)(b + 12 * bs), _MM_HINT_T0);
+            b0 = y_mload(m0, b), b1 = y_mload(m1, b + Y_W);
+        } else {
+            b0 = y_load(b), b1 = y_load(b + Y_W);
+        }
         AG__UNROLL for (int r = 0; r < rows; r++) {
             yv ar = y_set1(a[r]);
             c0[r] = y_fma(ar, b0, c0[r]);
             c1[r] = y_fma(ar, b1, c1[r]);
         }
         a += A2_MR;
-        b += A2_NR;
+        b += strided ? bs : (size_t)A2_NR;
     }
     yv va = y_set1(alpha);
     if (beta == 0) {
@@ -528,7 +615,19 @@ T256 static void ukr_avx2(size_t kc, const ag_real *a, const ag_real *b, ag_real
 {
     __m256i m0 = y_cmpgt(y_splat(nr), y_lanes()), m1 = y_cmpgt(y_splat(nr - Y_W), y_lanes());
     switch (mr) {
-#define A2_CASE(R) case R: a2_tile(R, kc, a, b, c, ldc, m0, m1, alpha, beta); break;
+#define A2_CASE(R) case R: a2_tile(R, 0, kc, a, b, A2_NR, c, ldc, m0, m1, alpha, beta); break;
+        A2_CASE(6) A2_CASE(5) A2_CASE(4) A2_CASE(3) A2_CASE(2) A2_CASE(1)
+#undef A2_CASE
+    default: break;
+    }
+}
+
+T256 static void ukr_bs_avx2(size_t kc, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, size_t ldc,
+                             int mr, int nr, ag_real alpha, ag_real beta)
+{
+    __m256i m0 = y_cmpgt(y_splat(nr), y_lanes()), m1 = y_cmpgt(y_splat(nr - Y_W), y_lanes());
+    switch (mr) {
+#define A2_CASE(R) case R: a2_tile(R, 1, kc, a, b, ldb, c, ldc, m0, m1, alpha, beta); break;
         A2_CASE(6) A2_CASE(5) A2_CASE(4) A2_CASE(3) A2_CASE(2) A2_CASE(1)
 #undef A2_CASE
     default: break;
@@ -542,7 +641,7 @@ const ag__gemm_kernel ag__gemm_avx2 = {
 #else
     .mc = 144, .kc = 256, .nc = 1024,
 #endif
-    .ukr = ukr_avx2, .pack_a = pack_a_avx2, .pack_b = pack_b_avx2,
+    .ukr = ukr_avx2, .ukr_bs = ukr_bs_avx2, .pack_a = pack_a_avx2, .pack_b = pack_b_avx2,
 };
 
 #else

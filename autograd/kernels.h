@@ -41,6 +41,17 @@ void ag__threads_shutdown(void);
 typedef void (*ag__ukr_fn)(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc,
                            int mr, int nr, ag_real alpha, ag_real beta);
 
+/* The same with op(B) = B read in place: k step p of the micro-panel is b + p * ldb, only nr columns read.
+ * Same operations in the same order as ukr on the packed panel, so results are identical. */
+typedef void (*ag__ukr_bs_fn)(size_t kc, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, size_t ldc,
+                              int mr, int nr, ag_real alpha, ag_real beta);
+
+/* For C = A B^T with few rows of A, the tile of C^T = B A^T: `rows` (<= MR) rows of B read in place (row r at
+ * b + r * ldb, kc values) against a packed panel of nr (<= NR) rows of A in the B micro-panel layout (packed by
+ * pack_b with trans_b = 1). Stores C[i][j] = alpha * sum + beta * C[i][j] at c + i * ldc + j, i < nr, j < rows. */
+typedef void (*ag__ukr_t_fn)(size_t kc, const ag_real *b, size_t ldb, const ag_real *ap, ag_real *c, size_t ldc,
+                             int rows, int nr, ag_real alpha, ag_real beta);
+
 /* Packs op(B)[p0 .. p0+kc) x [j0 .. j0+nc) into ceil(nc/NR) micro-panels at dst. */
 typedef void (*ag__packb_fn)(int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc,
                              size_t j0, size_t nc, ag_real *dst);
@@ -59,6 +70,8 @@ typedef struct ag__gemm_kernel {
     int mr, nr;           /* register tile */
     size_t mc, kc, nc;    /* cache blocks: A block mc x kc, B block kc x nc (L2) */
     ag__ukr_fn ukr;
+    ag__ukr_bs_fn ukr_bs; /* NULL: B is always packed */
+    ag__ukr_t_fn ukr_t;   /* NULL: no transposed small-m path for A B^T */
     ag__packa_fn pack_a;  /* NULL: generic C packing */
     ag__packb_fn pack_b;  /* NULL: generic C packing */
     ag__direct_fn direct; /* NULL: always pack */

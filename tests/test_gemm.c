@@ -194,6 +194,41 @@ START_TEST(test_paths_blocked)
 }
 END_TEST
 
+/* Few rows of A around the thresholds of the small-m paths (B read in place up to 4 MR rows; A B^T through
+ * transposed C^T tiles up to 4 NR rows), k across the KC block, padded strides, 1 and 3 threads. */
+START_TEST(test_small_m)
+{
+    static const size_t ms[] = {23, 35, 36, 37, 47, 48, 49, 60, 97, 127, 128, 129};
+    int quick = ag_test_quick();
+    for (int path = 0; path < N_PATHS; path++) {
+        if (ag__kernel_force(paths[path]) != 0) continue;
+        for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i += quick ? 3 : 1) {
+            for (int t = 0; t < 4; t++) {
+                size_t m = ms[i], n = i % 2 ? 2 * m + 37 : 300 + m, k = i % 3 ? 530 : 301;
+                prob p;
+                prob_init(&p, t & 1, t >> 1, m, n, k, (i + (size_t)t) % 3, (ag_real)0.75,
+                          i % 2 ? (ag_real)0 : (ag_real)-1.5);
+                size_t nc = p.m * p.ldc;
+                ag_real *c1 = malloc(nc * sizeof(ag_real)), *c3 = malloc(nc * sizeof(ag_real));
+                ck_assert(c1 && c3);
+                ag_set_threads(1);
+                ck_assert_int_eq(prob_run(&p, c1), AG_OK);
+                prob_check(&p, c1, paths[path]);
+                ag_set_threads(3);
+                ck_assert_int_eq(prob_run(&p, c3), AG_OK);
+                ck_assert_msg(memcmp(c1, c3, nc * sizeof(ag_real)) == 0, "%s: 3 threads differ (m=%zu n=%zu k=%zu)",
+                              paths[path], m, n, k);
+                free(c1);
+                free(c3);
+                prob_free(&p);
+            }
+        }
+    }
+    ag_set_threads(0);
+    ag__kernel_force(NULL);
+}
+END_TEST
+
 /* Thread counts 1..4 on products big enough to split, both along n (wide) and along m (tall). */
 START_TEST(test_threads_correct)
 {
@@ -413,6 +448,7 @@ static Suite *gemm_suite(void)
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, test_paths_small);
     tcase_add_test(tc, test_paths_blocked);
+    tcase_add_test(tc, test_small_m);
     tcase_add_test(tc, test_threads_correct);
     tcase_add_test(tc, test_threads_bit_identical);
     tcase_add_test(tc, test_degenerate);
