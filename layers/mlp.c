@@ -142,9 +142,10 @@ ag_tensor *ag_mlp_forward(ag_tape *t, const ag_mlp *m, ag_tensor *x, ag_tensor *
         return NULL;
     }
     ag_tensor *h = x; /* a^(1) = x */
+    int want = z || a; /* else no z: ag_dense_forward records one fused linear_act node per layer */
     for (size_t i = 0; i < m->n_layers; i++) {
-        ag_tensor *zi;
-        h = ag_dense_forward(t, &m->layers[i], h, &zi); /* z^(l+1) = W^(l) a^(l) + b^(l); a^(l+1) = f(z^(l+1)) */
+        ag_tensor *zi = NULL;
+        h = ag_dense_forward(t, &m->layers[i], h, want ? &zi : NULL); /* z^(l+1) = W^(l) a^(l) + b^(l); a^(l+1) = f(z^(l+1)) */
         if (z) z[i] = zi;
         if (a) a[i] = h;
         if (!h) return NULL;

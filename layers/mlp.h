@@ -59,7 +59,8 @@ void ag_mlp_free(ag_mlp *m);
 
 /* Forward over a batch x (K x sizes[0]); returns the output a^(n_l) (K x sizes[n_layers]) or
  * NULL (see ag_tape_errmsg). If z is not NULL, z[i] receives layer i's pre-activation z^(i+2);
- * if a is not NULL, a[i] receives its activation a^(i+2) (n_layers entries each). */
+ * if a is not NULL, a[i] receives its activation a^(i+2) (n_layers entries each). With both NULL
+ * a layer with an activation is one fused linear_act node (no z buffer). */
 ag_tensor *ag_mlp_forward(ag_tape *t, const ag_mlp *m, ag_tensor *x, ag_tensor **z, ag_tensor **a);
 
 /* The seed's cost: J = ag_squared_error(h, y) + ag_l2(lambda, the MLP's weights); the biases

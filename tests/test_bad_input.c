@@ -1628,7 +1628,7 @@ static ag_status h_seed_null(fx *f) {
     X(H, mlp_cost_ce_label, h_mlp_fwd4, AG_ERR_ARG, "cross_entropy:", "label 5 of row 7 is outside 0..1")    \
     X(H, mlp_cost_ce_null, h_mlp_fwd5, AG_ERR_ARG, "cross_entropy:", "labels is NULL")                       \
     X(H, mlp_cost_model_null, h_mlp_fwd6, AG_ERR_ARG, "mlp:", "model is NULL")                               \
-    X(H, mlp_fwd_other, h_mlp_fwd7, AG_ERR_ARG, "linear:", "another tape")                                   \
+    X(H, mlp_fwd_other, h_mlp_fwd7, AG_ERR_ARG, "linear_act:", "another tape")                                \
     X(H, cost_weights_null, h_cost0, AG_ERR_ARG, "cost:", "weights is NULL but n is 2")                      \
     X(H, cost_se_shape, h_cost1, AG_ERR_SHAPE, "squared_error:", "h is 2x3 but y is 3x4")                    \
     X(H, cost_ce_labels_null, h_cost2, AG_ERR_ARG, "cross_entropy:", "labels is NULL")                       \
@@ -1850,23 +1850,23 @@ START_TEST(numerics_stop_at_first_bad_op) {
     W2->value[13] = (ag_real)NAN;
     ck_assert_ptr_nonnull(ag_mlp_forward(t, m, ag_tensor_from(t, 2, SH(4, 3), x), NULL, NULL));
 
-    /* on: fc1 (linear + tanh) passes, fc2's linear is the first op with a NaN */
+    /* on: fc1 (fused linear + tanh) passes, fc2's linear_act is the first op with a NaN */
     ag_tape_reset(t);
     ck_assert_int_eq(ag_tape_set_check_numerics(t, 1), 0);
     ag_tensor *X = ag_tensor_from(t, 2, SH(4, 3), x);
     ck_assert_ptr_null(ag_mlp_forward(t, m, X, NULL, NULL));
     ck_assert_int_eq(ag_tape_status(t), AG_ERR_NUMERIC);
     const char *msg = ag_tape_errmsg(t);
-    ck_assert_msg(strncmp(msg, "linear: ", 8) == 0 && strstr(msg, "NaN at element 1 of 32") && strstr(msg, "step 4"),
+    ck_assert_msg(strncmp(msg, "linear_act: ", 12) == 0 && strstr(msg, "NaN at element 1 of 32") && strstr(msg, "step 4"),
                   "message: %s", msg);
-    ck_assert_uint_eq(ag_tape_node_count(t), 3); /* x, fc1 linear, fc1 tanh: nothing after the bad op */
+    ck_assert_uint_eq(ag_tape_node_count(t), 2); /* x, fc1 linear_act: nothing after the bad op */
     W2->value[13] = saved;
 
-    /* a NaN in the data: the first layer's linear, the row's elements named */
+    /* a NaN in the data: the first layer's linear_act, the row's elements named */
     ag_tape_reset(t);
     x[7] = (ag_real)NAN;
     ck_assert_ptr_null(ag_mlp_forward(t, m, ag_tensor_from(t, 2, SH(4, 3), x), NULL, NULL));
-    ck_assert_msg(strstr(ag_tape_errmsg(t), "linear: forward produced NaN at element 16 of 32"), "%s", ag_tape_errmsg(t));
+    ck_assert_msg(strstr(ag_tape_errmsg(t), "linear_act: forward produced NaN at element 16 of 32"), "%s", ag_tape_errmsg(t));
     x[7] = 2;
 
     /* backward: sqrt at 0 has an infinite derivative; the sqrt node is named */
