@@ -139,6 +139,19 @@ static void expect_images(const void *data, size_t len, int gz, ag_status st, co
     }
 }
 
+/* every byte value converts to (ag_real)(v / 255.0), the correctly rounded quotient */
+START_TEST(batch_bytes_are_exact_quotients) {
+    uint8_t pix[256], lb[1] = {3};
+    for (int v = 0; v < 256; v++) pix[v] = (uint8_t)v;
+    ag_dataset ds = {.n = 1, .rows = 16, .cols = 16, .classes = 10, .images = pix, .labels = lb};
+    ag_real x[256];
+    uint32_t idx = 0;
+    ck_assert_int_eq(ag_dataset_batch(&ds, &idx, 1, x, NULL, NULL), AG_OK);
+    for (int v = 0; v < 256; v++) ck_assert_msg(x[v] == (ag_real)(v / 255.0), "byte %d", v);
+    ck_assert(x[0] == 0 && x[255] == 1);
+}
+END_TEST
+
 START_TEST(refusals) {
     int gz = _i;
     size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3);
@@ -323,6 +336,7 @@ static Suite *idx_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, valid_raw);
     tcase_add_test(tc, valid_gz);
+    tcase_add_test(tc, batch_bytes_are_exact_quotients);
     tcase_add_loop_test(tc, refusals, 0, 2);
     tcase_add_test(tc, labels_refused);
     tcase_add_test(tc, missing_and_unreadable);
