@@ -5,7 +5,13 @@ Trains the `modern` preset (784-512-256-10 ReLU, cross-entropy, SGD momentum
 0.9, lr 0.05, He init, zero biases; see torch_train.py) on Fashion-MNIST with
 1 thread and batch 128 until the accuracy on the full 10k test set reaches the
 target (0.88). The test set is evaluated after every epoch and, with
---eval-every N, also every N steps. Wall clock counts from process start and
+--eval-every N, also every N steps.
+
+The main job's recipe (examples/fashion_mnist --preset modern; bench/vs_torch
+passes it): --schedule cosine --epochs 15 --weight-decay 1e-4 --keep-last-batch,
+i.e. lr 0.05 (1 + cos(pi t / T)) / 2 with T the steps of 15 epochs, L2 lambda on
+the weights only (SGD weight_decay: the same gradient as lambda/2 sum W^2 in the
+cost), and every epoch's last partial batch trained on. Wall clock counts from process start and
 therefore includes importing torch and loading the data.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
@@ -32,6 +38,7 @@ import time
 T_START = time.time()
 
 import argparse  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
@@ -62,6 +69,13 @@ def main():
     ap.add_argument("--eval-every", type=int, default=0,
                     help="also evaluate every N steps (0: only after each epoch)")
     ap.add_argument("--max-epochs", type=int, default=30)
+    ap.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                    help="cosine: lr (1 + cos(pi t / T)) / 2, T = the steps of --epochs epochs")
+    ap.add_argument("--epochs", type=int, default=15, help="the cosine schedule's horizon in epochs")
+    ap.add_argument("--weight-decay", type=float, default=0.0,
+                    help="L2 lambda on the weights only (never biases)")
+    ap.add_argument("--keep-last-batch", action="store_true",
+                    help="train on each epoch's last partial batch too (the main job does)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--tune-malloc", action="store_true",
                     help="as in torch_train.py")
@@ -84,7 +98,19 @@ def main():
     xt_u8, yt = tt.load_split(args.data_dir, "test")
     n = x_u8.shape[0]
     model, layers = tt.build_net(torch, "modern", args.seed)
-    _, step = tt.make_step(torch, "modern", model, layers, args.lr, 0.0, args.momentum, "loss")
+    F = torch.nn.functional
+    weights = [l.weight for l in layers]
+    biases = [l.bias for l in layers]
+    opt = torch.optim.SGD([{"params": weights, "weight_decay": args.weight_decay},
+                           {"params": biases, "weight_decay": 0.0}], lr=args.lr, momentum=args.momentum)
+
+    def step(xb_u8, yb):
+        x = xb_u8.float().div_(255.0)
+        loss = F.cross_entropy(model(x), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
     gen = torch.Generator().manual_seed(args.seed)
     t_data = time.time()
     tt.note("torch %s, num_threads %d, BLAS: %s" % (torch.__version__, torch.get_num_threads(),
@@ -99,7 +125,9 @@ def main():
                 correct += (logits.argmax(1) == yt[s:s + 2000]).sum().item()
         return correct / xt_u8.shape[0]
 
-    nbatches = n // args.batch  # the last incomplete batch of each epoch is dropped
+    # the last incomplete batch of each epoch is dropped unless --keep-last-batch
+    nbatches = (n + args.batch - 1) // args.batch if args.keep_last_batch else n // args.batch
+    total_steps = nbatches * args.epochs
     train_seconds = 0.0
     steps = 0
     reached = None
@@ -109,6 +137,10 @@ def main():
         perm = torch.randperm(n, generator=gen)
         for i in range(nbatches):
             idx = perm[i * args.batch:(i + 1) * args.batch]
+            if args.schedule == "cosine":  # as ag_schedule_lr: t steps taken, T total
+                lr = args.lr * 0.5 * (1.0 + math.cos(math.pi * min(steps, total_steps) / total_steps))
+                for g in opt.param_groups:
+                    g["lr"] = lr
             step(x_u8.index_select(0, idx), y.index_select(0, idx))
             steps += 1
             if args.eval_every and steps % args.eval_every == 0 and i + 1 < nbatches:
