@@ -233,6 +233,13 @@ static void pack_b_any(const gemm_job *J, size_t pc, size_t kc, size_t j0, size_
     else ag__pack_b_generic(J->kr->nr, J->tb, J->b, J->ldb, pc, kc, j0, nc, dst);
 }
 
+/* Rows [i0, i0+cnt) of A (k block at pc) as NR-wide panels in the B micro-panel layout (the t_small path). */
+static void pack_at(const gemm_job *J, size_t pc, size_t kc, size_t i0, size_t cnt, ag_real *dst)
+{
+    if (J->kr->pack_b) J->kr->pack_b(1, J->a, J->lda, pc, kc, i0, cnt, dst);
+    else ag__pack_b_generic(J->kr->nr, 1, J->a, J->lda, pc, kc, i0, cnt, dst);
+}
+
 /* Waiting only ever covers another thread packing one micro-panel (microseconds); yield if it takes
  * longer, e.g. because that thread was descheduled. */
 static void spin_pause(unsigned *spins)
@@ -249,14 +256,15 @@ static void spin_pause(unsigned *spins)
 /* Panel `idx` of the k block at pc in the shared buffer, packed on first use. */
 static const ag_real *shared_panel(const gemm_job *J, size_t pc, size_t kc, size_t idx)
 {
-    size_t tile = (size_t)(J->split_n ? J->kr->mr : J->kr->nr);
+    size_t tile = (size_t)(J->split_n && !J->t_small ? J->kr->mr : J->kr->nr);
     ag_real *p = J->sh + J->sh_len * pc + idx * tile * kc;
     atomic_uchar *f = &J->flags[pc / J->kc * J->sh_panels + idx];
     if (atomic_load_explicit(f, memory_order_acquire) == 2) return p;
     unsigned char expect = 0;
     if (atomic_compare_exchange_strong_explicit(f, &expect, 1, memory_order_acquire, memory_order_acquire)) {
         size_t lo = idx * tile;
-        if (J->split_n) pack_a_any(J, lo, min_sz(tile, J->m - lo), pc, kc, p);
+        if (J->t_small) pack_at(J, pc, kc, lo, min_sz(tile, J->m - lo), p);
+        else if (J->split_n) pack_a_any(J, lo, min_sz(tile, J->m - lo), pc, kc, p);
         else pack_b_any(J, pc, kc, lo, min_sz(tile, J->n - lo), p);
         atomic_store_explicit(f, 2, memory_order_release);
         return p;
@@ -318,8 +326,9 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
     }
 }
 
-/* C[:, j0:j1] of A B^T with few rows of A: all of A (k block) packed as NR-wide panels, then for each MR rows of
- * B (outermost, so they stay in L1) every A panel; the kernel computes the C^T tile and stores it transposed. */
+/* C[:, j0:j1] of A B^T with few rows of A: all of A (k block) packed as NR-wide panels (by this task into abuf,
+ * or once per product into the shared buffer when several tasks run), then for each MR rows of B (outermost,
+ * so they stay in L1) every A panel; the kernel computes the C^T tile and stores it transposed. */
 static void gemm_t_strip(const gemm_job *J, size_t j0, size_t j1, ag_real *abuf)
 {
     const ag__gemm_kernel *kr = J->kr;
@@ -327,12 +336,13 @@ static void gemm_t_strip(const gemm_job *J, size_t j0, size_t j1, ag_real *abuf)
     for (size_t pc = 0; pc < J->k; pc += J->kc) {
         size_t kc = min_sz(J->k - pc, J->kc);
         ag_real beta = pc == 0 ? J->beta : (ag_real)1;
-        if (kr->pack_b) kr->pack_b(1, J->a, J->lda, pc, kc, 0, J->m, abuf);
-        else ag__pack_b_generic(kr->nr, 1, J->a, J->lda, pc, kc, 0, J->m, abuf);
+        if (!J->sh) pack_at(J, pc, kc, 0, J->m, abuf);
         for (size_t j = j0; j < j1; j += MR)
-            for (size_t i = 0; i < J->m; i += NR)
-                kr->ukr_t(kc, J->b + j * J->ldb + pc, J->ldb, abuf + i * kc, J->c + i * J->ldc + j, J->ldc,
+            for (size_t i = 0; i < J->m; i += NR) {
+                const ag_real *ap = J->sh ? shared_panel(J, pc, kc, i / NR) : abuf + i * kc;
+                kr->ukr_t(kc, J->b + j * J->ldb + pc, J->ldb, ap, J->c + i * J->ldc + j, J->ldc,
                           (int)min_sz(j1 - j, MR), (int)min_sz(J->m - i, NR), J->alpha, beta);
+            }
     }
 }
 
@@ -462,11 +472,23 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
         return AG_OK;
     }
 
-    if (J.t_small) {   /* each task packs all of A (few rows) for itself */
-        size_t abytes = round_up(m, NR) * J.kc * sizeof(ag_real);
+    if (J.t_small) {   /* one task packs A (few rows) for itself; several share one packed copy if it fits */
+        J.sh_len = round_up(m, NR);
+        J.sh_panels = J.sh_len / NR;
+        size_t sh_bytes = J.sh_len * k * sizeof(ag_real), flag_bytes = ceil_div(k, J.kc) * J.sh_panels;
+        int shared = tasks > 1 && J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
+                     sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
+        size_t abytes = shared ? 0 : J.sh_len * J.kc * sizeof(ag_real);
         int base, used = ag__parallel_plan(tasks, &base);
-        for (int t = base; t < base + used; t++)
+        for (int t = base; abytes && t < base + used; t++)
             if (!ag__thread_scratch(t, 0, abytes)) return AG_ERR_NOMEM;
+        if (shared) {
+            char *sh = ag__thread_scratch(base, 2, sh_bytes + flag_bytes);
+            if (!sh) return AG_ERR_NOMEM;
+            J.sh = (ag_real *)(void *)sh;
+            J.flags = (atomic_uchar *)(sh + sh_bytes);
+            for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J.flags[i], 0);
+        }
         if (tasks == 1) gemm_task(&J, 0, base);
         else ag__parallel_for(tasks, gemm_task, &J);
         return AG_OK;
