@@ -35,6 +35,16 @@ struct ag_optim {
 #define RSQRT(x) sqrtf(x)
 #endif
 
+/* The element-wise loops are memory-bound streams; an AVX2 clone (chosen at load time) moves
+ * twice the bytes per instruction of the SSE2 baseline. No FMA: the clones round exactly like it,
+ * so results do not depend on the machine. */
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) && \
+    !defined(AG_NO_CLONES)
+#define AG_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define AG_CLONES
+#endif
+
 static ag_status ofail(ag_optim *opt, ag_status st, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
     __attribute__((format(printf, 3, 4)))
@@ -170,7 +180,7 @@ double ag_clip_grad_norm(ag_params *ps, double max_norm) {
 /* 1 if every element of g[0, n) is finite. g*0 is 0 for a finite g and NaN for NaN/Inf, and a
  * sum with a NaN term is NaN; the L independent accumulators let the compiler vectorise the loop
  * without reassociating (unlike the double-precision norm, which cost 21% of a seed b32 step). */
-static int all_finite(const ag_real *restrict g, size_t n) {
+AG_CLONES static int all_finite(const ag_real *restrict g, size_t n) {
     enum { L = 16 };
     ag_real acc[L] = {0};
     size_t i = 0;
@@ -202,8 +212,8 @@ static int all_finite(const ag_real *restrict g, size_t n) {
 
 /* Elements [lo, hi) of the flat buffers. wd_g: decay added to the gradient (coupled);
  * wd_w: decay applied to the weights directly (decoupled). At most one of them is nonzero. */
-static void update_range(ag_optim *opt, size_t lo, size_t hi, ag_real lr, ag_real wd_g, ag_real wd_w,
-                         double bc1, double bc2) {
+AG_CLONES static void update_range(ag_optim *opt, size_t lo, size_t hi, ag_real lr, ag_real wd_g,
+                                   ag_real wd_w, double bc1, double bc2) {
     ag_real *restrict w = ag_params_values(opt->ps) + lo;
     ag_real *restrict g = ag_params_grads(opt->ps) + lo;
     const ag_optim_config *c = &opt->cfg;
