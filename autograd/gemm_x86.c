@@ -75,24 +75,33 @@ a5_tile(const int rows, const int strided, size_t kc, const ag_real *a, const ag
         _mm_prefetch((const char *)(c + r * ldc + A5_NR - 1), _MM_HINT_T0);
     }
     AG__UNROLL for (int r = 0; r < rows; r++) c0[r] = c1[r] = z_zero();
-    for (size_t p = 0; p < kc; p++) {
-        zv b0, b1;
-        if (strided) {
+    if (strided) {
+        /* unrolled: +5-10% here at 32-48 rows (measured), none on the packed loop below */
+        _Pragma("GCC unroll 4") for (size_t p = 0; p < kc; p++) {
             _mm_prefetch((const char *)(b + A5_PF_BS * bs), _MM_HINT_T0);
             _mm_prefetch((const char *)(b + A5_PF_BS * bs + A5_NR - 1), _MM_HINT_T0);
-            b0 = z_mload(m0, b), b1 = z_mload(m1, b + Z_W);
-        } else {
+            zv b0 = z_mload(m0, b), b1 = z_mload(m1, b + Z_W);
+            AG__UNROLL for (int r = 0; r < rows; r++) {
+                zv ar = z_set1(a[r]);
+                c0[r] = z_fma(ar, b0, c0[r]);
+                c1[r] = z_fma(ar, b1, c1[r]);
+            }
+            a += A5_MR;
+            b += bs;
+        }
+    } else {
+        for (size_t p = 0; p < kc; p++) {
             _mm_prefetch((const char *)(b + A5_PF_B), _MM_HINT_T0);   /* both lines of a B row, 8 rows ahead */
             _mm_prefetch((const char *)(b + A5_PF_B + Z_W), _MM_HINT_T0);
-            b0 = z_load(b), b1 = z_load(b + Z_W);
+            zv b0 = z_load(b), b1 = z_load(b + Z_W);
+            AG__UNROLL for (int r = 0; r < rows; r++) {
+                zv ar = z_set1(a[r]);
+                c0[r] = z_fma(ar, b0, c0[r]);
+                c1[r] = z_fma(ar, b1, c1[r]);
+            }
+            a += A5_MR;
+            b += A5_NR;
         }
-        AG__UNROLL for (int r = 0; r < rows; r++) {
-            zv ar = z_set1(a[r]);
-            c0[r] = z_fma(ar, b0, c0[r]);
-            c1[r] = z_fma(ar, b1, c1[r]);
-        }
-        a += A5_MR;
-        b += strided ? bs : (size_t)A5_NR;
     }
     zv va = z_set1(alpha);
     if (beta == 0) {
