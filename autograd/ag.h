@@ -389,7 +389,9 @@ void ag_rng_shuffle(ag_rng *r, uint32_t *idx, size_t n); /* Fisher-Yates */
 
 /* C[m x n] = alpha op(A) op(B) + beta C, row-major. op(A) is m x k: A is m x k (lda >= k), or
  * k x m (lda >= m) when trans_a. op(B) is k x n: B is k x n (ldb >= n), or n x k (ldb >= k)
- * when trans_b. beta == 0 does not read C. Results do not depend on the thread count. */
+ * when trans_b. beta == 0 does not read C. Results do not depend on the thread count. The
+ * library's thread pool serves one calling thread at a time: like a tape, use it from one user
+ * thread (or serialise the calls). */
 ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                   const ag_real *a, size_t lda, const ag_real *b, size_t ldb, ag_real beta,
                   ag_real *c, size_t ldc);

@@ -7,6 +7,7 @@
 
 #include "ag.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -64,6 +65,11 @@ struct ag_tape {
 
 /* Arena allocation, AG_ALIGN-aligned. NULL if full (no message set). */
 void *ag__arena_alloc(ag_tape *t, size_t bytes);
+
+/* Write "<what>: <name>: <formatted>" into a caller's error buffer (err may be NULL); returns st.
+ * The loaders and model files report through such buffers. */
+ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
+                        const char *fmt, va_list ap);
 
 /* Record an error on the tape and return st. */
 ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...)

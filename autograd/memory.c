@@ -4,6 +4,7 @@
  */
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static void *libc_malloc(size_t size, void *user) { (void)user; return malloc(size); }
@@ -79,4 +80,13 @@ int ag__shape_numel(int ndim, const size_t *shape, size_t *numel) {
     if (n > (SIZE_MAX / 4) / sizeof(ag_real)) return -1;
     *numel = n;
     return 0;
+}
+
+ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
+                        const char *fmt, va_list ap) {
+    if (!err || !errsize) return st;
+    int k = snprintf(err, errsize, "%s: %s: ", what, name ? name : "<memory>");
+    if (k < 0) k = 0;
+    if ((size_t)k < errsize) vsnprintf(err + k, errsize - (size_t)k, fmt, ap);
+    return st;
 }

@@ -36,16 +36,10 @@ static ag_status mfail(char *err, size_t errsize, ag_status st, const char *what
     ;
 static ag_status mfail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
                        const char *fmt, ...) {
-    if (err && errsize) {
-        int k = snprintf(err, errsize, "%s: %s: ", what, name ? name : "<memory>");
-        if (k < 0) k = 0;
-        if ((size_t)k < errsize) {
-            va_list ap;
-            va_start(ap, fmt);
-            vsnprintf(err + k, errsize - (size_t)k, fmt, ap);
-            va_end(ap);
-        }
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    ag__vbuf_fail(err, errsize, st, what, name, fmt, ap);
+    va_end(ap);
     return st;
 }
 
