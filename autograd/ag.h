@@ -43,6 +43,8 @@
  *         ag_params_zero_grad(ps);
  *         if (ag_backward(t, J) != AG_OK) { fprintf(stderr, "%s\n", ag_tape_errmsg(t)); break; }
  *         ... W -= alpha * W->grad for every parameter (see optim/optim.h) ...
+ *         // the L2 term on the tape gives the same step as SGD's weight_decay = lambda on
+ *         // AG_DECAY tensors: W := W - alpha [(1/K) DeltaW + lambda W] (backprop-derivation.md)
  *     }
  *     ag_tape_free(t); ag_params_free(ps);
  *
