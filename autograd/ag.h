@@ -176,7 +176,9 @@ size_t ag_tape_node_count(const ag_tape *t);   /* nodes since the last reset */
 size_t ag_tape_mem_used(const ag_tape *t);     /* arena bytes in use */
 size_t ag_tape_mem_capacity(const ag_tape *t); /* arena bytes held */
 
-/* Print one line per node (index, op, shape, inputs) to f, newest first. */
+/* Print one line per node to f, oldest first: creation index, op (or "leaf"), shape, whether it
+ * requires / holds a gradient, and its inputs (tape nodes as #index, parameters by name). For
+ * debugging; the format may change. NULL t or f prints nothing. See also ag_tape_write_dot. */
 void ag_tape_dump(const ag_tape *t, FILE *f);
 
 /* Leaves on the tape (data inputs, constants). shape has ndim entries, each >= 1.
@@ -346,6 +348,36 @@ ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* ---------------------------------------------------------------- inspecting */
+
+/* Summary of n values, accumulated in double. NaN and +-Inf are counted apart; min, max, mean,
+ * std (population) and the L2 norm are over the finite values only (all 0 when there are none). */
+typedef struct ag_stats {
+    size_t n, n_nan, n_inf;
+    double min, max, mean, std, norm;
+} ag_stats;
+ag_stats ag_stats_of(const ag_real *x, size_t n); /* x may be NULL only when n is 0 */
+
+/* Print x readably to f: a header line (label, else the parameter name; shape; dtype; flags), the
+ * values NumPy-style with the middle of any dimension longer than 6 elided ("..."), and a line of
+ * ag_stats; then the same for x->grad when it has one. label may be NULL. A NULL x prints
+ * "(null tensor)"; a NULL f prints nothing. Writes only to f, allocates nothing. */
+void ag_tensor_print(FILE *f, const char *label, const ag_tensor *x);
+
+/* Options of ag_tape_write_dot, OR-ed together (0 for the plain graph). */
+enum {
+    AG_DOT_NORMS = 1u << 0 /* add the L2 norms of each value and gradient (|v|, |g|) to the labels */
+};
+
+/* Write the nodes recorded since the last reset as one Graphviz DOT digraph ("digraph tape {...}"),
+ * in creation order: a box per op node (op name, shape), an ellipse per leaf and per parameter
+ * the tape used (name or "leaf", shape), an edge from every input to the node that consumed it.
+ * Nodes and parameters that hold a gradient are drawn filled; the rest have no fill. Render with
+ * `dot -Tsvg tape.dot -o tape.svg`. Returns AG_ERR_ARG for a NULL t or f, AG_ERR_NOMEM if the
+ * temporary index of nodes cannot be allocated, AG_ERR_IO if writing to f fails; the tape's own
+ * error state is neither read nor changed (a tape holding an error can be drawn). */
+ag_status ag_tape_write_dot(const ag_tape *t, FILE *f, unsigned flags);
 
 /* ---------------------------------------------------------------- gradient checking */
 
