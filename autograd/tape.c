@@ -642,21 +642,3 @@ ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed) {
     if (t && !seed) return ag__fail(t, AG_ERR_ARG, "backward_seed: seed is NULL");
     return backward_impl(t, out, seed, "backward_seed");
 }
-
-/* ---------------------------------------------------------------- dump */
-
-void ag_tape_dump(const ag_tape *t, FILE *f) {
-    if (!t || !f) return;
-    /* the list runs backwards, so print newest first with creation indices */
-    size_t idx = t->n_nodes;
-    for (const ag_node *n = t->last; n; n = n->prev) {
-        char s[96];
-        fprintf(f, "%4zu %-16s %-14s%s", --idx, n->op ? n->op->name : "leaf",
-                ag_shape_str(&n->out, s, sizeof s), (n->out.flags & AG_REQUIRES_GRAD) ? " grad" : "");
-        for (int i = 0; i < n->n_in; i++) {
-            const ag_tensor *x = n->in[i];
-            fprintf(f, " %s%s", i ? "" : "<- ", x->name ? x->name : ag_shape_str(x, s, sizeof s));
-        }
-        fputc('\n', f);
-    }
-}
