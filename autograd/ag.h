@@ -21,6 +21,12 @@
  * returns NULL without touching the message, so a chain of calls can be checked once at the end.
  * Nothing in the library aborts or exits on bad input.
  *
+ * OWNERSHIP. What ag_X_new creates, ag_X_free releases (every free accepts NULL). Tensors from ops
+ * and leaf constructors belong to their tape until the next ag_tape_reset; parameters belong to
+ * their store until ag_params_free. Pointers returned by getters are borrowed from the object
+ * they came from. A getter given a NULL object returns 0, NULL or AG_ERR_ARG, unless its comment
+ * says the argument must not be NULL.
+ *
  * WORKED EXAMPLE: one SGD step of a 2-layer net on a batch x (K x 3) with targets y (K x 1).
  *
  *     ag_params *ps; ag_tape *t;
@@ -94,16 +100,18 @@ const char *ag_status_str(ag_status s);
 
 /* ---------------------------------------------------------------- memory hooks */
 
-/* Replace the allocator used by everything in the library. All three functions together
- * (AG_ERR_ARG otherwise), or NULL to restore libc. Set it before creating any object, or only
- * swap between allocators that can free each other's blocks (e.g. a counting wrapper of libc).
- * Not thread-safe with respect to concurrent library calls. */
+/* Allocator hooks: every heap block of the library goes through them. */
 typedef struct ag_allocator {
     void *(*malloc_fn)(size_t size, void *user);
     void *(*realloc_fn)(void *ptr, size_t size, void *user);
     void (*free_fn)(void *ptr, void *user);
     void *user;
 } ag_allocator;
+/* Replace the allocator used by everything in the library (*a is copied). All three functions
+ * together (else AG_ERR_ARG and nothing changes), or NULL to restore libc; never fails otherwise.
+ * Set it before creating any object, or only swap between allocators that can free each other's
+ * blocks (e.g. a counting wrapper of libc). Not thread-safe with respect to concurrent library
+ * calls. */
 ag_status ag_set_allocator(const ag_allocator *a);
 
 /* ---------------------------------------------------------------- tensors */
@@ -133,10 +141,12 @@ typedef struct ag_tensor {
     const char *name;           /* parameter name, or NULL */
 } ag_tensor;
 
-/* Examples in a batch: shape[0] for ndim >= 2, else 1 (a vector is one example). */
+/* Examples in a batch: shape[0] for ndim >= 2, else 1 (a vector is one example). x must not
+ * be NULL. */
 size_t ag_tensor_rows(const ag_tensor *x);
 
-/* Write "32x784" (or "scalar") into buf; returns buf. */
+/* Write "32x784" ("scalar"; "NULL" for a NULL x) into buf, truncated to bufsize; returns buf, or a
+ * static "" when buf is NULL or bufsize is 0. Never fails. */
 const char *ag_shape_str(const ag_tensor *x, char *buf, size_t bufsize);
 
 /* ---------------------------------------------------------------- the tape */
@@ -147,9 +157,11 @@ typedef struct ag_tape_params {
     size_t mem_limit;  /* a growing arena stops at this many bytes; 0 = no limit */
 } ag_tape_params;
 
-/* Create a tape. params may be NULL for defaults (a growing arena). */
+/* Create a tape; release it with ag_tape_free. params may be NULL for defaults (a growing arena).
+ * AG_ERR_ARG: out is NULL, or mem_buffer holds less than one AG_ALIGN block once aligned;
+ * AG_ERR_NOMEM. *out is NULL on failure. */
 ag_status ag_tape_new(ag_tape **out, const ag_tape_params *params);
-void ag_tape_free(ag_tape *t);
+void ag_tape_free(ag_tape *t); /* the arena and every tensor on it; never a caller's mem_buffer */
 
 /* Forget every node: tensors recorded so far become invalid (using one is reported as
  * AG_ERR_STATE when detectable; its memory stays owned by the tape until ag_tape_free). Clears
@@ -157,8 +169,10 @@ void ag_tape_free(ag_tape *t);
  * that records the same ops allocates nothing. */
 void ag_tape_reset(ag_tape *t);
 
-ag_status ag_tape_status(const ag_tape *t);    /* last error, AG_OK if none */
-const char *ag_tape_errmsg(const ag_tape *t);  /* "" if none; valid until the next error or reset */
+/* The last error and its message ("" if none; owned by t, valid until the next error or reset).
+ * ag_tape_clear_error forgets it (AG_OK, ""), so recording and backward go on. */
+ag_status ag_tape_status(const ag_tape *t);
+const char *ag_tape_errmsg(const ag_tape *t);
 void ag_tape_clear_error(ag_tape *t);
 
 /* No-grad mode: while disabled, ops compute values but record nothing for backward
@@ -181,15 +195,20 @@ size_t ag_tape_mem_capacity(const ag_tape *t); /* arena bytes held */
  * debugging; the format may change. NULL t or f prints nothing. See also ag_tape_write_dot. */
 void ag_tape_dump(const ag_tape *t, FILE *f);
 
-/* Leaves on the tape (data inputs, constants). shape has ndim entries, each >= 1.
- * ag_tensor_new: zero-filled. ag_tensor_from: copies data. ag_tensor_wrap: borrows data, which
- * must stay valid and unchanged until the next reset (no copy: use it for batches). */
+/* Leaves on the tape (data inputs, constants), owned by t until the next reset. shape has ndim
+ * entries, each >= 1. ag_tensor_new: zero-filled. ag_tensor_from: copies data. ag_tensor_wrap:
+ * borrows data, which must stay valid and unchanged until the next reset (no copy: use it for
+ * batches). ag_scalar: a 0-D tensor holding v. NULL on error, recorded on t: AG_ERR_ARG (ndim
+ * outside 0..AG_MAX_DIMS, NULL shape or data), AG_ERR_SHAPE (a zero or overflowing dimension),
+ * AG_ERR_NOMEM (arena full). */
 ag_tensor *ag_tensor_new(ag_tape *t, int ndim, const size_t *shape);
 ag_tensor *ag_tensor_from(ag_tape *t, int ndim, const size_t *shape, const ag_real *data);
 ag_tensor *ag_tensor_wrap(ag_tape *t, int ndim, const size_t *shape, ag_real *data);
 ag_tensor *ag_scalar(ag_tape *t, ag_real v);
 
-/* Mark a tape leaf as needing a gradient (e.g. to differentiate w.r.t. an input). */
+/* Mark a tape leaf as needing a gradient (e.g. to differentiate w.r.t. an input); a parameter
+ * already has one (AG_OK). AG_ERR_ARG: NULL or an op's result; AG_ERR_STATE: recorded before the
+ * last reset. */
 ag_status ag_requires_grad(ag_tensor *x);
 
 /* Reverse-mode sweep from a scalar loss: seeds dloss = 1, walks the tape backwards from loss
@@ -197,39 +216,56 @@ ag_status ag_requires_grad(ag_tensor *x);
  * across calls until zeroed (ag_params_zero_grad); every tape tensor that a gradient reached
  * keeps it readable in ->grad until the next reset (e.g. the pre-activations z^(l)).
  * Once per reset: a second call is AG_ERR_STATE. After an op failed (a result is missing),
- * backward returns that op's status and leaves its message, until ag_tape_clear_error. */
+ * backward returns that op's status and leaves its message, until ag_tape_clear_error. Other
+ * errors, recorded on t: AG_ERR_ARG (NULL loss, a parameter, another tape's tensor), AG_ERR_STATE
+ * (loss from before the last reset, or it depends on nothing that requires a gradient),
+ * AG_ERR_SHAPE (loss not a scalar), AG_ERR_NOMEM (arena full), AG_ERR_NUMERIC (numeric check on),
+ * or the status an op's backward returned. */
 ag_status ag_backward(ag_tape *t, ag_tensor *loss);
-/* The same for a non-scalar output, seeded with seed (loss->size elements, copied). */
+/* The same for a non-scalar output, seeded with seed (out->size elements, not checked; copied).
+ * A NULL seed is AG_ERR_ARG. */
 ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed);
 
 /* ---------------------------------------------------------------- parameters */
 
 typedef struct ag_params ag_params;
 
+/* Create an empty store; release it with ag_params_free, which frees every tensor in it.
+ * AG_ERR_ARG if out is NULL; AG_ERR_NOMEM (then *out is NULL). */
 ag_status ag_params_new(ag_params **out);
 void ag_params_free(ag_params *ps);
 
-/* Add a zero-initialised parameter (value and grad). flags: AG_DECAY for weights. The name
- * must be unique (it keys saved files). Adding may move the flat buffers: re-read ->value and
- * ->grad pointers (the ag_tensor itself stays put). */
+/* Add a zero-initialised parameter (value and grad); *out is owned by the store. flags: 0, or
+ * AG_DECAY for weights (nothing else is accepted). The name (1..128 bytes) must be unique: it keys
+ * saved files. Adding may move the flat buffers: re-read ->value and ->grad pointers (the ag_tensor
+ * itself stays put). On failure the store is unchanged, *out is NULL and ag_params_errmsg says
+ * why: AG_ERR_ARG (NULL argument, empty, long or used name, rank, flags), AG_ERR_SHAPE (a zero or
+ * overflowing dimension), AG_ERR_NOMEM. */
 ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t *shape,
                         unsigned flags, ag_tensor **out);
-size_t ag_params_count(const ag_params *ps);
-ag_tensor *ag_params_at(const ag_params *ps, size_t i);
-ag_tensor *ag_params_find(const ag_params *ps, const char *name);
+size_t ag_params_count(const ag_params *ps);                      /* tensors, in the order added */
+ag_tensor *ag_params_at(const ag_params *ps, size_t i);           /* NULL if i >= count */
+ag_tensor *ag_params_find(const ag_params *ps, const char *name); /* NULL if absent */
 
-/* The flat buffers. Each tensor starts on an AG_ALIGN boundary; the padding between tensors
- * holds zeros, so element-wise loops over the whole buffer are safe. */
-size_t ag_params_numel(const ag_params *ps);
+/* The flat buffers (borrowed; adding a tensor moves them). Each tensor starts on an AG_ALIGN
+ * boundary; the padding between tensors holds zeros, so element-wise loops over the whole buffer
+ * are safe. */
+size_t ag_params_numel(const ag_params *ps); /* elements in each buffer, padding included */
 ag_real *ag_params_values(ag_params *ps);
 ag_real *ag_params_grads(ag_params *ps);
 void ag_params_zero_grad(ag_params *ps);
+/* The last failure of ag_params_add (later successes do not clear it), AG_OK if none; its message,
+ * "" if none, owned by the store. */
 ag_status ag_params_status(const ag_params *ps);
 const char *ag_params_errmsg(const ag_params *ps);
 
 /* ---------------------------------------------------------------- built-in ops
- * Each returns the result on t, or NULL on error (see ag_tape_errmsg). Formulas name the
- * forward; backward is its exact vector-Jacobian product. */
+ * Each returns the result, owned by t until the next reset, or NULL on error with the status and
+ * message on t (ag_tape_status, ag_tape_errmsg); a NULL t gives NULL and records nothing. Every op
+ * can fail with AG_ERR_ARG (a NULL input, a tensor of another tape), AG_ERR_STATE (an input from
+ * before the last reset), AG_ERR_NOMEM (arena full) and AG_ERR_NUMERIC (numeric check on); the
+ * errors of its own are listed below. Formulas name the forward; backward is its exact
+ * vector-Jacobian product. */
 
 /* Element-wise with NumPy broadcasting over trailing dimensions: shapes are right-aligned and each
  * pair of sizes is equal or one of them is 1 ([3,4]+[4], [4,1]-[1,5], scalar*matrix); otherwise
@@ -254,42 +290,44 @@ ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* max(x,0); f'(0) = 0 */
 
 /* 2-D products. ag_matmul_ex computes op(a) op(b), op = transpose when the flag is set, without
  * materialising the transpose. The three products of backprop are X W^T, dY W and dY^T X.
- * Inner sizes must agree: "matmul: a is 32x784 but b is 256x10". */
+ * AG_ERR_SHAPE unless both are 2-D and inner sizes agree: "matmul: a is 32x784 but b is 256x10". */
 ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_matmul_ex(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b);
 /* Dense layer pre-activation: z = x W^T + b, x is K x in (or 1-D: one row), W is out x in, b is
  * out (or NULL: no bias). Row k is z^(l+1) = W^(l) a^(l) + b^(l) for example k
- * (backprop-derivation.md, "Forward pass"). While the tape holds an error a NULL b is taken for a
- * failed result and the call returns NULL (the bias is never silently dropped). */
+ * (backprop-derivation.md, "Forward pass"). AG_ERR_SHAPE if the shapes do not fit. While the tape
+ * holds an error a NULL b is taken for a failed result and the call returns NULL (the bias is
+ * never silently dropped). */
 ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b);
 
 /* Reductions. axis may be negative (counts from the end); the axis is removed (a 1-D input gives a
- * scalar). Sums accumulate in double. */
+ * scalar); AG_ERR_SHAPE if it is out of range. Sums accumulate in double. */
 ag_tensor *ag_sum(ag_tape *t, ag_tensor *x);                   /* scalar */
 ag_tensor *ag_mean(ag_tape *t, ag_tensor *x);                  /* scalar */
 ag_tensor *ag_sum_axis(ag_tape *t, ag_tensor *x, int axis);
 ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis);
 
-/* Over the last axis, numerically stable (max subtracted). */
+/* Over the last axis (a scalar is one row of one), numerically stable (max subtracted). */
 ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x);
 ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x);
 
 /* Shape ops. reshape keeps the element count and is a view (the result shares x's values, has its
- * own gradient); transpose is 2-D and copies. */
+ * own gradient): AG_ERR_ARG for ndim outside 0..AG_MAX_DIMS or a NULL shape, AG_ERR_SHAPE for
+ * another count. transpose copies; AG_ERR_SHAPE unless x is 2-D. */
 ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape);
 ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
 
 /* Losses (scalars). K is the number of rows: shape[0] with 2 or more dimensions, 1 for a 1-D
  * tensor or a scalar (one example).
  * squared error: (1/K) sum_k 1/2 ||h_k - y_k||^2 -- the derivation's J without L2, no division
- *   by the number of outputs. h and y have equal shapes. y is normally data (no gradient); if y
- *   requires a gradient it receives -(h - y)/K, the exact one.
+ *   by the number of outputs. h and y have equal shapes (else AG_ERR_SHAPE). y is normally data
+ *   (no gradient); if y requires a gradient it receives -(h - y)/K, the exact one.
  * l2: lambda/2 * sum over the n given tensors (1..AG_MAX_IN) of sum W^2 (pass weights only, never
  *   biases). weights == NULL or n out of range is AG_ERR_ARG.
  * cross-entropy: (1/K) sum_k -log softmax(logits_k)[labels[k]], fused and stable (logits of 1e4
- *   give a finite loss and gradient); logits are K x classes or 1-D; labels has K entries in
- *   [0, classes) (else AG_ERR_ARG "cross_entropy: label 12 of row 3 is outside 0..9") and is
- *   copied when backward needs it. */
+ *   give a finite loss and gradient); logits are K x classes or 1-D (else AG_ERR_SHAPE); labels
+ *   (NULL: AG_ERR_ARG) has K entries in [0, classes) (else AG_ERR_ARG "cross_entropy: label 12 of
+ *   row 3 is outside 0..9") and is copied when backward needs it. */
 ag_tensor *ag_squared_error(ag_tape *t, ag_tensor *h, ag_tensor *y);
 ag_tensor *ag_l2(ag_tape *t, ag_real lambda, ag_tensor *const *weights, size_t n);
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels);
@@ -332,17 +370,24 @@ struct ag_node {
 };
 
 /* Apply an op. ag_apply returns the status and the result through out; ag_call returns the
- * result or NULL. params points to op->params_size bytes (copied), or NULL if that is 0. */
+ * result or NULL. params points to op->params_size bytes (copied), or NULL if that is 0. The
+ * result is owned by t until the next reset; on failure the node is discarded and *out is NULL.
+ * Errors: AG_ERR_ARG (NULL t, op or out, a descriptor lacking name/shape/forward, a wrong number
+ * of inputs, NULL in or params), the input errors of the built-in ops, AG_ERR_NOMEM,
+ * AG_ERR_NUMERIC, and whatever shape() or forward() returned. */
 ag_status ag_apply(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in,
                    const void *params, ag_tensor **out);
 ag_tensor *ag_call(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in,
                    const void *params);
 
-/* For op authors. */
+/* For op authors, inside shape(), forward() and backward(). ag_node_set_shape: ndim 0..AG_MAX_DIMS,
+ * every entry >= 1, else AG_ERR_SHAPE with a message on the tape. ag_node_alloc: NULL when the
+ * arena is full, with AG_ERR_NOMEM recorded (return it). */
 ag_status ag_node_set_shape(ag_node *n, int ndim, const size_t *shape);
 void *ag_node_alloc(ag_node *n, size_t bytes); /* arena memory (aligned as AG_ALIGN says) until reset */
 int ag_node_needs_grad(const ag_node *n);      /* will backward run for this node? */
-/* Record an error "<op name>: <message>" on the node's tape and return st. */
+/* Record an error "<op name>: <message>" (printf format, cut at AG_ERRMSG_SIZE) on the node's
+ * tape and return st. */
 ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
     __attribute__((format(printf, 3, 4)))
@@ -401,20 +446,25 @@ typedef struct ag_gradcheck_result {
  * gradients accumulate one backward). Parameter values end exactly as they were. Returns AG_OK
  * whatever the error size (compare res->max_rel_err: ~1e-6 in double with eps ~1e-6, ~1e-2 in
  * float with eps ~1e-2); f returning NULL gives the tape's status, a non-scalar loss
- * AG_ERR_SHAPE, bad arguments AG_ERR_ARG. t is reset before each evaluation and after the check. */
+ * AG_ERR_SHAPE, bad arguments AG_ERR_ARG (NULL, n_wrt 0, eps not finite and > 0, a wrt that is
+ * not a parameter, eps too small to move some w in ag_real), and backward's status. t is reset
+ * before each evaluation and after a successful check. */
 ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wrt, size_t n_wrt,
                        double eps, ag_gradcheck_result *res);
 
 /* ---------------------------------------------------------------- random numbers */
 
 /* xoshiro256** seeded by splitmix64: the same seed gives the same stream on every machine
- * (normals use only IEEE-exact arithmetic and the library's own log, not libm). */
+ * (normals use only IEEE-exact arithmetic and the library's own log, not libm). The state is the
+ * caller's struct: nothing allocates or fails. r must not be NULL, except that ag_rng_seed, the
+ * fills and the shuffle do nothing with a NULL r (or x, idx). */
 typedef struct ag_rng { uint64_t s[4]; } ag_rng;
-void ag_rng_seed(ag_rng *r, uint64_t seed);
-uint64_t ag_rng_next(ag_rng *r);
+void ag_rng_seed(ag_rng *r, uint64_t seed);      /* any seed, 0 included */
+uint64_t ag_rng_next(ag_rng *r);                 /* 64 random bits */
 double ag_rng_uniform(ag_rng *r);                /* [0, 1) */
 uint64_t ag_rng_below(ag_rng *r, uint64_t n);    /* [0, n), unbiased; n >= 1 */
 double ag_rng_normal(ag_rng *r);                 /* N(0, 1) */
+/* x[0..n) uniform between lo and hi, or normal N(mean, std^2), each rounded to ag_real. */
 void ag_rng_fill_uniform(ag_rng *r, ag_real *x, size_t n, double lo, double hi);
 void ag_rng_fill_normal(ag_rng *r, ag_real *x, size_t n, double mean, double std);
 void ag_rng_shuffle(ag_rng *r, uint32_t *idx, size_t n); /* Fisher-Yates */
@@ -425,11 +475,14 @@ void ag_rng_shuffle(ag_rng *r, uint32_t *idx, size_t n); /* Fisher-Yates */
  * k x m (lda >= m) when trans_a. op(B) is k x n: B is k x n (ldb >= n), or n x k (ldb >= k)
  * when trans_b. beta == 0 does not read C. Results do not depend on the thread count. The
  * library's thread pool serves one calling thread at a time: like a tape, use it from one user
- * thread (or serialise the calls). */
+ * thread (or serialise the calls). m or n of 0 is a no-op. AG_ERR_ARG for a NULL matrix or a
+ * leading dimension too small; AG_ERR_NOMEM if packing scratch cannot be allocated. */
 ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                   const ag_real *a, size_t lda, const ag_real *b, size_t ldb, ag_real beta,
                   ag_real *c, size_t ldc);
-ag_status ag_set_threads(int n); /* n >= 1, or 0 for the number of online cores */
+/* Threads for the products: n >= 1 (at most 64 are used), or 0 for the number of online cores;
+ * n < 0 is AG_ERR_ARG. ag_get_threads: the count in use, 0 resolved to the online cores. */
+ag_status ag_set_threads(int n);
 int ag_get_threads(void);
 const char *ag_kernel_name(void); /* "avx512", "avx2" or "portable" (AG_KERNEL=portable forces it) */
 
