@@ -2,6 +2,14 @@
  * ag_io.h - tapegrad's files: IDX data sets (MNIST, Fashion-MNIST) and model files in the
  * safetensors layout.
  *
+ * OVERVIEW
+ *
+ * A data set is read into memory once (pixels stay uint8) and converted to ag_real one mini-batch
+ * at a time. A model file holds the parameters of an ag_params store by name, extra named buffers
+ * (optimizer state) and string metadata; it is written atomically and checked completely before
+ * anything is loaded from it. What a call allocates, the matching ag_idx_free, ag_dataset_free
+ * or ag_model_close releases (all accept NULL).
+ *
  * ERRORS. Every fallible call returns an ag_status and, when err is not NULL, writes a message of
  * at most errsize bytes that names the file and what is wrong:
  *     idx: /d/train-images-idx3-ubyte.gz: truncated: header says 60000 images of 28x28 but file has 1234 bytes of pixels
@@ -10,12 +18,12 @@
  * content. AG_ERR_SHAPE: the file is sound but does not fit the model. AG_ERR_NOMEM, AG_ERR_ARG as
  * usual. Nothing here trusts a size read from a file: every header is checked against the bytes
  * actually present and against a memory cap before anything is allocated from it. All heap
- * memory goes through the library's allocator hooks (ag_set_allocator).
+ * memory goes through the library's allocator hooks (ag_set_allocator). On success err holds "".
  *
- * IDX DATA SETS
+ * WORKED EXAMPLE: epochs over an IDX data set, then the model saved and loaded back.
  *
  *     ag_dataset train;
- *     char err[512];
+ *     char err[AG_IO_ERRMSG_SIZE];
  *     ag_idx_options o = {.classes = 10, .rows = 28, .cols = 28};
  *     if (ag_dataset_load(&train, "/d/train-images-idx3-ubyte.gz", "/d/train-labels-idx1-ubyte.gz",
  *                         &o, err, sizeof err) != AG_OK) { fprintf(stderr, "%s\n", err); ... }
@@ -25,11 +33,17 @@
  *         for (b...) ag_dataset_batch(&train, order + b * K, K, x, labels, NULL);
  *     }
  *     ag_dataset_free(&train);
+ *     ag_kv meta[] = {{"arch", "784-256-10"}};
+ *     if (ag_model_save("model.safetensors", ps, NULL, 0, meta, 1, err, sizeof err) != AG_OK) ...
+ *     // later, into a store holding the same names and shapes (e.g. rebuilt from "arch"):
+ *     if (ag_model_load("model.safetensors", ps, NULL, 0, err, sizeof err) != AG_OK) ...
+ *
+ * IDX DATA SETS
  *
  * Files are raw IDX or gzip-compressed IDX (recognised by the bytes 1f 8b, whatever the name);
- * compressed files are read through the `gzip -dc` program (fork + exec, the file on its standard
- * input: no shell, no path on a command line). Pixels stay uint8 in memory; ag_dataset_batch
- * converts the rows of one mini-batch to ag_real in [0, 1].
+ * compressed files are read through the `gzip -dc` program (posix_spawnp, the file on its
+ * standard input: no shell, no path on a command line). Pixels stay uint8 in memory;
+ * ag_dataset_batch converts the rows of one mini-batch to ag_real in [0, 1].
  *
  * MODEL FILES (safetensors layout, readable by the `safetensors` Python package)
  *
@@ -43,8 +57,9 @@
  * (IEEE) of the data section. Saving is atomic: a temporary file in the same directory is
  * written, flushed, fsync'ed and renamed over the target, and the directory is fsync'ed, so a
  * crash leaves either the old file or the new one. Loading checks the file completely (length,
- * JSON, offsets, CRC, every name, dtype and shape) before it changes anything: on failure the
- * store and the extra buffers are unchanged.
+ * JSON, offsets, every name, dtype and shape, and the CRC when "crc32" is present: files from
+ * other writers lack it) before it changes anything: on failure the store and the extra buffers
+ * are unchanged.
  */
 #ifndef AG_IO_H
 #define AG_IO_H
@@ -84,13 +99,17 @@ typedef struct ag_idx_options {
 
 /* Parse one IDX file held in memory (raw, not compressed). name is used in messages (may be
  * NULL). The buffer must hold exactly the header and the data the header announces. opts may
- * be NULL (any size, no label check). On failure *out is zeroed. */
+ * be NULL (any size, no label check). out->data is then the caller's (ag_idx_free). On failure
+ * *out is zeroed: AG_ERR_ARG (NULL out, NULL buf with len > 0), AG_ERR_FORMAT (gzip data,
+ * truncated, bad magic or sizes, over max_bytes, trailing bytes, a label out of range),
+ * AG_ERR_NOMEM. */
 ag_status ag_idx_parse(const void *buf, size_t len, const char *name, const ag_idx_options *opts,
                        ag_idx *out, char *err, size_t errsize);
-/* Read and parse one IDX file, raw or gzipped. */
+/* Read and parse one IDX file, raw or gzipped, as ag_idx_parse; adds AG_ERR_IO (missing,
+ * unreadable, a directory, gzip not found) and AG_ERR_FORMAT for corrupt compressed data. */
 ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err,
                       size_t errsize);
-void ag_idx_free(ag_idx *f);
+void ag_idx_free(ag_idx *f); /* frees f->data and zeroes *f */
 
 /* ---------------------------------------------------------------- data sets */
 
@@ -103,22 +122,25 @@ typedef struct ag_dataset {
     uint8_t *labels;    /* n bytes */
 } ag_dataset;
 
-/* Load an image file and its label file; they must agree on the count. On failure *ds is zeroed. */
+/* Load an image file and its label file (each read as ag_idx_read); the arrays are the caller's
+ * (ag_dataset_free). AG_ERR_FORMAT also when the counts differ or the files are swapped;
+ * AG_ERR_ARG for a NULL argument. On failure *ds is zeroed. */
 ag_status ag_dataset_load(ag_dataset *ds, const char *images_path, const char *labels_path,
                           const ag_idx_options *opts, char *err, size_t errsize);
 /* The same from two in-memory raw IDX files (for fuzzers and tests). */
 ag_status ag_dataset_parse(ag_dataset *ds, const void *images, size_t images_len, const void *labels,
                            size_t labels_len, const ag_idx_options *opts, char *err, size_t errsize);
-void ag_dataset_free(ag_dataset *ds);
+void ag_dataset_free(ag_dataset *ds); /* frees the arrays and zeroes *ds */
 
 /* Rows idx[0..n) as ag_real in [0, 1] into x (n * rows * cols), their labels into labels
  * (n entries, may be NULL) and one-hot targets into onehot (n * classes, may be NULL).
- * AG_ERR_ARG if an index is out of range (nothing is written then). Allocates nothing. */
+ * AG_ERR_ARG if an index is out of range or ds, idx or x is NULL (nothing is written then).
+ * Allocates nothing. */
 ag_status ag_dataset_batch(const ag_dataset *ds, const uint32_t *idx, size_t n, ag_real *x,
                            int32_t *labels, ag_real *onehot);
 
 /* order = a permutation of 0..n-1 that depends only on (seed, epoch): the same on every machine,
- * so an interrupted run resumed at an epoch sees the same batches. */
+ * so an interrupted run resumed at an epoch sees the same batches. A NULL order does nothing. */
 void ag_dataset_shuffle(uint32_t *order, size_t n, uint64_t seed, uint64_t epoch);
 
 /* ---------------------------------------------------------------- model files */
@@ -141,16 +163,23 @@ typedef struct ag_kv {
 #define AG_MODEL_MAX_META 1024
 #define AG_MODEL_MAX_NAME 1024 /* bytes of a tensor name, key or value (metadata values: 64 KiB) */
 
-/* CRC-32 (IEEE 802.3, as zlib's crc32): pass 0 first, then the previous result to continue. */
+/* CRC-32 (IEEE 802.3, as zlib's crc32): pass 0 first, then the previous result to continue.
+ * Never fails. */
 uint32_t ag_crc32(uint32_t crc, const void *data, size_t n);
 
-/* Save every parameter of ps, then the extra buffers, with the metadata entries (keys must not
- * be "crc32", which is added, nor repeat). Atomic (see above). */
+/* Save every parameter of ps (NULL: none), then the extra buffers, with the metadata entries (keys
+ * must not be "crc32", which is added, nor repeat). Atomic (see above): on failure the target is
+ * untouched. AG_ERR_ARG (empty path, NULL arrays, invalid or repeated names or keys, more than
+ * AG_MODEL_MAX_TENSORS tensors or AG_MODEL_MAX_META - 1 entries, a header over
+ * AG_MODEL_MAX_HEADER), AG_ERR_IO (creating, writing, syncing or renaming), AG_ERR_NOMEM. */
 ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_buf *extra,
                         size_t n_extra, const ag_kv *meta, size_t n_meta, char *err, size_t errsize);
 
 /* Load into an existing store and extra buffers: the file must hold exactly these tensors,
- * with the same names, the build's dtype and the same shapes. Unchanged on failure. */
+ * with the same names, the build's dtype and the same shapes. Unchanged on failure: the errors of
+ * ag_model_open, then AG_ERR_SHAPE (a tensor missing, extra or of another shape), AG_ERR_FORMAT
+ * (another dtype), AG_ERR_ARG (an extra buffer without name or data, given twice or named like a
+ * parameter). */
 ag_status ag_model_load(const char *path, ag_params *ps, ag_named_buf *extra, size_t n_extra,
                         char *err, size_t errsize);
 
@@ -167,18 +196,23 @@ typedef struct ag_model_tensor {
     size_t begin, end;           /* byte offsets in the data section */
 } ag_model_tensor;
 
+/* Read and check a whole model file; release it with ag_model_close. *out is NULL on failure:
+ * AG_ERR_ARG (NULL path or out), AG_ERR_IO (missing, unreadable, not a regular file),
+ * AG_ERR_FORMAT (truncated, corrupt, not safetensors, CRC mismatch), AG_ERR_NOMEM. */
 ag_status ag_model_open(const char *path, ag_model_file **out, char *err, size_t errsize);
 /* The same from a file image in memory (copied). name is used in messages (may be NULL). */
 ag_status ag_model_parse(const void *buf, size_t len, const char *name, ag_model_file **out,
                          char *err, size_t errsize);
-void ag_model_close(ag_model_file *m);
+void ag_model_close(ag_model_file *m); /* frees m and everything it lent */
 
+/* The metadata (crc32 included) and the tensors, in file order. Strings and records are borrowed
+ * from m until ag_model_close. An index out of range gives NULL (ag_model_meta_at: AG_ERR_ARG). */
 const char *ag_model_meta(const ag_model_file *m, const char *key); /* NULL when absent */
 size_t ag_model_meta_count(const ag_model_file *m);
 ag_status ag_model_meta_at(const ag_model_file *m, size_t i, const char **key, const char **value);
 size_t ag_model_tensor_count(const ag_model_file *m);
 const ag_model_tensor *ag_model_tensor_at(const ag_model_file *m, size_t i);
-const ag_model_tensor *ag_model_find(const ag_model_file *m, const char *name);
+const ag_model_tensor *ag_model_find(const ag_model_file *m, const char *name); /* NULL when absent */
 /* Copy the file's tensors into ps and extra, with the checks of ag_model_load. */
 ag_status ag_model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra,
                         char *err, size_t errsize);
