@@ -1,14 +1,22 @@
 /*
  * dense.h - a fully connected layer, its initialisers and activations, and the seed's costs.
  *
+ * OVERVIEW
+ *
  * A dense layer holds W (out x in, the derivation's W^(l), s_{l+1} x s_l; flagged AG_DECAY) and
- * b (out; never decayed) in an ag_params store. Its forward records two built-in ops on a tape:
+ * b (out; never decayed) in an ag_params store, which owns them: an ag_dense only points at them
+ * and needs no freeing. Its forward records built-in ops on a tape:
  *     z = ag_linear(x, W, b)     row k: z^(l+1) = W^(l) a^(l) + b^(l)
  *     a = f(z)                   the activation op chosen by ag_act
- * and nothing else: a layer has no backward of its own, the tape differentiates it. x is K x in
+ * or, when the caller does not ask for z, the two fused into one linear_act node (no z buffer);
+ * nothing else: a layer has no backward of its own, the tape differentiates it. x is K x in
  * (K examples, one per row), z and a are K x out. Layers mix freely with raw tape ops.
  *
+ * EXAMPLE
+ *
  *     ag_dense d;
+ *     ag_rng rng;
+ *     ag_rng_seed(&rng, 42);
  *     ag_dense_init(&d, ps, "fc1", 784, 256, AG_ACT_RELU);
  *     ag_dense_init_weights(&d, AG_INIT_HE_NORMAL, &rng);
  *     ag_tensor *z, *a = ag_dense_forward(t, &d, x, &z);   // after backward, z->grad = dJ/dz
@@ -33,11 +41,13 @@ typedef enum ag_act {
     AG_ACT_RELU          /* a = max(z, 0), f'(0) = 0 (ag_relu) */
 } ag_act;
 
-/* "identity", "sigmoid", "tanh", "relu"; "?" for an unknown value. */
+/* "identity", "sigmoid", "tanh", "relu"; "?" for an unknown value. A static string; never fails. */
 const char *ag_act_name(ag_act act);
-/* Parse one of the names above (also "linear" and "none" for identity). AG_ERR_ARG if unknown. */
+/* Parse one of the names above (also "linear" and "none" for identity). AG_ERR_ARG if unknown or
+ * NULL (*out untouched). */
 ag_status ag_act_parse(const char *name, ag_act *out);
-/* Record the activation op on z (identity returns z itself, recording nothing). */
+/* Record the activation op on z (identity returns z itself, recording nothing); the result is
+ * owned by t. NULL on error: the op's, or AG_ERR_ARG for an unknown act. */
 ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z);
 
 typedef enum ag_init {
@@ -54,19 +64,25 @@ typedef struct ag_dense {
     ag_act act;
 } ag_dense;
 
-/* Register "<name>.W" (out x in, AG_DECAY) and "<name>.b" (out) in ps, both zero. On error the
- * status comes back and the message is ag_params_errmsg(ps) (e.g. a name already used, a zero
- * size, an unknown activation). */
+/* Register "<name>.W" (out x in, AG_DECAY) and "<name>.b" (out) in ps, both zero. AG_ERR_ARG with
+ * no message for a NULL argument or an unknown activation; otherwise ag_params_add's status, with
+ * the message in ag_params_errmsg(ps) (a name already used or too long, a zero size, no memory).
+ * When only "<name>.b" fails, "<name>.W" stays in ps. */
 ag_status ag_dense_init(ag_dense *d, ag_params *ps, const char *name, size_t in, size_t out, ag_act act);
 
 /* Fill W from rng by the given rule (row-major order, so a seed always gives the same weights)
- * and set b to zero. AG_ERR_ARG on NULL or an unknown rule. */
+ * and set b to zero. AG_ERR_ARG, nothing changed, on NULL, a layer not initialised or an unknown
+ * rule. */
 ag_status ag_dense_init_weights(ag_dense *d, ag_init init, ag_rng *rng);
-/* The standard deviation of the rule for a layer of that shape (the uniform's for Glorot uniform). */
+/* The standard deviation of the rule for a layer of that shape (the uniform's for Glorot uniform);
+ * 0 for an unknown rule. */
 double ag_init_std(ag_init init, size_t in, size_t out);
 
-/* Record z = ag_linear(x, W, b) and a = f(z) on t; return a (NULL on error, see ag_tape_errmsg).
- * z_out (may be NULL) receives z, the pre-activation. x must be K x in. */
+/* Record the layer on t and return a, owned by t (NULL on error, see ag_tape_errmsg). z_out (may
+ * be NULL) receives z, the pre-activation; without it a layer whose activation is not the
+ * identity records one fused linear_act node and no z. x must be 2-D, K x in (else AG_ERR_SHAPE);
+ * a NULL or uninitialised d or a NULL x is AG_ERR_ARG (a NULL x while t holds an error keeps
+ * that error); then the ops' errors. */
 ag_tensor *ag_dense_forward(ag_tape *t, const ag_dense *d, ag_tensor *x, ag_tensor **z_out);
 
 /* ---------------------------------------------------------------- costs
@@ -74,13 +90,15 @@ ag_tensor *ag_dense_forward(ag_tape *t, const ag_dense *d, ag_tensor *x, ag_tens
  *     J = (1/K) sum_k 1/2 ||h_k - y_k||^2 + lambda/2 sum_W sum W^2
  * = ag_squared_error(h, y) + ag_l2(lambda, weights). Only the tensors passed as weights are
  * regularised; pass weights, never biases. lambda == 0 records no L2 term. n may exceed
- * AG_MAX_IN (the L2 term is then a sum of several ag_l2 nodes). */
+ * AG_MAX_IN (the L2 term is then a sum of several ag_l2 nodes). Results are owned by t; NULL on
+ * error: the ops' errors, or AG_ERR_ARG for NULL weights with n > 0 and lambda != 0. */
 ag_tensor *ag_cost_squared_error_l2(ag_tape *t, ag_tensor *h, ag_tensor *y, ag_real lambda,
                                     ag_tensor *const *weights, size_t n);
 /* Softmax cross-entropy (ag_cross_entropy, the mean over K rows of logits) + the same L2 term. */
 ag_tensor *ag_cost_cross_entropy_l2(ag_tape *t, ag_tensor *logits, const int32_t *labels, ag_real lambda,
                                     ag_tensor *const *weights, size_t n);
-/* lambda/2 sum W^2 over every AG_DECAY tensor of ps (the weights; biases are never flagged). */
+/* lambda/2 sum W^2 over every AG_DECAY tensor of ps (the weights; biases are never flagged).
+ * AG_ERR_ARG if ps is NULL or holds no AG_DECAY tensor. */
 ag_tensor *ag_l2_decay(ag_tape *t, ag_real lambda, const ag_params *ps);
 
 #ifdef __cplusplus

@@ -2,9 +2,15 @@
  * mlp.h - a sequential multilayer perceptron of dense layers, built from a spec string such as
  * "784-256-10" (s_1 - s_2 - ... - s_{n_l}: input size, hidden sizes, output size).
  *
+ * OVERVIEW
+ *
  * Layer i (0-based, i = 0 .. n_layers-1) is the derivation's W^(i+1), b^(i+1): it maps
  * a^(i+1) (K x sizes[i]) to z^(i+2) = a^(i+1) W^T + b and a^(i+2) = f(z^(i+2)). Parameters are
  * named "<prefix><i+1>.W" and "<prefix><i+1>.b" (prefix "fc" by default: fc1.W, fc1.b, ...).
+ * The ag_mlp (sizes, layers) is the caller's, freed with ag_mlp_free; its parameters belong to
+ * the store. Forward records on a tape only: one model serves any number of tapes and batch sizes.
+ *
+ * EXAMPLE
  *
  *     ag_mlp *m;
  *     char err[AG_ERRMSG_SIZE];
@@ -47,27 +53,34 @@ typedef struct ag_mlp {
 
 /* Parse a spec into sizes[0..*n) (at most max entries). On error returns AG_ERR_ARG and writes
  * a message such as  mlp: spec "784--10" has an empty layer size at position 4  into err
- * (errsize bytes; may be NULL). Positions count characters from 0. */
+ * (errsize bytes; may be NULL). Positions count characters from 0. Also AG_ERR_ARG: NULL spec,
+ * sizes or n, fewer than two sizes, more than max. *n is 0 on error. */
 ag_status ag_mlp_parse_spec(const char *spec, size_t *sizes, size_t max, size_t *n, char *err, size_t errsize);
 
 /* Build the MLP: parse the spec, register every layer's W and b in ps and initialise them.
- * On error *out is NULL, the status comes back and err holds the message (spec errors, a wrong
- * number of activations, a parameter name already in ps, out of memory). */
+ * On error *out is NULL, the status comes back and err holds the message: AG_ERR_ARG (a NULL
+ * argument, the spec, a wrong number of activations, an unknown activation or initialiser, a
+ * prefix over 100 bytes, a parameter name already in ps), AG_ERR_NOMEM (also for a layer too
+ * large to allocate). Layers registered before the failing one stay in ps. */
 ag_status ag_mlp_new(ag_mlp **out, ag_params *ps, const ag_mlp_config *cfg, char *err, size_t errsize);
-/* Frees the MLP object; its parameters belong to the store and stay there. */
+/* Frees the MLP object (NULL: nothing); its parameters belong to the store and stay there. */
 void ag_mlp_free(ag_mlp *m);
 
 /* Forward over a batch x (K x sizes[0]); returns the output a^(n_l) (K x sizes[n_layers]) or
  * NULL (see ag_tape_errmsg). If z is not NULL, z[i] receives layer i's pre-activation z^(i+2);
  * if a is not NULL, a[i] receives its activation a^(i+2) (n_layers entries each). With both NULL
- * a layer with an activation is one fused linear_act node (no z buffer). */
+ * a layer with an activation is one fused linear_act node (no z buffer). All are owned by t.
+ * AG_ERR_ARG for a NULL m, AG_ERR_SHAPE unless x is 2-D with sizes[0] columns, then the errors
+ * of ag_dense_forward. */
 ag_tensor *ag_mlp_forward(ag_tape *t, const ag_mlp *m, ag_tensor *x, ag_tensor **z, ag_tensor **a);
 
 /* The seed's cost: J = ag_squared_error(h, y) + ag_l2(lambda, the MLP's weights); the biases
- * are never regularised. */
+ * are never regularised. Owned by t; NULL on error: AG_ERR_ARG for a NULL m, else as
+ * ag_cost_squared_error_l2. */
 ag_tensor *ag_mlp_cost_squared_error(ag_tape *t, const ag_mlp *m, ag_tensor *h, ag_tensor *y, ag_real lambda);
 /* The classification alternative: J = ag_cross_entropy(logits, labels) + the same L2 term. Use
- * AG_ACT_IDENTITY as the output activation so that h is the logits. */
+ * AG_ACT_IDENTITY as the output activation so that h is the logits. Errors as above, with
+ * ag_cost_cross_entropy_l2. */
 ag_tensor *ag_mlp_cost_cross_entropy(ag_tape *t, const ag_mlp *m, ag_tensor *logits, const int32_t *labels,
                                      ag_real lambda);
 
