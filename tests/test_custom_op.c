@@ -77,7 +77,7 @@ static void gradcheck_case(const char *label, build_fn build, const void *arg, i
     ck_assert_ptr_nonnull(c);
     *c = (gc_ctx){build, arg, n, wrt_mask, {NULL, NULL}, {0}};
     for (int i = 0; i < n; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "p%d", i);
         ck_assert_int_eq(ag_params_add(ps, name, in[i].ndim, in[i].shape, 0, &c->p[i]), AG_OK);
     }
@@ -504,7 +504,7 @@ static void accumulation_case(const char *label, build_fn build, const void *arg
     ag_tensor *p[2];
     ck_assert_int_eq(ag_params_new(&ps), AG_OK);
     for (int i = 0; i < n; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "p%d", i);
         ck_assert_int_eq(ag_params_add(ps, name, in[i].ndim, in[i].shape, 0, &p[i]), AG_OK);
     }
