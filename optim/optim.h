@@ -2,12 +2,14 @@
  * optim.h - optimizers over an ag_params store: SGD (the derivation's update), momentum,
  * Nesterov, Adam and AdamW, learning-rate schedules, gradient clipping by global norm.
  *
+ * OVERVIEW
+ *
  * An optimizer works on the store's flat buffers (ag_params_values / ag_params_grads) in one
  * loop; only weight decay looks at tensors one by one, because it applies to AG_DECAY tensors
  * (weights) and never to biases. Its state (velocity, Adam moments, the step counter) is a few
  * flat buffers of ag_params_numel(ps) elements, readable and writable through ag_optim_state and
  * ag_optim_steps / ag_optim_set_steps so that a checkpoint can resume bit-identically.
- * ag_optim_step allocates nothing.
+ * ag_optim_step allocates nothing. The optimizer borrows the store, which must outlive it.
  *
  * THE GRADIENT. The optimizer uses whatever the tape left in the grads, typically the gradient
  * of a batch-mean cost, J = (1/K) sum_k J_k (+ lambda/2 sum W^2): K is the batch size, so
@@ -37,9 +39,10 @@
  *             w -= alpha (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
  * (momentum and Nesterov in the form PyTorch uses, with no dampening.)
  *
- * Typical step:
+ * WORKED EXAMPLE: a typical training loop.
+ *
  *     ag_optim *opt;
- *     ag_optim_new(&opt, ps, &(ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.5});
+ *     ag_optim_new(&opt, ps, &(ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.5}, NULL, 0);
  *     for (...) { ag_tape_reset(t); ag_optim_zero_grad(opt); ...forward...; ag_backward(t, J);
  *                 ag_optim_step(opt); }
  *     ag_optim_free(opt);
@@ -84,7 +87,8 @@ typedef struct ag_schedule {
 } ag_schedule;
 
 /* The learning rate the schedule gives for step t (t steps already taken) from base rate lr.
- * An invalid schedule (step_size 0, total_steps <= warmup_steps for cosine) returns lr. */
+ * An invalid schedule (step_size 0, total_steps <= warmup_steps for cosine) gives lr once past
+ * the warm-up; a NULL s gives lr. Never fails. */
 double ag_schedule_lr(const ag_schedule *s, double lr, uint64_t t);
 
 typedef struct ag_optim_config {
@@ -105,14 +109,16 @@ typedef struct ag_optim_config {
 typedef struct ag_optim ag_optim;
 
 /* Create an optimizer for ps, with state sized for the parameters ps holds now (add every
- * parameter first; a step after the store grew is AG_ERR_STATE). cfg is copied. AG_ERR_ARG with
- * a message in err (may be NULL; errsize bytes) on a bad config; AG_ERR_NOMEM. */
+ * parameter first; a step after the store grew is AG_ERR_STATE). cfg is copied; ps is borrowed.
+ * Release with ag_optim_free. AG_ERR_ARG with a message in err (may be NULL; errsize bytes) on a
+ * NULL argument or a bad config; AG_ERR_NOMEM. *out is NULL on failure. */
 ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg, char *err, size_t errsize);
-void ag_optim_free(ag_optim *opt);
+void ag_optim_free(ag_optim *opt); /* its state; the store is left as it is */
 
 /* One update from the gradients now in the store: clip (if clip_norm), decay, update, then
  * count the step. Allocates nothing. AG_ERR_STATE if the store changed size since creation,
- * AG_ERR_NUMERIC if some gradient element is NaN/Inf (parameters, state and steps untouched). */
+ * AG_ERR_NUMERIC if some gradient element is NaN/Inf (parameters, state and steps untouched),
+ * both with a message in ag_optim_errmsg; AG_ERR_ARG for a NULL opt. */
 ag_status ag_optim_step(ag_optim *opt);
 void ag_optim_zero_grad(ag_optim *opt); /* ag_params_zero_grad of the store */
 
@@ -128,17 +134,19 @@ const char *ag_optim_errmsg(const ag_optim *opt); /* "" if none */
  * "adam.m" and "adam.v" for Adam/AdamW, none for SGD. Each has *n == ag_params_numel(ps)
  * elements laid out like the store's buffers; the pointer is owned by the optimizer and may be
  * written (restore) between steps. Restoring the counter and every buffer, with the parameters,
- * makes the following steps bit-identical to an uninterrupted run. */
+ * makes the following steps bit-identical to an uninterrupted run. ag_optim_state: AG_ERR_ARG
+ * for a NULL opt or i >= ag_optim_state_count (outputs untouched); name is a static string. */
 uint64_t ag_optim_steps(const ag_optim *opt);
 void ag_optim_set_steps(ag_optim *opt, uint64_t steps);
 size_t ag_optim_state_count(const ag_optim *opt);
 ag_status ag_optim_state(ag_optim *opt, size_t i, const char **name, ag_real **ptr, size_t *n);
 
 /* Global L2 norm of every gradient in ps, computed in double (sqrt of the sum of squares over
- * the flat buffer). */
+ * the flat buffer); 0 for an empty or NULL store. Never fails. */
 double ag_grad_norm(ag_params *ps);
 /* If the global norm exceeds max_norm (> 0), scale every gradient by max_norm / norm. Returns the
- * norm before clipping (NaN/Inf are returned unchanged and nothing is scaled). */
+ * norm before clipping (NaN/Inf are returned unchanged and nothing is scaled; so is everything
+ * when max_norm <= 0). */
 double ag_clip_grad_norm(ag_params *ps, double max_norm);
 
 #ifdef __cplusplus
