@@ -63,6 +63,8 @@ static void ukr_bs_portable(size_t kc, const ag_real *a, const ag_real *b, size_
     store_portable(acc, c, ldc, mr, nr, alpha, beta);
 }
 
+_Static_assert(P_MR * P_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag__gemm_tiles");
+
 const ag__gemm_kernel ag__gemm_portable = {
     .name = "portable", .mr = P_MR, .nr = P_NR, .mc = 128, .kc = 256, .nc = 1024,
     .ukr = ukr_portable, .ukr_bs = ukr_bs_portable, .pack_a = NULL, .pack_b = NULL,
@@ -208,6 +210,8 @@ typedef struct {
     atomic_uchar *flags;  /* [k block][panel] state of sh */
     size_t sh_len;        /* rows (or columns) of sh: m (or n) rounded up to the tile */
     size_t sh_panels;     /* sh_len / tile */
+    ag__tile_fn fn;       /* ag__gemm_tiles: finished tiles go here (c is then its `work`); NULL for ag_gemm */
+    void *fn_ctx;
 } gemm_job;
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -274,16 +278,21 @@ static const ag_real *shared_panel(const gemm_job *J, size_t pc, size_t kc, size
     return p;
 }
 
-/* C[i0:i1, j0:j1] of the product; loops as in the file comment, with one operand from the shared buffer. */
+/* C[i0:i1, j0:j1] of the product; loops as in the file comment, with one operand from the shared buffer.
+ * With J->fn (ag__gemm_tiles) each micro-tile goes to fn after its last k block: when k is a single block it is
+ * computed into tbuf (MR x NR, stays in L1) and never touches C (= work), else it is accumulated in C as usual
+ * and handed over from there. */
 static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_t j1, ag_real *abuf,
-                       ag_real *bbuf)
+                       ag_real *bbuf, ag_real *tbuf)
 {
     const ag__gemm_kernel *kr = J->kr;
     const size_t MR = (size_t)kr->mr, NR = (size_t)kr->nr;
     const int sh_a = J->sh && J->split_n, sh_b = J->sh && !J->split_n;
+    const int hot = J->fn && J->k <= J->kc;
     for (size_t pc = 0; pc < J->k; pc += J->kc) {
         size_t kc = min_sz(J->k - pc, J->kc);
         ag_real beta = pc == 0 ? J->beta : (ag_real)1;
+        const int deliver = J->fn && pc + kc == J->k;
         for (size_t jc = j0; jc < j1; jc += J->nc) {
             size_t nc = min_sz(j1 - jc, J->nc);
             if (!sh_b && !J->b_inplace) pack_b_any(J, pc, kc, jc, nc, bbuf);
@@ -295,8 +304,11 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
                     const ag_real *bp = J->b + pc * J->ldb + jc + jr;
                     for (size_t ir = i0; ir < i1; ir += MR) {
                         const ag_real *ap = sh_a ? shared_panel(J, pc, kc, ir / MR) : a0 + (ir - i0) * kc;
-                        kr->ukr_bs(kc, ap, bp, J->ldb, J->c + ir * J->ldc + jc + jr, J->ldc,
-                                   (int)min_sz(i1 - ir, MR), nr, J->alpha, beta);
+                        int mr = (int)min_sz(i1 - ir, MR);
+                        ag_real *cp = hot ? tbuf : J->c + ir * J->ldc + jc + jr;
+                        size_t ldc = hot ? NR : J->ldc;
+                        kr->ukr_bs(kc, ap, bp, J->ldb, cp, ldc, mr, nr, J->alpha, beta);
+                        if (deliver) J->fn(J->fn_ctx, ir, jc + jr, (size_t)mr, (size_t)nr, cp, ldc);
                     }
                 }
                 continue;
@@ -318,7 +330,10 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
                         for (size_t e = pf + pf_step; next && pf < e && pf < pf_lines; pf++)
                             __builtin_prefetch(next + 64 * pf, 0, 2);
                         const ag_real *bp = sh_b ? shared_panel(J, pc, kc, (jc + jr) / NR) : bbuf + jr * kc;
-                        kr->ukr(kc, ap, bp, crow + jr, J->ldc, mr, nr, J->alpha, beta);
+                        ag_real *cp = hot ? tbuf : crow + jr;
+                        size_t ldc = hot ? NR : J->ldc;
+                        kr->ukr(kc, ap, bp, cp, ldc, mr, nr, J->alpha, beta);
+                        if (deliver) J->fn(J->fn_ctx, ic + ir, jc + jr, (size_t)mr, (size_t)nr, cp, ldc);
                     }
                 }
             }
@@ -328,21 +343,48 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
 
 /* C[:, j0:j1] of A B^T with few rows of A: all of A (k block) packed as NR-wide panels (by this task into abuf,
  * or once per product into the shared buffer when several tasks run), then for each MR rows of B (outermost,
- * so they stay in L1) every A panel; the kernel computes the C^T tile and stores it transposed. */
-static void gemm_t_strip(const gemm_job *J, size_t j0, size_t j1, ag_real *abuf)
+ * so they stay in L1) every A panel; the kernel computes the C^T tile and stores it transposed. With J->fn,
+ * tiles go to fn as in gemm_strip (tbuf then holds an NR x MR tile of C). */
+static void gemm_t_strip(const gemm_job *J, size_t j0, size_t j1, ag_real *abuf, ag_real *tbuf)
 {
     const ag__gemm_kernel *kr = J->kr;
     const size_t MR = (size_t)kr->mr, NR = (size_t)kr->nr;
+    const int hot = J->fn && J->k <= J->kc;
     for (size_t pc = 0; pc < J->k; pc += J->kc) {
         size_t kc = min_sz(J->k - pc, J->kc);
         ag_real beta = pc == 0 ? J->beta : (ag_real)1;
+        const int deliver = J->fn && pc + kc == J->k;
         if (!J->sh) pack_at(J, pc, kc, 0, J->m, abuf);
         for (size_t j = j0; j < j1; j += MR)
             for (size_t i = 0; i < J->m; i += NR) {
                 const ag_real *ap = J->sh ? shared_panel(J, pc, kc, i / NR) : abuf + i * kc;
-                kr->ukr_t(kc, J->b + j * J->ldb + pc, J->ldb, ap, J->c + i * J->ldc + j, J->ldc,
-                          (int)min_sz(j1 - j, MR), (int)min_sz(J->m - i, NR), J->alpha, beta);
+                int rows = (int)min_sz(j1 - j, MR), nr = (int)min_sz(J->m - i, NR);
+                ag_real *cp = hot ? tbuf : J->c + i * J->ldc + j;
+                size_t ldc = hot ? MR : J->ldc;
+                kr->ukr_t(kc, J->b + j * J->ldb + pc, J->ldb, ap, cp, ldc, rows, nr, J->alpha, beta);
+                if (deliver) J->fn(J->fn_ctx, i, j, (size_t)nr, (size_t)rows, cp, ldc);
             }
+    }
+}
+
+/* Direct blocks for ag__gemm_tiles: at most this many values, DIRECT_ROWS rows x 128 columns (256 for 6 rows or
+ * fewer), computed into a stack buffer and handed to fn. The direct kernels compute every element from its row
+ * of op(A) and column of op(B) alone, in the same order whatever the block bounds, so blocks change nothing. */
+#define DIRECT_ROWS 12
+#define DIRECT_BLOCK (DIRECT_ROWS * 128)
+
+static void direct_tiles(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_t j1)
+{
+    _Alignas(64) ag_real buf[DIRECT_BLOCK];
+    for (size_t i = i0; i < i1; i += DIRECT_ROWS) {
+        size_t rows = min_sz(i1 - i, DIRECT_ROWS), width = rows <= DIRECT_ROWS / 2 ? 256 : 128;
+        const ag_real *ai = J->a + (J->ta ? i : i * J->lda);
+        for (size_t j = j0; j < j1; j += width) {
+            size_t cols = min_sz(j1 - j, width);
+            const ag_real *bj = J->b + (J->tb ? j * J->ldb : j);
+            J->kr->direct(J->ta, J->tb, 0, rows, 0, cols, J->k, J->alpha, ai, J->lda, bj, J->ldb, 0, buf, cols);
+            J->fn(J->fn_ctx, i, j, rows, cols, buf, cols);
+        }
     }
 }
 
@@ -350,24 +392,26 @@ static void gemm_task(void *ctx, size_t task, int thread)
 {
     const gemm_job *J = ctx;
     size_t lo = task * J->strip;
+    _Alignas(64) ag_real tbuf[AG__GEMM_TILE_MAX];   /* ag__gemm_tiles: the micro-tile handed to fn */
     if (J->t_small) {
-        gemm_t_strip(J, lo, min_sz(lo + J->strip, J->n), ag__thread_scratch(thread, 0, 0));
+        gemm_t_strip(J, lo, min_sz(lo + J->strip, J->n), ag__thread_scratch(thread, 0, 0), tbuf);
         return;
     }
     if (J->direct) {
         size_t i0 = 0, i1 = J->m, j0 = 0, j1 = J->n;
         if (J->split_n) j0 = lo, j1 = min_sz(lo + J->strip, J->n);
         else i0 = lo, i1 = min_sz(lo + J->strip, J->m);
-        J->kr->direct(J->ta, J->tb, i0, i1, j0, j1, J->k, J->alpha, J->a, J->lda, J->b, J->ldb, J->beta, J->c,
-                      J->ldc);
+        if (J->fn) direct_tiles(J, i0, i1, j0, j1);
+        else J->kr->direct(J->ta, J->tb, i0, i1, j0, j1, J->k, J->alpha, J->a, J->lda, J->b, J->ldb, J->beta,
+                           J->c, J->ldc);
         return;
     }
-    ag_real *abuf = ag__thread_scratch(thread, 0, 0);   /* sized by ag_gemm before the job started */
+    ag_real *abuf = ag__thread_scratch(thread, 0, 0);   /* sized by gemm_run before the job started */
     ag_real *bbuf = ag__thread_scratch(thread, 1, 0);
     if (J->split_n)
-        gemm_strip(J, 0, J->m, lo, min_sz(lo + J->strip, J->n), abuf, bbuf);
+        gemm_strip(J, 0, J->m, lo, min_sz(lo + J->strip, J->n), abuf, bbuf, tbuf);
     else
-        gemm_strip(J, lo, min_sz(lo + J->strip, J->m), 0, J->n, abuf, bbuf);
+        gemm_strip(J, lo, min_sz(lo + J->strip, J->m), 0, J->n, abuf, bbuf, tbuf);
 }
 
 /* Skinny or small products where packing would cost about as much as the FMAs: few rows of A, a short
@@ -404,11 +448,10 @@ static void scale_c(size_t m, size_t n, ag_real beta, ag_real *c, size_t ldc)
     }
 }
 
-ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
-                  const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
-                  ag_real beta, ag_real *c, size_t ldc)
+/* Argument checks shared by ag_gemm and ag__gemm_tiles (c, ldc: the output or the work matrix). */
+static ag_status gemm_check(int trans_a, int trans_b, size_t m, size_t n, size_t k, const ag_real *a, size_t lda,
+                            const ag_real *b, size_t ldb, const ag_real *c, size_t ldc)
 {
-    if (m == 0 || n == 0) return AG_OK;
     if (!c || ldc < n) return AG_ERR_ARG;
     /* an operand whose extent (rows x leading dimension) overflows size_t cannot exist */
     const size_t max_elems = SIZE_MAX / sizeof(ag_real);
@@ -418,15 +461,19 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
         if (lda < (trans_a ? m : k) || ldb < (trans_b ? k : n)) return AG_ERR_ARG;
         if ((trans_a ? k : m) > max_elems / lda || (trans_b ? n : k) > max_elems / ldb) return AG_ERR_ARG;
     }
-    if (k == 0 || alpha == 0) {
-        scale_c(m, n, beta, c, ldc);
-        return AG_OK;
-    }
+    return AG_OK;
+}
 
+/* The product for checked arguments with k > 0, alpha != 0: into C, or with fn to fn tile by tile (C = work). */
+static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
+                          const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
+                          ag_real beta, ag_real *c, size_t ldc, ag__tile_fn fn, void *fn_ctx)
+{
     const ag__gemm_kernel *kr = kernel();
     double flops = 2.0 * (double)m * (double)n * (double)k;
     int direct = use_direct(kr, trans_a != 0, trans_b != 0, m, n, k);
-    if (direct && flops < AG__GEMM_PAR_FLOPS) {   /* tiny products: no setup at all */
+
+    if (direct && flops < AG__GEMM_PAR_FLOPS && !fn) {   /* tiny products: no setup at all */
         kr->direct(trans_a != 0, trans_b != 0, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return AG_OK;
     }
@@ -434,8 +481,12 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
     gemm_job J = {
         .kr = kr, .ta = trans_a != 0, .tb = trans_b != 0, .m = m, .n = n, .k = k,
         .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda, .ldb = ldb, .ldc = ldc, .c = c,
-        .direct = direct,
+        .direct = direct, .fn = fn, .fn_ctx = fn_ctx,
     };
+    if (direct && flops < AG__GEMM_PAR_FLOPS) {   /* the same for ag__gemm_tiles, block by block */
+        direct_tiles(&J, 0, m, 0, n);
+        return AG_OK;
+    }
     const size_t MR = (size_t)J.kr->mr, NR = (size_t)J.kr->nr;
     J.kc = balanced_block(k, J.kr->kc, 1);
     J.mc = balanced_block(m, J.kr->mc, MR);
@@ -526,4 +577,40 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
     if (tasks == 1) gemm_task(&J, 0, base);
     else ag__parallel_for(tasks, gemm_task, &J);
     return AG_OK;
+}
+
+ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
+                  const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
+                  ag_real beta, ag_real *c, size_t ldc)
+{
+    if (m == 0 || n == 0) return AG_OK;
+    ag_status st = gemm_check(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
+    if (st != AG_OK) return st;
+    if (k == 0 || alpha == 0) {
+        scale_c(m, n, beta, c, ldc);
+        return AG_OK;
+    }
+    return gemm_run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, NULL);
+}
+
+/* Zeros for the degenerate products of ag__gemm_tiles, handed over in blocks of ZROWS x ZCOLS. */
+#define ZROWS 8
+#define ZCOLS 256
+static const ag_real g_zeros[ZROWS * ZCOLS];
+
+ag_status ag__gemm_tiles(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
+                         const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
+                         ag_real *work, size_t ldw, ag__tile_fn fn, void *ctx)
+{
+    if (m == 0 || n == 0) return AG_OK;
+    if (!fn) return AG_ERR_ARG;
+    ag_status st = gemm_check(trans_a, trans_b, m, n, k, a, lda, b, ldb, work, ldw);
+    if (st != AG_OK) return st;
+    if (k == 0 || alpha == 0) {
+        for (size_t i = 0; i < m; i += ZROWS)
+            for (size_t j = 0; j < n; j += ZCOLS)
+                fn(ctx, i, j, min_sz(m - i, ZROWS), min_sz(n - j, ZCOLS), g_zeros, ZCOLS);
+        return AG_OK;
+    }
+    return gemm_run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, 0, work, ldw, fn, ctx);
 }

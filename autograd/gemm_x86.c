@@ -446,6 +446,8 @@ T512 static void ukr_t_avx512(size_t kc, const ag_real *b, size_t ldb, const ag_
     }
 }
 
+_Static_assert(A5_MR * A5_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag__gemm_tiles");
+
 const ag__gemm_kernel ag__gemm_avx512 = {
     .name = "avx512", .mr = A5_MR, .nr = A5_NR,
     .mc = A5_MC, .kc = A5_KC, .nc = A5_NC,
@@ -642,6 +644,8 @@ T256 static void ukr_bs_avx2(size_t kc, const ag_real *a, const ag_real *b, size
     default: break;
     }
 }
+
+_Static_assert(A2_MR * A2_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag__gemm_tiles");
 
 const ag__gemm_kernel ag__gemm_avx2 = {
     .name = "avx2", .mr = A2_MR, .nr = A2_NR,
