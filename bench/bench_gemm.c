@@ -3,9 +3,11 @@
  * enough to be timed reliably), both GFLOP/s, the ratio ag/OpenBLAS and the spread ((max-min)/median).
  * Also a probe of the core's FMA peak and the fraction of it ag_gemm reaches at 1024^3: the probe also runs
  * between the 1024 repeats, and the fraction compares the two medians, so both see the same machine load.
- * Usage: bench_gemm [--quick] [--threads N] [--cpu] [--only S1,S2,...]   (see bench/run_gemm for the environment)
+ * Usage: bench_gemm [--quick] [--threads N] [--cpu] [--only S1,S2,...] [--tiles]   (see bench/run_gemm)
  *   --cpu: time with process CPU time (on a shared VM, 1 thread: leaves out time the core was taken away)
  *   --only: just the shapes whose label contains one of the comma-separated substrings
+ *   --tiles: instead, optimizer in backward: dW = dZ^T X handed tile by tile to an SGD update (ag__gemm_tiles)
+ *            against ag_gemm into a gradient buffer plus a separate update pass (see bench_tiles)
  * Last line: gemm_vs_openblas min_mlp=<ratio> geomean=<ratio> peak_fraction_1024=<fraction> */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
@@ -16,6 +18,7 @@
 #include <time.h>
 
 #include "ag.h"
+#include "kernels.h"   /* ag__gemm_tiles (internal) */
 
 #ifdef AG_DOUBLE
 #define BLAS_GEMM cblas_dgemm
@@ -255,22 +258,121 @@ static result bench_shape(const shape *s, int repeats, int threads, double min_s
     return res;
 }
 
+/* ---- --tiles: optimizer in backward ----
+ * SGD with weight decay on W (m x n) from the gradient dW = dZ^T X (dZ: K x m, X: K x n): either
+ *   fused:    ag__gemm_tiles hands every finished tile of dW to sgd_rows (on the thread that computed it), or
+ *   two-pass: ag_gemm(beta = 0) stores dW in a gradient buffer, then one sgd_rows pass over all of it.
+ * Both call the same update function; the fused one also runs it on every worker thread. */
+typedef struct {
+    ag_real *w;
+    size_t ldw;
+    ag_real lr, wd;
+} sgd_ctx;
+
+static void sgd_rows(const sgd_ctx *S, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *g,
+                     size_t ldg)
+{
+    for (size_t r = 0; r < rows; r++) {
+        ag_real *w = S->w + (i0 + r) * S->ldw + j0;
+        const ag_real *gr = g + r * ldg;
+        for (size_t c = 0; c < cols; c++) w[c] -= S->lr * (gr[c] + S->wd * w[c]);
+    }
+}
+
+static void sgd_tile(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p, size_t ldp)
+{
+    sgd_rows(ctx, i0, j0, rows, cols, p, ldp);
+}
+
+static double time_dw(int mode, size_t m, size_t n, size_t k, const ag_real *dz, const ag_real *x, ag_real *g,
+                      sgd_ctx *S, int reps)
+{
+    double t = now();
+    for (int r = 0; r < reps; r++) {
+        ag_status st = AG_OK;
+        if (mode == 0) {
+            st = ag__gemm_tiles(1, 0, m, n, k, 1, dz, m, x, n, g, n, sgd_tile, S);
+        } else {
+            st = ag_gemm(1, 0, m, n, k, 1, dz, m, x, n, 0, g, n);
+            if (mode == 1) sgd_rows(S, 0, 0, m, n, g, n);
+        }
+        if (st != AG_OK) {
+            fprintf(stderr, "gemm failed: %s\n", ag_status_str(st));
+            exit(1);
+        }
+    }
+    return (now() - t) / reps;
+}
+
+static int bench_tiles(int quick, int threads)
+{
+    static const size_t ms[] = {256, 512}, ks[] = {1, 32, 128, 512};
+    int repeats = quick ? 5 : 11;
+    double min_sample = quick ? 0.01 : 0.03;
+    printf("bench_gemm --tiles: dW = dZ^T X (m x n x K) + SGD update of W, %s kernel, %s, %d thread%s\n",
+           ag_kernel_name(), sizeof(ag_real) == 4 ? "float" : "double", threads, threads > 1 ? "s" : "");
+    printf("%-18s %11s %11s %11s %9s %9s\n", "dW m x n x K", "gemm us", "2-pass us", "fused us", "fused/2p",
+           "spread");
+    for (size_t im = 0; im < 2; im++)
+        for (size_t ik = 0; ik < 4; ik++) {
+            size_t m = ms[im], n = 784, k = ks[ik];
+            if (quick && k == 512) continue;
+            ag_real *dz = malloc(k * m * sizeof *dz), *x = malloc(k * n * sizeof *x);
+            ag_real *g = malloc(m * n * sizeof *g), *w = malloc(m * n * sizeof *w);
+            if (!dz || !x || !g || !w) {
+                fprintf(stderr, "out of memory\n");
+                return 1;
+            }
+            fill(dz, k * m, 3);
+            fill(x, k * n, 4);
+            fill(w, m * n, 5);
+            sgd_ctx S = {w, n, (ag_real)1e-3, (ag_real)1e-4};
+            for (int mode = 0; mode < 3; mode++) time_dw(mode, m, n, k, dz, x, g, &S, 2);   /* warm up */
+            double t1 = time_dw(1, m, n, k, dz, x, g, &S, 1);
+            int reps = (int)(min_sample / (t1 > 1e-7 ? t1 : 1e-7)) + 1;
+            double tf[MAX_REPEATS], t2[MAX_REPEATS], tg[MAX_REPEATS];
+            for (int r = 0; r < repeats; r++) {   /* interleaved: all three see the same machine load */
+                tf[r] = time_dw(0, m, n, k, dz, x, g, &S, reps);
+                t2[r] = time_dw(1, m, n, k, dz, x, g, &S, reps);
+                tg[r] = time_dw(2, m, n, k, dz, x, g, &S, reps);
+            }
+            double lo = tf[0], hi = tf[0];
+            for (int r = 1; r < repeats; r++) lo = fmin(lo, tf[r]), hi = fmax(hi, tf[r]);
+            double mf = median(tf, repeats), m2 = median(t2, repeats), mg = median(tg, repeats);
+            char label[48];
+            snprintf(label, sizeof label, "%zux%zux%zu", m, n, k);
+            printf("%-18s %11.1f %11.1f %11.1f %9.3f %8.1f%%\n", label, 1e6 * mg, 1e6 * m2, 1e6 * mf, mf / m2,
+                   100 * (hi - lo) / mf);
+            fflush(stdout);
+            free(dz);
+            free(x);
+            free(g);
+            free(w);
+        }
+    printf("gemm: ag_gemm alone; 2-pass: ag_gemm into a gradient buffer, then the update over it; fused: "
+           "ag__gemm_tiles with the update per tile. Medians of %d interleaved repeats; spread of fused.\n",
+           repeats);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int quick = 0, threads = 1;
+    int quick = 0, threads = 1, tiles = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
         else if (strcmp(argv[i], "--cpu") == 0) use_cpu_clock = 1;
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--tiles") == 0) tiles = 1;
         else {
-            fprintf(stderr, "usage: %s [--quick] [--threads N] [--cpu] [--only S1,S2,...]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--threads N] [--cpu] [--only S1,S2,...] [--tiles]\n", argv[0]);
             return 2;
         }
     }
     if (threads < 1) threads = 1;
     ag_set_threads(threads);
+    if (tiles) return bench_tiles(quick, threads);
     openblas_set_num_threads(threads);
 
     printf("bench_gemm: ag_gemm (%s kernel, %s) vs OpenBLAS %s, %d thread%s%s%s\n", ag_kernel_name(),
