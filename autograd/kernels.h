@@ -98,7 +98,9 @@ void ag__pack_b_generic(int nr, int trans_b, const ag_real *b, size_t ldb, size_
 /* Receives rows [i0, i0+rows) x columns [j0, j0+cols) of the product P = alpha op(A) op(B), final, at p
  * (row stride ldp; p[r * ldp + c] is P[i0 + r][j0 + c]). Called from whichever pool thread computed the tile;
  * tiles are disjoint and cover P exactly once, several may be in flight at once on different threads. p is only
- * valid during the call (often a per-thread buffer that the next tile overwrites). */
+ * valid during the call (often a per-thread buffer that the next tile overwrites). fn must not run a GEMM itself
+ * (ag_gemm, ag__gemm_tiles, anything using ag__thread_scratch): it would reuse the packing buffers of its thread
+ * while the product still reads them. */
 typedef void (*ag__tile_fn)(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p, size_t ldp);
 
 /* P = alpha op(A) op(B) (m x n, shapes and transposes as ag_gemm), handed to fn tile by tile instead of stored.
