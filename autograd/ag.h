@@ -138,6 +138,7 @@ typedef struct ag_tensor {
     unsigned flags;             /* AG_REQUIRES_GRAD | AG_PARAM | AG_DECAY | AG_BORROWED */
     ag_tape *tape;              /* owning tape; NULL for parameters */
     uint32_t gen;               /* tape generation when recorded (detects use after reset) */
+    uint32_t pending;           /* internal: backward ops still to add to a parameter's gradient */
     const char *name;           /* parameter name, or NULL */
 } ag_tensor;
 
@@ -225,6 +226,29 @@ ag_status ag_backward(ag_tape *t, ag_tensor *loss);
 /* The same for a non-scalar output, seeded with seed (out->size elements, not checked; copied).
  * A NULL seed is AG_ERR_ARG. */
 ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed);
+
+/* Gradient sink ("update in backward"). With a sink set, ag_backward hands each parameter's
+ * gradient to sink->consume as soon as the last op contributing to it has run, instead of leaving
+ * it in ->grad: an optimizer updates the weight while the gradient is hot, and the built-in
+ * products (matmul, linear, dense layers) deliver a weight gradient tile by tile straight from the
+ * GEMM, so it never streams through memory. optim.h's ag_optim_backward_step is the usual user.
+ * consume gets elements x->value[off + r*ld + c] (r < rows, c < cols; ld is the row stride inside
+ * x) whose complete gradient for this sweep (plus whatever ->grad held from earlier sweeps) is
+ * g[r*ldg + c]; flags has AG_SINK_FINITE when the engine proved every such value finite (a
+ * consumer that guards against NaN/Inf may then skip its scan). Every element of every parameter a gradient reached is delivered exactly once;
+ * parameters no gradient reached are not delivered. Pieces may arrive concurrently from the
+ * library's worker threads (always disjoint elements), so consume must be thread-safe for
+ * disjoint elements and must not call back into the tape. After the sweep the delivered
+ * parameters' ->grad hold zeros. */
+typedef struct ag_grad_sink {
+    void (*consume)(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
+                    const ag_real *g, size_t ldg, unsigned flags);
+    void *ctx;
+} ag_grad_sink;
+enum { AG_SINK_FINITE = 1u << 0 };
+/* Set the sink of t's next sweeps (copied), or clear it with NULL. AG_ERR_ARG for a NULL t or a
+ * sink without consume. Kept across ag_tape_reset. */
+ag_status ag_tape_set_grad_sink(ag_tape *t, const ag_grad_sink *sink);
 
 /* ---------------------------------------------------------------- parameters */
 

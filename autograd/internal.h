@@ -7,6 +7,7 @@
 
 #include "ag.h"
 
+#include <float.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -52,6 +53,8 @@ struct ag_tape {
     int check_numerics;
     uint64_t step;          /* resets since creation */
     int backward_done;
+    int has_sink;           /* sink below is set (ag_tape_set_grad_sink) */
+    ag_grad_sink sink;
     ag_status status;
     int op_failed;          /* an op or leaf returned no result since the last reset/clear */
     char errmsg[AG_ERRMSG_SIZE];
@@ -62,6 +65,28 @@ struct ag_tape {
  * follows the value; backward takes it instead of allocating. Internal: never set on parameters. */
 #define AG__TINY_BYTES 16
 #define AG__GRAD_INLINE (1u << 30)
+
+/* Parameter flags kept by backward for gradient sinks (ag_tape_set_grad_sink). DIRTY: ->grad may
+ * hold nonzero values (a backward wrote it since ag_params_zero_grad or a delivery zeroed it);
+ * conservative: a stale DIRTY only costs a fused delivery. CLAIMED: during one node's backward, the
+ * op delivered this input's gradient to the sink itself (ag__sink_claim). */
+#define AG__GRAD_DIRTY (1u << 29)
+#ifdef AG_DOUBLE
+#define AG__REAL_MAX DBL_MAX
+#else
+#define AG__REAL_MAX FLT_MAX
+#endif
+#define AG__SINK_CLAIMED (1u << 28)
+
+/* For built-in ops, inside backward: 1 if input i is a parameter whose gradient this node
+ * completes (no other op left to add to it) while the tape has a sink and ->grad holds nothing to
+ * add. The op must then deliver the whole gradient of that input to the sink (ag__sink_gemm),
+ * after every other product that reads the input's value, and not write ->grad. */
+int ag__sink_claim(ag_node *n, int i);
+/* Deliver P = op(A) op(B) (alpha 1, m x nn) as the gradient of parameter x, whose rows are nn
+ * long, to the tape's sink tile by tile, straight from the GEMM. Statuses as ag_gemm. */
+ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size_t nn, size_t k,
+                        const ag_real *a, size_t lda, const ag_real *b, size_t ldb);
 
 /* Arena allocation, AG_ALIGN-aligned. NULL if full (no message set). */
 void *ag__arena_alloc(ag_tape *t, size_t bytes);

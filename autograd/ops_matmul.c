@@ -8,16 +8,61 @@
  *     backward  dX = dZ W         delta^(l) = (W^(l))^T delta^(l+1)   (before .* f'(z^(l)))
  *               dW = dZ^T X       grad_W^(l) J = delta^(l+1) (a^(l))^T, summed over the rows
  *
- * All backward products run with beta = 1, so they accumulate into the gradients.
+ * All backward products run with beta = 1, so they accumulate into the gradients, except a
+ * parameter's gradient under a gradient sink, which goes to the sink (see "gradients into a sink").
  *
  * Read next: ops_reduce.c.
  */
-#include "internal.h"
+#include "kernels.h"
 
 /* Record a failure of ag_gemm (out of scratch memory) on the node. */
 static ag_status gemm_check(ag_node *n, ag_status st) {
     if (st == AG_OK) return AG_OK;
     return ag_node_fail(n, st, "gemm failed: %s", ag_status_str(st));
+}
+
+/* ---------------------------------------------------------------- gradients into a sink
+ * Under a gradient sink (ag_tape_set_grad_sink) the product that completes a parameter's gradient
+ * goes tile by tile from the GEMM to the sink (an optimizer's update) instead of into ->grad:
+ * the gradient never streams through memory. Ops claim such inputs with ag__sink_claim and run
+ * that product last, after every product that reads the parameter's value. */
+typedef struct sink_tile_ctx {
+    const ag_grad_sink *sink;
+    ag_tensor *x;
+    size_t ld;
+    unsigned flags;
+} sink_tile_ctx;
+
+static void sink_tile(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p, size_t ldp) {
+    const sink_tile_ctx *c = ctx;
+    c->sink->consume(c->sink->ctx, c->x, i0 * c->ld + j0, rows, cols, c->ld, p, ldp, c->flags);
+}
+
+/* Largest |v| over a rows x cols matrix (row stride ld), or +inf if some element is NaN/Inf. */
+static double max_abs(const ag_real *v, size_t rows, size_t cols, size_t ld) {
+    ag_real m = 0;
+    int bad = 0;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) {
+            const ag_real a = v[r * ld + c] < 0 ? -v[r * ld + c] : v[r * ld + c];
+            bad |= !(a <= AG__REAL_MAX); /* NaN and Inf */
+            m = a > m ? a : m;
+        }
+    return bad ? INFINITY : (double)m;
+}
+
+ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size_t nn, size_t k,
+                        const ag_real *a, size_t lda, const ag_real *b, size_t ldb) {
+    /* partial sums of a product with several k blocks need m x nn scratch; arena memory that the
+     * common case (k within one block) never touches, so it costs no traffic */
+    ag_real *work = ag_node_alloc(n, m * nn * sizeof(ag_real));
+    if (!work) return AG_ERR_NOMEM;
+    /* every |P_ij| <= k max|A| max|B|: with that bound well inside the range (rounding adds at
+     * most a factor (1 + eps)^k), the product is finite and the sink may skip its NaN/Inf scan;
+     * the bound costs O((m + nn) k) against the product's O(m nn k) */
+    double bound = (double)k * max_abs(a, ta ? k : m, ta ? m : k, lda) * max_abs(b, tb ? nn : k, tb ? k : nn, ldb);
+    sink_tile_ctx c = {&n->out.tape->sink, x, nn, bound < 0.25 * AG__REAL_MAX ? AG_SINK_FINITE : 0u};
+    return ag__gemm_tiles(ta, tb, m, nn, k, 1, a, lda, b, ldb, work, nn, sink_tile, &c);
 }
 
 /* ---------------------------------------------------------------- matmul
@@ -64,20 +109,30 @@ static ag_status matmul_backward(ag_node *n) {
     const size_t m = n->out.shape[0], nn = n->out.shape[1], k = ta ? a->shape[0] : a->shape[1];
     const size_t lda = a->shape[1], ldb = b->shape[1];
     const ag_real *dC = n->out.grad; /* m x nn */
+    /* each product reads the other operand's value, so at most one goes to a sink, and last */
+    const int sink_b = b->grad && ag__sink_claim(n, 1);
+    const int sink_a = a->grad && !sink_b && ag__sink_claim(n, 0);
     ag_status st = AG_OK;
-    if (a->grad) {
+    if (a->grad && !sink_a) {
         if (!ta) /* dA (m x k) += dC op(B)^T */
             st = ag_gemm(0, !tb, m, k, nn, 1, dC, nn, b->value, ldb, 1, a->grad, lda);
         else /* dA (k x m) += op(B) dC^T */
             st = ag_gemm(tb, 1, k, m, nn, 1, b->value, ldb, dC, nn, 1, a->grad, lda);
         if (st != AG_OK) return gemm_check(n, st);
     }
-    if (b->grad) {
+    if (b->grad && !sink_b) {
         if (!tb) /* dB (k x nn) += op(A)^T dC */
             st = ag_gemm(!ta, 0, k, nn, m, 1, a->value, lda, dC, nn, 1, b->grad, ldb);
         else /* dB (nn x k) += dC^T op(A) */
             st = ag_gemm(1, ta, nn, k, m, 1, dC, nn, a->value, lda, 1, b->grad, ldb);
+        if (st != AG_OK) return gemm_check(n, st);
     }
+    if (sink_a)
+        st = !ta ? ag__sink_gemm(n, a, 0, !tb, m, k, nn, dC, nn, b->value, ldb)
+                 : ag__sink_gemm(n, a, tb, 1, k, m, nn, b->value, ldb, dC, nn);
+    if (sink_b)
+        st = !tb ? ag__sink_gemm(n, b, !ta, 0, k, nn, m, a->value, lda, dC, nn)
+                 : ag__sink_gemm(n, b, 1, ta, nn, k, m, dC, nn, a->value, lda);
     return gemm_check(n, st);
 }
 
@@ -135,8 +190,9 @@ static ag_status linear_backward(ag_node *n) {
         st = ag_gemm(0, 0, K, in, out, 1, dz, out, W->value, in, 1, x->grad, in);
         if (st != AG_OK) return gemm_check(n, st);
     }
-    if (W->grad) { /* dW (out x in) += dz^T x */
-        st = ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, 1, W->grad, in);
+    if (W->grad) { /* dW (out x in) += dz^T x, or straight to the sink after dx has used W */
+        st = ag__sink_claim(n, 1) ? ag__sink_gemm(n, W, 1, 0, out, in, K, dz, out, x->value, in)
+                                  : ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, 1, W->grad, in);
         if (st != AG_OK) return gemm_check(n, st);
     }
     if (b && b->grad) { /* db (out) += column sums of dz */
@@ -235,8 +291,9 @@ static ag_status linear_act_backward(ag_node *n) {
         st = ag_gemm(0, 0, K, in, out, 1, dz, out, W->value, in, 1, x->grad, in);
         if (st != AG_OK) return gemm_check(n, st);
     }
-    if (W->grad) /* dW (out x in) += dz^T x */
-        st = ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, 1, W->grad, in);
+    if (W->grad) /* dW (out x in) += dz^T x, or straight to the sink after dx has used W */
+        st = ag__sink_claim(n, 1) ? ag__sink_gemm(n, W, 1, 0, out, in, K, dz, out, x->value, in)
+                                  : ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, 1, W->grad, in);
     return gemm_check(n, st);
 }
 

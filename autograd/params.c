@@ -154,7 +154,9 @@ ag_real *ag_params_values(ag_params *ps) { return ps ? ps->values : NULL; }
 ag_real *ag_params_grads(ag_params *ps) { return ps ? ps->grads : NULL; }
 
 void ag_params_zero_grad(ag_params *ps) {
-    if (ps && ps->numel) memset(ps->grads, 0, ps->numel * sizeof(ag_real));
+    if (!ps || !ps->numel) return;
+    memset(ps->grads, 0, ps->numel * sizeof(ag_real));
+    for (size_t i = 0; i < ps->count; i++) ps->tensors[i]->flags &= ~AG__GRAD_DIRTY;
 }
 
 ag_status ag_params_status(const ag_params *ps) { return ps ? ps->status : AG_ERR_ARG; }

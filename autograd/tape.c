@@ -580,6 +580,47 @@ static ag_status grad_buffer(ag_tape *t, ag_tensor *x) {
     return AG_OK;
 }
 
+/* ---------------------------------------------------------------- gradient sinks */
+
+ag_status ag_tape_set_grad_sink(ag_tape *t, const ag_grad_sink *sink) {
+    if (!t) return AG_ERR_ARG;
+    if (sink && !sink->consume) return ag__fail(t, AG_ERR_ARG, "set_grad_sink: sink has no consume function");
+    t->has_sink = sink != NULL;
+    if (sink) t->sink = *sink;
+    return AG_OK;
+}
+
+/* pending = how many recorded ops (that can run backward) take each parameter, so that the sweep
+ * knows when a parameter's gradient is complete. Two walks: clear, then count. */
+static void count_param_uses(ag_tensor *loss) {
+    for (int pass = 0; pass < 2; pass++)
+        for (ag_node *n = ag__node_of(loss); n; n = n->prev) {
+            if (!n->op || !(n->out.flags & AG_REQUIRES_GRAD)) continue;
+            for (int i = 0; i < n->n_in; i++) {
+                ag_tensor *x = n->in[i];
+                if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) == (AG_PARAM | AG_REQUIRES_GRAD))
+                    x->pending = pass ? x->pending + 1 : 0;
+            }
+        }
+}
+
+/* Hand x's whole accumulated gradient to the sink, then leave ->grad zeroed. */
+static void deliver_param(ag_tape *t, ag_tensor *x) {
+    t->sink.consume(t->sink.ctx, x, 0, 1, x->size, x->size, x->grad, x->size, 0);
+    memset(x->grad, 0, x->size * sizeof(ag_real));
+    x->flags &= ~AG__GRAD_DIRTY;
+}
+
+int ag__sink_claim(ag_node *n, int i) {
+    const ag_tape *t = n->out.tape;
+    ag_tensor *x = n->in[i];
+    if (!t->has_sink || (x->flags & (AG_PARAM | AG_REQUIRES_GRAD | AG__GRAD_DIRTY | AG__SINK_CLAIMED)) !=
+                            (AG_PARAM | AG_REQUIRES_GRAD) || x->pending != 1)
+        return 0;
+    x->flags |= AG__SINK_CLAIMED;
+    return 1;
+}
+
 static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed, const char *who) {
     if (!t) return AG_ERR_ARG;
     if (!loss) {
@@ -610,23 +651,38 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
     for (size_t i = 0; i < loss->size; i++) loss->grad[i] += seed ? seed[i] : (ag_real)1;
     t->backward_done = 1;
 
+    if (t->has_sink) count_param_uses(loss);
+
     /* Reverse creation order is reverse topological order: when we reach a node, every node that
      * consumed its output has already added its contribution to out.grad. */
     for (ag_node *n = ag__node_of(loss); n; n = n->prev) {
         AG__PREFETCH_R((const char *)n - AG__PREFETCH_AHEAD); /* and walked downwards here */
-        if (!n->op || !n->out.grad || !(n->out.flags & AG_REQUIRES_GRAD)) continue;
-        for (int i = 0; i < n->n_in; i++) {
-            ag_tensor *x = n->in[i];
-            if (x->flags & AG_REQUIRES_GRAD) {
-                st = grad_buffer(t, x);
-                if (st != AG_OK) return st;
+        if (!n->op || !(n->out.flags & AG_REQUIRES_GRAD)) continue;
+        const int reached = n->out.grad != NULL;
+        if (reached) {
+            for (int i = 0; i < n->n_in; i++) {
+                ag_tensor *x = n->in[i];
+                if (x->flags & AG_REQUIRES_GRAD) {
+                    st = grad_buffer(t, x);
+                    if (st != AG_OK) return st;
+                }
+            }
+            st = n->op->backward(n);
+            for (int i = 0; st == AG_OK && t->check_numerics && i < n->n_in; i++) {
+                char what[64];
+                snprintf(what, sizeof what, "backward put, in the gradient of input %d,", i);
+                if (n->in[i]->grad && !(n->in[i]->flags & AG__SINK_CLAIMED))
+                    st = numeric_fail(n, what, n->in[i]->grad, n->in[i]->size);
             }
         }
-        st = n->op->backward(n);
-        for (int i = 0; st == AG_OK && t->check_numerics && i < n->n_in; i++) {
-            char what[64];
-            snprintf(what, sizeof what, "backward put, in the gradient of input %d,", i);
-            if (n->in[i]->grad) st = numeric_fail(n, what, n->in[i]->grad, n->in[i]->size);
+        /* parameter bookkeeping, also for nodes no gradient reached: they add nothing */
+        for (int i = 0; i < n->n_in; i++) {
+            ag_tensor *x = n->in[i];
+            if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) != (AG_PARAM | AG_REQUIRES_GRAD)) continue;
+            if (x->flags & AG__SINK_CLAIMED) x->flags &= ~AG__SINK_CLAIMED; /* delivered by the op */
+            else if (reached) x->flags |= AG__GRAD_DIRTY;
+            if (t->has_sink && --x->pending == 0 && (x->flags & AG__GRAD_DIRTY) && st == AG_OK)
+                deliver_param(t, x); /* its last contributor has run: the gradient is complete */
         }
         if (st != AG_OK) {
             if (t->status == AG_OK) ag_node_fail(n, st, "backward failed with status %d", (int)st);

@@ -122,6 +122,19 @@ void ag_optim_free(ag_optim *opt); /* its state; the store is left as it is */
 ag_status ag_optim_step(ag_optim *opt);
 void ag_optim_zero_grad(ag_optim *opt); /* ag_params_zero_grad of the store */
 
+/* Backward and step in one sweep ("update in backward"): ag_backward(t, loss) with the optimizer
+ * as the tape's gradient sink (ag.h, ag_grad_sink). Each parameter is updated as soon as its
+ * gradient is complete, and a dense layer's weight gradient goes tile by tile from the GEMM into
+ * the update without being stored: the same result, bit for bit, as ag_backward + ag_optim_step
+ * with one stream over the gradients fewer per pass. Differences: the gradients are left zeroed
+ * (as with .zero_grad), the weights' ->grad never hold this step's gradient, and a NaN/Inf
+ * gradient skips only the pieces that hold it (AG_ERR_NUMERIC after the step, which counts; the
+ * rest is updated). Parameters no gradient reached still take their update (decay, momentum).
+ * With clip_norm > 0 every gradient is needed first, so it runs ag_backward then ag_optim_step.
+ * Errors: AG_ERR_ARG, AG_ERR_STATE (store changed), the tape's status if backward fails (then
+ * parameters delivered before the failure are already updated), AG_ERR_NUMERIC. */
+ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss);
+
 double ag_optim_lr(const ag_optim *opt);        /* the rate the next step will use */
 /* pre-clip global norm at the last step with clip_norm > 0; without clipping only a failed
  * (non-finite) step computes it, and a successful one reports 0 */

@@ -1,0 +1,397 @@
+/*
+ * test_sink.c - gradient sinks ("update in backward"): ag_tape_set_grad_sink and
+ * ag_optim_backward_step.
+ *
+ * The reference is the two-pass step the library already checks against hand-derived numbers
+ * (test_optim, test_delta): zero the gradients, ag_backward, ag_optim_step. The fused step must
+ * give the same parameters and optimizer state bit for bit, for every optimizer, decay mode,
+ * batch size (which picks the GEMM path: direct, packed, several k blocks) and thread count, on
+ * a graph that has every case of the bookkeeping: weights whose gradient goes tile by tile from
+ * linear, linear_act and both operands of matmul; an L2 term on the tape that writes the weight
+ * gradients first; a weight used twice; a parameter no gradient reaches; one not on the tape.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dense.h"
+#include "optim.h"
+#include "testutil.h"
+
+typedef struct net {
+    ag_params *ps;
+    ag_tensor *W1, *b1, *Wm, *Wa, *Ws, *U, *V;
+    ag_dense l2;
+    size_t in, hidden, K;
+    ag_real *x;
+} net;
+
+static void net_init(net *n, size_t in, size_t hidden, size_t K, uint64_t seed) {
+    memset(n, 0, sizeof *n);
+    n->in = in, n->hidden = hidden, n->K = K;
+    ck_assert_int_eq(ag_params_new(&n->ps), AG_OK);
+    ag_params *ps = n->ps;
+    ck_assert_int_eq(ag_params_add(ps, "W1", 2, (size_t[]){hidden, in}, AG_DECAY, &n->W1), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "b1", 1, (size_t[]){hidden}, 0, &n->b1), AG_OK);
+    ck_assert_int_eq(ag_dense_init(&n->l2, ps, "l2", hidden, 40, AG_ACT_SIGMOID), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "Wm", 2, (size_t[]){40, 13}, AG_DECAY, &n->Wm), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "Wa", 2, (size_t[]){3, 13}, AG_DECAY, &n->Wa), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "Ws", 2, (size_t[]){13, 5}, AG_DECAY, &n->Ws), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "U", 1, (size_t[]){7}, AG_DECAY, &n->U), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "V", 1, (size_t[]){9}, AG_DECAY, &n->V), AG_OK);
+    ag_rng r;
+    ag_rng_seed(&r, seed);
+    for (size_t i = 0; i < ag_params_count(ps); i++) {
+        ag_tensor *p = ag_params_at(ps, i);
+        ag_rng_fill_normal(&r, p->value, p->size, 0, 1 / sqrt((double)p->size / p->shape[0]));
+    }
+    n->x = malloc(K * in * sizeof *n->x);
+    ck_assert_ptr_nonnull(n->x);
+}
+
+static void net_free(net *n) {
+    ag_params_free(n->ps);
+    free(n->x);
+}
+
+/* The batch of step s (the same for both nets). */
+static void net_batch(net *n, int s) {
+    ag_rng r;
+    ag_rng_seed(&r, 1000 + (uint64_t)s);
+    ag_rng_fill_normal(&r, n->x, n->K * n->in, 0, 1);
+}
+
+static ag_tensor *sq_mean(ag_tape *t, ag_tensor *v) { return ag_mean(t, ag_square(t, v)); }
+
+/* J = mean(m2^2) + mean(s1^2) + mean(s2^2) [+ lambda/2 (|W1|^2 + |W2|^2)], see the file comment. */
+static ag_tensor *net_loss(ag_tape *t, net *n, double l2_in_loss) {
+    ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){n->K, n->in}, n->x);
+    ag_tensor *a1 = ag_relu(t, ag_linear(t, X, n->W1, n->b1));  /* linear */
+    ag_tensor *a2 = ag_dense_forward(t, &n->l2, a1, NULL);     /* linear_act */
+    ag_tensor *m = ag_matmul(t, a2, n->Wm);                    /* weight as b */
+    ag_tensor *m2 = ag_matmul_ex(t, n->Wa, m, 0, 1);           /* weight as a: 3 x K */
+    ag_tensor *s1 = ag_matmul(t, m, n->Ws), *s2 = ag_matmul(t, ag_relu(t, m), n->Ws); /* used twice */
+    ag_mul(t, n->U, n->U);                                     /* recorded, no gradient reaches it */
+    ag_tensor *J = ag_add(t, ag_add(t, sq_mean(t, m2), sq_mean(t, s1)), sq_mean(t, s2));
+    if (l2_in_loss > 0) J = ag_add(t, J, ag_l2(t, (ag_real)l2_in_loss, (ag_tensor *[]){n->W1, n->l2.W}, 2));
+    ck_assert_msg(J != NULL, "%s", ag_tape_errmsg(t));
+    return J;
+}
+
+static int same_bits(const ag_real *a, const ag_real *b, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof a[i]) != 0) {
+            fprintf(stderr, "%s differs at %zu: %.17g vs %.17g\n", what, i, (double)a[i], (double)b[i]);
+            return 0;
+        }
+    return 1;
+}
+
+static int all_zero(const ag_real *a, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != 0) return 0;
+    return 1;
+}
+
+/* Three steps of the reference and of the fused step from the same start; compare everything. */
+static void compare_steps(ag_optim_config cfg, size_t in, size_t hidden, size_t K, double l2_in_loss,
+                          int threads) {
+    ag_set_threads(threads);
+    net A, B;
+    net_init(&A, in, hidden, K, 7);
+    net_init(&B, in, hidden, K, 7);
+    ag_optim *oa, *ob;
+    char err[AG_ERRMSG_SIZE];
+    ck_assert_msg(ag_optim_new(&oa, A.ps, &cfg, err, sizeof err) == AG_OK, "%s", err);
+    ck_assert_msg(ag_optim_new(&ob, B.ps, &cfg, err, sizeof err) == AG_OK, "%s", err);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    for (int s = 0; s < 3; s++) {
+        net_batch(&A, s);
+        net_batch(&B, s);
+        ag_tape_reset(t);
+        ag_optim_zero_grad(oa);
+        ck_assert_int_eq(ag_backward(t, net_loss(t, &A, l2_in_loss)), AG_OK);
+        ck_assert_msg(ag_optim_step(oa) == AG_OK, "%s", ag_optim_errmsg(oa));
+        ag_tape_reset(t);
+        ck_assert_msg(ag_optim_backward_step(ob, t, net_loss(t, &B, l2_in_loss)) == AG_OK, "%s",
+                      ag_optim_errmsg(ob));
+        char what[160];
+        snprintf(what, sizeof what, "kind %d wd %g dec %d clip %g K %zu l2 %g threads %d step %d: values",
+                 (int)cfg.kind, cfg.weight_decay, cfg.decoupled, cfg.clip_norm, K, l2_in_loss, threads, s);
+        ck_assert_msg(same_bits(ag_params_values(A.ps), ag_params_values(B.ps), ag_params_numel(A.ps), what),
+                      "%s", what);
+        for (size_t i = 0; i < ag_optim_state_count(oa); i++) {
+            const char *na, *nb;
+            ag_real *sa, *sb;
+            size_t ca, cb;
+            ck_assert_int_eq(ag_optim_state(oa, i, &na, &sa, &ca), AG_OK);
+            ck_assert_int_eq(ag_optim_state(ob, i, &nb, &sb, &cb), AG_OK);
+            ck_assert_msg(same_bits(sa, sb, ca, na), "%s: state %s", what, na);
+        }
+        ck_assert_uint_eq(ag_optim_steps(oa), ag_optim_steps(ob));
+        ck_assert_msg(all_zero(ag_params_grads(B.ps), ag_params_numel(B.ps)), "%s: gradients left nonzero", what);
+    }
+    ag_tape_free(t);
+    ag_optim_free(oa);
+    ag_optim_free(ob);
+    net_free(&A);
+    net_free(&B);
+    ag_set_threads(1);
+}
+
+static const ag_optim_kind KINDS[] = {AG_OPT_SGD, AG_OPT_MOMENTUM, AG_OPT_NESTEROV, AG_OPT_ADAM, AG_OPT_ADAMW};
+
+/* Every optimizer and decay mode; batch sizes that take the direct (1, 5), packed (33) and
+ * several-k-block (700) products; the L2 term on the tape or not. */
+START_TEST(fused_step_equals_two_pass_step) {
+    const size_t Ks[] = {1, 5, 33, 700};
+    const size_t nK = ag_test_quick() ? 2 : 4;
+    for (size_t k = 0; k < sizeof KINDS / sizeof KINDS[0]; k++)
+        for (int decay = 0; decay < 3; decay++)
+            for (size_t b = 0; b < nK; b++) {
+                ag_optim_config cfg = {.kind = KINDS[k], .lr = 0.05, .weight_decay = decay ? 1e-2 : 0,
+                                       .decoupled = decay == 2};
+                compare_steps(cfg, 37, 45, Ks[b], b % 2 ? 1e-3 : 0, 1);
+            }
+}
+END_TEST
+
+/* Products large enough to be split over threads: tiles arrive from several workers at once. */
+START_TEST(fused_step_any_thread_count) {
+    for (int th = 1; th <= 3; th++) {
+        compare_steps((ag_optim_config){.kind = AG_OPT_MOMENTUM, .lr = 0.01, .weight_decay = 1e-3}, 300, 256, 64,
+                      0, th);
+        compare_steps((ag_optim_config){.kind = AG_OPT_ADAM, .lr = 0.001}, 300, 256, 1, 0, th);
+    }
+}
+END_TEST
+
+/* Clipping needs the global norm first: the fused call falls back to the two-pass step. */
+START_TEST(fused_step_with_clipping) {
+    compare_steps((ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.1, .clip_norm = 0.5}, 37, 45, 33, 0, 1);
+    compare_steps((ag_optim_config){.kind = AG_OPT_ADAM, .lr = 0.01, .clip_norm = 1e-3}, 37, 45, 5, 1e-3, 1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- a user's own sink */
+
+typedef struct recorder {
+    pthread_mutex_t mu;
+    const ag_params *ps;
+    ag_real *got;        /* gradient delivered, flat like the store */
+    unsigned char *hits; /* deliveries per element */
+    int bad;             /* a piece outside its tensor */
+    int from_store[16];  /* per parameter index: a piece came from its ->grad (not a GEMM tile) */
+} recorder;
+
+static void record(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld, const ag_real *g,
+                   size_t ldg, unsigned flags) {
+    recorder *r = ctx;
+    if (flags & ~(unsigned)AG_SINK_FINITE) r->bad = 1;
+    for (size_t i = 0; (flags & AG_SINK_FINITE) && i < rows; i++) /* the promise holds */
+        for (size_t j = 0; j < cols; j++)
+            if (!isfinite(g[i * ldg + j])) r->bad = 1;
+    pthread_mutex_lock(&r->mu);
+    size_t base = (size_t)(x->value - ag_params_values((ag_params *)r->ps));
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) {
+            size_t e = off + i * ld + j;
+            if (e >= x->size || j >= ld) {
+                r->bad = 1;
+                continue;
+            }
+            r->got[base + e] = g[i * ldg + j];
+            r->hits[base + e]++;
+        }
+    for (size_t i = 0; i < ag_params_count(r->ps) && i < 16; i++)
+        if (ag_params_at(r->ps, i) == x && g >= x->grad && g < x->grad + x->size) r->from_store[i] = 1;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* The sink sees exactly ag_backward's gradients, each element once; unreached parameters never. */
+static void sink_matches_backward(size_t K, int threads, double l2) {
+    ag_set_threads(threads);
+    net A;
+    net_init(&A, 300, 256, K, 3);
+    net_batch(&A, 0);
+    size_t N = ag_params_numel(A.ps);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_params_zero_grad(A.ps);
+    ck_assert_int_eq(ag_backward(t, net_loss(t, &A, l2)), AG_OK);
+    ag_real *want = malloc(N * sizeof *want);
+    ck_assert_ptr_nonnull(want);
+    memcpy(want, ag_params_grads(A.ps), N * sizeof *want);
+    ag_params_zero_grad(A.ps);
+
+    recorder r = {.ps = A.ps};
+    pthread_mutex_init(&r.mu, NULL);
+    r.got = calloc(N, sizeof *r.got);
+    r.hits = calloc(N, 1);
+    ck_assert(r.got && r.hits);
+    ag_tape_reset(t);
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){record, &r}), AG_OK);
+    ck_assert_int_eq(ag_backward(t, net_loss(t, &A, l2)), AG_OK);
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, NULL), AG_OK);
+    ck_assert_int_eq(r.bad, 0);
+    for (size_t i = 0; i < ag_params_count(A.ps); i++) {
+        ag_tensor *x = ag_params_at(A.ps, i);
+        size_t base = (size_t)(x->value - ag_params_values(A.ps));
+        int reached = x != A.U && x != A.V;
+        for (size_t e = 0; e < x->size; e++)
+            ck_assert_msg(r.hits[base + e] == reached, "K %zu threads %d: %s[%zu] delivered %d times", K, threads,
+                          x->name, e, r.hits[base + e]);
+        if (reached) ck_assert_msg(same_bits(want + base, r.got + base, x->size, x->name), "%s", x->name);
+        /* weights whose gradient one product completes come straight from the GEMM; the rest
+         * (biases, the weight used twice, the ones the L2 term wrote first) from ->grad */
+        int fused = x == A.Wm || x == A.Wa || (l2 == 0 && (x == A.W1 || x == A.l2.W));
+        if (reached) ck_assert_msg(r.from_store[i] == !fused, "%s: from ->grad %d", x->name, r.from_store[i]);
+    }
+    ck_assert(all_zero(ag_params_grads(A.ps), N));
+    pthread_mutex_destroy(&r.mu);
+    free(r.got);
+    free(r.hits);
+    free(want);
+    ag_tape_free(t);
+    net_free(&A);
+    ag_set_threads(1);
+}
+
+START_TEST(user_sink_sees_each_gradient_once) {
+    sink_matches_backward(1, 1, 0);
+    sink_matches_backward(1, 1, 1e-3);
+    sink_matches_backward(64, 1, 0);
+    sink_matches_backward(64, 3, 1e-3);
+    sink_matches_backward(64, 3, 0);
+    if (!ag_test_quick()) sink_matches_backward(700, 2, 0);
+}
+END_TEST
+
+START_TEST(sink_bad_arguments) {
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ck_assert_int_eq(ag_tape_set_grad_sink(NULL, NULL), AG_ERR_ARG);
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){NULL, NULL}), AG_ERR_ARG);
+    ck_assert_str_eq(ag_tape_errmsg(t), "set_grad_sink: sink has no consume function");
+    ag_tape_clear_error(t);
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, NULL), AG_OK);
+    ag_tape_free(t);
+
+    net A;
+    net_init(&A, 4, 5, 2, 1);
+    ag_optim *o;
+    ck_assert_int_eq(ag_optim_new(&o, A.ps, &(ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.1}, NULL, 0), AG_OK);
+    ck_assert_int_eq(ag_optim_backward_step(NULL, NULL, NULL), AG_ERR_ARG);
+    ck_assert_int_eq(ag_optim_backward_step(o, NULL, NULL), AG_ERR_ARG);
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    /* a missing loss is the tape's error; nothing is updated and the step does not count */
+    ck_assert_int_eq(ag_optim_backward_step(o, t, NULL), AG_ERR_ARG);
+    ck_assert_uint_eq(ag_optim_steps(o), 0);
+    ck_assert_ptr_nonnull(strstr(ag_optim_errmsg(o), "backward: loss is NULL"));
+    /* the store grew after the optimizer was made */
+    ag_tensor *extra;
+    ck_assert_int_eq(ag_params_add(A.ps, "extra", 1, (size_t[]){3}, 0, &extra), AG_OK);
+    ck_assert_int_eq(ag_optim_backward_step(o, t, net_loss(t, &A, 0)), AG_ERR_STATE);
+    ag_tape_free(t);
+    ag_optim_free(o);
+    net_free(&A);
+}
+END_TEST
+
+/* A NaN/Inf gradient skips the pieces that hold it; everything else takes its update. */
+START_TEST(nonfinite_gradient_skips_only_its_piece) {
+    ag_params *ps;
+    ag_tensor *w, *r;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "w", 1, (size_t[]){3}, 0, &w), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "r", 1, (size_t[]){2}, 0, &r), AG_OK);
+    w->value[0] = 1, w->value[1] = 2, w->value[2] = 3;
+    r->value[0] = 0, r->value[1] = 4; /* d sqrt(r)/dr = 1/(2 sqrt r) is inf at r = 0 */
+    ag_optim *o;
+    ck_assert_int_eq(ag_optim_new(&o, ps, &(ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.5}, NULL, 0), AG_OK);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_tensor *J = ag_add(t, ag_sum(t, ag_square(t, w)), ag_sum(t, ag_sqrt(t, r)));
+    ck_assert_int_eq(ag_optim_backward_step(o, t, J), AG_ERR_NUMERIC);
+    ck_assert_str_eq(ag_optim_errmsg(o),
+                     "optim: NaN or Inf in the gradient of r: 1 piece(s) of it left unchanged, everything else updated");
+    /* w -= 0.5 * 2w = 0 */
+    ck_assert(w->value[0] == 0 && w->value[1] == 0 && w->value[2] == 0);
+    ck_assert(r->value[0] == 0 && r->value[1] == 4);
+    ck_assert_uint_eq(ag_optim_steps(o), 1);
+    ck_assert(all_zero(ag_params_grads(ps), ag_params_numel(ps)));
+    ag_tape_free(t);
+    ag_optim_free(o);
+    ag_params_free(ps);
+}
+END_TEST
+
+/* The numeric check and a sink together: claimed gradients are not scanned, results unchanged. */
+START_TEST(sink_with_numeric_check) {
+    net A, B;
+    net_init(&A, 37, 45, 33, 5);
+    net_init(&B, 37, 45, 33, 5);
+    ag_optim *oa, *ob;
+    ag_optim_config cfg = {.kind = AG_OPT_NESTEROV, .lr = 0.05};
+    ck_assert_int_eq(ag_optim_new(&oa, A.ps, &cfg, NULL, 0), AG_OK);
+    ck_assert_int_eq(ag_optim_new(&ob, B.ps, &cfg, NULL, 0), AG_OK);
+    ag_tape *ta, *tb;
+    ck_assert_int_eq(ag_tape_new(&ta, NULL), AG_OK);
+    ck_assert_int_eq(ag_tape_new(&tb, NULL), AG_OK);
+    ag_tape_set_check_numerics(tb, 1);
+    net_batch(&A, 0);
+    net_batch(&B, 0);
+    ck_assert_int_eq(ag_optim_backward_step(oa, ta, net_loss(ta, &A, 0)), AG_OK);
+    ck_assert_int_eq(ag_optim_backward_step(ob, tb, net_loss(tb, &B, 0)), AG_OK);
+    ck_assert(same_bits(ag_params_values(A.ps), ag_params_values(B.ps), ag_params_numel(A.ps), "values"));
+    ag_tape_free(ta);
+    ag_tape_free(tb);
+    ag_optim_free(oa);
+    ag_optim_free(ob);
+    net_free(&A);
+    net_free(&B);
+}
+END_TEST
+
+/* After the first step a fused step allocates nothing. */
+START_TEST(fused_steady_state_allocates_nothing) {
+    net A;
+    net_init(&A, 37, 45, 33, 9);
+    ag_optim *o;
+    ck_assert_int_eq(ag_optim_new(&o, A.ps, &(ag_optim_config){.kind = AG_OPT_ADAM, .lr = 1e-3}, NULL, 0), AG_OK);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    for (int s = 0; s < 5; s++) {
+        if (s == 2) ag_test_alloc_install();
+        ag_tape_reset(t);
+        net_batch(&A, s);
+        ck_assert_int_eq(ag_optim_backward_step(o, t, net_loss(t, &A, 1e-3)), AG_OK);
+    }
+    size_t n = ag_test_alloc_count();
+    ag_test_alloc_uninstall();
+    ck_assert_uint_eq(n, 0);
+    ag_tape_free(t);
+    ag_optim_free(o);
+    net_free(&A);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("sink");
+    TCase *tc = tcase_create("sink");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, fused_step_equals_two_pass_step);
+    tcase_add_test(tc, fused_step_any_thread_count);
+    tcase_add_test(tc, fused_step_with_clipping);
+    tcase_add_test(tc, user_sink_sees_each_gradient_once);
+    tcase_add_test(tc, sink_bad_arguments);
+    tcase_add_test(tc, nonfinite_gradient_skips_only_its_piece);
+    tcase_add_test(tc, sink_with_numeric_check);
+    tcase_add_test(tc, fused_steady_state_allocates_nothing);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+AG_TEST_MAIN(suite)
