@@ -108,7 +108,7 @@ static void usage(void) {
     fprintf(stderr,
             "usage: bench_train [--net seed|modern] [--batch B] [--threads N] [--windows W]\n"
             "                   [--window-seconds S] [--warmup-seconds S] [--l2 optimizer|loss]\n"
-            "                   [--flush-denormal] [--seed N] [--data-dir D]\n"
+            "                   [--flush-denormal] [--seed N] [--data-dir D] [--step fused|two-pass]\n"
             "       bench_train --time-to-acc [--target 0.88] [--batch 128] [--max-epochs N]\n"
             "                   [--eval-every N] [--flush-denormal] [--threads N] [--seed N]\n");
 }
@@ -121,6 +121,7 @@ typedef struct net {
     ag_tape *tape;
     int l2_loss;  /* seed: lambda as ag_l2 on the tape */
     double lambda;
+    int two_pass; /* --step two-pass: ag_backward then ag_optim_step */
 } net;
 
 static int net_new(net *m, int seed_net, double lr, double momentum, double lambda, int l2_loss,
@@ -168,6 +169,13 @@ static double train_step(net *m, size_t K, ag_real *x, const int32_t *labels, ag
         J = ag_mlp_cost_squared_error(t, m->mlp, h, Y, m->l2_loss ? (ag_real)m->lambda : 0);
     } else {
         J = ag_cross_entropy(t, h, labels);
+    }
+    if (!m->two_pass) { /* the update inside the sweep (ag_optim_backward_step) */
+        if (ag_optim_backward_step(m->opt, t, J) != AG_OK) {
+            fprintf(stderr, "bench_train: %s\n", ag_optim_errmsg(m->opt));
+            return NAN;
+        }
+        return (double)J->value[0];
     }
     if (ag_backward(t, J) != AG_OK) {
         fprintf(stderr, "bench_train: %s\n", ag_tape_errmsg(t));
@@ -309,6 +317,7 @@ static int time_to_acc(const char *dir, size_t B, double target, long max_epochs
 int main(int argc, char **argv) {
     double t_start = now_s();
     const char *net_name = "seed", *dir = "/usr/share/datasets/fashion-mnist", *l2 = "optimizer";
+    const char *step_mode = "fused";
     long batch = -1, windows = 7, threads = 1, max_epochs = 30, eval_every = 0;
     double window_s = 1.0, warmup_s = 0.5, target = 0.88;
     unsigned long long seed = 1;
@@ -325,6 +334,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--window-seconds")) window_s = strtod(v, NULL), i++;
         else if (!strcmp(a, "--warmup-seconds")) warmup_s = strtod(v, NULL), i++;
         else if (!strcmp(a, "--l2")) l2 = v, i++;
+        else if (!strcmp(a, "--step")) step_mode = v, i++;
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10), i++;
         else if (!strcmp(a, "--data-dir")) dir = v, i++;
         else if (!strcmp(a, "--target")) target = strtod(v, NULL), i++;
@@ -334,6 +344,7 @@ int main(int argc, char **argv) {
     }
     int seed_net = !strcmp(net_name, "seed");
     if ((!seed_net && strcmp(net_name, "modern")) || (strcmp(l2, "optimizer") && strcmp(l2, "loss")) ||
+        (strcmp(step_mode, "fused") && strcmp(step_mode, "two-pass")) ||
         windows < 1 || windows > 1000 || threads < 1 || !(window_s > 0) || !(warmup_s >= 0))
         return usage(), 2;
     if (batch < 0) batch = tta ? 128 : 32;
@@ -349,6 +360,7 @@ int main(int argc, char **argv) {
     net m;
     int l2_loss = !strcmp(l2, "loss");
     if (net_new(&m, seed_net, seed_net ? 0.5 : 0.05, seed_net ? 0 : 0.9, 1e-4, l2_loss, seed)) return 1;
+    m.two_pass = !strcmp(step_mode, "two-pass");
     ag_real *x = malloc(B * 784 * sizeof *x), *onehot = malloc(B * 10 * sizeof *onehot);
     int32_t *labels = malloc(B * sizeof *labels);
     uint32_t *order = malloc(train.n * sizeof *order);
@@ -368,12 +380,13 @@ int main(int argc, char **argv) {
         }                                                                                        \
     } while (0)
 
-    fprintf(stderr, "# bench_train: net %s (%s), batch %zu, threads %d, kernel %s, %s, denormals %s, l2 %s\n",
+    fprintf(stderr, "# bench_train: net %s (%s), batch %zu, threads %d, kernel %s, %s, denormals %s, l2 %s, step %s\n",
             net_name, seed_net ? "784-256-10 sigmoid, squared error, SGD lr 0.5" :
                                  "784-512-256-10 relu, cross-entropy, SGD momentum 0.9 lr 0.05",
             B, ag_get_threads(), ag_kernel_name(), AG_REAL_NAME, denormals_flushed() ? "flushed (FTZ/DAZ)" : "kept",
             seed_net ? (l2_loss ? "as ag_l2 on the tape (lambda 1e-4)" : "as SGD weight decay on weights (lambda 1e-4)")
-                     : "none");
+                     : "none",
+            m.two_pass ? "two-pass (ag_backward, ag_optim_step)" : "fused (ag_optim_backward_step)");
     RUN(1);
     double first_loss = loss;
     double t0 = now_s(), t_half = -1, t1;
@@ -401,9 +414,9 @@ int main(int argc, char **argv) {
     for (long w = 1; w < windows; w++) lo = fmin(lo, rate[w]), hi = fmax(hi, rate[w]);
     double med = median(rate, (int)windows);
     printf("bench_train net=%s batch=%zu threads=%d samples_per_second=%.1f min=%.1f max=%.1f windows=%ld "
-           "peak_rss_mb=%.1f flush_denormal=%d l2=%s\n",
+           "peak_rss_mb=%.1f flush_denormal=%d l2=%s step=%s\n",
            net_name, B, ag_get_threads(), med, lo, hi, windows, peak_rss_mb(), denormals_flushed(),
-           seed_net ? l2 : "none");
+           seed_net ? l2 : "none", step_mode);
     net_free(&m);
     free(x), free(onehot), free(labels), free(order), free(rate);
     ag_dataset_free(&train);
