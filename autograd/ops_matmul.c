@@ -38,17 +38,29 @@ static void sink_tile(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols,
     c->sink->consume(c->sink->ctx, c->x, i0 * c->ld + j0, rows, cols, c->ld, p, ldp, c->flags);
 }
 
-/* Largest |v| over a rows x cols matrix (row stride ld), or +inf if some element is NaN/Inf. */
+/* Largest |v| over a rows x cols matrix (row stride ld), or +inf if some element is NaN/Inf. The
+ * magnitude bits of non-negative floats order like their values and NaN/Inf have the largest, so
+ * one signed-integer max (which vectorises, unlike a float max that must see NaN) gives both. */
 static double max_abs(const ag_real *v, size_t rows, size_t cols, size_t ld) {
-    ag_real m = 0;
-    int bad = 0;
+#ifdef AG_DOUBLE
+    typedef int64_t bits_t;
+    const bits_t MAG = INT64_MAX, INF = (bits_t)0x7ff0000000000000;
+#else
+    typedef int32_t bits_t;
+    const bits_t MAG = INT32_MAX, INF = 0x7f800000;
+#endif
+    bits_t m = 0;
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++) {
-            const ag_real a = v[r * ld + c] < 0 ? -v[r * ld + c] : v[r * ld + c];
-            bad |= !(a <= AG__REAL_MAX); /* NaN and Inf */
-            m = a > m ? a : m;
+            bits_t b;
+            memcpy(&b, v + r * ld + c, sizeof b);
+            b &= MAG;
+            m = b > m ? b : m;
         }
-    return bad ? INFINITY : (double)m;
+    if (m >= INF) return INFINITY;
+    ag_real out;
+    memcpy(&out, &m, sizeof out);
+    return (double)out;
 }
 
 ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size_t nn, size_t k,
