@@ -620,9 +620,10 @@ int main(int argc, char **argv) {
             else
                 J = ag_cost_cross_entropy_l2(n.t, hh, y, (ag_real)c.lambda, weights, n.mlp->n_layers);
             if (!J) die("step %zu: %s", s, ag_tape_errmsg(n.t));
-            if (ag_backward(n.t, J) != AG_OK) die("backward: %s", ag_tape_errmsg(n.t));
+            /* backward and update in one sweep: each weight is updated from its gradient tile by
+             * tile, as the GEMM produces it (bit-identical to ag_backward + ag_optim_step) */
             double lv = (double)J->value[0];
-            ag_status st = isfinite(lv) ? ag_optim_step(opt) : AG_ERR_NUMERIC;
+            ag_status st = isfinite(lv) ? ag_optim_backward_step(opt, n.t, J) : AG_ERR_NUMERIC;
             if (st == AG_ERR_NUMERIC) {
                 if (tty) fputc('\n', stderr);
                 fprintf(stderr,
@@ -636,7 +637,7 @@ int main(int argc, char **argv) {
                 blown = 1;
                 break;
             }
-            if (st != AG_OK) die("optimizer: %s", ag_optim_errmsg(opt));
+            if (st != AG_OK) die("training step: %s", ag_optim_errmsg(opt));
             loss_sum += lv * (double)k;
             if (s > 0) steady_allocs += atomic_load(&n_allocs) - a0;
             if (tty) {
