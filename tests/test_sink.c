@@ -281,6 +281,7 @@ START_TEST(sink_bad_arguments) {
 
     net A;
     net_init(&A, 4, 5, 2, 1);
+    net_batch(&A, 0);
     ag_optim *o;
     ck_assert_int_eq(ag_optim_new(&o, A.ps, &(ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.1}, NULL, 0), AG_OK);
     ck_assert_int_eq(ag_optim_backward_step(NULL, NULL, NULL), AG_ERR_ARG);
