@@ -190,6 +190,15 @@ const char *ag_kernel_name(void) { return kernel()->name; }
  * panel: 0 free, 1 being packed, 2 ready), so tasks never wait at a barrier and nothing is packed twice.
  * Above this size each task packs its own copies instead (the old Goto scheme, re-packing per block). */
 #define AG__SHARED_MAX_BYTES ((size_t)32 << 20)
+/* Share the packed operand between tasks (1) or let every task pack its own blocks (0, Goto's scheme). Sharing
+ * packs each panel once, but a task that needs a panel another is packing waits for it, spinning; on a VM the
+ * hypervisor deschedules a vCPU that spins (pause-loop exiting), and the two tasks that march through the same
+ * panels in step keep waiting on each other. Measured on the 2-vCPU VM, 2 threads against 1: square 512 0.99x
+ * shared, 1.60x own copies; 1024 1.38x -> 1.80x; dY W 128x784x256 0.97x -> 1.64x. One task always packs the
+ * whole operand once (no waiting). Results are identical either way: packing only copies. */
+#ifndef AG__SHARE_SPIN
+#define AG__SHARE_SPIN 0
+#endif
 
 typedef struct {
     const ag__gemm_kernel *kr;
@@ -527,7 +536,9 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
         J.sh_len = round_up(m, NR);
         J.sh_panels = J.sh_len / NR;
         size_t sh_bytes = J.sh_len * k * sizeof(ag_real), flag_bytes = ceil_div(k, J.kc) * J.sh_panels;
-        int shared = tasks > 1 && J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
+        /* several tasks each pack their own copy: sharing one makes tasks wait on each other
+         * (see AG__SHARE_SPIN below) */
+        int shared = tasks > 1 && AG__SHARE_SPIN && J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
                      sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
         size_t abytes = shared ? 0 : J.sh_len * J.kc * sizeof(ag_real);
         int base, used = ag__parallel_plan(tasks, &base);
@@ -551,7 +562,7 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
     size_t n_kblocks = ceil_div(k, J.kc);
     size_t sh_bytes = J.sh_len * k * sizeof(ag_real);
     size_t flag_bytes = n_kblocks * J.sh_panels;
-    int use_shared = J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
+    int use_shared = (tasks == 1 || AG__SHARE_SPIN) && J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
                      sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
     if (use_shared) {
         if (J.split_n) J.mc = J.sh_len;   /* A comes whole from the shared buffer */
