@@ -4,6 +4,8 @@
  * because callers give each task its own disjoint output. See kernels.h for the contract. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -24,6 +26,7 @@ static struct {
     int n_workers;             /* started workers (slots 1..n_workers) */
     int quit;
     unsigned long gen;         /* bumped for each job */
+    atomic_ulong gen_seen;     /* a copy of gen readable without mu, for the brief spin */
     ag__task_fn fn;
     void *ctx;
     size_t n_tasks;
@@ -83,6 +86,28 @@ static void run_tasks(int slot)
         pool.fn(pool.ctx, t, slot);
 }
 
+/* A training step issues its products a few to a few hundred microseconds apart; a worker that went
+ * to sleep after each one must be woken by the next (a futex wake, and on a VM an interrupt to a
+ * halted vCPU: tens of microseconds, longer than a small product). So an idle worker first watches
+ * the job counter for AG__SPIN_US, yielding rather than spinning on PAUSE (a hypervisor deschedules
+ * PAUSE-spinning vCPUs), and only then sleeps on the condition variable. */
+#ifndef AG__SPIN_US
+#define AG__SPIN_US 100
+#endif
+static void spin_for_job(unsigned long seen)
+{
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&pool.gen_seen, memory_order_acquire) != seen) return;
+        sched_yield();
+        if (i % 16 == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            if ((t.tv_sec - t0.tv_sec) * 1000000L + (t.tv_nsec - t0.tv_nsec) / 1000 >= AG__SPIN_US) return;
+        }
+    }
+}
+
 static void *worker_main(void *arg)
 {
     int slot = (int)(intptr_t)arg;
@@ -90,6 +115,11 @@ static void *worker_main(void *arg)
     pthread_mutex_lock(&pool.mu);
     unsigned long seen = start_gen[slot];
     for (;;) {
+        if (!pool.quit && pool.gen == seen) { /* idle: watch for the next job briefly, then sleep */
+            pthread_mutex_unlock(&pool.mu);
+            spin_for_job(seen);
+            pthread_mutex_lock(&pool.mu);
+        }
         while (!pool.quit && pool.gen == seen) pthread_cond_wait(&pool.wake, &pool.mu);
         if (pool.quit) break;
         seen = pool.gen;
@@ -164,6 +194,7 @@ void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx)
     pool.job_threads = nt;
     pool.active = nt - 1;
     pool.gen++;
+    atomic_store_explicit(&pool.gen_seen, pool.gen, memory_order_release);
     if (nt > 1) pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.mu);
 

@@ -48,8 +48,9 @@ struct ag_optim {
  * sweep); AVX2 and AVX-512 clones (chosen at load time) move two and four times the bytes per
  * instruction of the SSE2 baseline. No FMA: the clones round exactly like it, so results do not
  * depend on the machine. */
+/* (Not under sanitizers: their runtimes are not ready when the clones' resolvers run at load time.) */
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) && \
-    !defined(AG_NO_CLONES)
+    !defined(__SANITIZE_THREAD__) && !defined(AG_NO_CLONES)
 #define AG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define AG_CLONES
