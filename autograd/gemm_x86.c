@@ -65,14 +65,17 @@ typedef __mmask16 zmask;
 #define A5_PF_BS 12   /* prefetch distance of in-place B, in k steps (rows 3 KiB+ apart defeat the HW prefetcher) */
 #endif
 static inline __attribute__((always_inline)) T512 void
-a5_tile(const int rows, const int strided, size_t kc, const ag_real *a, const ag_real *b, size_t bs, ag_real *c,
-        size_t ldc, zmask m0, zmask m1, ag_real alpha, ag_real beta)
+a5_tile(const int rows, const int V, const int strided, size_t kc, const ag_real *a, const ag_real *b, size_t bs,
+        ag_real *c, size_t ldc, zmask m0, zmask m1, ag_real alpha, ag_real beta)
 {
+    /* V = 2 vectors of NR; V = 1 at the n edge when nr fits one vector: the second column of accumulators
+     * would only sum zeros (784 = 24.5 x 32, so 2% of such a product's FMAs). Each element of C sees the same
+     * FMAs in the same order either way. */
     zv c0[14], c1[14];   /* only [rows] is used */
     /* C rows are often 4 KiB apart (same L1 set): start fetching them now, they are needed at the end */
     AG__UNROLL for (int r = 0; r < rows; r++) {
         _mm_prefetch((const char *)(c + r * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(c + r * ldc + A5_NR - 1), _MM_HINT_T0);
+        if (V == 2) _mm_prefetch((const char *)(c + r * ldc + A5_NR - 1), _MM_HINT_T0);
     }
     AG__UNROLL for (int r = 0; r < rows; r++) c0[r] = c1[r] = z_zero();
     if (strided) {
@@ -93,11 +96,11 @@ a5_tile(const int rows, const int strided, size_t kc, const ag_real *a, const ag
         for (size_t p = 0; p < kc; p++) {
             _mm_prefetch((const char *)(b + A5_PF_B), _MM_HINT_T0);   /* both lines of a B row, 8 rows ahead */
             _mm_prefetch((const char *)(b + A5_PF_B + Z_W), _MM_HINT_T0);
-            zv b0 = z_load(b), b1 = z_load(b + Z_W);
+            zv b0 = z_load(b), b1 = V == 2 ? z_load(b + Z_W) : z_zero();
             AG__UNROLL for (int r = 0; r < rows; r++) {
                 zv ar = z_set1(a[r]);
                 c0[r] = z_fma(ar, b0, c0[r]);
-                c1[r] = z_fma(ar, b1, c1[r]);
+                if (V == 2) c1[r] = z_fma(ar, b1, c1[r]);
             }
             a += A5_MR;
             b += A5_NR;
@@ -107,14 +110,17 @@ a5_tile(const int rows, const int strided, size_t kc, const ag_real *a, const ag
     if (beta == 0) {
         AG__UNROLL for (int r = 0; r < rows; r++) {
             z_mstore(c + r * ldc, m0, z_mul(va, c0[r]));
-            z_mstore(c + r * ldc + Z_W, m1, z_mul(va, c1[r]));
+            if (V == 2) z_mstore(c + r * ldc + Z_W, m1, z_mul(va, c1[r]));
         }
     } else {
         zv vb = z_set1(beta);
         AG__UNROLL for (int r = 0; r < rows; r++) {
-            zv x0 = z_mload(m0, c + r * ldc), x1 = z_mload(m1, c + r * ldc + Z_W);
+            zv x0 = z_mload(m0, c + r * ldc);
             z_mstore(c + r * ldc, m0, z_fma(va, c0[r], z_mul(vb, x0)));
-            z_mstore(c + r * ldc + Z_W, m1, z_fma(va, c1[r], z_mul(vb, x1)));
+            if (V == 2) {
+                zv x1 = z_mload(m1, c + r * ldc + Z_W);
+                z_mstore(c + r * ldc + Z_W, m1, z_fma(va, c1[r], z_mul(vb, x1)));
+            }
         }
     }
 }
@@ -368,8 +374,12 @@ T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_re
                             int nr, ag_real alpha, ag_real beta)
 {
     zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
+    if (nr <= Z_W && mr == A5_MR) {   /* the n edge of a full-height tile */
+        a5_tile(A5_MR, 1, 0, kc, a, b, A5_NR, c, ldc, m0, m1, alpha, beta);
+        return;
+    }
     switch (mr) {
-#define A5_CASE(R) case R: a5_tile(R, 0, kc, a, b, A5_NR, c, ldc, m0, m1, alpha, beta); break;
+#define A5_CASE(R) case R: a5_tile(R, 2, 0, kc, a, b, A5_NR, c, ldc, m0, m1, alpha, beta); break;
 #if A5_MR >= 14
         A5_CASE(14) A5_CASE(13)
 #endif
@@ -386,7 +396,7 @@ T512 static void ukr_bs_avx512(size_t kc, const ag_real *a, const ag_real *b, si
 {
     zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
     switch (mr) {
-#define A5_CASE(R) case R: a5_tile(R, 1, kc, a, b, ldb, c, ldc, m0, m1, alpha, beta); break;
+#define A5_CASE(R) case R: a5_tile(R, 2, 1, kc, a, b, ldb, c, ldc, m0, m1, alpha, beta); break;
 #if A5_MR >= 14
         A5_CASE(14) A5_CASE(13)
 #endif
