@@ -82,12 +82,12 @@ a5_tile(const int rows, const int V, const int strided, size_t kc, const ag_real
         /* unrolled: +5-10% here at 32-48 rows (measured), none on the packed loop below */
         _Pragma("GCC unroll 4") for (size_t p = 0; p < kc; p++) {
             _mm_prefetch((const char *)(b + A5_PF_BS * bs), _MM_HINT_T0);
-            _mm_prefetch((const char *)(b + A5_PF_BS * bs + A5_NR - 1), _MM_HINT_T0);
-            zv b0 = z_mload(m0, b), b1 = z_mload(m1, b + Z_W);
+            if (V == 2) _mm_prefetch((const char *)(b + A5_PF_BS * bs + A5_NR - 1), _MM_HINT_T0);
+            zv b0 = z_mload(m0, b), b1 = V == 2 ? z_mload(m1, b + Z_W) : z_zero();
             AG__UNROLL for (int r = 0; r < rows; r++) {
                 zv ar = z_set1(a[r]);
                 c0[r] = z_fma(ar, b0, c0[r]);
-                c1[r] = z_fma(ar, b1, c1[r]);
+                if (V == 2) c1[r] = z_fma(ar, b1, c1[r]);
             }
             a += A5_MR;
             b += bs;
@@ -395,6 +395,10 @@ T512 static void ukr_bs_avx512(size_t kc, const ag_real *a, const ag_real *b, si
                                int mr, int nr, ag_real alpha, ag_real beta)
 {
     zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
+    if (nr <= Z_W && mr == A5_MR) {   /* the n edge of a full-height tile */
+        a5_tile(A5_MR, 1, 1, kc, a, b, ldb, c, ldc, m0, m1, alpha, beta);
+        return;
+    }
     switch (mr) {
 #define A5_CASE(R) case R: a5_tile(R, 2, 1, kc, a, b, ldb, c, ldc, m0, m1, alpha, beta); break;
 #if A5_MR >= 14
