@@ -3,9 +3,10 @@
  * enough to be timed reliably), both GFLOP/s, the ratio ag/OpenBLAS and the spread ((max-min)/median).
  * Also a probe of the core's FMA peak and the fraction of it ag_gemm reaches at 1024^3: the probe also runs
  * between the 1024 repeats, and the fraction compares the two medians, so both see the same machine load.
- * Usage: bench_gemm [--quick] [--threads N] [--cpu] [--only S1,S2,...] [--tiles]   (see bench/run_gemm)
+ * Usage: bench_gemm [--quick] [--threads N] [--cpu] [--only S1,S2,...] [--tiles] [--scaling]   (see bench/run_gemm)
  *   --cpu: time with process CPU time (on a shared VM, 1 thread: leaves out time the core was taken away)
  *   --only: just the shapes whose label contains one of the comma-separated substrings
+ *   --scaling: instead, ag_gemm alone with N (default 2) threads against 1, no OpenBLAS calls in between
  *   --tiles: instead, optimizer in backward: dW = dZ^T X handed tile by tile to an SGD update (ag__gemm_tiles)
  *            against ag_gemm into a gradient buffer plus a separate update pass (see bench_tiles)
  * Last line: gemm_vs_openblas min_mlp=<ratio> geomean=<ratio> peak_fraction_1024=<fraction> */
@@ -304,6 +305,64 @@ static double time_dw(int mode, size_t m, size_t n, size_t k, const ag_real *dz,
     return (now() - t) / reps;
 }
 
+/* ---- --scaling: what the thread pool buys, ag_gemm alone ----
+ * The 2-thread rows of the main table interleave OpenBLAS, whose idle workers busy-wait for ~70 ms after each
+ * call and then hold the second vCPU; here only ag_gemm runs: N threads against 1, alternating, each block after
+ * a warm-up call and long enough (0.2 s) that a sleeping worker's wake-up is amortised. */
+static int bench_scaling(int quick, int threads)
+{
+    static const size_t sq[] = {256, 512, 1024}, bs[] = {32, 128, 512};
+    const int repeats = quick ? 3 : 5;
+    const double block = quick ? 0.1 : 0.2;
+    printf("bench_gemm --scaling: ag_gemm with %d threads against 1, %s kernel, %s; median of %d alternating "
+           "blocks of %.1f s\n", threads, ag_kernel_name(), sizeof(ag_real) == 4 ? "float" : "double", repeats, block);
+    printf("%-30s %10s %10s %8s\n", "shape (m x n x k)", "1 thr GF/s", "N thr GF/s", "speedup");
+    for (int i = 0; i < 12; i++) {
+        shape s = {0};
+        char label[64];
+        if (i < 3) {
+            s.m = s.n = s.k = sq[i];
+            snprintf(label, sizeof label, "square %zu", sq[i]);
+        } else {   /* X W^T, dY W, dY^T X of the 784-256 layer at B = 32, 128, 512 */
+            size_t B = bs[(i - 3) / 3];
+            int which = (i - 3) % 3;
+            if (which == 0) s.m = B, s.n = 256, s.k = 784, s.tb = 1;
+            else if (which == 1) s.m = B, s.n = 784, s.k = 256;
+            else s.m = 256, s.n = 784, s.k = B, s.ta = 1;
+            snprintf(label, sizeof label, "B=%zu %s %zux%zux%zu", B,
+                     which == 0 ? "X W^T" : which == 1 ? "dY W" : "dY^T X", s.m, s.n, s.k);
+        }
+        ag_real *a = malloc(s.m * s.k * sizeof *a), *b = malloc(s.k * s.n * sizeof *b), *c = malloc(s.m * s.n * sizeof *c);
+        if (!a || !b || !c) {
+            fprintf(stderr, "out of memory\n");
+            return 1;
+        }
+        fill(a, s.m * s.k, 1);
+        fill(b, s.k * s.n, 2);
+        double flops = 2.0 * (double)s.m * (double)s.n * (double)s.k, t[2][MAX_REPEATS];
+        for (int r = 0; r < repeats; r++)
+            for (int v = 0; v < 2; v++) {
+                ag_set_threads(v ? threads : 1);
+                run_ag(&s, a, b, c);   /* wake the workers */
+                int calls = 0;
+                double t0 = now(), el;
+                do {
+                    run_ag(&s, a, b, c);
+                    calls++;
+                } while ((el = now() - t0) < block);
+                t[v][r] = el / calls;
+            }
+        double m1 = median(t[0], repeats), mn = median(t[1], repeats);
+        printf("%-30s %10.1f %10.1f %7.2fx\n", label, flops / m1 * 1e-9, flops / mn * 1e-9, m1 / mn);
+        fflush(stdout);
+        free(a);
+        free(b);
+        free(c);
+    }
+    ag_set_threads(threads);
+    return 0;
+}
+
 static int bench_tiles(int quick, int threads)
 {
     static const size_t ms[] = {256, 512}, ks[] = {1, 32, 128, 512};
@@ -357,7 +416,7 @@ static int bench_tiles(int quick, int threads)
 
 int main(int argc, char **argv)
 {
-    int quick = 0, threads = 1, tiles = 0;
+    int quick = 0, threads = 1, tiles = 0, scaling = 0;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0) quick = 1;
@@ -365,14 +424,16 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) threads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--tiles") == 0) tiles = 1;
+        else if (strcmp(argv[i], "--scaling") == 0) scaling = 1;
         else {
-            fprintf(stderr, "usage: %s [--quick] [--threads N] [--cpu] [--only S1,S2,...] [--tiles]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--threads N] [--cpu] [--only S1,S2,...] [--tiles] [--scaling]\n", argv[0]);
             return 2;
         }
     }
     if (threads < 1) threads = 1;
     ag_set_threads(threads);
     if (tiles) return bench_tiles(quick, threads);
+    if (scaling) return bench_scaling(quick, threads > 1 ? threads : 2);
     openblas_set_num_threads(threads);
 
     printf("bench_gemm: ag_gemm (%s kernel, %s) vs OpenBLAS %s, %d thread%s%s%s\n", ag_kernel_name(),
