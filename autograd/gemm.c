@@ -6,9 +6,10 @@
  *       ic over m by MC  A block  mc x kc  packed
  *         ir by MR       A micro-panel MR x kc stays in L1
  *           jr by NR     B micro-panel kc x NR streams from L2 -> micro-kernel on an MR x NR tile of C
- * Threads split C into disjoint row or column strips (whole tiles) and run this nest on their strip; the
- * operand every strip needs is packed once into a shared buffer (see shared_panel), so every C element sees
- * the same operations for any thread count.
+ * Threads split C into disjoint row or column strips (whole tiles) and run this nest on their strip, each
+ * packing its own blocks (AG__SHARE_SPIN); a single task packs the operand it reuses once, whole (see
+ * shared_panel). Packing only copies and the k blocking depends on k alone, so every C element sees the same
+ * operations for any thread count.
  * Micro-kernels live in gemm_x86.c; this file has the portable one, the packing and the dispatch. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
