@@ -120,6 +120,33 @@ static inline ag_status ag__node_shape_like(ag_node *n, const ag_tensor *x) {
     ag_call((t), (op), (ag_tensor *[]){__VA_ARGS__}, \
             (int)(sizeof((ag_tensor *[]){__VA_ARGS__}) / sizeof(ag_tensor *)), (params))
 
+/* AG__CLONES before a function: GCC/clang compile it three times, for AVX-512F, AVX2 and the
+ * baseline, and the loader picks one for the machine (ifunc, resolved once). For the element-wise
+ * streams (ops_*.c, optim.c): wider vectors, the same results, because the build has no FMA
+ * (-ffp-contract=off), no reassociation (no -ffast-math, so sums stay in order) and every clone
+ * does exactly the baseline's IEEE operations per element. Not under sanitizers (their runtimes
+ * are not ready when the resolvers run at load time) nor with -DAG_NO_CLONES (the A/B builds and
+ * the clones-vs-baseline test, tests/noclones.cmake). */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define AG__NO_CLONES_SAN 1
+#endif
+#endif
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(AG__NO_CLONES_SAN) && \
+    !defined(AG_NO_CLONES)
+#define AG__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define AG__CLONES
+#endif
+
+/* Test hook for the hand-written SIMD variants of ag__sigmoid_array (ops_elementwise.c): runs the
+ * variant named "scalar", "sse2", "avx2" or "avx512" on x[0, n) into o and returns 0, or returns
+ * -1 if this build or CPU has no such variant. The variant ag__sigmoid_array dispatches to (once,
+ * from the CPU; the baseline with -DAG_NO_CLONES) is in *ag__sigmoid_variant_name(). */
+int ag__sigmoid_variant(const char *name, const ag_real *x, ag_real *o, size_t n);
+const char *ag__sigmoid_variant_name(void);
+
 /* Thread pool teardown (threads.c); called by nothing in steady state. */
 void ag__threads_shutdown(void);
 

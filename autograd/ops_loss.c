@@ -46,7 +46,7 @@ static ag_status squared_error_forward(ag_node *n) {
     return AG_OK;
 }
 
-static ag_status squared_error_backward(ag_node *n) {
+AG__CLONES static ag_status squared_error_backward(ag_node *n) {
     const ag_real *restrict h = n->in[0]->value, *restrict y = n->in[1]->value;
     const ag_real c = (ag_real)(n->out.grad[0] / (double)loss_rows(n->in[0]));
     const size_t N = n->in[0]->size;
@@ -83,7 +83,7 @@ static ag_status l2_forward(ag_node *n) {
     return AG_OK;
 }
 
-static ag_status l2_backward(ag_node *n) {
+AG__CLONES static ag_status l2_backward(ag_node *n) {
     const ag_real c = *(const ag_real *)n->params * n->out.grad[0];
     for (int k = 0; k < n->n_in; k++) {
         ag_real *restrict dw = n->in[k]->grad;
@@ -143,7 +143,7 @@ static ag_status ce_shape(ag_node *n) {
     return ag_node_set_shape(n, 0, NULL);
 }
 
-static ag_status ce_forward(ag_node *n) {
+AG__CLONES static ag_status ce_forward(ag_node *n) {
     const ag_tensor *x = n->in[0];
     const int32_t *labels = ((const ce_params *)n->params)->labels;
     const size_t K = loss_rows(x), C = x->shape[x->ndim - 1];
@@ -180,7 +180,7 @@ static ag_status ce_forward(ag_node *n) {
     return AG_OK;
 }
 
-static ag_status ce_backward(ag_node *n) {
+AG__CLONES static ag_status ce_backward(ag_node *n) {
     ag_real *restrict dx = n->in[0]->grad;
     if (!dx) return AG_OK;
     const ce_saved *sv = n->saved;

@@ -243,7 +243,7 @@ typedef struct linear_act_params {
     int act; /* AG__ACT_* */
 } linear_act_params;
 
-static ag_status linear_act_forward(ag_node *n) {
+AG__CLONES static ag_status linear_act_forward(ag_node *n) {
     ag_status st = linear_forward(n);
     if (st != AG_OK) return st;
     ag_real *restrict a = n->out.value;
@@ -266,7 +266,7 @@ static ag_status linear_act_forward(ag_node *n) {
     return AG_OK;
 }
 
-static ag_status linear_act_backward(ag_node *n) {
+AG__CLONES static ag_status linear_act_backward(ag_node *n) {
     ag_tensor *x = n->in[0], *W = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
     const size_t in = W->shape[1], out = W->shape[0], K = x->size / in;
     const ag_real *restrict a = n->out.value, *restrict da = n->out.grad;

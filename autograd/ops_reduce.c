@@ -2,7 +2,9 @@
  * ops_reduce.c - reductions (sum, mean, along one axis or over everything), softmax and
  * log-softmax over the last axis, and the shape ops reshape (a view) and 2-D transpose (a copy).
  *
- * Sums accumulate in double so that float tensors with many elements keep their precision.
+ * Sums accumulate in double so that float tensors with many elements keep their precision, in
+ * order (never reassociated, so not vectorised). The element-wise passes are AG__CLONES
+ * (internal.h): AVX-512/AVX2/SSE2 builds picked at load time, the same bits from each.
  *
  * Read next: ops_loss.c.
  */
@@ -20,7 +22,7 @@ static double sum_all(const ag_tensor *x) {
     return s;
 }
 
-static void add_all(ag_tensor *x, ag_real c) {
+AG__CLONES static void add_all(ag_tensor *x, ag_real c) {
     ag_real *restrict dx = x->grad;
     for (size_t i = 0, N = x->size; i < N; i++) dx[i] += c;
 }
@@ -97,7 +99,7 @@ static ag_status axis_reduce(ag_node *n, double c) {
     return AG_OK;
 }
 
-static ag_status axis_spread(ag_node *n, ag_real c) {
+AG__CLONES static ag_status axis_spread(ag_node *n, ag_real c) {
     if (!n->in[0]->grad) return AG_OK;
     size_t outer, len, inner;
     axis_split(n, &outer, &len, &inner);
@@ -137,7 +139,7 @@ ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis) {
 
 static size_t last_dim(const ag_tensor *x) { return x->ndim ? x->shape[x->ndim - 1] : 1; }
 
-static ag_status softmax_forward(ag_node *n) {
+AG__CLONES static ag_status softmax_forward(ag_node *n) {
     const size_t C = last_dim(n->in[0]), rows = n->out.size / C;
     for (size_t r = 0; r < rows; r++) {
         const ag_real *restrict x = n->in[0]->value + r * C;
@@ -155,7 +157,7 @@ static ag_status softmax_forward(ag_node *n) {
     return AG_OK;
 }
 
-static ag_status softmax_backward(ag_node *n) {
+AG__CLONES static ag_status softmax_backward(ag_node *n) {
     if (!n->in[0]->grad) return AG_OK;
     const size_t C = last_dim(n->in[0]), rows = n->out.size / C;
     for (size_t r = 0; r < rows; r++) {
@@ -173,7 +175,7 @@ static ag_status same_shape(ag_node *n) { return ag_node_set_shape(n, n->in[0]->
 static const ag_op softmax_op = {"softmax", 1, 0, same_shape, softmax_forward, softmax_backward};
 ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &softmax_op, NULL, x); }
 
-static ag_status log_softmax_forward(ag_node *n) {
+AG__CLONES static ag_status log_softmax_forward(ag_node *n) {
     const size_t C = last_dim(n->in[0]), rows = n->out.size / C;
     for (size_t r = 0; r < rows; r++) {
         const ag_real *restrict x = n->in[0]->value + r * C;
@@ -188,7 +190,7 @@ static ag_status log_softmax_forward(ag_node *n) {
     return AG_OK;
 }
 
-static ag_status log_softmax_backward(ag_node *n) {
+AG__CLONES static ag_status log_softmax_backward(ag_node *n) {
     if (!n->in[0]->grad) return AG_OK;
     const size_t C = last_dim(n->in[0]), rows = n->out.size / C;
     for (size_t r = 0; r < rows; r++) {
@@ -245,7 +247,7 @@ static ag_status reshape_forward(ag_node *n) {
     return AG_OK;
 }
 
-static ag_status reshape_backward(ag_node *n) {
+AG__CLONES static ag_status reshape_backward(ag_node *n) {
     ag_real *restrict dx = n->in[0]->grad;
     if (!dx) return AG_OK;
     const ag_real *restrict dy = n->out.grad;

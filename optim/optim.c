@@ -47,14 +47,7 @@ struct ag_optim {
 /* The element-wise loops are memory-bound streams (from L2 when the update runs inside the
  * sweep); AVX2 and AVX-512 clones (chosen at load time) move two and four times the bytes per
  * instruction of the SSE2 baseline. No FMA: the clones round exactly like it, so results do not
- * depend on the machine. */
-/* (Not under sanitizers: their runtimes are not ready when the clones' resolvers run at load time.) */
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__) && \
-    !defined(__SANITIZE_THREAD__) && !defined(AG_NO_CLONES)
-#define AG_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define AG_CLONES
-#endif
+ * depend on the machine. AG__CLONES is internal.h's. */
 
 static ag_status ofail(ag_optim *opt, ag_status st, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
@@ -199,7 +192,7 @@ double ag_clip_grad_norm(ag_params *ps, double max_norm) {
 /* Finiteness: NaN and Inf are the values whose exponent bits are all ones. Testing the bits
  * with integer vector compares ORed into one mask has no dependency on an add's latency (a
  * float accumulation of g*0 cost a fifth of a batch-1 step), and the mask is kept across the rows
- * of a tile and reduced once. GCC/clang vector extensions, so each AG_CLONES target gets its own
+ * of a tile and reduced once. GCC/clang vector extensions, so each AG__CLONES target gets its own
  * width. */
 #ifdef AG_DOUBLE
 typedef uint64_t fbits_t;
@@ -240,14 +233,14 @@ static inline __attribute__((always_inline)) int mask_clear(const fb_mask *m) {
 }
 
 /* 1 if every element of g[0, n) is finite. */
-AG_CLONES static int all_finite(const ag_real *restrict g, size_t n) {
+AG__CLONES static int all_finite(const ag_real *restrict g, size_t n) {
     fb_mask m = {0};
     nonfinite_mask(&m, g, n);
     return mask_clear(&m);
 }
 
 /* The same over rows x cols at g (row stride ldg): one call per tile of a product. */
-AG_CLONES static int all_finite_tile(const ag_real *restrict g, size_t rows, size_t cols, size_t ldg) {
+AG__CLONES static int all_finite_tile(const ag_real *restrict g, size_t rows, size_t cols, size_t ldg) {
     fb_mask m = {0};
     for (size_t r = 0; r < rows; r++) nonfinite_mask(&m, g + r * ldg, cols);
     return mask_clear(&m);
@@ -338,13 +331,13 @@ static inline __attribute__((always_inline)) void update_span(const ag_optim *op
 }
 #undef EACH
 
-/* The loops above compiled for the machine (AG_CLONES): over [lo, lo + n) of the store, and over
+/* The loops above compiled for the machine (AG__CLONES): over [lo, lo + n) of the store, and over
  * a rows x cols tile (parameter elements base + r * ld, gradient g + r * ldg) in one call. */
-AG_CLONES static void update_flat(const ag_optim *opt, size_t lo, size_t n, ag_real *g, int zero, ag_real lr,
+AG__CLONES static void update_flat(const ag_optim *opt, size_t lo, size_t n, ag_real *g, int zero, ag_real lr,
                                   ag_real wd_g, ag_real wd_w, double bc1, double bc2) {
     update_span(opt, lo, n, g, zero, lr, wd_g, wd_w, bc1, bc2);
 }
-AG_CLONES static void update_tile(const ag_optim *opt, size_t base, size_t rows, size_t cols, size_t ld,
+AG__CLONES static void update_tile(const ag_optim *opt, size_t base, size_t rows, size_t cols, size_t ld,
                                   const ag_real *g, size_t ldg, ag_real lr, ag_real wd_g, ag_real wd_w,
                                   double bc1, double bc2) {
     for (size_t r = 0; r < rows; r++) /* g is const here: zero = 0 never writes it */
