@@ -10,8 +10,9 @@
  *
  * Loops are plain counted loops over restrict-qualified locals so that compilers vectorise them;
  * nothing here allocates, so a 1-element op costs little more than the engine's bookkeeping.
- * Every forward and backward is AG__CLONES (internal.h): built for AVX-512, AVX2 and the SSE2
- * baseline, picked at load time, with the same bits from each (no FMA, no reassociation).
+ * The forwards and backwards are AG__CLONES (internal.h): built for AVX-512, AVX2 and the SSE2
+ * baseline, picked at load time, with the same bits from each (no FMA, no reassociation); not
+ * the forwards made of libm calls, nor relu's (UNARY_PLAIN_FWD: measured slower).
  *
  * Read next: ops_matmul.c (the three products of backprop), ops_reduce.c, ops_loss.c.
  */
@@ -215,8 +216,8 @@ ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b) { return AG__CALL(t, &
 
 static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]); }
 
-#define UNARY(name, FWD, BWD)                                                                \
-    AG__CLONES static ag_status name##_forward(ag_node *n) {                                 \
+#define UNARY_ATTR(name, FWD_ATTR, BWD_ATTR, FWD, BWD)                                       \
+    FWD_ATTR static ag_status name##_forward(ag_node *n) {                                   \
         const ag_real *restrict xs = n->in[0]->value;                                        \
         ag_real *restrict o = n->out.value;                                                  \
         const ag_real c = n->params ? *(const ag_real *)n->params : 0;                       \
@@ -227,7 +228,7 @@ static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]
         }                                                                                    \
         return AG_OK;                                                                        \
     }                                                                                        \
-    AG__CLONES static ag_status name##_backward(ag_node *n) {                                \
+    BWD_ATTR static ag_status name##_backward(ag_node *n) {                                  \
         ag_real *restrict dx = n->in[0]->grad;                                               \
         if (!dx) return AG_OK;                                                               \
         const ag_real *restrict xs = n->in[0]->value, *restrict o = n->out.value;            \
@@ -241,6 +242,12 @@ static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]
         }                                                                                    \
         return AG_OK;                                                                        \
     }
+#define UNARY(name, FWD, BWD) UNARY_ATTR(name, AG__CLONES, AG__CLONES, FWD, BWD)
+/* The forward without clones: a libm call per element (exp, log, pow, sqrt, tanh), so every clone
+ * runs the same scalar calls, and measured (bench_eltwise) the AVX-512 clones of such row loops
+ * (softmax) were ~10% slower; relu's clone was 18% slower on 128 x 1024 (equal on 512 x 784). */
+#define PLAIN
+#define UNARY_PLAIN_FWD(name, FWD, BWD) UNARY_ATTR(name, PLAIN, AG__CLONES, FWD, BWD)
 
 /* ---- neg: -x */
 UNARY(neg, -x, -g)
@@ -259,12 +266,12 @@ static const ag_op add_scalar_op = {"add_scalar", 1, sizeof(ag_real), same_shape
 ag_tensor *ag_add_scalar(ag_tape *t, ag_tensor *x, ag_real c) { return AG__CALL(t, &add_scalar_op, &c, x); }
 
 /* ---- exp: e^x;  dx += g e^x = g o */
-UNARY(exp, ag__exp(x), g * out)
+UNARY_PLAIN_FWD(exp, ag__exp(x), g * out)
 static const ag_op exp_op = {"exp", 1, 0, same_shape, exp_forward, exp_backward};
 ag_tensor *ag_exp(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &exp_op, NULL, x); }
 
 /* ---- log: ln x;  dx += g / x. As libm: log 0 = -inf, log of a negative is NaN (no error). */
-UNARY(log, ag__log(x), g / x)
+UNARY_PLAIN_FWD(log, ag__log(x), g / x)
 static const ag_op log_op = {"log", 1, 0, same_shape, log_forward, log_backward};
 ag_tensor *ag_log(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &log_op, NULL, x); }
 
@@ -275,12 +282,12 @@ ag_tensor *ag_square(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &square_op, 
 
 /* ---- pow: x^c;  dx += c x^(c-1) g. As libm: a negative x with a non-integer c gives NaN, and
  * 0^(c-1) with c < 1 gives inf in backward (no error). */
-UNARY(pow, ag__pow(x, c), c * ag__pow(x, c - 1) * g)
+UNARY_ATTR(pow, PLAIN, PLAIN, ag__pow(x, c), c * ag__pow(x, c - 1) * g) /* libm both ways */
 static const ag_op pow_op = {"pow", 1, sizeof(ag_real), same_shape, pow_forward, pow_backward};
 ag_tensor *ag_pow(ag_tape *t, ag_tensor *x, ag_real p) { return AG__CALL(t, &pow_op, &p, x); }
 
 /* ---- sqrt: x^(1/2);  dx += g / (2 o). sqrt of a negative is NaN, as libm. */
-UNARY(sqrt, ag__sqrt(x), g / (2 * out))
+UNARY_PLAIN_FWD(sqrt, ag__sqrt(x), g / (2 * out))
 static const ag_op sqrt_op = {"sqrt", 1, 0, same_shape, sqrt_forward, sqrt_backward};
 ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sqrt_op, NULL, x); }
 
@@ -499,11 +506,11 @@ ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sigmoid_op
  * few ulp of tanhf (a test holds it to 4e-7 relative); exact +-1 for large |x|, NaN stays NaN.
  * The double build uses libm's tanh. */
 #define tanh1 ag__tanh1 /* internal.h */
-UNARY(tanh, tanh1(x), g * (1 - out * out))
+UNARY_PLAIN_FWD(tanh, tanh1(x), g * (1 - out * out))
 static const ag_op tanh_op = {"tanh", 1, 0, same_shape, tanh_forward, tanh_backward};
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &tanh_op, NULL, x); }
 
 /* ---- relu: max(x, 0);  f'(x) = 1 for x > 0, else 0 (so f'(0) = 0) */
-UNARY(relu, x > 0 ? x : 0, x > 0 ? g : 0)
+UNARY_PLAIN_FWD(relu, x > 0 ? x : 0, x > 0 ? g : 0)
 static const ag_op relu_op = {"relu", 1, 0, same_shape, relu_forward, relu_backward};
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &relu_op, NULL, x); }

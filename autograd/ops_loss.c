@@ -143,7 +143,9 @@ static ag_status ce_shape(ag_node *n) {
     return ag_node_set_shape(n, 0, NULL);
 }
 
-AG__CLONES static ag_status ce_forward(ag_node *n) {
+/* Not AG__CLONES: a libm exp per element and in-order sums; the clones were measured ~10% slower
+ * (bench_eltwise cross_entropy 512 x 784 forward: 3.68-3.95 ns/element against 3.32). */
+static ag_status ce_forward(ag_node *n) {
     const ag_tensor *x = n->in[0];
     const int32_t *labels = ((const ce_params *)n->params)->labels;
     const size_t K = loss_rows(x), C = x->shape[x->ndim - 1];
