@@ -17,22 +17,12 @@
 #include <time.h>
 
 #include "ag.h"
+#include "bench_util.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <xmmintrin.h>
 #define HAVE_MXCSR 1
 #endif
-
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 enum { OP_ADD_BCAST, OP_MUL, OP_RELU, OP_SIGMOID, OP_TANH, OP_SOFTMAX, OP_CE, N_OPS };
 static const char *const OP_NAMES[N_OPS] = {"add_bcast", "mul", "relu", "sigmoid", "tanh", "softmax",

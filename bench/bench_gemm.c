@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "ag.h"
+#include "bench_util.h"
 #include "kernels.h"   /* ag__gemm_tiles (internal) */
 
 #ifdef AG_DOUBLE
@@ -36,18 +37,6 @@ static double now(void)
     struct timespec t;
     clock_gettime(use_cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* ---- FMA peak probe: independent FMA chains on the widest vectors the CPU has ---- */
@@ -485,7 +474,7 @@ int main(int argc, char **argv)
     double min_sample = quick ? 0.01 : 0.03;
     printf("%-30s %10s %10s %7s %8s %8s%s\n", "shape (m x n x k)", "ag GF/s", "blas GF/s", "ratio", "spr ag",
            "spr blas", threads > 1 ? "   ag 1-thr  speedup" : "");
-    double min_mlp = 1e30, log_sum = 0, frac1024 = 0, probe1024 = 0, gf1024 = 0;
+    double min_mlp = NAN, log_sum = 0, frac1024 = 0, probe1024 = 0, gf1024 = 0;
     if (only) {   /* keep the shapes whose label contains one of the substrings */
         int kept = 0;
         for (int i = 0; i < ns; i++) {
@@ -508,7 +497,7 @@ int main(int argc, char **argv)
         if (threads > 1) printf(" %10.1f %7.2fx", r.ag1, r.ag / r.ag1);
         printf("\n");
         fflush(stdout);
-        if (strcmp(shapes[i].group, "mlp") == 0 && shapes[i].batch >= 32 && r.ratio < min_mlp) min_mlp = r.ratio;
+        if (strcmp(shapes[i].group, "mlp") == 0 && shapes[i].batch >= 32 && !(r.ratio >= min_mlp)) min_mlp = r.ratio;
         log_sum += log(r.ratio);
         if (is1024 && peak > 0) {
             frac1024 = r.ag / r.probe;

@@ -53,14 +53,9 @@
 #include "ag_io.h"
 #include "mlp.h"
 #include "optim.h"
+#include "bench_util.h"
 
 #define SKIP 77
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Seconds since the kernel started this process: /proc/uptime minus starttime (field 22 of
  * /proc/self/stat, in clock ticks). 10 ms resolution; NAN if /proc is unavailable. */
@@ -92,16 +87,6 @@ static double peak_rss_mb(void) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static void usage(void) {
