@@ -55,6 +55,7 @@ struct ag_tape {
     int backward_done;
     int has_sink;           /* sink below is set (ag_tape_set_grad_sink) */
     ag_grad_sink sink;
+    struct ag__defer *defer; /* this backward's deferred c * value terms (ag__grad_add_scaled_value) */
     ag_status status;
     int op_failed;          /* an op or leaf returned no result since the last reset/clear */
     char errmsg[AG_ERRMSG_SIZE];
@@ -77,6 +78,8 @@ struct ag_tape {
 #define AG__REAL_MAX FLT_MAX
 #endif
 #define AG__SINK_CLAIMED (1u << 28)
+/* The parameter's gradient still owes a deferred c * value term (ag__grad_add_scaled_value). */
+#define AG__GRAD_DEFERRED (1u << 27)
 
 /* For built-in ops, inside backward: 1 if input i is a parameter whose gradient this node
  * completes (no other op left to add to it) while the tape has a sink and ->grad holds nothing to
@@ -87,6 +90,17 @@ int ag__sink_claim(ag_node *n, int i);
  * long, to the tape's sink tile by tile, straight from the GEMM. Statuses as ag_gemm. */
 ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size_t nn, size_t k,
                         const ag_real *a, size_t lda, const ag_real *b, size_t ldb);
+
+/* Inside backward: input i's gradient += c * input i's value (the L2 term's lambda W). For a
+ * parameter the term is deferred and added after every other contribution: when its gradient is
+ * complete, or by the GEMM that completes it, tile by tile on its way to a sink (so a weight with
+ * an L2 term in the cost still takes the fused update, and ->grad is never streamed twice). Both
+ * with and without a sink the sum is (other contributions) + c * value, so the two agree bit for
+ * bit. The op must write nothing else into that input's ->grad. */
+void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c);
+/* For the op that completes x's gradient under a sink: 1 and *c if x owes a deferred term, which
+ * the caller now adds itself; else 0. */
+int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c);
 
 /* Arena allocation, AG_ALIGN-aligned. NULL if full (no message set). */
 void *ag__arena_alloc(ag_tape *t, size_t bytes);
@@ -139,6 +153,11 @@ static inline ag_status ag__node_shape_like(ag_node *n, const ag_tensor *x) {
 #else
 #define AG__CLONES
 #endif
+
+/* sum_i x_i and sum_i x_i^2 over n elements in double (ops_reduce.c): interleaved partial sums
+ * combined in a fixed order, so vectorised yet the same bits on every call. */
+double ag__sum(const ag_real *x, size_t n);
+double ag__sum_sq(const ag_real *x, size_t n);
 
 /* Test hook for the hand-written SIMD variants of ag__sigmoid_array (ops_elementwise.c): runs the
  * variant named "scalar", "sse2", "avx2" or "avx512" on x[0, n) into o and returns 0, or returns

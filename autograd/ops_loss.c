@@ -75,22 +75,15 @@ ag_tensor *ag_squared_error(ag_tape *t, ag_tensor *h, ag_tensor *y) {
 static ag_status l2_forward(ag_node *n) {
     const ag_real lambda = *(const ag_real *)n->params;
     double s = 0;
-    for (int k = 0; k < n->n_in; k++) {
-        const ag_real *restrict w = n->in[k]->value;
-        for (size_t i = 0, N = n->in[k]->size; i < N; i++) s += (double)w[i] * w[i];
-    }
+    for (int k = 0; k < n->n_in; k++) s += ag__sum_sq(n->in[k]->value, n->in[k]->size);
     n->out.value[0] = (ag_real)(0.5 * (double)lambda * s);
     return AG_OK;
 }
 
-AG__CLONES static ag_status l2_backward(ag_node *n) {
+static ag_status l2_backward(ag_node *n) {
     const ag_real c = *(const ag_real *)n->params * n->out.grad[0];
-    for (int k = 0; k < n->n_in; k++) {
-        ag_real *restrict dw = n->in[k]->grad;
-        if (!dw) continue;
-        const ag_real *restrict w = n->in[k]->value;
-        for (size_t i = 0, N = n->in[k]->size; i < N; i++) dw[i] += c * w[i];
-    }
+    /* deferred for parameters, so the weight's GEMM can still hand its gradient straight to a sink */
+    for (int k = 0; k < n->n_in; k++) ag__grad_add_scaled_value(n, k, c);
     return AG_OK;
 }
 

@@ -31,11 +31,33 @@ typedef struct sink_tile_ctx {
     ag_tensor *x;
     size_t ld;
     unsigned flags;
+    ag_real decay; /* sink_tile_decay: the deferred term's c (ag__grad_add_scaled_value) */
 } sink_tile_ctx;
 
 static void sink_tile(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p, size_t ldp) {
     const sink_tile_ctx *c = ctx;
     c->sink->consume(c->sink->ctx, c->x, i0 * c->ld + j0, rows, cols, c->ld, p, ldp, c->flags);
+}
+
+/* The tile plus c * x over it (the L2 term's lambda W, added last as without a sink), in pieces of
+ * at most SINK_BUF elements on the stack: the tile may be the GEMM's read-only zeros. */
+#define SINK_BUF 2048
+AG__CLONES static void sink_tile_decay(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p,
+                                       size_t ldp) {
+    const sink_tile_ctx *c = ctx;
+    ag_real buf[SINK_BUF];
+    const size_t cc = cols < SINK_BUF ? cols : SINK_BUF, rr = SINK_BUF / cc;
+    for (size_t r0 = 0; r0 < rows; r0 += rr)
+        for (size_t j = 0; j < cols; j += cc) {
+            const size_t nr = rows - r0 < rr ? rows - r0 : rr, nc = cols - j < cc ? cols - j : cc;
+            const size_t off = (i0 + r0) * c->ld + j0 + j;
+            for (size_t r = 0; r < nr; r++) {
+                const ag_real *restrict pr = p + (r0 + r) * ldp + j, *restrict w = c->x->value + off + r * c->ld;
+                ag_real *restrict b = buf + r * nc;
+                for (size_t q = 0; q < nc; q++) b[q] = pr[q] + c->decay * w[q];
+            }
+            c->sink->consume(c->sink->ctx, c->x, off, nr, nc, c->ld, buf, nc, c->flags);
+        }
 }
 
 /* Largest |v| over a rows x cols matrix (row stride ld), or +inf if some element is NaN/Inf. The
@@ -73,8 +95,11 @@ ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size
      * most a factor (1 + eps)^k), the product is finite and the sink may skip its NaN/Inf scan;
      * the bound costs O((m + nn) k) against the product's O(m nn k) */
     double bound = (double)k * max_abs(a, ta ? k : m, ta ? m : k, lda) * max_abs(b, tb ? nn : k, tb ? k : nn, ldb);
-    sink_tile_ctx c = {&n->out.tape->sink, x, nn, bound < 0.25 * AG__REAL_MAX ? AG_SINK_FINITE : 0u};
-    return ag__gemm_tiles(ta, tb, m, nn, k, 1, a, lda, b, ldb, work, nn, sink_tile, &c);
+    sink_tile_ctx c = {&n->out.tape->sink, x, nn, bound < 0.25 * AG__REAL_MAX ? AG_SINK_FINITE : 0u, 0};
+    /* a deferred term comes last; no bound covers it without a pass over x, so the sink scans */
+    const int decay = ag__take_deferred(n->out.tape, x, &c.decay);
+    if (decay) c.flags = 0;
+    return ag__gemm_tiles(ta, tb, m, nn, k, 1, a, lda, b, ldb, work, nn, decay ? sink_tile_decay : sink_tile, &c);
 }
 
 /* ---------------------------------------------------------------- matmul

@@ -9,6 +9,7 @@
 #define _DEFAULT_SOURCE /* madvise */
 #endif
 #include "internal.h"
+#include <assert.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -611,6 +612,71 @@ static void deliver_param(ag_tape *t, ag_tensor *x) {
     x->flags &= ~AG__GRAD_DIRTY;
 }
 
+/* ---------------------------------------------------------------- deferred c * value terms */
+
+typedef struct ag__defer {
+    struct ag__defer *next;
+    ag_tensor *x; /* NULL once taken */
+    ag_real c;
+} ag__defer;
+
+AG__CLONES static void add_scaled(ag_real *restrict y, ag_real c, const ag_real *restrict x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += c * x[i];
+}
+
+void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c) {
+    ag_tensor *x = n->in[i];
+    ag_tape *t = n->out.tape;
+    if (!x->grad) return;
+    /* with check_numerics each node's contribution is checked where it is made: no deferral */
+    if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD | AG__GRAD_DEFERRED)) == (AG_PARAM | AG_REQUIRES_GRAD) &&
+        !t->check_numerics) {
+        ag__defer *d = ag__arena_alloc(t, sizeof *d);
+        if (d) { /* arena full: add it now instead, the same sum */
+            *d = (ag__defer){t->defer, x, c};
+            t->defer = d;
+            x->flags |= AG__GRAD_DEFERRED | AG__SINK_CLAIMED; /* CLAIMED: ->grad not written */
+            return;
+        }
+    }
+    add_scaled(x->grad, c, x->value, x->size);
+    x->flags &= ~AG__SINK_CLAIMED; /* written: the bookkeeping must mark it dirty */
+}
+
+int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c) {
+    if (!(x->flags & AG__GRAD_DEFERRED)) return 0;
+    for (ag__defer *d = t->defer; d; d = d->next)
+        if (d->x == x) {
+            *c = d->c;
+            d->x = NULL;
+            x->flags &= ~AG__GRAD_DEFERRED;
+            return 1;
+        }
+    assert(0 && "deferred flag without an entry");
+    return 0;
+}
+
+/* Add x's deferred term into ->grad (its gradient is complete). */
+static void apply_deferred(ag_tape *t, ag_tensor *x) {
+    ag_real c;
+    if (ag__take_deferred(t, x, &c)) {
+        add_scaled(x->grad, c, x->value, x->size);
+        x->flags |= AG__GRAD_DIRTY;
+    }
+}
+
+/* End of a backward: add the terms still owed (all of them without a sink), or on failure just
+ * drop them (the gradients are incomplete anyway) so that no flag outlives the pass. */
+static void finish_deferred(ag_tape *t, int apply) {
+    for (ag__defer *d = t->defer; d; d = d->next)
+        if (d->x) {
+            if (apply) add_scaled(d->x->grad, d->c, d->x->value, d->x->size);
+            d->x->flags &= ~AG__GRAD_DEFERRED;
+            d->x = NULL;
+        }
+    t->defer = NULL;
+}
+
 int ag__sink_claim(ag_node *n, int i) {
     const ag_tape *t = n->out.tape;
     ag_tensor *x = n->in[i];
@@ -650,6 +716,7 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
     if (st != AG_OK) return st;
     for (size_t i = 0; i < loss->size; i++) loss->grad[i] += seed ? seed[i] : (ag_real)1;
     t->backward_done = 1;
+    t->defer = NULL;
 
     if (t->has_sink) count_param_uses(loss);
 
@@ -679,16 +746,20 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
         for (int i = 0; i < n->n_in; i++) {
             ag_tensor *x = n->in[i];
             if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) != (AG_PARAM | AG_REQUIRES_GRAD)) continue;
-            if (x->flags & AG__SINK_CLAIMED) x->flags &= ~AG__SINK_CLAIMED; /* delivered by the op */
+            if (x->flags & AG__SINK_CLAIMED) x->flags &= ~AG__SINK_CLAIMED; /* delivered, or deferred */
             else if (reached) x->flags |= AG__GRAD_DIRTY;
-            if (t->has_sink && --x->pending == 0 && (x->flags & AG__GRAD_DIRTY) && st == AG_OK)
-                deliver_param(t, x); /* its last contributor has run: the gradient is complete */
+            if (t->has_sink && --x->pending == 0 && st == AG_OK) {
+                apply_deferred(t, x); /* its last contributor has run: the gradient is complete */
+                if (x->flags & AG__GRAD_DIRTY) deliver_param(t, x);
+            }
         }
         if (st != AG_OK) {
+            finish_deferred(t, 0);
             if (t->status == AG_OK) ag_node_fail(n, st, "backward failed with status %d", (int)st);
             return st;
         }
     }
+    finish_deferred(t, 1);
     return AG_OK;
 }
 

@@ -7,8 +7,10 @@
  * give the same parameters and optimizer state bit for bit, for every optimizer, decay mode,
  * batch size (which picks the GEMM path: direct, packed, several k blocks) and thread count, on
  * a graph that has every case of the bookkeeping: weights whose gradient goes tile by tile from
- * linear, linear_act and both operands of matmul; an L2 term on the tape that writes the weight
- * gradients first; a weight used twice; a parameter no gradient reaches; one not on the tape.
+ * linear, linear_act and both operands of matmul; an L2 term on the tape, recorded last (its
+ * lambda W deferred into the tiles of the weights' GEMMs) or first (the GEMMs run before it), over
+ * a weight listed twice and one that only the L2 term uses; a weight used twice; a parameter no
+ * gradient reaches; one not on the tape.
  */
 #include <math.h>
 #include <pthread.h>
@@ -21,7 +23,7 @@
 
 typedef struct net {
     ag_params *ps;
-    ag_tensor *W1, *b1, *Wm, *Wa, *Ws, *U, *V;
+    ag_tensor *W1, *b1, *Wm, *Wa, *Ws, *U, *V, *D;
     ag_dense l2;
     size_t in, hidden, K;
     ag_real *x;
@@ -40,6 +42,7 @@ static void net_init(net *n, size_t in, size_t hidden, size_t K, uint64_t seed) 
     ck_assert_int_eq(ag_params_add(ps, "Ws", 2, (size_t[]){13, 5}, AG_DECAY, &n->Ws), AG_OK);
     ck_assert_int_eq(ag_params_add(ps, "U", 1, (size_t[]){7}, AG_DECAY, &n->U), AG_OK);
     ck_assert_int_eq(ag_params_add(ps, "V", 1, (size_t[]){9}, AG_DECAY, &n->V), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "D", 2, (size_t[]){3, 4}, AG_DECAY, &n->D), AG_OK);
     ag_rng r;
     ag_rng_seed(&r, seed);
     for (size_t i = 0; i < ag_params_count(ps); i++) {
@@ -64,8 +67,12 @@ static void net_batch(net *n, int s) {
 
 static ag_tensor *sq_mean(ag_tape *t, ag_tensor *v) { return ag_mean(t, ag_square(t, v)); }
 
-/* J = mean(m2^2) + mean(s1^2) + mean(s2^2) [+ lambda/2 (|W1|^2 + |W2|^2)], see the file comment. */
+/* J = mean(m2^2) + mean(s1^2) + mean(s2^2) [+ an L2 term], see the file comment. l2_in_loss > 0:
+ * lambda/2 (|W1|^2 + |W2|^2 + |D|^2) recorded last; < 0: -l2_in_loss/2 (2 |W1|^2 + |Ws|^2 + |D|^2)
+ * recorded first. */
 static ag_tensor *net_loss(ag_tape *t, net *n, double l2_in_loss) {
+    ag_tensor *L = l2_in_loss < 0 ? ag_l2(t, (ag_real)-l2_in_loss, (ag_tensor *[]){n->W1, n->W1, n->Ws, n->D}, 4)
+                                  : NULL;
     ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){n->K, n->in}, n->x);
     ag_tensor *a1 = ag_relu(t, ag_linear(t, X, n->W1, n->b1));  /* linear */
     ag_tensor *a2 = ag_dense_forward(t, &n->l2, a1, NULL);     /* linear_act */
@@ -74,7 +81,8 @@ static ag_tensor *net_loss(ag_tape *t, net *n, double l2_in_loss) {
     ag_tensor *s1 = ag_matmul(t, m, n->Ws), *s2 = ag_matmul(t, ag_relu(t, m), n->Ws); /* used twice */
     ag_mul(t, n->U, n->U);                                     /* recorded, no gradient reaches it */
     ag_tensor *J = ag_add(t, ag_add(t, sq_mean(t, m2), sq_mean(t, s1)), sq_mean(t, s2));
-    if (l2_in_loss > 0) J = ag_add(t, J, ag_l2(t, (ag_real)l2_in_loss, (ag_tensor *[]){n->W1, n->l2.W}, 2));
+    if (l2_in_loss > 0) J = ag_add(t, J, ag_l2(t, (ag_real)l2_in_loss, (ag_tensor *[]){n->W1, n->l2.W, n->D}, 3));
+    if (L) J = ag_add(t, J, L);
     ck_assert_msg(J != NULL, "%s", ag_tape_errmsg(t));
     return J;
 }
@@ -144,7 +152,7 @@ static void compare_steps(ag_optim_config cfg, size_t in, size_t hidden, size_t 
 static const ag_optim_kind KINDS[] = {AG_OPT_SGD, AG_OPT_MOMENTUM, AG_OPT_NESTEROV, AG_OPT_ADAM, AG_OPT_ADAMW};
 
 /* Every optimizer and decay mode; batch sizes that take the direct (1, 5), packed (33) and
- * several-k-block (700) products; the L2 term on the tape or not. */
+ * several-k-block (700) products; the L2 term on the tape (recorded last or first) or not. */
 START_TEST(fused_step_equals_two_pass_step) {
     const size_t Ks[] = {1, 5, 33, 700};
     const size_t nK = ag_test_quick() ? 2 : 4;
@@ -153,7 +161,7 @@ START_TEST(fused_step_equals_two_pass_step) {
             for (size_t b = 0; b < nK; b++) {
                 ag_optim_config cfg = {.kind = KINDS[k], .lr = 0.05, .weight_decay = decay ? 1e-2 : 0,
                                        .decoupled = decay == 2};
-                compare_steps(cfg, 37, 45, Ks[b], b % 2 ? 1e-3 : 0, 1);
+                compare_steps(cfg, 37, 45, Ks[b], b % 2 ? (k % 2 ? -1e-3 : 1e-3) : 0, 1);
             }
 }
 END_TEST
@@ -164,6 +172,7 @@ START_TEST(fused_step_any_thread_count) {
         compare_steps((ag_optim_config){.kind = AG_OPT_MOMENTUM, .lr = 0.01, .weight_decay = 1e-3}, 300, 256, 64,
                       0, th);
         compare_steps((ag_optim_config){.kind = AG_OPT_ADAM, .lr = 0.001}, 300, 256, 1, 0, th);
+        compare_steps((ag_optim_config){.kind = AG_OPT_NESTEROV, .lr = 0.01}, 300, 256, 48, 1e-3, th);
     }
 }
 END_TEST
@@ -239,14 +248,16 @@ static void sink_matches_backward(size_t K, int threads, double l2) {
     for (size_t i = 0; i < ag_params_count(A.ps); i++) {
         ag_tensor *x = ag_params_at(A.ps, i);
         size_t base = (size_t)(x->value - ag_params_values(A.ps));
-        int reached = x != A.U && x != A.V;
+        int reached = x != A.U && x != A.V && (x != A.D || l2 != 0);
         for (size_t e = 0; e < x->size; e++)
             ck_assert_msg(r.hits[base + e] == reached, "K %zu threads %d: %s[%zu] delivered %d times", K, threads,
                           x->name, e, r.hits[base + e]);
         if (reached) ck_assert_msg(same_bits(want + base, r.got + base, x->size, x->name), "%s", x->name);
-        /* weights whose gradient one product completes come straight from the GEMM; the rest
-         * (biases, the weight used twice, the ones the L2 term wrote first) from ->grad */
-        int fused = x == A.Wm || x == A.Wa || (l2 == 0 && (x == A.W1 || x == A.l2.W));
+        /* weights whose gradient one product completes come straight from the GEMM, with an L2
+         * term recorded last too (its lambda W rides on the tiles); the rest from ->grad: biases,
+         * the weight used twice, D (only in the L2 term), and W1 when the L2 term is recorded first
+         * and lists it twice (its second lambda W is written before the GEMM runs) */
+        int fused = x == A.Wm || x == A.Wa || x == A.l2.W || (x == A.W1 && l2 >= 0);
         if (reached) ck_assert_msg(r.from_store[i] == !fused, "%s: from ->grad %d", x->name, r.from_store[i]);
     }
     ck_assert(all_zero(ag_params_grads(A.ps), N));
@@ -264,8 +275,11 @@ START_TEST(user_sink_sees_each_gradient_once) {
     sink_matches_backward(1, 1, 1e-3);
     sink_matches_backward(64, 1, 0);
     sink_matches_backward(64, 3, 1e-3);
+    sink_matches_backward(5, 1, -1e-3);
+    sink_matches_backward(64, 2, -1e-3);
     sink_matches_backward(64, 3, 0);
     if (!ag_test_quick()) sink_matches_backward(700, 2, 0);
+    if (!ag_test_quick()) sink_matches_backward(700, 1, 1e-3);
 }
 END_TEST
 
