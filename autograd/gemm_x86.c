@@ -327,6 +327,31 @@ d_dot_tile(const int rows, size_t k, const ag_real *a, size_t lda, const ag_real
     }
 }
 
+/* One row of A against 16 rows of B (a GEMV, C[1 x 16]): 16 independent FMA chains and 16 streams of B in
+ * flight where d_dot_tile(1, ...) has 4, and one reduce16 per 16 dot products. The same sums, lane by lane
+ * and then the same tree per vector, as d_dot_tile. Columns beyond nc re-read the last valid row of B. */
+static inline __attribute__((always_inline)) T512 void
+d_dot_row16(size_t k, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, int nc, ag_real alpha,
+            ag_real beta)
+{
+    zv acc[16];
+    const ag_real *bp[16];
+    AG__UNROLL for (int s = 0; s < 16; s++) bp[s] = b + (size_t)(s < nc ? s : nc - 1) * ldb;
+    AG__UNROLL for (int i = 0; i < 16; i++) acc[i] = z_zero();
+    for (size_t p = 0; p < k; p += Z_W) {
+        zmask km = lane_mask((int)(k - p < Z_W ? k - p : Z_W));
+        zv av = z_mload(km, a + p);
+        AG__UNROLL for (int s = 0; s < 16; s++) acc[s] = z_fma(av, z_mload(km, bp[s] + p), acc[s]);
+    }
+    ag_real d[16];
+    reduce16(acc, d);
+    AG__UNROLL for (int s = 0; s < 16; s++) {
+        if (s >= nc) break;
+        ag_real dot = d[AG__RED_IDX(s / 4, s % 4)]; /* acc[s] is "4 r + s" with r = s / 4 */
+        c[s] = beta == 0 ? alpha * dot : alpha * dot + beta * c[s];
+    }
+}
+
 T512 static void direct_avx512(int ta, int tb, size_t i0, size_t i1, size_t j0, size_t j1, size_t k,
                                ag_real alpha, const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
                                ag_real beta, ag_real *c, size_t ldc)
@@ -353,6 +378,12 @@ T512 static void direct_avx512(int ta, int tb, size_t i0, size_t i1, size_t j0, 
             i += (size_t)rows;
         }
     } else {   /* tb && !ta (gemm.c checks) */
+        if (i1 - i0 == 1) {
+            for (size_t j = j0; j < j1; j += 16)
+                d_dot_row16(k, a + i0 * lda, b + j * ldb, ldb, c + i0 * ldc + j, (int)(j1 - j < 16 ? j1 - j : 16),
+                            alpha, beta);
+            return;
+        }
         for (size_t i = i0; i < i1; i += 4) {
             int rows = i1 - i >= 4 ? 4 : (int)(i1 - i);
             for (size_t j = j0; j < j1; j += 4) {

@@ -31,7 +31,7 @@ struct ag_optim {
     /* ag_optim_backward_step: the step's constants, read by consume() on any thread */
     ag_real step_lr;
     double step_bc1, step_bc2;
-    const ag_real *step_values; /* the store's value buffer (it cannot move during a step) */
+    ag_real *step_values; /* the store's value buffer, set by each step (it cannot move during one) */
     size_t n_params;          /* store size at creation */
     atomic_uchar *delivered;  /* [n_params] this step's gradient reached the parameter */
     atomic_size_t nonfinite;  /* pieces skipped for a NaN/Inf gradient this step */
@@ -271,7 +271,7 @@ AG__CLONES static int all_finite_tile(const ag_real *restrict g, size_t rows, si
 static inline __attribute__((always_inline)) void update_span(const ag_optim *opt, size_t lo, size_t n,
                                                               ag_real *restrict g, int zero, ag_real lr,
                                                               ag_real wd_g, ag_real wd_w, double bc1, double bc2) {
-    ag_real *restrict w = ag_params_values(opt->ps) + lo;
+    ag_real *restrict w = opt->step_values + lo; /* not a call per row of a tile */
     const ag_optim_config *c = &opt->cfg;
     const ag_real lrwd = lr * wd_w; /* decoupled: w -= (alpha lambda) w */
     switch (c->kind) {
@@ -363,6 +363,7 @@ ag_status ag_optim_step(ag_optim *opt) {
         return ofail(opt, AG_ERR_NUMERIC, "optim: gradient norm is %g; parameters left unchanged",
                      opt->last_norm);
     ag_real lr = (ag_real)ag_optim_lr(opt);
+    opt->step_values = ag_params_values(ps);
     uint64_t t = opt->steps + 1; /* 1-based step number for Adam's bias correction */
     double bc1 = 1, bc2 = 1;
     if (c->kind == AG_OPT_ADAM || c->kind == AG_OPT_ADAMW) {
