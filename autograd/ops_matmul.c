@@ -63,7 +63,7 @@ AG__CLONES static void sink_tile_decay(void *ctx, size_t i0, size_t j0, size_t r
 /* Largest |v| over a rows x cols matrix (row stride ld), or +inf if some element is NaN/Inf. The
  * magnitude bits of non-negative floats order like their values and NaN/Inf have the largest, so
  * one signed-integer max (which vectorises, unlike a float max that must see NaN) gives both. */
-static double max_abs(const ag_real *v, size_t rows, size_t cols, size_t ld) {
+AG__CLONES static double max_abs(const ag_real *v, size_t rows, size_t cols, size_t ld) {
 #ifdef AG_DOUBLE
     typedef int64_t bits_t;
     const bits_t MAG = INT64_MAX, INF = (bits_t)0x7ff0000000000000;
