@@ -448,7 +448,11 @@ ag_status ag_dataset_batch(const ag_dataset *ds, const uint32_t *idx, size_t n, 
     for (size_t i = 0; i < n; i++)
         if (idx[i] >= ds->n) return AG_ERR_ARG;
     const size_t f = ds->rows * ds->cols;
-    for (size_t i = 0; i < n; i++) bytes_to_real(ds->images + (size_t)idx[i] * f, x + i * f, f);
+    for (size_t i = 0; i < n; i++) {
+        if (i + 1 < n) /* rows are gathered at random: fetch the next one while converting this one */
+            for (size_t b = 0; b < f; b += 64) __builtin_prefetch(ds->images + (size_t)idx[i + 1] * f + b, 0, 0);
+        bytes_to_real(ds->images + (size_t)idx[i] * f, x + i * f, f);
+    }
     if (labels)
         for (size_t i = 0; i < n; i++) labels[i] = ds->labels[idx[i]];
     if (onehot) {
