@@ -267,6 +267,16 @@ void ag_params_free(ag_params *ps);
  * overflowing dimension), AG_ERR_NOMEM. */
 ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t *shape,
                         unsigned flags, ag_tensor **out);
+/* Roll the store back to its first count tensors: the ones added after them are freed (with
+ * their names; pointers to them dangle) and numel returns to what it was when tensor count was
+ * added. The rest keep their ag_tensor objects, names, values and gradients, but the flat buffers
+ * may move (re-read pointers). Never fails for a valid count: the buffers shrink when a smaller
+ * copy can be allocated and stay as they are otherwise. Builders use it to undo a partial
+ * construction (ag_dense_init, ag_mlp_new). Reset every tape that recorded a removed tensor before
+ * its next backward, and make a new optimizer: an old one refuses a changed numel (AG_ERR_STATE)
+ * but cannot tell a store re-grown to the same size. AG_ERR_ARG, nothing changed, if ps is NULL or
+ * count > ag_params_count(ps); ag_params_status is left as it was. */
+ag_status ag_params_truncate(ag_params *ps, size_t count);
 size_t ag_params_count(const ag_params *ps);                      /* tensors, in the order added */
 ag_tensor *ag_params_at(const ag_params *ps, size_t i);           /* NULL if i >= count */
 ag_tensor *ag_params_find(const ag_params *ps, const char *name); /* NULL if absent */

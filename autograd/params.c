@@ -136,6 +136,44 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
     return AG_OK;
 }
 
+ag_status ag_params_truncate(ag_params *ps, size_t count) {
+    if (!ps || count > ps->count) return AG_ERR_ARG;
+    if (count == ps->count) return AG_OK;
+    for (size_t i = count; i < ps->count; i++) {
+        ag__free((void *)ps->tensors[i]->name);
+        ag__free(ps->tensors[i]);
+    }
+    size_t numel = ps->offsets[count]; /* the store's size when tensor count was added */
+    ps->count = count;
+    if (!numel) { /* back to empty: no buffers, as a new store */
+        ag__aligned_free(ps->values);
+        ag__aligned_free(ps->grads);
+        ps->values = ps->grads = NULL;
+        ps->numel = 0;
+        return AG_OK;
+    }
+    /* give the memory back if a smaller copy can be had; a rollback must not fail, so without
+     * one the buffers stay (only [0, numel) is ever read, and the next add reallocates them) */
+    ag_real *values = ag__aligned_alloc(numel * sizeof(ag_real));
+    ag_real *grads = values ? ag__aligned_alloc(numel * sizeof(ag_real)) : NULL;
+    if (values && grads) {
+        memcpy(values, ps->values, numel * sizeof(ag_real));
+        memcpy(grads, ps->grads, numel * sizeof(ag_real));
+        ag__aligned_free(ps->values);
+        ag__aligned_free(ps->grads);
+        ps->values = values;
+        ps->grads = grads;
+        for (size_t i = 0; i < count; i++) {
+            ps->tensors[i]->value = ps->values + ps->offsets[i];
+            ps->tensors[i]->grad = ps->grads + ps->offsets[i];
+        }
+    } else {
+        ag__aligned_free(values);
+    }
+    ps->numel = numel;
+    return AG_OK;
+}
+
 size_t ag_params_count(const ag_params *ps) { return ps ? ps->count : 0; }
 
 ag_tensor *ag_params_at(const ag_params *ps, size_t i) {

@@ -57,16 +57,22 @@ ag_status ag_dense_init(ag_dense *d, ag_params *ps, const char *name, size_t in,
     memset(d, 0, sizeof *d);
     char wname[160], bname[160];
     int nw = snprintf(wname, sizeof wname, "%s.W", name), nb = snprintf(bname, sizeof bname, "%s.b", name);
+    size_t mark = ag_params_count(ps); /* all or nothing: a failure rolls the store back to here */
     if (nw < 0 || (size_t)nw >= sizeof wname || nb < 0 || (size_t)nb >= sizeof bname) {
         /* let the store report the over-long name with its own message */
         ag_tensor *tmp;
-        return ag_params_add(ps, name, 1, (size_t[]){1}, 0, &tmp) == AG_OK ? AG_ERR_ARG : ag_params_status(ps);
+        if (ag_params_add(ps, name, 1, (size_t[]){1}, 0, &tmp) != AG_OK) return ag_params_status(ps);
+        ag_params_truncate(ps, mark);
+        return AG_ERR_ARG;
     }
     ag_tensor *W, *b;
     ag_status st = ag_params_add(ps, wname, 2, (size_t[]){out, in}, AG_DECAY, &W); /* W^(l): s_{l+1} x s_l */
-    if (st != AG_OK) return st;
+    if (st != AG_OK) return st; /* the store is unchanged */
     st = ag_params_add(ps, bname, 1, (size_t[]){out}, 0, &b); /* b^(l): s_{l+1}, never decayed */
-    if (st != AG_OK) return st;
+    if (st != AG_OK) {
+        ag_params_truncate(ps, mark); /* W must not outlive the layer that failed */
+        return st;
+    }
     d->W = W;
     d->b = b;
     d->in = in;

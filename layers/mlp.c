@@ -110,6 +110,7 @@ ag_status ag_mlp_new(ag_mlp **out, ag_params *ps, const ag_mlp_config *cfg, char
     memcpy(m->sizes, sizes, n * sizeof *sizes);
     ag_rng rng;
     ag_rng_seed(&rng, cfg->seed);
+    size_t mark = ag_params_count(ps); /* all or nothing: a failure rolls the store back to here */
     for (size_t i = 0; i < n_layers; i++) {
         ag_act a = cfg->acts ? cfg->acts[i] : i + 1 == n_layers ? cfg->output : cfg->hidden;
         char name[128];
@@ -120,6 +121,7 @@ ag_status ag_mlp_new(ag_mlp **out, ag_params *ps, const ag_mlp_config *cfg, char
         if (st != AG_OK) {
             set_err(err, errsize, st, "mlp: layer %zu (%zu -> %zu): %s", i + 1, sizes[i], sizes[i + 1],
                     ag_params_errmsg(ps));
+            ag_params_truncate(ps, mark); /* drop the layers before the failing one too */
             ag_mlp_free(m);
             return st;
         }

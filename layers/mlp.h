@@ -57,11 +57,14 @@ typedef struct ag_mlp {
  * sizes or n, fewer than two sizes, more than max. *n is 0 on error. */
 ag_status ag_mlp_parse_spec(const char *spec, size_t *sizes, size_t max, size_t *n, char *err, size_t errsize);
 
-/* Build the MLP: parse the spec, register every layer's W and b in ps and initialise them.
- * On error *out is NULL, the status comes back and err holds the message: AG_ERR_ARG (a NULL
- * argument, the spec, a wrong number of activations, an unknown activation or initialiser, a
- * prefix over 100 bytes, a parameter name already in ps), AG_ERR_NOMEM (also for a layer too
- * large to allocate). Layers registered before the failing one stay in ps. */
+/* Build the MLP: parse the spec, register every layer's W and b in ps (which owns them) and
+ * initialise them; *out is the caller's, freed with ag_mlp_free. On error *out is NULL, the
+ * status comes back and err holds the message: AG_ERR_ARG (a NULL argument, the spec, a wrong
+ * number of activations, an unknown activation or initialiser, a prefix over 100 bytes, a
+ * parameter name already in ps), AG_ERR_NOMEM (also for a layer too large to allocate). All or
+ * nothing: on error ps holds exactly the tensors, numel, names and values it had before the call
+ * (layers registered before the failing one are removed again; the flat buffers may have moved),
+ * and only ag_params_status/errmsg tell of a failure the store saw. */
 ag_status ag_mlp_new(ag_mlp **out, ag_params *ps, const ag_mlp_config *cfg, char *err, size_t errsize);
 /* Frees the MLP object (NULL: nothing); its parameters belong to the store and stay there. */
 void ag_mlp_free(ag_mlp *m);
