@@ -231,7 +231,8 @@ ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed);
  * gradient to sink->consume as soon as the last op contributing to it has run, instead of leaving
  * it in ->grad: an optimizer updates the weight while the gradient is hot, and the built-in
  * products (matmul, linear, dense layers) deliver a weight gradient tile by tile straight from the
- * GEMM, so it never streams through memory. optim.h's ag_optim_backward_step is the usual user.
+ * GEMM, so it never streams through memory (an ag_l2 term on the same weight rides along). optim.h's
+ * ag_optim_backward_step is the usual user.
  * consume gets elements x->value[off + r*ld + c] (r < rows, c < cols; ld is the row stride inside
  * x) whose complete gradient for this sweep (plus whatever ->grad held from earlier sweeps) is
  * g[r*ldg + c]; flags has AG_SINK_FINITE when the engine proved every such value finite (a
@@ -357,7 +358,9 @@ ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
  *   by the number of outputs. h and y have equal shapes (else AG_ERR_SHAPE). y is normally data
  *   (no gradient); if y requires a gradient it receives -(h - y)/K, the exact one.
  * l2: lambda/2 * sum over the n given tensors (1..AG_MAX_IN) of sum W^2 (pass weights only, never
- *   biases). weights == NULL or n out of range is AG_ERR_ARG.
+ *   biases). weights == NULL or n out of range is AG_ERR_ARG. Its gradient lambda W is added to a
+ *   parameter's after every other contribution (under a gradient sink, by the weight's GEMM as the
+ *   tiles go out), so a weight with an L2 term still takes the fused update, with the same bits.
  * cross-entropy: (1/K) sum_k -log softmax(logits_k)[labels[k]], fused and stable (logits of 1e4
  *   give a finite loss and gradient); logits are K x classes or 1-D (else AG_ERR_SHAPE); labels
  *   (NULL: AG_ERR_ARG) has K entries in [0, classes) (else AG_ERR_ARG "cross_entropy: label 12 of
