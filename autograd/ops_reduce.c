@@ -29,7 +29,7 @@ static double combine_lanes(double *l) {
     return l[0];
 }
 
-AG__CLONES double ag__sum(const ag_real *restrict x, size_t n) {
+AG__CLONES static double sum_lanes(const ag_real *restrict x, size_t n) {
     double l[AG__SUM_LANES] = {0};
     size_t i = 0;
     for (; i + AG__SUM_LANES <= n; i += AG__SUM_LANES)
@@ -38,7 +38,7 @@ AG__CLONES double ag__sum(const ag_real *restrict x, size_t n) {
     return combine_lanes(l);
 }
 
-AG__CLONES double ag__sum_sq(const ag_real *restrict x, size_t n) {
+AG__CLONES static double sum_sq_lanes(const ag_real *restrict x, size_t n) {
     double l[AG__SUM_LANES] = {0};
     size_t i = 0;
     for (; i + AG__SUM_LANES <= n; i += AG__SUM_LANES)
@@ -46,6 +46,11 @@ AG__CLONES double ag__sum_sq(const ag_real *restrict x, size_t n) {
     for (int j = 0; i < n; i++, j++) l[j] += (double)x[i] * (double)x[i];
     return combine_lanes(l);
 }
+
+/* extern entry points call static clones: clang emits a target_clones resolver only where the
+ * function is called in its own file */
+double ag__sum(const ag_real *x, size_t n) { return sum_lanes(x, n); }
+double ag__sum_sq(const ag_real *x, size_t n) { return sum_sq_lanes(x, n); }
 
 static double sum_all(const ag_tensor *x) { return ag__sum(x->value, x->size); }
 
