@@ -9,6 +9,7 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -614,6 +615,40 @@ START_TEST(losses_values) {
 }
 END_TEST
 
+/* Whole-tensor sums run 32 interleaved lanes plus a tail (ops_reduce.c): every length around the
+ * lane count, against closed forms on integer data (exact in any order) and a long double sum of
+ * random data. */
+START_TEST(lane_sums_all_lengths) {
+    const size_t lens[] = {1, 2, 31, 32, 33, 63, 64, 65, 95, 96, 97, 1000, 4099};
+    ag_tape *t = new_tape();
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li];
+        ag_real *v = malloc(n * sizeof *v);
+        ck_assert_ptr_nonnull(v);
+        double sum = 0, sq = 0;
+        for (size_t i = 0; i < n; i++) {
+            v[i] = (ag_real)((int)(i % 17) - 8);
+            sum += v[i];
+            sq += (double)v[i] * v[i];
+        }
+        ag_tape_reset(t);
+        ag_tensor *x = ag_tensor_from(t, 1, (size_t[]){n}, v);
+        ck_assert_double_eq(ag_sum(t, x)->value[0], sum);
+        ck_assert_double_eq(ag_l2(t, 2, (ag_tensor *[]){x}, 1)->value[0], sq); /* 2/2 sum x^2 */
+        ag_rng r;
+        ag_rng_seed(&r, 7 + n);
+        ag_rng_fill_normal(&r, v, n, 0.5, 1);
+        long double ref = 0;
+        for (size_t i = 0; i < n; i++) ref += v[i];
+        ag_tape_reset(t);
+        ag_tensor *m = ag_mean(t, ag_tensor_from(t, 1, (size_t[]){n}, v));
+        ck_assert_double_eq_tol(m->value[0], (double)(ref / n), 1e-6 * (1 + fabs((double)(ref / n))));
+        free(v);
+    }
+    ag_tape_free(t);
+}
+END_TEST
+
 /* y = x*x + x: x reaches the sum through three uses; dy/dx = 2x + 1 */
 START_TEST(used_twice_with_builtins) {
     ag_tape *t = new_tape();
@@ -693,6 +728,7 @@ static Suite *ops_suite(void) {
     tcase_add_test(v, matmul_against_naive);
     tcase_add_test(v, broadcast_and_reduce_values);
     tcase_add_test(v, losses_values);
+    tcase_add_test(v, lane_sums_all_lengths);
     tcase_add_test(v, used_twice_with_builtins);
     tcase_add_test(v, tiny_op_overhead);
     suite_add_tcase(s, v);
