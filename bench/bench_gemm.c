@@ -296,7 +296,8 @@ static double time_dw(int mode, size_t m, size_t n, size_t k, const ag_real *dz,
 
 /* ---- --scaling: what the thread pool buys, ag_gemm alone ----
  * The 2-thread rows of the main table interleave OpenBLAS, whose idle workers busy-wait for ~70 ms after each
- * call and then hold the second vCPU; here only ag_gemm runs: N threads against 1, alternating, each block after
+ * call and then hold the second vCPU (unless OPENBLAS_THREAD_TIMEOUT is small, as run_gemm sets it); here only
+ * ag_gemm runs: N threads against 1, alternating, each block after
  * a warm-up call and long enough (0.2 s) that a sleeping worker's wake-up is amortised. */
 static int bench_scaling(int quick, int threads)
 {
