@@ -670,7 +670,10 @@ static void apply_deferred(ag_tape *t, ag_tensor *x) {
 static void finish_deferred(ag_tape *t, int apply) {
     for (ag__defer *d = t->defer; d; d = d->next)
         if (d->x) {
-            if (apply) add_scaled(d->x->grad, d->c, d->x->value, d->x->size);
+            if (apply) {
+                add_scaled(d->x->grad, d->c, d->x->value, d->x->size);
+                d->x->flags |= AG__GRAD_DIRTY;
+            }
             d->x->flags &= ~AG__GRAD_DEFERRED;
             d->x = NULL;
         }
@@ -731,7 +734,10 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
                 ag_tensor *x = n->in[i];
                 if (x->flags & AG_REQUIRES_GRAD) {
                     st = grad_buffer(t, x);
-                    if (st != AG_OK) return st;
+                    if (st != AG_OK) {
+                        finish_deferred(t, 0);
+                        return st;
+                    }
                 }
             }
             st = n->op->backward(n);

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "dense.h"
+#include "internal.h" /* AG__GRAD_DEFERRED */
 #include "optim.h"
 #include "testutil.h"
 
@@ -70,7 +71,7 @@ static ag_tensor *sq_mean(ag_tape *t, ag_tensor *v) { return ag_mean(t, ag_squar
 /* J = mean(m2^2) + mean(s1^2) + mean(s2^2) [+ an L2 term], see the file comment. l2_in_loss > 0:
  * lambda/2 (|W1|^2 + |W2|^2 + |D|^2) recorded last; < 0: -l2_in_loss/2 (2 |W1|^2 + |Ws|^2 + |D|^2)
  * recorded first. */
-static ag_tensor *net_loss(ag_tape *t, net *n, double l2_in_loss) {
+static ag_tensor *net_loss_try(ag_tape *t, net *n, double l2_in_loss) {
     ag_tensor *L = l2_in_loss < 0 ? ag_l2(t, (ag_real)-l2_in_loss, (ag_tensor *[]){n->W1, n->W1, n->Ws, n->D}, 4)
                                   : NULL;
     ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){n->K, n->in}, n->x);
@@ -83,6 +84,11 @@ static ag_tensor *net_loss(ag_tape *t, net *n, double l2_in_loss) {
     ag_tensor *J = ag_add(t, ag_add(t, sq_mean(t, m2), sq_mean(t, s1)), sq_mean(t, s2));
     if (l2_in_loss > 0) J = ag_add(t, J, ag_l2(t, (ag_real)l2_in_loss, (ag_tensor *[]){n->W1, n->l2.W, n->D}, 3));
     if (L) J = ag_add(t, J, L);
+    return J;
+}
+
+static ag_tensor *net_loss(ag_tape *t, net *n, double l2_in_loss) {
+    ag_tensor *J = net_loss_try(t, n, l2_in_loss);
     ck_assert_msg(J != NULL, "%s", ag_tape_errmsg(t));
     return J;
 }
@@ -361,12 +367,69 @@ START_TEST(sink_with_numeric_check) {
     ck_assert_int_eq(ag_optim_backward_step(oa, ta, net_loss(ta, &A, 0)), AG_OK);
     ck_assert_int_eq(ag_optim_backward_step(ob, tb, net_loss(tb, &B, 0)), AG_OK);
     ck_assert(same_bits(ag_params_values(A.ps), ag_params_values(B.ps), ag_params_numel(A.ps), "values"));
+    /* with an L2 term: checked, it is added where it is recorded instead of deferred */
+    ag_tape_reset(ta);
+    ag_tape_reset(tb);
+    ck_assert_int_eq(ag_optim_backward_step(oa, ta, net_loss(ta, &A, 1e-3)), AG_OK);
+    ck_assert_int_eq(ag_optim_backward_step(ob, tb, net_loss(tb, &B, 1e-3)), AG_OK);
+    ck_assert(same_bits(ag_params_values(A.ps), ag_params_values(B.ps), ag_params_numel(A.ps), "values, L2"));
     ag_tape_free(ta);
     ag_tape_free(tb);
     ag_optim_free(oa);
     ag_optim_free(ob);
     net_free(&A);
     net_free(&B);
+}
+END_TEST
+
+/* A backward that runs out of arena after the L2 term deferred its lambda W (at every point, by
+ * growing a caller-owned buffer 64 bytes at a time) leaves no deferred term behind: the next
+ * backward gives the reference gradients, and the fused step still takes the tiles. */
+START_TEST(failed_backward_drops_deferred_terms) {
+    net A;
+    net_init(&A, 37, 45, 5, 9);
+    net_batch(&A, 0);
+    size_t N = ag_params_numel(A.ps);
+    static unsigned char mem[1 << 20];
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, &(ag_tape_params){.mem_size = sizeof mem, .mem_buffer = mem}), AG_OK);
+    ag_params_zero_grad(A.ps);
+    ck_assert_int_eq(ag_backward(t, net_loss(t, &A, 1e-3)), AG_OK);
+    ag_real *want = malloc(N * sizeof *want);
+    ck_assert_ptr_nonnull(want);
+    memcpy(want, ag_params_grads(A.ps), N * sizeof *want);
+    ag_tape_reset(t);
+    net_loss(t, &A, 1e-3);
+    const size_t forward = ag_tape_mem_used(t);
+    ag_tape_free(t);
+    int failures = 0;
+    for (size_t slack = 0; slack <= 4096; slack += 64) {
+        ck_assert_int_eq(ag_tape_new(&t, &(ag_tape_params){.mem_size = forward + slack, .mem_buffer = mem}), AG_OK);
+        ag_params_zero_grad(A.ps);
+        ag_tensor *J = net_loss_try(t, &A, 1e-3);
+        if (!J) { /* the forward did not fit (the arena's accounting may differ by a block) */
+            ag_tape_free(t);
+            continue;
+        }
+        ag_status st = ag_backward(t, J);
+        ck_assert(st == AG_OK || st == AG_ERR_NOMEM);
+        failures += st != AG_OK;
+        for (size_t i = 0; i < ag_params_count(A.ps); i++)
+            ck_assert_msg(!(ag_params_at(A.ps, i)->flags & AG__GRAD_DEFERRED), "slack %zu: %s still owes a term",
+                          slack, ag_params_at(A.ps, i)->name);
+        if (st == AG_OK) ck_assert(same_bits(want, ag_params_grads(A.ps), N, "grads after an ample arena"));
+        ag_tape_free(t);
+    }
+    ck_assert_int_gt(failures, 0);
+    /* afterwards, on a roomy tape: the two-pass gradients and a sink that sees them */
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_params_zero_grad(A.ps);
+    ck_assert_int_eq(ag_backward(t, net_loss(t, &A, 1e-3)), AG_OK);
+    ck_assert(same_bits(want, ag_params_grads(A.ps), N, "grads after the failures"));
+    ag_tape_free(t);
+    free(want);
+    net_free(&A);
+    sink_matches_backward(5, 1, 1e-3);
 }
 END_TEST
 
@@ -405,6 +468,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, nonfinite_gradient_skips_only_its_piece);
     tcase_add_test(tc, sink_with_numeric_check);
     tcase_add_test(tc, fused_steady_state_allocates_nothing);
+    tcase_add_test(tc, failed_backward_drops_deferred_terms);
     suite_add_tcase(s, tc);
     return s;
 }
