@@ -19,11 +19,6 @@
 #include "ag.h"
 #include "bench_util.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#define HAVE_MXCSR 1
-#endif
-
 enum { OP_ADD_BCAST, OP_MUL, OP_RELU, OP_SIGMOID, OP_TANH, OP_SOFTMAX, OP_CE, N_OPS };
 static const char *const OP_NAMES[N_OPS] = {"add_bcast", "mul", "relu", "sigmoid", "tanh", "softmax",
                                             "cross_entropy"};
@@ -87,11 +82,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_eltwise: repeats must be 1..1000 and iters 1..100000\n");
         return 2;
     }
-#ifdef HAVE_MXCSR
-    if (flush) _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ | DAZ */
-#else
-    (void)flush;
-#endif
+    flush_denormals(flush);
 #ifdef AG_NO_CLONES
     printf("bench_eltwise: built with AG_NO_CLONES (baseline ISA only)\n");
 #endif

@@ -14,11 +14,6 @@
 #include "ag.h"
 #include "bench_util.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#define HAVE_MXCSR 1
-#endif
-
 int main(int argc, char **argv) {
     size_t links = 100000;
     int repeats = 9, flush = 0;
@@ -35,11 +30,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_tape: links must be >= 1 and repeats 1..1000\n");
         return 2;
     }
-#ifdef HAVE_MXCSR
-    if (flush) _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ | DAZ */
-#else
-    (void)flush;
-#endif
+    flush_denormals(flush);
     ag_params *ps;
     ag_tensor *a, *b;
     ag_tape *t;

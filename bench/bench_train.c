@@ -45,11 +45,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <xmmintrin.h>
-#define HAVE_MXCSR 1
-#endif
-
 #include "ag_io.h"
 #include "mlp.h"
 #include "optim.h"
@@ -189,22 +184,6 @@ static int load(ag_dataset *ds, const char *dir, const char *split) {
         return 1;
     }
     return 0;
-}
-
-static void flush_denormals(int on) {
-#ifdef HAVE_MXCSR
-    if (on) _mm_setcsr(_mm_getcsr() | 0x8040); /* FTZ (bit 15) | DAZ (bit 6) */
-#else
-    if (on) fprintf(stderr, "warning: --flush-denormal is only implemented on x86; ignored\n");
-#endif
-}
-
-static int denormals_flushed(void) {
-#ifdef HAVE_MXCSR
-    return (_mm_getcsr() & 0x8040) == 0x8040;
-#else
-    return 0;
-#endif
 }
 
 /* ---------------------------------------------------------------- time to accuracy */

@@ -1,9 +1,16 @@
-/* bench_util.h - the clocks and the median every benchmark program here uses (header-only). */
+/* bench_util.h - the clocks, the median and the denormal switch every benchmark program here uses
+ * (header-only). */
 #ifndef AG_BENCH_UTIL_H
 #define AG_BENCH_UTIL_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#define HAVE_MXCSR 1
+#endif
 
 static inline double now_s(void) {
     struct timespec ts;
@@ -22,6 +29,23 @@ static inline int cmp_double(const void *a, const void *b) {
 static inline double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* --flush-denormal: FTZ (MXCSR bit 15) and DAZ (bit 6), as the torch twins' set_flush_denormal. */
+static inline void flush_denormals(int on) {
+#ifdef HAVE_MXCSR
+    if (on) _mm_setcsr(_mm_getcsr() | 0x8040);
+#else
+    if (on) fprintf(stderr, "warning: --flush-denormal is only implemented on x86; ignored\n");
+#endif
+}
+
+static inline int denormals_flushed(void) {
+#ifdef HAVE_MXCSR
+    return (_mm_getcsr() & 0x8040) == 0x8040;
+#else
+    return 0;
+#endif
 }
 
 #endif
