@@ -24,8 +24,8 @@
  * OWNERSHIP. What ag_X_new creates, ag_X_free releases (every free accepts NULL). Tensors from ops
  * and leaf constructors belong to their tape until the next ag_tape_reset; parameters belong to
  * their store until ag_params_free. Pointers returned by getters are borrowed from the object
- * they came from. A getter given a NULL object returns 0, NULL or AG_ERR_ARG, unless its comment
- * says the argument must not be NULL.
+ * they came from. A getter given a NULL object returns 0, NULL or AG_ERR_ARG (the *_errmsg getters:
+ * a constant message such as "tape is NULL"), unless its comment says the argument must not be NULL.
  *
  * WORKED EXAMPLE: one SGD step of a 2-layer net on a batch x (K x 3) with targets y (K x 1).
  *
@@ -220,7 +220,7 @@ ag_status ag_requires_grad(ag_tensor *x);
  * backward returns that op's status and leaves its message, until ag_tape_clear_error. Other
  * errors, recorded on t: AG_ERR_ARG (NULL loss, a parameter, another tape's tensor), AG_ERR_STATE
  * (loss from before the last reset, or it depends on nothing that requires a gradient),
- * AG_ERR_SHAPE (loss not a scalar), AG_ERR_NOMEM (arena full), AG_ERR_NUMERIC (numeric check on),
+ * AG_ERR_SHAPE (loss holds more than one element), AG_ERR_NOMEM (arena full), AG_ERR_NUMERIC (numeric check on),
  * or the status an op's backward returned. */
 ag_status ag_backward(ag_tape *t, ag_tensor *loss);
 /* The same for a non-scalar output, seeded with seed (out->size elements, not checked; copied).
@@ -237,7 +237,8 @@ ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed);
  * x) whose complete gradient for this sweep (plus whatever ->grad held from earlier sweeps) is
  * g[r*ldg + c]; flags has AG_SINK_FINITE when the engine proved every such value finite (a
  * consumer that guards against NaN/Inf may then skip its scan). Every element of every parameter a gradient reached is delivered exactly once;
- * parameters no gradient reached are not delivered. Pieces may arrive concurrently from the
+ * parameters no gradient reached are not delivered (unless ->grad holds gradient from earlier
+ * sweeps, which is then delivered as it is). Pieces may arrive concurrently from the
  * library's worker threads (always disjoint elements), so consume must be thread-safe for
  * disjoint elements and must not call back into the tape. After the sweep the delivered
  * parameters' ->grad hold zeros. */
@@ -409,8 +410,9 @@ struct ag_node {
 /* Apply an op. ag_apply returns the status and the result through out; ag_call returns the
  * result or NULL. params points to op->params_size bytes (copied), or NULL if that is 0. The
  * result is owned by t until the next reset; on failure the node is discarded and *out is NULL.
- * Errors: AG_ERR_ARG (NULL t, op or out, a descriptor lacking name/shape/forward, a wrong number
- * of inputs, NULL in or params), the input errors of the built-in ops, AG_ERR_NOMEM,
+ * in may be NULL when n_in is 0 (an op of no inputs, e.g. a constant). Errors: AG_ERR_ARG (NULL t,
+ * op or out, a descriptor lacking name/shape/forward or with n_in outside 0..AG_MAX_IN and not
+ * AG_VARIADIC or params_size over 1 MiB, a wrong number of inputs, NULL in or params), the input errors of the built-in ops, AG_ERR_NOMEM,
  * AG_ERR_NUMERIC, and whatever shape() or forward() returned. */
 ag_status ag_apply(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in,
                    const void *params, ag_tensor **out);
@@ -455,7 +457,8 @@ enum {
 /* Write the nodes recorded since the last reset as one Graphviz DOT digraph ("digraph tape {...}"),
  * in creation order: a box per op node (op name, shape), an ellipse per leaf and per parameter
  * the tape used (name or "leaf", shape), an edge from every input to the node that consumed it.
- * Nodes and parameters that hold a gradient are drawn filled; the rest have no fill. Render with
+ * Nodes that hold a gradient are drawn filled, and so are parameters (whose gradient buffer always
+ * exists); the rest have no fill. Render with
  * `dot -Tsvg tape.dot -o tape.svg`. Returns AG_ERR_ARG for a NULL t or f, AG_ERR_NOMEM if the
  * temporary index of nodes cannot be allocated, AG_ERR_IO if writing to f fails; the tape's own
  * error state is neither read nor changed (a tape holding an error can be drawn). */

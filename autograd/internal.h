@@ -117,6 +117,24 @@ ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...)
 #endif
     ;
 
+/* The same for an op builder that returns NULL (ag_l2, dense layers, ...): it also marks a result
+ * missing, so backward refuses until ag_tape_clear_error, as after a failed ag_apply. t may be NULL. */
+ag_status ag__op_fail(ag_tape *t, ag_status st, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* An op builder returning NULL because the tape already holds an error (keeping that message):
+ * the result is missing all the same, so backward must refuse. */
+static inline ag_tensor *ag__op_missing(ag_tape *t) {
+    if (t) t->op_failed = 1;
+    return NULL;
+}
+
+/* Largest op->params_size ag_apply accepts: op parameters are a small struct copied into the node. */
+#define AG__MAX_OP_PARAMS ((size_t)1 << 20)
+
 /* Node of a tape tensor (out is the first member of ag_node). */
 static inline ag_node *ag__node_of(ag_tensor *x) { return (ag_node *)(void *)x; }
 

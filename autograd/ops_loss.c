@@ -92,9 +92,9 @@ static const ag_op l2_op = {"l2", AG_VARIADIC, sizeof(ag_real), scalar_shape, l2
 ag_tensor *ag_l2(ag_tape *t, ag_real lambda, ag_tensor *const *weights, size_t n) {
     if (!t) return NULL;
     if (!weights || n == 0 || n > AG_MAX_IN) {
-        if (ag_tape_status(t) != AG_OK) return NULL; /* keep the first error */
-        if (!weights) ag__fail(t, AG_ERR_ARG, "l2: weights is NULL");
-        else ag__fail(t, AG_ERR_ARG, "l2: n is %zu, expects 1..%d tensors", n, AG_MAX_IN);
+        if (ag_tape_status(t) != AG_OK) return ag__op_missing(t); /* keep the first error */
+        if (!weights) ag__op_fail(t, AG_ERR_ARG, "l2: weights is NULL");
+        else ag__op_fail(t, AG_ERR_ARG, "l2: n is %zu, expects 1..%d tensors", n, AG_MAX_IN);
         return NULL;
     }
     return ag_call(t, &l2_op, weights, (int)n, &lambda);

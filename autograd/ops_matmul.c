@@ -249,7 +249,7 @@ ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b) {
     if (b) return AG__CALL(t, &linear_op, NULL, x, W, b);
     /* No bias. While the tape holds an error a NULL b may be a failed result: propagate it
      * rather than silently dropping the bias. */
-    if (t && ag_tape_status(t) != AG_OK) return NULL;
+    if (t && ag_tape_status(t) != AG_OK) return ag__op_missing(t);
     return AG__CALL(t, &linear_nobias_op, NULL, x, W);
 }
 
@@ -341,14 +341,11 @@ static const ag_op linear_act_nobias_op = {"linear_act", 2, sizeof(linear_act_pa
 
 ag_tensor *ag__linear_act(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, int act) {
     if (act < AG__ACT_IDENTITY || act > AG__ACT_RELU) {
-        if (t && ag_tape_status(t) == AG_OK) {
-            ag__fail(t, AG_ERR_ARG, "linear_act: unknown activation %d", act);
-            t->op_failed = 1;
-        }
-        return NULL;
+        if (t && ag_tape_status(t) == AG_OK) ag__op_fail(t, AG_ERR_ARG, "linear_act: unknown activation %d", act);
+        return ag__op_missing(t);
     }
     const linear_act_params p = {act};
     if (b) return AG__CALL(t, &linear_act_op, &p, x, W, b);
-    if (t && ag_tape_status(t) != AG_OK) return NULL; /* as ag_linear: a NULL b may be a failed result */
+    if (t && ag_tape_status(t) != AG_OK) return ag__op_missing(t); /* as ag_linear: a NULL b may be a failed result */
     return AG__CALL(t, &linear_act_nobias_op, &p, x, W);
 }

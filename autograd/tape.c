@@ -51,6 +51,16 @@ ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...) {
     return st;
 }
 
+ag_status ag__op_fail(ag_tape *t, ag_status st, const char *fmt, ...) {
+    if (!t) return st;
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(t, st, NULL, fmt, ap);
+    va_end(ap);
+    t->op_failed = 1; /* a result is missing: backward refuses until the error is cleared */
+    return st;
+}
+
 ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -259,11 +269,24 @@ static size_t first_nonfinite(const ag_real *x, size_t n) {
     return n;
 }
 
+/* The node's creation index, as ag_tape_dump prints it (#index): nodes before it on the tape; a node
+ * being recorded (not linked yet) gets the next index. Walks the list, so only for error messages. */
+static size_t node_creation_index(const ag_tape *t, const ag_node *n) {
+    size_t before = 0;
+    const ag_node *m = t->last;
+    while (m && m != n) m = m->prev;
+    if (!m) return t->n_nodes;
+    for (m = n->prev; m; m = m->prev) before++;
+    return before;
+}
+
 static ag_status numeric_fail(ag_node *n, const char *what, const ag_real *x, size_t size) {
     size_t i = first_nonfinite(x, size);
     if (i == size) return AG_OK;
-    return ag_node_fail(n, AG_ERR_NUMERIC, "%s %s at element %zu of %zu (step %llu)", what,
-                        x[i] != x[i] ? "NaN" : "Inf", i, size, (unsigned long long)n->out.tape->step);
+    const ag_tape *t = n->out.tape;
+    return ag_node_fail(n, AG_ERR_NUMERIC, "%s %s at element %zu of %zu (node #%zu, step %llu)", what,
+                        x[i] != x[i] ? "NaN" : "Inf", i, size, node_creation_index(t, n),
+                        (unsigned long long)t->step);
 }
 
 int ag_tape_set_grad_enabled(ag_tape *t, int enabled) {
@@ -415,9 +438,15 @@ static ag_status apply_impl(ag_tape *t, const ag_op *op, ag_tensor *const *in, i
     if (!op || !op->name || !op->shape || !op->forward)
         return ag__fail(t, AG_ERR_ARG, "apply: op descriptor is NULL or lacks name/shape/forward");
     if (!out) return ag__fail(t, AG_ERR_ARG, "%s: out is NULL", op->name);
+    if (op->n_in != AG_VARIADIC && (op->n_in < 0 || op->n_in > AG_MAX_IN))
+        return ag__fail(t, AG_ERR_ARG, "%s: descriptor's n_in is %d, expects 0..%d or AG_VARIADIC", op->name,
+                        op->n_in, AG_MAX_IN);
+    if (op->params_size > AG__MAX_OP_PARAMS)
+        return ag__fail(t, AG_ERR_ARG, "%s: descriptor's params_size is %zu bytes, at most %zu", op->name,
+                        op->params_size, (size_t)AG__MAX_OP_PARAMS);
     if (op->n_in == AG_VARIADIC ? (n_in < 1 || n_in > AG_MAX_IN) : n_in != op->n_in)
         return ag__fail(t, AG_ERR_ARG, "%s: got %d inputs, expects %d", op->name, n_in, op->n_in);
-    if (!in) return ag__fail(t, AG_ERR_ARG, "%s: input array is NULL", op->name);
+    if (!in && n_in > 0) return ag__fail(t, AG_ERR_ARG, "%s: input array is NULL", op->name);
     if (op->params_size && !params) return ag__fail(t, AG_ERR_ARG, "%s: params are NULL", op->name);
     int needs_grad = 0;
     for (int i = 0; i < n_in; i++) {
@@ -683,7 +712,8 @@ static void finish_deferred(ag_tape *t, int apply) {
 int ag__sink_claim(ag_node *n, int i) {
     const ag_tape *t = n->out.tape;
     ag_tensor *x = n->in[i];
-    if (!t->has_sink || (x->flags & (AG_PARAM | AG_REQUIRES_GRAD | AG__GRAD_DIRTY | AG__SINK_CLAIMED)) !=
+    /* check_numerics checks each contribution in ->grad as it is made, so nothing bypasses ->grad */
+    if (!t->has_sink || t->check_numerics || (x->flags & (AG_PARAM | AG_REQUIRES_GRAD | AG__GRAD_DIRTY | AG__SINK_CLAIMED)) !=
                             (AG_PARAM | AG_REQUIRES_GRAD) || x->pending != 1)
         return 0;
     x->flags |= AG__SINK_CLAIMED;

@@ -44,7 +44,7 @@ ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z) {
     case AG_ACT_TANH: return ag_tanh(t, z);       /* a = f(z), f' = 1 - f^2 */
     case AG_ACT_RELU: return ag_relu(t, z);
     }
-    if (t) ag__fail(t, AG_ERR_ARG, "activate: unknown activation %d", (int)act);
+    if (t) ag__op_fail(t, AG_ERR_ARG, "activate: unknown activation %d", (int)act);
     return NULL;
 }
 
@@ -119,16 +119,16 @@ ag_tensor *ag_dense_forward(ag_tape *t, const ag_dense *d, ag_tensor *x, ag_tens
     if (z_out) *z_out = NULL;
     if (!t) return NULL;
     if (!d || !d->W) {
-        ag__fail(t, AG_ERR_ARG, "dense: layer is NULL or not initialised");
+        ag__op_fail(t, AG_ERR_ARG, "dense: layer is NULL or not initialised");
         return NULL;
     }
     if (!x) {
-        if (ag_tape_status(t) == AG_OK) ag__fail(t, AG_ERR_ARG, "dense %.*s: x is NULL", layer_name_len(d), d->W->name);
-        return NULL;
+        if (ag_tape_status(t) == AG_OK) ag__op_fail(t, AG_ERR_ARG, "dense %.*s: x is NULL", layer_name_len(d), d->W->name);
+        return ag__op_missing(t);
     }
     if (x->ndim != 2 || x->shape[1] != d->in) {
         char s[64];
-        ag__fail(t, AG_ERR_SHAPE, "dense %.*s: x is %s, expected K x %zu", layer_name_len(d), d->W->name,
+        ag__op_fail(t, AG_ERR_SHAPE, "dense %.*s: x is %s, expected K x %zu", layer_name_len(d), d->W->name,
                  ag_shape_str(x, s, sizeof s), d->in);
         return NULL;
     }
@@ -156,7 +156,7 @@ static ag_tensor *l2_chunks(ag_tape *t, ag_real lambda, ag_tensor *const *w, siz
 static ag_tensor *add_l2(ag_tape *t, ag_tensor *data, ag_real lambda, ag_tensor *const *weights, size_t n) {
     if (!data || lambda == 0 || n == 0) return data;
     if (!weights) {
-        ag__fail(t, AG_ERR_ARG, "cost: weights is NULL but n is %zu", n);
+        ag__op_fail(t, AG_ERR_ARG, "cost: weights is NULL but n is %zu", n);
         return NULL;
     }
     return ag_add(t, data, l2_chunks(t, lambda, weights, n));
@@ -177,7 +177,7 @@ ag_tensor *ag_cost_cross_entropy_l2(ag_tape *t, ag_tensor *logits, const int32_t
 ag_tensor *ag_l2_decay(ag_tape *t, ag_real lambda, const ag_params *ps) {
     if (!t) return NULL;
     if (!ps) {
-        ag__fail(t, AG_ERR_ARG, "l2_decay: params store is NULL");
+        ag__op_fail(t, AG_ERR_ARG, "l2_decay: params store is NULL");
         return NULL;
     }
     ag_tensor *chunk[AG_MAX_IN], *sum = NULL;
@@ -199,7 +199,7 @@ ag_tensor *ag_l2_decay(ag_tape *t, ag_real lambda, const ag_params *ps) {
         sum = sum ? ag_add(t, sum, term) : term;
     }
     if (!seen) {
-        ag__fail(t, AG_ERR_ARG, "l2_decay: the store has no AG_DECAY tensor");
+        ag__op_fail(t, AG_ERR_ARG, "l2_decay: the store has no AG_DECAY tensor");
         return NULL;
     }
     return sum;

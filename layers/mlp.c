@@ -134,12 +134,12 @@ ag_status ag_mlp_new(ag_mlp **out, ag_params *ps, const ag_mlp_config *cfg, char
 ag_tensor *ag_mlp_forward(ag_tape *t, const ag_mlp *m, ag_tensor *x, ag_tensor **z, ag_tensor **a) {
     if (!t) return NULL;
     if (!m) {
-        ag__fail(t, AG_ERR_ARG, "mlp: model is NULL");
+        ag__op_fail(t, AG_ERR_ARG, "mlp: model is NULL");
         return NULL;
     }
     if (x && (x->ndim != 2 || x->shape[1] != m->sizes[0])) {
         char s[64];
-        ag__fail(t, AG_ERR_SHAPE, "mlp: x is %s but the model expects K x %zu inputs", ag_shape_str(x, s, sizeof s),
+        ag__op_fail(t, AG_ERR_SHAPE, "mlp: x is %s but the model expects K x %zu inputs", ag_shape_str(x, s, sizeof s),
                  m->sizes[0]);
         return NULL;
     }
@@ -157,7 +157,7 @@ ag_tensor *ag_mlp_forward(ag_tape *t, const ag_mlp *m, ag_tensor *x, ag_tensor *
 
 ag_tensor *ag_mlp_cost_squared_error(ag_tape *t, const ag_mlp *m, ag_tensor *h, ag_tensor *y, ag_real lambda) {
     if (!m) {
-        if (t) ag__fail(t, AG_ERR_ARG, "mlp: model is NULL");
+        if (t) ag__op_fail(t, AG_ERR_ARG, "mlp: model is NULL");
         return NULL;
     }
     return ag_cost_squared_error_l2(t, h, y, lambda, m->weights, m->n_layers);
@@ -166,7 +166,7 @@ ag_tensor *ag_mlp_cost_squared_error(ag_tape *t, const ag_mlp *m, ag_tensor *h, 
 ag_tensor *ag_mlp_cost_cross_entropy(ag_tape *t, const ag_mlp *m, ag_tensor *logits, const int32_t *labels,
                                      ag_real lambda) {
     if (!m) {
-        if (t) ag__fail(t, AG_ERR_ARG, "mlp: model is NULL");
+        if (t) ag__op_fail(t, AG_ERR_ARG, "mlp: model is NULL");
         return NULL;
     }
     return ag_cost_cross_entropy_l2(t, logits, labels, lambda, m->weights, m->n_layers);

@@ -61,7 +61,8 @@ ag_status ag_mlp_parse_spec(const char *spec, size_t *sizes, size_t max, size_t 
  * initialise them; *out is the caller's, freed with ag_mlp_free. On error *out is NULL, the
  * status comes back and err holds the message: AG_ERR_ARG (a NULL argument, the spec, a wrong
  * number of activations, an unknown activation or initialiser, a prefix over 100 bytes, a
- * parameter name already in ps), AG_ERR_NOMEM (also for a layer too large to allocate). All or
+ * parameter name already in ps), AG_ERR_SHAPE (a layer whose element count overflows size_t),
+ * AG_ERR_NOMEM (also for a layer too large to allocate). All or
  * nothing: on error ps holds exactly the tensors, numel, names and values it had before the call
  * (layers registered before the failing one are removed again; the flat buffers may have moved),
  * and only ag_params_status/errmsg tell of a failure the store saw. */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "mlp.h"
 #include "testutil.h"
 
 static ag_tape *new_tape(void) {
@@ -307,6 +308,162 @@ START_TEST(gradcheck_errors) {
 }
 END_TEST
 
+/* A builder that returns NULL leaves a result missing, whether the op itself failed or the builder
+ * refused its arguments before recording anything: a backward on another loss must refuse (with the
+ * builder's status and message) until the error is cleared. */
+static ag_tensor *refuse_builder(ag_tape *t, ag_params *ps, ag_dense *d, ag_mlp *m, int which) {
+    ag_tensor *x5 = ag_tensor_new(t, 2, (size_t[]){2, 5});
+    ag_tensor *W = ag_params_at(ps, 0);
+    switch (which) {
+    case 0: return ag_l2(t, 1, NULL, 1);
+    case 1: return ag_l2(t, 1, &W, 0);
+    case 2: return ag_dense_forward(t, d, x5, NULL);
+    case 3: return ag_dense_forward(t, NULL, x5, NULL);
+    case 4: return ag_mlp_forward(t, m, x5, NULL, NULL);
+    case 5: return ag_l2_decay(t, 1, NULL);
+    case 6: return ag_activate(t, (ag_act)99, x5);
+    case 7: return ag_mlp_cost_cross_entropy(t, NULL, x5, (int32_t[]){0, 0}, 0);
+    default: return ag_cost_squared_error_l2(t, x5, x5, 1, NULL, 2);
+    }
+}
+
+START_TEST(refused_builders_block_backward) {
+    static const char *const msgs[] = {
+        "l2: weights is NULL",
+        "l2: n is 0, expects 1..64 tensors",
+        "dense fc1: x is 2x5, expected K x 3",
+        "dense: layer is NULL or not initialised",
+        "mlp: x is 2x5 but the model expects K x 3 inputs",
+        "l2_decay: params store is NULL",
+        "activate: unknown activation 99",
+        "mlp: model is NULL",
+        "cost: weights is NULL but n is 2",
+    };
+    ag_params *ps;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ag_dense d;
+    ck_assert_int_eq(ag_dense_init(&d, ps, "fc1", 3, 2, AG_ACT_RELU), AG_OK);
+    ag_mlp *m;
+    ck_assert_int_eq(ag_mlp_new(&m, ps, &(ag_mlp_config){.spec = "3-2", .prefix = "net"}, NULL, 0), AG_OK);
+    ag_tape *t = new_tape();
+    for (int which = 0; which < (int)(sizeof msgs / sizeof msgs[0]); which++) {
+        ag_tape_reset(t);
+        ag_tensor *good = ag_sum(t, ag_square(t, d.W));
+        ck_assert_ptr_nonnull(good);
+        ck_assert_ptr_null(refuse_builder(t, ps, &d, m, which));
+        ag_status st = ag_tape_status(t);
+        ck_assert_int_ne(st, AG_OK);
+        ck_assert_str_eq(ag_tape_errmsg(t), msgs[which]);
+        ck_assert_int_eq(ag_backward(t, good), st); /* refuses, message kept */
+        ck_assert_str_eq(ag_tape_errmsg(t), msgs[which]);
+        ag_tape_clear_error(t);
+        ck_assert_int_eq(ag_backward(t, good), AG_OK);
+    }
+    /* ag_linear with b = NULL while the tape holds an error that no op caused: the NULL may be a
+     * failed bias, so the result is missing too */
+    ag_tape_reset(t);
+    ag_tensor *x = ag_tensor_new(t, 2, (size_t[]){2, 3});
+    ag_tensor *good = ag_sum(t, ag_square(t, d.W));
+    ck_assert_int_eq(ag_requires_grad(good), AG_ERR_ARG);
+    ck_assert_ptr_null(ag_linear(t, x, d.W, NULL));
+    ck_assert_int_eq(ag_backward(t, good), AG_ERR_ARG);
+    ag_tape_free(t);
+    ag_mlp_free(m);
+    ag_params_free(ps);
+}
+END_TEST
+
+/* With check_numerics on and a gradient sink set, no parameter gradient reaches the sink unchecked:
+ * an Inf in a weight's gradient fails the backward naming the op and its node, and the sink sees only
+ * finite values. */
+typedef struct {
+    int calls, nonfinite;
+} sink_count;
+
+static void count_consume(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
+                          const ag_real *g, size_t ldg, unsigned flags) {
+    sink_count *c = ctx;
+    (void)x, (void)off, (void)ld, (void)flags;
+    c->calls++;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t k = 0; k < cols; k++) c->nonfinite += !isfinite(g[r * ldg + k]);
+}
+
+START_TEST(numeric_check_covers_sink) {
+    ag_params *ps;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ag_tensor *W, *b;
+    ck_assert_int_eq(ag_params_add(ps, "W", 2, (size_t[]){4, 3}, AG_DECAY, &W), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "b", 1, (size_t[]){4}, 0, &b), AG_OK);
+    /* rows of W are (1/2, 1/2, w): x = (s, -s, 0) gives z = b exactly (s/2 - s/2), while the weight's
+     * gradient c dz^T x holds c s, which overflows for s = 1e10 and c = 1e30 (1e300 in double) */
+    for (size_t i = 0; i < 4; i++) {
+        W->value[3 * i] = W->value[3 * i + 1] = (ag_real)0.5;
+        W->value[3 * i + 2] = (ag_real)(0.1 * (double)(i + 1));
+    }
+    ag_real c_big = sizeof(ag_real) == 4 ? (ag_real)1e30 : (ag_real)1e300;
+    ag_tape *t = new_tape();
+    sink_count c = {0, 0};
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){count_consume, &c}), AG_OK);
+    ag_tape_set_check_numerics(t, 1);
+    for (int bad = 0; bad < 2; bad++) {
+        ag_tape_reset(t);
+        c = (sink_count){0, 0};
+        ag_real s = bad ? (ag_real)1e10 : 1;
+        ag_tensor *x = ag_tensor_from(t, 2, (size_t[]){2, 3}, (ag_real[]){s, -s, 0, s, -s, 0});
+        ag_tensor *z = ag_linear(t, x, W, b);
+        ag_tensor *J = ag_sum(t, ag_scale(t, z, c_big));
+        ck_assert_ptr_nonnull(J);
+        ag_status st = ag_backward(t, J);
+        ck_assert_int_eq(c.nonfinite, 0);
+        if (!bad) {
+            ck_assert_int_eq(st, AG_OK);
+            ck_assert_int_eq(c.calls, 2);
+        } else {
+            ck_assert_int_eq(st, AG_ERR_NUMERIC);
+            ck_assert_ptr_nonnull(strstr(ag_tape_errmsg(t), "linear: backward put, in the gradient of input 1,"));
+            ck_assert_ptr_nonnull(strstr(ag_tape_errmsg(t), "(node #1, step"));
+            ag_tape_clear_error(t);
+        }
+    }
+    ag_tape_free(t);
+    ag_params_free(ps);
+}
+END_TEST
+
+/* ag_apply refuses descriptors it cannot record (never a crash), and runs a zero-input op without an
+ * input array. */
+static ag_status const_shape(ag_node *n) { return ag_node_set_shape(n, 1, (size_t[]){2}); }
+static ag_status const_forward(ag_node *n) {
+    n->out.value[0] = 3;
+    n->out.value[1] = 4;
+    return AG_OK;
+}
+
+START_TEST(apply_checks_descriptors) {
+    ag_tape *t = new_tape();
+    ag_tensor *x = ag_tensor_new(t, 1, (size_t[]){2}), *out = NULL;
+    const ag_op neg_in = {"neg_in", -2, 0, const_shape, const_forward, NULL};
+    ck_assert_int_eq(ag_apply(t, &neg_in, &x, 1, NULL, &out), AG_ERR_ARG);
+    ck_assert_ptr_null(out);
+    CHECK_ERR(t, AG_ERR_ARG, "neg_in: descriptor's n_in is -2, expects 0..64 or AG_VARIADIC");
+    const ag_op many_in = {"many_in", AG_MAX_IN + 1, 0, const_shape, const_forward, NULL};
+    ck_assert_int_eq(ag_apply(t, &many_in, &x, 1, NULL, &out), AG_ERR_ARG);
+    CHECK_ERR(t, AG_ERR_ARG, "many_in: descriptor's n_in is 65, expects 0..64 or AG_VARIADIC");
+    char params[16] = {0};
+    const ag_op huge = {"huge", 1, SIZE_MAX - 8, const_shape, const_forward, NULL};
+    ck_assert_int_eq(ag_apply(t, &huge, &x, 1, params, &out), AG_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(ag_tape_errmsg(t), "huge: descriptor's params_size is"));
+    ag_tape_clear_error(t);
+    const ag_op konst = {"konst", 0, 0, const_shape, const_forward, NULL};
+    ck_assert_int_eq(ag_apply(t, &konst, NULL, 0, NULL, &out), AG_OK);
+    ck_assert_ptr_nonnull(out);
+    ck_assert(out->value[0] == 3 && out->value[1] == 4);
+    ck_assert_int_eq(ag_tape_status(t), AG_OK);
+    ag_tape_free(t);
+}
+END_TEST
+
 static Suite *errors_suite(void) {
     Suite *s = suite_create("errors");
     TCase *tc = tcase_create("ops");
@@ -316,6 +473,9 @@ static Suite *errors_suite(void) {
     tcase_add_test(tc, foreign_stale_nonscalar_twice);
     tcase_add_test(tc, full_arena_with_builtins);
     tcase_add_test(tc, gradcheck_errors);
+    tcase_add_test(tc, refused_builders_block_backward);
+    tcase_add_test(tc, numeric_check_covers_sink);
+    tcase_add_test(tc, apply_checks_descriptors);
     suite_add_tcase(s, tc);
     return s;
 }

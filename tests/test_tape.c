@@ -292,7 +292,7 @@ START_TEST(numeric_check_names_op_and_step) {
     ck_assert_int_eq(ag_tape_set_check_numerics(t, 1), 0);
     ck_assert_ptr_null(MUL(t, x, x));
     ck_assert_int_eq(ag_tape_status(t), AG_ERR_NUMERIC);
-    ck_assert_str_eq(ag_tape_errmsg(t), "t_mul: forward produced Inf at element 1 of 3 (step 2)");
+    ck_assert_str_eq(ag_tape_errmsg(t), "t_mul: forward produced Inf at element 1 of 3 (node #2, step 2)");
     ag_tape_free(t);
 }
 END_TEST
