@@ -179,7 +179,7 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
  * with the same names, the build's dtype and the same shapes. Unchanged on failure: the errors of
  * ag_model_open, then AG_ERR_SHAPE (a tensor missing, extra or of another shape), AG_ERR_FORMAT
  * (another dtype), AG_ERR_ARG (an extra buffer without name or data, given twice or named like a
- * parameter). */
+ * parameter, more than AG_MODEL_MAX_TENSORS extra buffers). */
 ag_status ag_model_load(const char *path, ag_params *ps, ag_named_buf *extra, size_t n_extra,
                         char *err, size_t errsize);
 

@@ -229,13 +229,14 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
     if (!path || !path[0]) return mfail(err, errsize, AG_ERR_ARG, W, path, "path is NULL or empty");
     if ((n_extra && !extra) || (n_meta && !meta)) return mfail(err, errsize, AG_ERR_ARG, W, path, "NULL array");
     size_t np = ag_params_count(ps);
-    if (np + n_extra > AG_MODEL_MAX_TENSORS)
-        return mfail(err, errsize, AG_ERR_ARG, W, path, "%zu tensors, at most %d", np + n_extra,
-                     AG_MODEL_MAX_TENSORS);
-    if (n_meta + 1 > AG_MODEL_MAX_META)
+    /* compare before adding: np + n_extra or n_meta + 1 would wrap for counts near SIZE_MAX */
+    if (np > AG_MODEL_MAX_TENSORS || n_extra > AG_MODEL_MAX_TENSORS - np)
+        return mfail(err, errsize, AG_ERR_ARG, W, path, "%zu parameters and %zu extra tensors, at most %d tensors",
+                     np, n_extra, AG_MODEL_MAX_TENSORS);
+    if (n_meta > AG_MODEL_MAX_META - 1)
         return mfail(err, errsize, AG_ERR_ARG, W, path, "%zu metadata entries, at most %d", n_meta,
                      AG_MODEL_MAX_META - 1);
-    size_t ni = np + n_extra;
+    size_t ni = np + n_extra; /* <= AG_MODEL_MAX_TENSORS */
     item *items = ag__calloc(ni ? ni : 1, sizeof *items);
     if (!items) return mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory");
     ag_status st = AG_OK;
@@ -255,6 +256,17 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
             st = mfail(err, errsize, AG_ERR_ARG, W, path, "extra buffer %zu is too large", i);
             goto out;
         }
+    }
+    /* the data_offsets below add up every tensor's bytes: the total must not wrap either */
+    size_t total = 0;
+    for (size_t i = 0; i < ni; i++) {
+        size_t bytes;
+        if (!ag__mul_ok(items[i].n, sizeof(ag_real), &bytes) || bytes > SIZE_MAX - total) {
+            st = mfail(err, errsize, AG_ERR_ARG, W, path, "tensors 0 to %zu hold more than %zu bytes of data", i,
+                       (size_t)SIZE_MAX);
+            goto out;
+        }
+        total += bytes;
     }
     for (size_t i = 0; i < ni; i++) {
         if (!items[i].name || !items[i].name[0] || !str_ok(items[i].name, AG_MODEL_MAX_NAME) ||
@@ -1051,6 +1063,10 @@ ag_status ag_model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *ext
                         size_t errsize) {
     if (err && errsize) err[0] = '\0';
     if (!m || (n_extra && !extra)) return mfail(err, errsize, AG_ERR_ARG, "load", m ? m->name : NULL, "NULL argument");
+    /* a file holds at most AG_MODEL_MAX_TENSORS tensors: refuse a larger count before reading extra */
+    if (n_extra > AG_MODEL_MAX_TENSORS)
+        return mfail(err, errsize, AG_ERR_ARG, "load", m->name, "%zu extra buffers, at most %d tensors", n_extra,
+                     AG_MODEL_MAX_TENSORS);
     size_t np = ag_params_count(ps);
     const ag_model_tensor *t;
     /* check everything first: nothing changes unless the whole file fits */

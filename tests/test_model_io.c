@@ -437,6 +437,123 @@ START_TEST(atomic_write_leaves_no_temp_files) {
 }
 END_TEST
 
+/* A save refused with AG_ERR_ARG and this exact message writes nothing: no target, no temporary. */
+static void assert_save_refused(ag_status st, const char *want) {
+    char full[700];
+    snprintf(full, sizeof full, "save: %s: %s", path, want);
+    ck_assert_int_eq(st, AG_ERR_ARG);
+    ck_assert_str_eq(err, full);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    ck_assert_uint_eq(count_entries(dir), 0);
+}
+
+/* np + n_extra was compared after adding: near SIZE_MAX it wrapped, the check passed and the
+ * extra buffers were copied past the end of the tensor table (a heap overflow). */
+START_TEST(save_tensor_count_cannot_wrap) {
+    ag_params *a = make_store(5, 4);
+    size_t np = ag_params_count(a);
+    ck_assert_uint_eq(np, 5);
+    ag_real d[1] = {0};
+    ag_named_buf one[1] = {{"e", d, 1}}; /* the counts below lie about its length: nothing may read it */
+    char want[300];
+    const size_t refused[] = {SIZE_MAX, SIZE_MAX - np + 1 /* np + n_extra == 0 */, SIZE_MAX - np,
+                              (size_t)AG_MODEL_MAX_TENSORS - np + 1, (size_t)AG_MODEL_MAX_TENSORS + 1};
+    for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+        snprintf(want, sizeof want, "%zu parameters and %zu extra tensors, at most %d tensors", np, refused[k],
+                 AG_MODEL_MAX_TENSORS);
+        assert_save_refused(ag_model_save(path, a, one, refused[k], NULL, 0, err, sizeof err), want);
+    }
+    snprintf(want, sizeof want, "%zu parameters and %zu extra tensors, at most %d tensors", (size_t)0,
+             (size_t)SIZE_MAX, AG_MODEL_MAX_TENSORS);
+    assert_save_refused(ag_model_save(path, NULL, one, SIZE_MAX, NULL, 0, err, sizeof err), want);
+    /* the largest count passes the limit: every buffer is read, and the first invalid name is
+     * reported (a full save of 65536 tensors is quadratic in the name check: too slow here) */
+    size_t n_max = (size_t)AG_MODEL_MAX_TENSORS - np;
+    ag_named_buf *ex = calloc(n_max, sizeof *ex);
+    ck_assert_ptr_nonnull(ex);
+    ex[n_max - 1] = (ag_named_buf){"last", d, 1};
+    snprintf(want, sizeof want, "tensor %zu has an invalid name", np);
+    assert_save_refused(ag_model_save(path, a, ex, n_max, NULL, 0, err, sizeof err), want);
+    free(ex);
+    /* and a count within the limit still saves */
+    ck_assert_int_eq(ag_model_save(path, a, one, 1, NULL, 0, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(count_entries(dir), 1);
+    ag_params_free(a);
+}
+END_TEST
+
+/* n_meta + 1 wrapped to 0 for n_meta = SIZE_MAX: the check passed and the key loop read past the
+ * caller's array. */
+START_TEST(save_meta_count_cannot_wrap) {
+    ag_params *a = make_store(5, 4);
+    ag_kv meta[1] = {{"k", "v"}}; /* the counts below lie about its length: nothing may read it */
+    char want[300];
+    const size_t refused[] = {SIZE_MAX, SIZE_MAX - 1, AG_MODEL_MAX_META};
+    for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+        snprintf(want, sizeof want, "%zu metadata entries, at most %d", refused[k],
+                 AG_MODEL_MAX_META - 1);
+        assert_save_refused(ag_model_save(path, a, NULL, 0, meta, refused[k], err, sizeof err), want);
+    }
+    /* the largest count saves, and the file (crc32 included) is at the reader's limit */
+    size_t n_max = AG_MODEL_MAX_META - 1;
+    static char keys[AG_MODEL_MAX_META][16];
+    static ag_kv many[AG_MODEL_MAX_META];
+    for (size_t i = 0; i < n_max; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%zu", i);
+        many[i] = (ag_kv){keys[i], "v"};
+    }
+    ck_assert_int_eq(ag_model_save(path, a, NULL, 0, many, n_max, err, sizeof err), AG_OK);
+    ck_assert_str_eq(err, "");
+    ag_model_file *mf;
+    ck_assert_int_eq(ag_model_open(path, &mf, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(ag_model_meta_count(mf), AG_MODEL_MAX_META);
+    ck_assert_str_eq(ag_model_meta(mf, "k1022"), "v");
+    ag_model_close(mf);
+    ag_params_free(a);
+}
+END_TEST
+
+/* The data offsets add up every tensor's bytes: buffers whose sizes sum past SIZE_MAX are refused
+ * before any data is read (the sizes lie: the data behind them is never touched). */
+START_TEST(save_data_size_cannot_wrap) {
+    ag_params *a = make_store(5, 4);
+    ag_real d[1] = {0};
+    size_t big = SIZE_MAX / 8; /* the largest one buffer may claim; three of them exceed SIZE_MAX bytes */
+    ag_named_buf ex[3] = {{"x", d, big}, {"y", d, big}, {"z", d, big}};
+    char want[300];
+    snprintf(want, sizeof want, "tensors 0 to %d hold more than %zu bytes of data", sizeof(ag_real) == 8 ? 5 : 6,
+             (size_t)SIZE_MAX);
+    assert_save_refused(ag_model_save(path, a, ex, 3, NULL, 0, err, sizeof err), want);
+    ag_params_free(a);
+}
+END_TEST
+
+/* ag_model_read refuses an extra count no file can hold before reading the array. */
+START_TEST(read_extra_count_refused) {
+    ag_params *a = make_store(5, 4), *b = make_store(9, 4);
+    ag_real m[3] = {1, 2, 3}, m2[3] = {7, 7, 7};
+    ck_assert_int_eq(ag_model_save(path, a, (ag_named_buf[]){{"m", m, 3}}, 1, NULL, 0, err, sizeof err), AG_OK);
+    static unsigned char s0[4096], s1[4096];
+    size_t n = snapshot(b, s0);
+    ag_named_buf in[1] = {{"m", m2, 3}}; /* the counts below lie about its length: nothing may read it */
+    const size_t refused[] = {SIZE_MAX, (size_t)AG_MODEL_MAX_TENSORS + 1};
+    for (size_t k = 0; k < sizeof refused / sizeof refused[0]; k++) {
+        char want[700];
+        snprintf(want, sizeof want, "load: %s: %zu extra buffers, at most %d tensors", path, refused[k],
+                 AG_MODEL_MAX_TENSORS);
+        ck_assert_int_eq(ag_model_load(path, b, in, refused[k], err, sizeof err), AG_ERR_ARG);
+        ck_assert_str_eq(err, want);
+        snapshot(b, s1);
+        ck_assert_int_eq(memcmp(s0, s1, n), 0);
+        ck_assert(m2[0] == 7);
+    }
+    ck_assert_int_eq(ag_model_load(path, b, in, 1, err, sizeof err), AG_OK);
+    ck_assert_int_eq(memcmp(m, m2, sizeof m), 0);
+    ag_params_free(a);
+    ag_params_free(b);
+}
+END_TEST
+
 START_TEST(out_of_memory) {
     ag_test_alloc_install();
     ag_params *a = make_store(5, 4), *b = make_store(0, 4);
@@ -483,6 +600,10 @@ static Suite *model_io_suite(void) {
     tcase_add_test(tc, json_refused);
     tcase_add_test(tc, mismatch_refused_store_unchanged);
     tcase_add_test(tc, atomic_write_leaves_no_temp_files);
+    tcase_add_test(tc, save_tensor_count_cannot_wrap);
+    tcase_add_test(tc, save_meta_count_cannot_wrap);
+    tcase_add_test(tc, save_data_size_cannot_wrap);
+    tcase_add_test(tc, read_extra_count_refused);
     tcase_add_test(tc, out_of_memory);
     suite_add_tcase(s, tc);
     return s;
