@@ -18,6 +18,10 @@
  *
  * The numeric evaluations run in no-grad mode (nothing is saved for backward). Every perturbed
  * value is restored from a saved copy, so the parameters end exactly as they started.
+ *
+ * A gradient sink set on the tape (ag_tape_set_grad_sink) would take the analytic gradient and
+ * leave ->grad at zero, so the one backward runs with the sink set aside; it is put back right
+ * after, whatever the outcome.
  */
 #include "internal.h"
 
@@ -59,7 +63,13 @@ ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wr
     for (size_t i = 0; i < n_wrt; i++) memset(wrt[i]->grad, 0, wrt[i]->size * sizeof(ag_real));
     ag_tensor *loss;
     ag_status st = eval(t, f, ctx, &loss);
-    if (st == AG_OK) st = ag_backward(t, loss);
+    if (st == AG_OK) { /* into ->grad: no sink during this backward (there is no public getter) */
+        const int had_sink = t->has_sink;
+        const ag_grad_sink sink = t->sink;
+        ag_tape_set_grad_sink(t, NULL);
+        st = ag_backward(t, loss);
+        if (had_sink) ag_tape_set_grad_sink(t, &sink);
+    }
     if (st != AG_OK) return st;
 
     /* numeric, element by element */

@@ -36,6 +36,7 @@ struct ag_optim {
     atomic_uchar *delivered;  /* [n_params] this step's gradient reached the parameter */
     atomic_size_t nonfinite;  /* pieces skipped for a NaN/Inf gradient this step */
     atomic_size_t first_bad;  /* index + 1 of a parameter with such a piece, 0 if none */
+    atomic_uchar stray;       /* a piece of a parameter outside the store reached consume() */
 };
 
 #ifdef AG_DOUBLE
@@ -110,10 +111,14 @@ ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg
     if (c.beta1 == 0) c.beta1 = 0.9;
     if (c.beta2 == 0) c.beta2 = 0.999;
     if (c.eps == 0) c.eps = 1e-8;
-    if (!(c.momentum > 0 && c.momentum < 1)) return cfg_fail(err, errsize, "momentum must be in (0, 1)", c.momentum);
-    if (!(c.beta1 > 0 && c.beta1 < 1)) return cfg_fail(err, errsize, "beta1 must be in (0, 1)", c.beta1);
-    if (!(c.beta2 > 0 && c.beta2 < 1)) return cfg_fail(err, errsize, "beta2 must be in (0, 1)", c.beta2);
-    if (!(c.eps > 0)) return cfg_fail(err, errsize, "eps must be > 0", c.eps);
+    /* only what the chosen kind and schedule use is checked: Adam ignores momentum, SGD and
+     * momentum ignore beta1, beta2 and eps, and a schedule ignores the other kinds' fields */
+    const int adam = c.kind == AG_OPT_ADAM || c.kind == AG_OPT_ADAMW;
+    if ((c.kind == AG_OPT_MOMENTUM || c.kind == AG_OPT_NESTEROV) && !(c.momentum > 0 && c.momentum < 1))
+        return cfg_fail(err, errsize, "momentum must be in (0, 1)", c.momentum);
+    if (adam && !(c.beta1 > 0 && c.beta1 < 1)) return cfg_fail(err, errsize, "beta1 must be in (0, 1)", c.beta1);
+    if (adam && !(c.beta2 > 0 && c.beta2 < 1)) return cfg_fail(err, errsize, "beta2 must be in (0, 1)", c.beta2);
+    if (adam && (!(c.eps > 0) || !isfinite(c.eps))) return cfg_fail(err, errsize, "eps must be > 0 and finite", c.eps);
     if (!(c.clip_norm >= 0)) return cfg_fail(err, errsize, "clip_norm must be >= 0", c.clip_norm);
     if (c.kind == AG_OPT_ADAMW) c.decoupled = 1;
     c.decoupled = c.decoupled != 0;
@@ -121,10 +126,14 @@ ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg
     const ag_schedule *s = &c.schedule;
     if ((int)s->kind < AG_SCHED_CONSTANT || s->kind > AG_SCHED_COSINE)
         return cfg_fail(err, errsize, "unknown schedule kind", s->kind);
-    if (s->kind == AG_SCHED_STEP && (s->step_size == 0 || !(s->gamma > 0)))
-        return cfg_fail(err, errsize, "step schedule needs step_size >= 1 and gamma > 0", (double)s->step_size);
+    if (s->kind == AG_SCHED_STEP && s->step_size == 0)
+        return cfg_fail(err, errsize, "step schedule needs step_size >= 1", (double)s->step_size);
+    if (s->kind == AG_SCHED_STEP && (!(s->gamma > 0) || !isfinite(s->gamma)))
+        return cfg_fail(err, errsize, "step schedule needs a finite gamma > 0", s->gamma);
     if (s->kind == AG_SCHED_COSINE && s->total_steps <= s->warmup_steps)
         return cfg_fail(err, errsize, "cosine schedule needs total_steps > warmup_steps", (double)s->total_steps);
+    if (s->kind == AG_SCHED_COSINE && (!(s->min_lr >= 0) || !isfinite(s->min_lr)))
+        return cfg_fail(err, errsize, "cosine schedule needs a finite min_lr >= 0", s->min_lr);
 
     ag_optim *opt = ag__calloc(1, sizeof *opt);
     if (!opt) {
@@ -402,13 +411,27 @@ static size_t param_index(const ag_optim *opt, const ag_tensor *x) {
     return lo;
 }
 
+/* Offset of x's first element in the store's value buffer, or SIZE_MAX if x is not in the store
+ * (a parameter of another ag_params): one range test, on addresses as integers. */
+static inline size_t store_offset(const ag_optim *opt, const ag_tensor *x) {
+    const uintptr_t d = (uintptr_t)x->value - (uintptr_t)opt->step_values;
+    return d < (uintptr_t)opt->numel * sizeof(ag_real) ? (size_t)(d / sizeof(ag_real)) : SIZE_MAX;
+}
+
 /* The sink: update the delivered elements at once, with the same per-element code as
- * ag_optim_step, so the result is bit-identical. A piece holding NaN/Inf is skipped. */
+ * ag_optim_step, so the result is bit-identical. A piece holding NaN/Inf is skipped. A piece of a
+ * parameter outside the store (never delivered: ag_optim_backward_step takes the two-pass path
+ * when the tape holds one) is dropped, not written: nothing outside the store is touched. */
 static void optim_consume(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
                           const ag_real *g, size_t ldg, unsigned flags) {
     ag_optim *opt = ctx;
     const ag_optim_config *c = &opt->cfg;
-    size_t idx = param_index(opt, x), base = (size_t)(x->value - opt->step_values) + off;
+    const size_t lo = store_offset(opt, x);
+    if (lo == SIZE_MAX) {
+        atomic_store_explicit(&opt->stray, 1, memory_order_relaxed);
+        return;
+    }
+    size_t idx = param_index(opt, x), base = lo + off;
     if (!(flags & AG_SINK_FINITE) && !all_finite_tile(g, rows, cols, ldg)) {
         atomic_fetch_add_explicit(&opt->nonfinite, 1, memory_order_relaxed);
         size_t none = 0;
@@ -422,6 +445,45 @@ static void optim_consume(void *ctx, ag_tensor *x, size_t off, size_t rows, size
     atomic_store_explicit(&opt->delivered[idx], 1, memory_order_relaxed);
 }
 
+/* A parameter of another store that ag_backward(t, loss) would give a gradient to (an input of a
+ * differentiable node on loss's part of the tape, the nodes and inputs the engine counts for a
+ * sink), or NULL if there is none. NULL too for a loss that backward will refuse (missing, a
+ * parameter, another tape's, stale): then there are no nodes to walk. One pass over the nodes,
+ * reading what the sweep itself reads. */
+static const ag_tensor *foreign_param(const ag_optim *opt, const ag_tape *t, ag_tensor *loss) {
+    if (!loss || (loss->flags & AG_PARAM) || loss->tape != t || loss->gen != t->gen || t->n_nodes == 0)
+        return NULL;
+    for (const ag_node *n = ag__node_of(loss); n; n = n->prev) {
+#if defined(__GNUC__) || defined(__clang__)
+        /* the nodes lie downwards in the arena: fetch ahead, as the sweep does, instead of waiting
+         * for each prev link (a hint: any address is harmless) */
+        __builtin_prefetch((const char *)n - 1024, 0, 3);
+#endif
+        if (!n->op || !(n->out.flags & AG_REQUIRES_GRAD)) continue;
+        for (int i = 0; i < n->n_in; i++) {
+            const ag_tensor *x = n->in[i];
+            if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) == (AG_PARAM | AG_REQUIRES_GRAD) &&
+                store_offset(opt, x) == SIZE_MAX)
+                return x;
+        }
+    }
+    return NULL;
+}
+
+/* ag_backward then ag_optim_step, for what the fused sweep cannot do. The tape's own sink (a
+ * caller's) is set aside for the sweep, so the gradients land in ->grad, and put back. */
+static ag_status two_pass_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
+    const int had_sink = t->has_sink;
+    const ag_grad_sink saved = t->sink;
+    ag_tape_set_grad_sink(t, NULL);
+    ag_status st = ag_backward(t, loss);
+    ag_tape_set_grad_sink(t, had_sink ? &saved : NULL);
+    if (st != AG_OK) return ofail(opt, st, "optim: backward failed: %s", ag_tape_errmsg(t));
+    st = ag_optim_step(opt);
+    if (st == AG_OK) ag_params_zero_grad(opt->ps); /* leave them as the fused path does */
+    return st;
+}
+
 ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
     if (!opt || !t) return AG_ERR_ARG;
     opt->errmsg[0] = '\0';
@@ -430,15 +492,11 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
     if (ag_params_numel(ps) != opt->numel || ag_params_count(ps) != opt->n_params)
         return ofail(opt, AG_ERR_STATE, "optim: the store holds %zu elements but the optimizer was made for %zu",
                      ag_params_numel(ps), opt->numel);
-    if (c->clip_norm > 0) { /* clipping needs every gradient before any update */
-        ag_status st = ag_backward(t, loss);
-        if (st != AG_OK) return ofail(opt, st, "optim: backward failed: %s", ag_tape_errmsg(t));
-        st = ag_optim_step(opt);
-        if (st == AG_OK) ag_params_zero_grad(ps); /* leave them as the fused path does */
-        return st;
-    }
-    uint64_t steps = opt->steps + 1;
     opt->step_values = ag_params_values(ps);
+    /* clipping needs every gradient before any update; a parameter of another store must keep
+     * its gradient in ->grad, which a sink cannot do (the sweep zeroes what it delivers) */
+    if (c->clip_norm > 0 || foreign_param(opt, t, loss)) return two_pass_step(opt, t, loss);
+    uint64_t steps = opt->steps + 1;
     opt->step_lr = (ag_real)ag_optim_lr(opt);
     opt->step_bc1 = opt->step_bc2 = 1;
     if (c->kind == AG_OPT_ADAM || c->kind == AG_OPT_ADAMW) {
@@ -448,6 +506,7 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
     for (size_t i = 0; i < opt->n_params; i++) atomic_init(&opt->delivered[i], 0);
     atomic_init(&opt->nonfinite, 0);
     atomic_init(&opt->first_bad, 0);
+    atomic_init(&opt->stray, 0);
 
     const int had_sink = t->has_sink; /* a caller's own sink comes back afterwards */
     const ag_grad_sink saved = t->sink, mine = {optim_consume, opt};
@@ -472,6 +531,9 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
         x->flags &= ~AG__GRAD_DIRTY;
     }
     opt->steps = steps;
+    if (atomic_load(&opt->stray))
+        return ofail(opt, AG_ERR_STATE, "optim: a parameter outside this optimizer's store reached the sweep; "
+                                        "its gradient was dropped, the store's parameters were updated");
     size_t bad = atomic_load(&opt->first_bad);
     if (bad)
         return ofail(opt, AG_ERR_NUMERIC,

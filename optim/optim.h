@@ -80,9 +80,9 @@ typedef enum ag_sched_kind {
 typedef struct ag_schedule {
     ag_sched_kind kind;
     uint64_t step_size;   /* AG_SCHED_STEP: steps between decays (>= 1) */
-    double gamma;         /* AG_SCHED_STEP: factor per decay, e.g. 0.1 */
+    double gamma;         /* AG_SCHED_STEP: factor per decay, e.g. 0.1 (finite, > 0) */
     uint64_t total_steps; /* AG_SCHED_COSINE: steps until min_lr is reached (> warmup_steps) */
-    double min_lr;        /* AG_SCHED_COSINE: final rate */
+    double min_lr;        /* AG_SCHED_COSINE: final rate (finite, >= 0) */
     uint64_t warmup_steps;/* linear warm-up from lr/W to lr; 0 = none */
 } ag_schedule;
 
@@ -96,9 +96,9 @@ typedef struct ag_optim_config {
     double lr;            /* alpha, the base learning rate (> 0) */
     double weight_decay;  /* lambda on AG_DECAY tensors only (see SGD AND THE DERIVATION); 0 = none */
     int decoupled;        /* 1: decay the weights directly (SGDW/AdamW); 0: add lambda W to the gradient */
-    double momentum;      /* mu for AG_OPT_MOMENTUM / AG_OPT_NESTEROV; 0 picks 0.9 */
-    double beta1, beta2;  /* Adam; 0 picks 0.9 and 0.999 */
-    double eps;           /* Adam; 0 picks 1e-8 */
+    double momentum;      /* mu for AG_OPT_MOMENTUM / AG_OPT_NESTEROV, in (0, 1); 0 picks 0.9 */
+    double beta1, beta2;  /* Adam/AdamW, each in (0, 1); 0 picks 0.9 and 0.999 */
+    double eps;           /* Adam/AdamW, finite and > 0; 0 picks 1e-8 */
     double clip_norm;     /* > 0: clip the gradient to this global L2 norm before each step */
     ag_schedule schedule; /* zero-initialised: constant rate */
     int zero_grad;        /* 1: a successful step zeroes each gradient element right after using it,
@@ -111,7 +111,11 @@ typedef struct ag_optim ag_optim;
 /* Create an optimizer for ps, with state sized for the parameters ps holds now (add every
  * parameter first; a step after the store grew is AG_ERR_STATE). cfg is copied; ps is borrowed.
  * Release with ag_optim_free. AG_ERR_ARG with a message in err (may be NULL; errsize bytes) on a
- * NULL argument or a bad config; AG_ERR_NOMEM. *out is NULL on failure. */
+ * NULL argument or a bad config; AG_ERR_NOMEM. *out is NULL on failure. A config is bad when a
+ * field that its kind or schedule uses is out of range: lr (finite, > 0), weight_decay (finite,
+ * >= 0) and clip_norm (>= 0) always; momentum only for momentum/Nesterov; beta1, beta2 and eps
+ * only for Adam/AdamW; step_size and gamma only for AG_SCHED_STEP; total_steps and min_lr only
+ * for AG_SCHED_COSINE. Fields a kind ignores (Adam's momentum, SGD's betas) are not checked. */
 ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg, char *err, size_t errsize);
 void ag_optim_free(ag_optim *opt); /* its state; the store is left as it is */
 
@@ -130,9 +134,18 @@ void ag_optim_zero_grad(ag_optim *opt); /* ag_params_zero_grad of the store */
  * (as with .zero_grad), the weights' ->grad never hold this step's gradient, and a NaN/Inf
  * gradient skips only the pieces that hold it (AG_ERR_NUMERIC after the step, which counts; the
  * rest is updated). Parameters no gradient reached still take their update (decay, momentum).
- * With clip_norm > 0 every gradient is needed first, so it runs ag_backward then ag_optim_step.
- * Errors: AG_ERR_ARG, AG_ERR_STATE (store changed), the tape's status if backward fails (then
- * parameters delivered before the failure are already updated), AG_ERR_NUMERIC. */
+ * Two cases run ag_backward then ag_optim_step (then zero the store's gradients) instead, with the
+ * tape's own sink, if any, set aside for the sweep and put back:
+ *   - clip_norm > 0: every gradient is needed first;
+ *   - the loss also depends on a parameter of ANOTHER store (a second model, a frozen one): its
+ *     gradient is left accumulated in its ->grad and its value untouched, exactly as with
+ *     ag_backward + ag_optim_step (zeroing it is up to its own store), and this store's parameters
+ *     take the same update, bit for bit. Only the optimizer's own store is ever written. (Every
+ *     call without clipping looks for such a parameter: one light pass over the loss's nodes.)
+ * In both, a NaN/Inf in the store's gradients fails the whole step as in ag_optim_step (nothing
+ * updated, gradients kept). Errors: AG_ERR_ARG, AG_ERR_STATE (store changed), the tape's status
+ * if backward fails (then, on the fused path, parameters delivered before the failure are already
+ * updated), AG_ERR_NUMERIC. */
 ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss);
 
 double ag_optim_lr(const ag_optim *opt);        /* the rate the next step will use */

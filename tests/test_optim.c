@@ -519,6 +519,157 @@ START_TEST(errors_have_messages) {
 }
 END_TEST
 
+/* Only what the kind and the schedule use is validated: Adam ignores momentum, SGD the betas and
+ * eps, a constant schedule gamma and min_lr; a non-finite gamma or min_lr is refused where used. */
+START_TEST(config_validation_checks_used_fields) {
+    ag_tensor *w;
+    ag_params *ps = make_store(&w, NULL);
+    ag_optim *opt;
+    char err[AG_ERRMSG_SIZE];
+    const ag_optim_config ok[] = {
+        {.kind = AG_OPT_ADAM, .lr = 0.1, .momentum = 5},
+        {.kind = AG_OPT_ADAMW, .lr = 0.1, .momentum = -1},
+        {.kind = AG_OPT_SGD, .lr = 0.1, .momentum = 2, .beta1 = 2, .beta2 = -1, .eps = -1},
+        {.kind = AG_OPT_MOMENTUM, .lr = 0.1, .beta1 = 1, .eps = NAN},
+        {.kind = AG_OPT_NESTEROV, .lr = 0.1, .beta2 = 7},
+        {.kind = AG_OPT_SGD, .lr = 0.1, .schedule = {.kind = AG_SCHED_CONSTANT, .gamma = NAN, .min_lr = INFINITY}},
+        {.kind = AG_OPT_SGD, .lr = 0.1, .schedule = {.kind = AG_SCHED_STEP, .step_size = 5, .gamma = 0.5, .min_lr = NAN}},
+        {.kind = AG_OPT_SGD, .lr = 0.1, .schedule = {.kind = AG_SCHED_COSINE, .total_steps = 9, .gamma = INFINITY}},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        ck_assert_msg(ag_optim_new(&opt, ps, &ok[i], err, sizeof err) == AG_OK, "config %zu: %s", i, err);
+        ag_optim_free(opt);
+    }
+    /* Adam with momentum 5 steps exactly like Adam with the default momentum */
+    ag_tensor *w2;
+    ag_params *ps2 = make_store(&w2, NULL);
+    ag_optim *o1 = make_opt(ps, (ag_optim_config){.kind = AG_OPT_ADAM, .lr = 0.1, .momentum = 5});
+    ag_optim *o2 = make_opt(ps2, (ag_optim_config){.kind = AG_OPT_ADAM, .lr = 0.1});
+    two_steps(o1, w);
+    two_steps(o2, w2);
+    for (int i = 0; i < 2; i++) ck_assert(w->value[i] == w2->value[i]);
+    ag_optim_free(o1);
+    ag_optim_free(o2);
+    ag_params_free(ps2);
+
+    const struct {
+        ag_optim_config cfg;
+        const char *msg;
+    } bad[] = {
+        {{.kind = AG_OPT_ADAM, .lr = 0.1, .eps = INFINITY}, "optim: eps must be > 0 and finite (got inf)"},
+        {{.kind = AG_OPT_MOMENTUM, .lr = 0.1, .momentum = 5}, "optim: momentum must be in (0, 1) (got 5)"},
+        {{.kind = AG_OPT_ADAM, .lr = 0.1, .beta2 = 1}, "optim: beta2 must be in (0, 1) (got 1)"},
+        {{.kind = AG_OPT_SGD, .lr = 0.1, .schedule = {.kind = AG_SCHED_STEP, .step_size = 5, .gamma = INFINITY}},
+         "optim: step schedule needs a finite gamma > 0 (got inf)"},
+        {{.kind = AG_OPT_SGD, .lr = 0.1, .schedule = {.kind = AG_SCHED_STEP, .step_size = 5, .gamma = NAN}},
+         "optim: step schedule needs a finite gamma > 0 (got nan)"},
+        {{.kind = AG_OPT_SGD, .lr = 0.1, .schedule = {.kind = AG_SCHED_STEP, .step_size = 0, .gamma = 0.5}},
+         "optim: step schedule needs step_size >= 1 (got 0)"},
+        {{.kind = AG_OPT_SGD, .lr = 0.1, .schedule = {.kind = AG_SCHED_COSINE, .total_steps = 9, .min_lr = INFINITY}},
+         "optim: cosine schedule needs a finite min_lr >= 0 (got inf)"},
+        {{.kind = AG_OPT_ADAM, .lr = 0.1, .schedule = {.kind = AG_SCHED_COSINE, .total_steps = 9, .min_lr = NAN}},
+         "optim: cosine schedule needs a finite min_lr >= 0 (got nan)"},
+        {{.kind = AG_OPT_SGD, .lr = 0.1, .schedule = {.kind = AG_SCHED_COSINE, .total_steps = 9, .min_lr = -0.01}},
+         "optim: cosine schedule needs a finite min_lr >= 0 (got -0.01)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        opt = (ag_optim *)ps; /* must come back NULL */
+        ck_assert_msg(ag_optim_new(&opt, ps, &bad[i].cfg, err, sizeof err) == AG_ERR_ARG, "config %zu accepted", i);
+        ck_assert_ptr_null(opt);
+        ck_assert_str_eq(err, bad[i].msg);
+    }
+    ag_params_free(ps);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- gradcheck under a sink */
+
+#ifdef AG_DOUBLE
+#define GC_EPS 1e-6
+#else
+#define GC_EPS 1e-2
+#endif
+
+typedef struct gc_model {
+    ag_tensor *W, *b;
+    ag_real x[3 * 4];
+    int fail; /* the loss function returns NULL */
+} gc_model;
+
+/* J = mean(tanh(x W^T + b)^2): W's gradient is one GEMM, which a sink would take tile by tile */
+static ag_tensor *gc_loss(ag_tape *t, void *ctx) {
+    gc_model *m = ctx;
+    if (m->fail) {
+        ag_scalar(t, 1); /* recorded, no gradient: backward refuses it */
+        return m->fail == 1 ? NULL : ag_scalar(t, 2);
+    }
+    ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){3, 4}, m->x);
+    ag_tensor *h = ag_tanh(t, ag_linear(t, X, m->W, m->b));
+    return ag_mean(t, ag_square(t, h));
+}
+
+static int gc_sink_calls;
+static void gc_count(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld, const ag_real *g,
+                     size_t ldg, unsigned flags) {
+    (void)ctx, (void)x, (void)off, (void)rows, (void)cols, (void)ld, (void)g, (void)ldg, (void)flags;
+    gc_sink_calls++;
+}
+
+/* 1 if t still hands gradients to gc_count: a plain backward of the model calls it */
+static int sink_still_set(ag_tape *t, gc_model *m) {
+    int fail = m->fail;
+    m->fail = 0;
+    ag_tape_reset(t);
+    gc_sink_calls = 0;
+    ck_assert_int_eq(ag_backward(t, gc_loss(t, m)), AG_OK);
+    m->fail = fail;
+    return gc_sink_calls > 0;
+}
+
+/* A gradient sink set on the tape takes the gradients out of ->grad; ag_gradcheck must compare
+ * against the real gradient (it used to compare with zeros and report an error of 1 with AG_OK)
+ * and leave the caller's sink set, on success and on failure. */
+START_TEST(gradcheck_with_a_sink_set) {
+    ag_params *ps;
+    gc_model m = {0};
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "W", 2, (size_t[]){2, 4}, AG_DECAY, &m.W), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "b", 1, (size_t[]){2}, 0, &m.b), AG_OK);
+    ag_rng r;
+    ag_rng_seed(&r, 5);
+    ag_rng_fill_normal(&r, m.W->value, m.W->size, 0, 0.5);
+    ag_rng_fill_normal(&r, m.b->value, m.b->size, 0, 0.5);
+    ag_rng_fill_normal(&r, m.x, 12, 0, 1);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_gradcheck_result plain, sunk;
+    ck_assert_int_eq(ag_gradcheck(t, gc_loss, &m, (ag_tensor *[]){m.W, m.b}, 2, GC_EPS, &plain), AG_OK);
+    ag_real want[8];
+    memcpy(want, m.W->grad, sizeof want);
+
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){gc_count, NULL}), AG_OK);
+    gc_sink_calls = 0;
+    ck_assert_int_eq(ag_gradcheck(t, gc_loss, &m, (ag_tensor *[]){m.W, m.b}, 2, GC_EPS, &sunk), AG_OK);
+    ck_assert_int_eq(gc_sink_calls, 0);
+    ck_assert_uint_eq(sunk.n_checked, 10);
+    ck_assert_msg(sunk.max_rel_err < AG_TEST_GRAD_TOL, "max_rel_err %g (analytic %g, numeric %g)", sunk.max_rel_err,
+                  sunk.analytic, sunk.numeric);
+    ck_assert(sunk.max_rel_err == plain.max_rel_err);
+    ck_assert(memcmp(want, m.W->grad, sizeof want) == 0); /* the analytic gradient, left in ->grad */
+    ck_assert(sink_still_set(t, &m));
+
+    /* failures: the loss function returns NULL; backward refuses a loss needing no gradient */
+    for (int fail = 1; fail <= 2; fail++) {
+        m.fail = fail;
+        ck_assert_int_eq(ag_gradcheck(t, gc_loss, &m, (ag_tensor *[]){m.W}, 1, GC_EPS, &sunk),
+                         fail == 1 ? AG_ERR_ARG : AG_ERR_STATE);
+        ck_assert_msg(sink_still_set(t, &m), "fail %d", fail);
+    }
+    ag_tape_free(t);
+    ag_params_free(ps);
+}
+END_TEST
+
 static Suite *optim_suite(void) {
     Suite *s = suite_create("optim");
     TCase *tc = tcase_create("optim");
@@ -536,6 +687,8 @@ static Suite *optim_suite(void) {
     tcase_add_test(tc, state_round_trip_resumes_bit_identically);
     tcase_add_test(tc, steady_state_step_allocates_nothing);
     tcase_add_test(tc, errors_have_messages);
+    tcase_add_test(tc, config_validation_checks_used_fields);
+    tcase_add_test(tc, gradcheck_with_a_sink_set);
     suite_add_tcase(s, tc);
     return s;
 }

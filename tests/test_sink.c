@@ -190,6 +190,176 @@ START_TEST(fused_step_with_clipping) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- a parameter of another store */
+
+/* Own store: W1 (4 x 6, decayed), b1, u (only elementwise: its gradient comes from ->grad). Other
+ * store ("frozen" head): W2 (3 x 4, from the GEMM when a sink claims it), b2 (from ->grad). */
+typedef struct two_stores {
+    ag_params *own, *other;
+    ag_tensor *W1, *b1, *u, *W2, *b2;
+    ag_real x[5 * 6];
+} two_stores;
+
+static void two_stores_init(two_stores *m) {
+    memset(m, 0, sizeof *m);
+    ck_assert_int_eq(ag_params_new(&m->own), AG_OK);
+    ck_assert_int_eq(ag_params_new(&m->other), AG_OK);
+    ck_assert_int_eq(ag_params_add(m->own, "W1", 2, (size_t[]){4, 6}, AG_DECAY, &m->W1), AG_OK);
+    ck_assert_int_eq(ag_params_add(m->own, "b1", 1, (size_t[]){4}, 0, &m->b1), AG_OK);
+    ck_assert_int_eq(ag_params_add(m->own, "u", 1, (size_t[]){4}, AG_DECAY, &m->u), AG_OK);
+    ck_assert_int_eq(ag_params_add(m->other, "W2", 2, (size_t[]){3, 4}, AG_DECAY, &m->W2), AG_OK);
+    ck_assert_int_eq(ag_params_add(m->other, "b2", 1, (size_t[]){3}, 0, &m->b2), AG_OK);
+    ag_rng r;
+    ag_rng_seed(&r, 11);
+    ag_params *stores[2] = {m->own, m->other};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < ag_params_count(stores[k]); i++) {
+            ag_tensor *p = ag_params_at(stores[k], i);
+            ag_rng_fill_normal(&r, p->value, p->size, 0, 0.7);
+        }
+    ag_rng_fill_normal(&r, m->x, 5 * 6, 0, 1);
+}
+
+static void two_stores_free(two_stores *m) {
+    ag_params_free(m->own);
+    ag_params_free(m->other);
+}
+
+/* J = mean((relu(x W1^T + b1) * u) W2^T + b2)^2 */
+static ag_tensor *two_stores_loss(ag_tape *t, two_stores *m) {
+    ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){5, 6}, m->x);
+    ag_tensor *h = ag_mul(t, ag_relu(t, ag_linear(t, X, m->W1, m->b1)), m->u);
+    ag_tensor *J = sq_mean(t, ag_linear(t, h, m->W2, m->b2));
+    ck_assert_msg(J != NULL, "%s", ag_tape_errmsg(t));
+    return J;
+}
+
+static int sink_calls; /* a caller's sink that must stay out of the way while the optimizer runs */
+static void count_calls(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld, const ag_real *g,
+                        size_t ldg, unsigned flags) {
+    (void)ctx, (void)x, (void)off, (void)rows, (void)cols, (void)ld, (void)g, (void)ldg, (void)flags;
+    sink_calls++;
+}
+
+/* Three steps of the reference (zero the store's gradients, ag_backward, ag_optim_step; the other
+ * store's gradients are never zeroed, so they accumulate) and of ag_optim_backward_step, on a tape
+ * that also uses the other store's W2 and b2. The fused call must update only its own store, and
+ * exactly as the reference; the other store must end as the reference leaves it: values as they
+ * started, gradients accumulated. With user_sink, a caller's sink is set on the tape throughout: it
+ * is never called and is still set afterwards. */
+static void compare_with_other_store(ag_optim_config cfg, int user_sink) {
+    two_stores A, B;
+    two_stores_init(&A);
+    two_stores_init(&B);
+    const size_t n_other = ag_params_numel(A.other);
+    ag_real *start = malloc(n_other * sizeof *start);
+    ck_assert_ptr_nonnull(start);
+    memcpy(start, ag_params_values(A.other), n_other * sizeof *start);
+    ag_optim *oa, *ob;
+    char err[AG_ERRMSG_SIZE];
+    ck_assert_msg(ag_optim_new(&oa, A.own, &cfg, err, sizeof err) == AG_OK, "%s", err);
+    ck_assert_msg(ag_optim_new(&ob, B.own, &cfg, err, sizeof err) == AG_OK, "%s", err);
+    ag_tape *ta, *tb;
+    ck_assert_int_eq(ag_tape_new(&ta, NULL), AG_OK);
+    ck_assert_int_eq(ag_tape_new(&tb, NULL), AG_OK);
+    sink_calls = 0;
+    if (user_sink) ck_assert_int_eq(ag_tape_set_grad_sink(tb, &(ag_grad_sink){count_calls, NULL}), AG_OK);
+    for (int s = 0; s < 3; s++) {
+        char what[128];
+        snprintf(what, sizeof what, "kind %d wd %g clip %g sink %d step %d", (int)cfg.kind, cfg.weight_decay,
+                 cfg.clip_norm, user_sink, s);
+        ag_tape_reset(ta);
+        ag_optim_zero_grad(oa);
+        ck_assert_int_eq(ag_backward(ta, two_stores_loss(ta, &A)), AG_OK);
+        ck_assert_msg(ag_optim_step(oa) == AG_OK, "%s: %s", what, ag_optim_errmsg(oa));
+        ag_tape_reset(tb);
+        ck_assert_msg(ag_optim_backward_step(ob, tb, two_stores_loss(tb, &B)) == AG_OK, "%s: %s", what,
+                      ag_optim_errmsg(ob));
+        ck_assert_msg(same_bits(ag_params_values(A.own), ag_params_values(B.own), ag_params_numel(A.own), what),
+                      "%s: own values", what);
+        for (size_t i = 0; i < ag_optim_state_count(oa); i++) {
+            const char *na, *nb;
+            ag_real *sa, *sb;
+            size_t ca, cb;
+            ck_assert_int_eq(ag_optim_state(oa, i, &na, &sa, &ca), AG_OK);
+            ck_assert_int_eq(ag_optim_state(ob, i, &nb, &sb, &cb), AG_OK);
+            ck_assert_msg(same_bits(sa, sb, ca, na), "%s: state %s", what, na);
+        }
+        ck_assert_uint_eq(ag_optim_steps(oa), ag_optim_steps(ob));
+        ck_assert_msg(all_zero(ag_params_grads(B.own), ag_params_numel(B.own)), "%s: own gradients left", what);
+        /* the other store: untouched values, the gradients the reference accumulated */
+        ck_assert_msg(same_bits(start, ag_params_values(B.other), n_other, what), "%s: other store's values", what);
+        ck_assert_msg(same_bits(ag_params_grads(A.other), ag_params_grads(B.other), n_other, what),
+                      "%s: other store's gradients", what);
+        ck_assert_msg(!all_zero(ag_params_grads(B.other), n_other), "%s: no gradient reached W2, b2", what);
+    }
+    ck_assert_int_eq(sink_calls, 0);
+    ck_assert_int_eq(tb->has_sink, user_sink);
+    if (user_sink) { /* still the caller's: a plain backward feeds it */
+        ck_assert_ptr_eq((void *)tb->sink.consume, (void *)count_calls);
+        ag_tape_reset(tb);
+        ck_assert_int_eq(ag_backward(tb, two_stores_loss(tb, &B)), AG_OK);
+        ck_assert_int_gt(sink_calls, 0);
+    }
+    ag_tape_free(ta);
+    ag_tape_free(tb);
+    ag_optim_free(oa);
+    ag_optim_free(ob);
+    free(start);
+    two_stores_free(&A);
+    two_stores_free(&B);
+}
+
+/* A tape that also uses another store's parameters (a second, frozen model): the fused call
+ * never writes outside its own store (it used to update W2 and b2 through the wrong base, and
+ * with Adam to index its moments past their end) and leaves what the two-pass step leaves. */
+START_TEST(fused_step_with_another_stores_parameter) {
+    const ag_optim_kind kinds[] = {AG_OPT_SGD, AG_OPT_MOMENTUM, AG_OPT_ADAM};
+    for (size_t k = 0; k < 3; k++)
+        for (int decay = 0; decay < 2; decay++)
+            for (int user_sink = 0; user_sink < 2; user_sink++)
+                compare_with_other_store((ag_optim_config){.kind = kinds[k], .lr = 0.05,
+                                                           .weight_decay = decay ? 1e-2 : 0},
+                                         user_sink);
+}
+END_TEST
+
+/* The clipping path runs ag_backward itself: a caller's sink on the tape must not take the
+ * gradients from it (they used to reach the sink and the step saw zeros). */
+START_TEST(clipping_sets_a_callers_sink_aside) {
+    compare_with_other_store((ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.1, .clip_norm = 0.05}, 1);
+    compare_with_other_store((ag_optim_config){.kind = AG_OPT_ADAM, .lr = 0.01, .clip_norm = 1e-3}, 1);
+    ag_optim_config cfg = {.kind = AG_OPT_MOMENTUM, .lr = 0.05, .clip_norm = 0.5};
+    /* own store only, with the sink set on the fused tape */
+    net A, B;
+    net_init(&A, 7, 9, 5, 3);
+    net_init(&B, 7, 9, 5, 3);
+    net_batch(&A, 0);
+    net_batch(&B, 0);
+    ag_optim *oa, *ob;
+    ck_assert_int_eq(ag_optim_new(&oa, A.ps, &cfg, NULL, 0), AG_OK);
+    ck_assert_int_eq(ag_optim_new(&ob, B.ps, &cfg, NULL, 0), AG_OK);
+    ag_tape *ta, *tb;
+    ck_assert_int_eq(ag_tape_new(&ta, NULL), AG_OK);
+    ck_assert_int_eq(ag_tape_new(&tb, NULL), AG_OK);
+    sink_calls = 0;
+    ck_assert_int_eq(ag_tape_set_grad_sink(tb, &(ag_grad_sink){count_calls, NULL}), AG_OK);
+    ag_optim_zero_grad(oa);
+    ck_assert_int_eq(ag_backward(ta, net_loss(ta, &A, 0)), AG_OK);
+    ck_assert_int_eq(ag_optim_step(oa), AG_OK);
+    ck_assert_int_eq(ag_optim_backward_step(ob, tb, net_loss(tb, &B, 0)), AG_OK);
+    ck_assert(same_bits(ag_params_values(A.ps), ag_params_values(B.ps), ag_params_numel(A.ps), "values"));
+    ck_assert_int_eq(sink_calls, 0);
+    ck_assert(tb->has_sink && tb->sink.consume == count_calls);
+    ag_tape_free(ta);
+    ag_tape_free(tb);
+    ag_optim_free(oa);
+    ag_optim_free(ob);
+    net_free(&A);
+    net_free(&B);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- a user's own sink */
 
 typedef struct recorder {
@@ -463,6 +633,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, fused_step_equals_two_pass_step);
     tcase_add_test(tc, fused_step_any_thread_count);
     tcase_add_test(tc, fused_step_with_clipping);
+    tcase_add_test(tc, fused_step_with_another_stores_parameter);
+    tcase_add_test(tc, clipping_sets_a_callers_sink_aside);
     tcase_add_test(tc, user_sink_sees_each_gradient_once);
     tcase_add_test(tc, sink_bad_arguments);
     tcase_add_test(tc, nonfinite_gradient_skips_only_its_piece);
