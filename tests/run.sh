@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build tapegrad and run its test suite: the README's test command.
 #   tests/run.sh [--double] [--sanitize] [--valgrind] [--clang] [--coverage] [--build DIR]
-# Installs cmake, a C compiler, pkg-config and Check with apt-get when run as root on Debian;
-# otherwise says exactly what to install.
+# Installs cmake, make, a C compiler, the C library headers (libc6-dev), pkg-config and Check with
+# apt-get when run as root on Debian; otherwise says exactly what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +23,9 @@ done
 
 need=()
 command -v cmake >/dev/null || need+=(cmake)
+command -v make >/dev/null || need+=(make)   # cmake's default generator (Unix Makefiles)
 command -v "$cc" >/dev/null || need+=("$([ "$cc" = clang ] && echo clang || echo gcc)")
+[ -e /usr/include/stdio.h ] || need+=(libc6-dev)   # the C library headers (Debian's path)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists check 2>/dev/null || need+=(check)
 [ "$valgrind" = ON ] && ! command -v valgrind >/dev/null && need+=(valgrind)
@@ -33,7 +35,8 @@ if [ ${#need[@]} -gt 0 ]; then
     echo "tests/run.sh: installing ${need[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "tests/run.sh: missing ${need[*]}; install with: sudo apt-get install ${need[*]}" >&2
+    echo "tests/run.sh: missing ${need[*]}; install with:" >&2
+    echo "    sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
     exit 1
   fi
 fi

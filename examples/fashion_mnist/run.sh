@@ -1,8 +1,9 @@
 #!/bin/sh
 # run.sh - README's first command: on a fresh Debian machine, install what is missing (the
-# Fashion-MNIST data set, cmake, a C compiler), build tapegrad (Release) and train the default
-# preset. Extra arguments go to the program, e.g.  examples/fashion_mnist/run.sh --preset seed
-# Not root: prints the exact apt-get command and exits with status 1. BUILD_DIR overrides ./build.
+# Fashion-MNIST data set, cmake, make, a C compiler, the C library headers, gzip), build tapegrad
+# (Release) and train the default preset. Extra arguments go to the program, e.g.
+#   examples/fashion_mnist/run.sh --preset seed
+# Not root: prints the exact apt-get commands and exits with status 1. BUILD_DIR overrides ./build.
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD_DIR:-$ROOT/build}
@@ -11,8 +12,9 @@ DATA=/usr/share/datasets/fashion-mnist
 need=""
 [ -e "$DATA/train-images-idx3-ubyte.gz" ] || [ -e "$DATA/train-images-idx3-ubyte" ] || need="$need dataset-fashion-mnist"
 command -v cmake >/dev/null 2>&1 || need="$need cmake"
-command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || need="$need gcc libc6-dev"
-command -v make >/dev/null 2>&1 || need="$need make"
+command -v make >/dev/null 2>&1 || need="$need make"   # cmake's default generator (Unix Makefiles)
+command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || need="$need gcc"
+[ -e /usr/include/stdio.h ] || need="$need libc6-dev"   # the C library headers (Debian's path)
 command -v gzip >/dev/null 2>&1 || need="$need gzip"
 if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ]; then
@@ -22,7 +24,7 @@ if [ -n "$need" ]; then
     else
         echo "run.sh: missing:$need" >&2
         echo "run.sh: install it with:" >&2
-        echo "    sudo apt-get install -y$need" >&2
+        echo "    sudo apt-get update && sudo apt-get install -y$need" >&2
         echo "then run $0 again." >&2
         exit 1
     fi
