@@ -385,8 +385,10 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels
  *
  * The engine checks inputs (NULL, other tape, stale), calls shape(), allocates out.value (unless
  * shape() pointed it at an input's value, as a view op does), then forward(). In backward it
- * calls backward() only for nodes a gradient reached, after giving every input that requires a
- * gradient a zeroed grad buffer; inputs that need none have grad == NULL and must be skipped. */
+ * calls backward() only for nodes a gradient reached; before that, every input that requires a
+ * gradient has a grad buffer (zeroed on first use: a parameter's keeps what earlier ag_backward
+ * calls accumulated until it is zeroed); inputs that need none have grad == NULL and must be
+ * skipped. Hence backward() always adds into in[i]->grad, never assigns. */
 
 struct ag_op {
     const char *name;   /* shown in errors and dumps */
@@ -524,7 +526,8 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
  * n < 0 is AG_ERR_ARG. ag_get_threads: the count in use, 0 resolved to the online cores. */
 ag_status ag_set_threads(int n);
 int ag_get_threads(void);
-const char *ag_kernel_name(void); /* "avx512", "avx2" or "portable" (AG_KERNEL=portable forces it) */
+const char *ag_kernel_name(void); /* "avx512", "avx2" or "portable" (AG_KERNEL=portable|avx2|avx512 forces
+                                   * one; a path the CPU cannot run falls back to the best it can) */
 
 #ifdef __cplusplus
 }

@@ -3,8 +3,8 @@
  * tensors, recorded and differentiated. Reports ns per recorded op (forward + backward) and the
  * tape bytes per node, with and without the data buffers. PyTorch's twin: bench/torch_tape.py.
  *
- *   bench_tape [--links N] [--repeats R]
- * Last line: bench_tape ops=<n> ns_per_op=<median> min=<x> max=<x> bytes_per_node=<x> node_bytes=<x>
+ *   bench_tape [--links N] [--repeats R] [--flush-denormal]
+ * stdout, one line: bench_tape ops=<n> ns_per_op=<median> min=<x> max=<x> bytes_per_node=<x> node_bytes=<x>
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,8 +67,9 @@ int main(int argc, char **argv) {
     size_t ops = 3 * links; /* mul, add, tanh per link */
     /* every tensor here holds one element: value and grad are one element each */
     double data_bytes = 2.0 * sizeof(ag_real);
-    printf("# %zu links, %zu recorded nodes, arena %zu bytes in use, checksum %.6g, %s build\n", links,
-           nodes, used, checksum, AG_REAL_NAME);
+    /* diagnostics on stderr as `# ` lines, as bench_train and the torch twins: stdout holds one line */
+    fprintf(stderr, "# %zu links, %zu recorded nodes, arena %zu bytes in use, checksum %.6g, %s build\n", links,
+            nodes, used, checksum, AG_REAL_NAME);
     printf("bench_tape ops=%zu ns_per_op=%.1f min=%.1f max=%.1f bytes_per_node=%.0f node_bytes=%.0f\n", ops,
            ns[repeats / 2] / (double)ops, ns[0] / (double)ops, ns[repeats - 1] / (double)ops,
            (double)used / (double)nodes, (double)used / (double)nodes - data_bytes);

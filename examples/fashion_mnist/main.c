@@ -127,7 +127,7 @@ static void usage(FILE *f) {
                "                  buffers otherwise fall into slow denormal arithmetic)\n"
                "  --help          this text\n\n"
                "presets:\n"
-               "  modern (default)  784-512-256-10 relu, cross-entropy, SGD momentum 0.9, lr 0.05 cosine, batch 128, 15 epochs\n"
+               "  modern (default)  784-512-256-10 relu, cross-entropy, SGD momentum 0.9, lr 0.05 cosine, L2 1e-4, batch 128, 15 epochs\n"
                "  seed              784-256-10 sigmoid, squared error + L2 1e-5, plain SGD lr 1.0, batch 32, 15 epochs\n"
                "Flags given after or before --preset override it. Output ends with the line\n"
                "  final test_accuracy=<x> epochs=<n> train_seconds=<s> samples_per_second=<n>\n");
