@@ -490,7 +490,8 @@ typedef struct ag_gradcheck_result {
  * float with eps ~1e-2); f returning NULL gives the tape's status, a non-scalar loss
  * AG_ERR_SHAPE, bad arguments AG_ERR_ARG (NULL, n_wrt 0, eps not finite and > 0, a wrt that is
  * not a parameter, eps too small to move some w in ag_real), and backward's status. t is reset
- * before each evaluation and after a successful check. */
+ * before each evaluation and after a successful check. A gradient sink set on t is set aside for
+ * the check's backward (the gradients must land in ->grad) and is set again afterwards. */
 ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wrt, size_t n_wrt,
                        double eps, ag_gradcheck_result *res);
 

@@ -143,7 +143,10 @@ void ag_optim_zero_grad(ag_optim *opt); /* ag_params_zero_grad of the store */
  *     take the same update, bit for bit. Only the optimizer's own store is ever written. (Every
  *     call without clipping looks for such a parameter: one light pass over the loss's nodes.)
  * In both, a NaN/Inf in the store's gradients fails the whole step as in ag_optim_step (nothing
- * updated, gradients kept). Errors: AG_ERR_ARG, AG_ERR_STATE (store changed), the tape's status
+ * updated, gradients kept). What the fused path adds to a parameter's gradient besides this sweep
+ * is what earlier ag_backward calls left in ->grad; values written into ->grad by hand are not seen
+ * (a weight's GEMM hands its tiles to the update without reading ->grad): record such terms on the
+ * tape, or use ag_backward + ag_optim_step. Errors: AG_ERR_ARG, AG_ERR_STATE (store changed), the tape's status
  * if backward fails (then, on the fused path, parameters delivered before the failure are already
  * updated), AG_ERR_NUMERIC. */
 ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss);
