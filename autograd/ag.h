@@ -246,6 +246,10 @@ typedef struct ag_grad_sink {
     void (*consume)(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
                     const ag_real *g, size_t ldg, unsigned flags);
     void *ctx;
+    /* Optional (NULL takes every parameter): asked at the start of each sweep for each parameter
+     * the loss depends on; a parameter it refuses (returns 0) is never delivered, and its gradient
+     * accumulates in ->grad as without a sink (e.g. an optimizer refusing another store's). */
+    int (*accepts)(void *ctx, const ag_tensor *x);
 } ag_grad_sink;
 enum { AG_SINK_FINITE = 1u << 0 };
 /* Set the sink of t's next sweeps (copied), or clear it with NULL. AG_ERR_ARG for a NULL t or a

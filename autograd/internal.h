@@ -80,6 +80,9 @@ struct ag_tape {
 #define AG__SINK_CLAIMED (1u << 28)
 /* The parameter's gradient still owes a deferred c * value term (ag__grad_add_scaled_value). */
 #define AG__GRAD_DEFERRED (1u << 27)
+/* The sink's accepts() refused this parameter for the current sweep: its gradient stays in ->grad,
+ * as without a sink. Set or cleared for every parameter a sweep with a sink visits. */
+#define AG__SINK_REFUSED (1u << 26)
 
 /* For built-in ops, inside backward: 1 if input i is a parameter whose gradient this node
  * completes (no other op left to add to it) while the tape has a sink and ->grad holds nothing to

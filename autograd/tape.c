@@ -621,15 +621,22 @@ ag_status ag_tape_set_grad_sink(ag_tape *t, const ag_grad_sink *sink) {
 }
 
 /* pending = how many recorded ops (that can run backward) take each parameter, so that the sweep
- * knows when a parameter's gradient is complete. Two walks: clear, then count. */
-static void count_param_uses(ag_tensor *loss) {
+ * knows when a parameter's gradient is complete. Two walks: clear (and ask the sink whether it
+ * takes the parameter), then count. */
+static void count_param_uses(const ag_tape *t, ag_tensor *loss) {
     for (int pass = 0; pass < 2; pass++)
         for (ag_node *n = ag__node_of(loss); n; n = n->prev) {
             if (!n->op || !(n->out.flags & AG_REQUIRES_GRAD)) continue;
             for (int i = 0; i < n->n_in; i++) {
                 ag_tensor *x = n->in[i];
-                if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) == (AG_PARAM | AG_REQUIRES_GRAD))
-                    x->pending = pass ? x->pending + 1 : 0;
+                if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) != (AG_PARAM | AG_REQUIRES_GRAD)) continue;
+                if (pass) {
+                    x->pending++;
+                } else {
+                    x->pending = 0;
+                    if (t->sink.accepts && !t->sink.accepts(t->sink.ctx, x)) x->flags |= AG__SINK_REFUSED;
+                    else x->flags &= ~AG__SINK_REFUSED;
+                }
             }
         }
 }
@@ -713,7 +720,8 @@ int ag__sink_claim(ag_node *n, int i) {
     const ag_tape *t = n->out.tape;
     ag_tensor *x = n->in[i];
     /* check_numerics checks each contribution in ->grad as it is made, so nothing bypasses ->grad */
-    if (!t->has_sink || t->check_numerics || (x->flags & (AG_PARAM | AG_REQUIRES_GRAD | AG__GRAD_DIRTY | AG__SINK_CLAIMED)) !=
+    if (!t->has_sink || t->check_numerics ||
+        (x->flags & (AG_PARAM | AG_REQUIRES_GRAD | AG__GRAD_DIRTY | AG__SINK_CLAIMED | AG__SINK_REFUSED)) !=
                             (AG_PARAM | AG_REQUIRES_GRAD) || x->pending != 1)
         return 0;
     x->flags |= AG__SINK_CLAIMED;
@@ -751,7 +759,7 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
     t->backward_done = 1;
     t->defer = NULL;
 
-    if (t->has_sink) count_param_uses(loss);
+    if (t->has_sink) count_param_uses(t, loss);
 
     /* Reverse creation order is reverse topological order: when we reach a node, every node that
      * consumed its output has already added its contribution to out.grad. */
@@ -784,7 +792,7 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
             if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) != (AG_PARAM | AG_REQUIRES_GRAD)) continue;
             if (x->flags & AG__SINK_CLAIMED) x->flags &= ~AG__SINK_CLAIMED; /* delivered, or deferred */
             else if (reached) x->flags |= AG__GRAD_DIRTY;
-            if (t->has_sink && --x->pending == 0 && st == AG_OK) {
+            if (t->has_sink && !(x->flags & AG__SINK_REFUSED) && --x->pending == 0 && st == AG_OK) {
                 apply_deferred(t, x); /* its last contributor has run: the gradient is complete */
                 if (x->flags & AG__GRAD_DIRTY) deliver_param(t, x);
             }

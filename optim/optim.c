@@ -9,6 +9,7 @@
  */
 #include "optim.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -36,7 +37,6 @@ struct ag_optim {
     atomic_uchar *delivered;  /* [n_params] this step's gradient reached the parameter */
     atomic_size_t nonfinite;  /* pieces skipped for a NaN/Inf gradient this step */
     atomic_size_t first_bad;  /* index + 1 of a parameter with such a piece, 0 if none */
-    atomic_uchar stray;       /* a piece of a parameter outside the store reached consume() */
 };
 
 #ifdef AG_DOUBLE
@@ -418,17 +418,20 @@ static inline size_t store_offset(const ag_optim *opt, const ag_tensor *x) {
     return d < (uintptr_t)opt->numel * sizeof(ag_real) ? (size_t)(d / sizeof(ag_real)) : SIZE_MAX;
 }
 
+static int optim_accepts(void *ctx, const ag_tensor *x) {
+    return store_offset((const ag_optim *)ctx, x) != SIZE_MAX;
+}
+
 /* The sink: update the delivered elements at once, with the same per-element code as
- * ag_optim_step, so the result is bit-identical. A piece holding NaN/Inf is skipped. A piece of a
- * parameter outside the store (never delivered: ag_optim_backward_step takes the two-pass path
- * when the tape holds one) is dropped, not written: nothing outside the store is touched. */
+ * ag_optim_step, so the result is bit-identical. A piece holding NaN/Inf is skipped. Parameters
+ * outside the store never arrive (optim_accepts refuses them); the range test keeps it so. */
 static void optim_consume(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
                           const ag_real *g, size_t ldg, unsigned flags) {
     ag_optim *opt = ctx;
     const ag_optim_config *c = &opt->cfg;
     const size_t lo = store_offset(opt, x);
     if (lo == SIZE_MAX) {
-        atomic_store_explicit(&opt->stray, 1, memory_order_relaxed);
+        assert(0 && "a parameter optim_accepts refused was delivered");
         return;
     }
     size_t idx = param_index(opt, x), base = lo + off;
@@ -443,31 +446,6 @@ static void optim_consume(void *ctx, ag_tensor *x, size_t off, size_t rows, size
     update_tile(opt, base, rows, cols, ld, g, ldg, opt->step_lr, decay && !c->decoupled ? wd : 0,
                 decay && c->decoupled ? wd : 0, opt->step_bc1, opt->step_bc2);
     atomic_store_explicit(&opt->delivered[idx], 1, memory_order_relaxed);
-}
-
-/* A parameter of another store that ag_backward(t, loss) would give a gradient to (an input of a
- * differentiable node on loss's part of the tape, the nodes and inputs the engine counts for a
- * sink), or NULL if there is none. NULL too for a loss that backward will refuse (missing, a
- * parameter, another tape's, stale): then there are no nodes to walk. One pass over the nodes,
- * reading what the sweep itself reads. */
-static const ag_tensor *foreign_param(const ag_optim *opt, const ag_tape *t, ag_tensor *loss) {
-    if (!loss || (loss->flags & AG_PARAM) || loss->tape != t || loss->gen != t->gen || t->n_nodes == 0)
-        return NULL;
-    for (const ag_node *n = ag__node_of(loss); n; n = n->prev) {
-#if defined(__GNUC__) || defined(__clang__)
-        /* the nodes lie downwards in the arena: fetch ahead, as the sweep does, instead of waiting
-         * for each prev link (a hint: any address is harmless) */
-        __builtin_prefetch((const char *)n - 1024, 0, 3);
-#endif
-        if (!n->op || !(n->out.flags & AG_REQUIRES_GRAD)) continue;
-        for (int i = 0; i < n->n_in; i++) {
-            const ag_tensor *x = n->in[i];
-            if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) == (AG_PARAM | AG_REQUIRES_GRAD) &&
-                store_offset(opt, x) == SIZE_MAX)
-                return x;
-        }
-    }
-    return NULL;
 }
 
 /* ag_backward then ag_optim_step, for what the fused sweep cannot do. The tape's own sink (a
@@ -493,9 +471,8 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
         return ofail(opt, AG_ERR_STATE, "optim: the store holds %zu elements but the optimizer was made for %zu",
                      ag_params_numel(ps), opt->numel);
     opt->step_values = ag_params_values(ps);
-    /* clipping needs every gradient before any update; a parameter of another store must keep
-     * its gradient in ->grad, which a sink cannot do (the sweep zeroes what it delivers) */
-    if (c->clip_norm > 0 || foreign_param(opt, t, loss)) return two_pass_step(opt, t, loss);
+    /* clipping needs every gradient before any update */
+    if (c->clip_norm > 0) return two_pass_step(opt, t, loss);
     uint64_t steps = opt->steps + 1;
     opt->step_lr = (ag_real)ag_optim_lr(opt);
     opt->step_bc1 = opt->step_bc2 = 1;
@@ -506,10 +483,10 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
     for (size_t i = 0; i < opt->n_params; i++) atomic_init(&opt->delivered[i], 0);
     atomic_init(&opt->nonfinite, 0);
     atomic_init(&opt->first_bad, 0);
-    atomic_init(&opt->stray, 0);
 
     const int had_sink = t->has_sink; /* a caller's own sink comes back afterwards */
-    const ag_grad_sink saved = t->sink, mine = {optim_consume, opt};
+    /* another store's parameters are refused: their gradients stay in ->grad, as with two passes */
+    const ag_grad_sink saved = t->sink, mine = {.consume = optim_consume, .ctx = opt, .accepts = optim_accepts};
     ag_tape_set_grad_sink(t, &mine);
     ag_status st = ag_backward(t, loss);
     t->has_sink = had_sink;
@@ -531,9 +508,6 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
         x->flags &= ~AG__GRAD_DIRTY;
     }
     opt->steps = steps;
-    if (atomic_load(&opt->stray))
-        return ofail(opt, AG_ERR_STATE, "optim: a parameter outside this optimizer's store reached the sweep; "
-                                        "its gradient was dropped, the store's parameters were updated");
     size_t bad = atomic_load(&opt->first_bad);
     if (bad)
         return ofail(opt, AG_ERR_NUMERIC,

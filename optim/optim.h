@@ -134,20 +134,19 @@ void ag_optim_zero_grad(ag_optim *opt); /* ag_params_zero_grad of the store */
  * (as with .zero_grad), the weights' ->grad never hold this step's gradient, and a NaN/Inf
  * gradient skips only the pieces that hold it (AG_ERR_NUMERIC after the step, which counts; the
  * rest is updated). Parameters no gradient reached still take their update (decay, momentum).
- * Two cases run ag_backward then ag_optim_step (then zero the store's gradients) instead, with the
- * tape's own sink, if any, set aside for the sweep and put back:
- *   - clip_norm > 0: every gradient is needed first;
- *   - the loss also depends on a parameter of ANOTHER store (a second model, a frozen one): its
- *     gradient is left accumulated in its ->grad and its value untouched, exactly as with
- *     ag_backward + ag_optim_step (zeroing it is up to its own store), and this store's parameters
- *     take the same update, bit for bit. Only the optimizer's own store is ever written. (Every
- *     call without clipping looks for such a parameter: one light pass over the loss's nodes.)
- * In both, a NaN/Inf in the store's gradients fails the whole step as in ag_optim_step (nothing
- * updated, gradients kept). What the fused path adds to a parameter's gradient besides this sweep
- * is what earlier ag_backward calls left in ->grad; values written into ->grad by hand are not seen
- * (a weight's GEMM hands its tiles to the update without reading ->grad): record such terms on the
- * tape, or use ag_backward + ag_optim_step. Errors: AG_ERR_ARG, AG_ERR_STATE (store changed), the tape's status
- * if backward fails (then, on the fused path, parameters delivered before the failure are already
+ * A parameter of ANOTHER store that the loss depends on (a second model, a frozen one) is refused
+ * by the optimizer's sink (ag_grad_sink.accepts): its gradient is left accumulated in its ->grad
+ * and its value untouched, exactly as with ag_backward + ag_optim_step (zeroing it is up to its
+ * own store); only the optimizer's own store is ever written.
+ * With clip_norm > 0 (every gradient is needed first) the call runs ag_backward then
+ * ag_optim_step (then zeroes the store's gradients) instead, with the tape's own sink, if any, set
+ * aside for the sweep and put back; a NaN/Inf in the store's gradients then fails the whole step
+ * as in ag_optim_step (nothing updated, gradients kept).
+ * What the fused path adds to a parameter's gradient besides this sweep is what earlier
+ * ag_backward calls left in ->grad; values written into ->grad by hand are not seen (a weight's
+ * GEMM hands its tiles to the update without reading ->grad): record such terms on the tape, or
+ * use ag_backward + ag_optim_step. Errors: AG_ERR_ARG, AG_ERR_STATE (store changed), the tape's
+ * status if backward fails (then, on the fused path, parameters delivered before the failure are already
  * updated), AG_ERR_NUMERIC. */
 ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss);
 

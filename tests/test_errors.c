@@ -404,7 +404,7 @@ START_TEST(numeric_check_covers_sink) {
     ag_real c_big = sizeof(ag_real) == 4 ? (ag_real)1e30 : (ag_real)1e300;
     ag_tape *t = new_tape();
     sink_count c = {0, 0};
-    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){count_consume, &c}), AG_OK);
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){.consume = count_consume, .ctx = &c}), AG_OK);
     ag_tape_set_check_numerics(t, 1);
     for (int bad = 0; bad < 2; bad++) {
         ag_tape_reset(t);

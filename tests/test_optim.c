@@ -647,7 +647,7 @@ START_TEST(gradcheck_with_a_sink_set) {
     ag_real want[8];
     memcpy(want, m.W->grad, sizeof want);
 
-    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){gc_count, NULL}), AG_OK);
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){.consume = gc_count}), AG_OK);
     gc_sink_calls = 0;
     ck_assert_int_eq(ag_gradcheck(t, gc_loss, &m, (ag_tensor *[]){m.W, m.b}, 2, GC_EPS, &sunk), AG_OK);
     ck_assert_int_eq(gc_sink_calls, 0);

@@ -263,7 +263,7 @@ static void compare_with_other_store(ag_optim_config cfg, int user_sink) {
     ck_assert_int_eq(ag_tape_new(&ta, NULL), AG_OK);
     ck_assert_int_eq(ag_tape_new(&tb, NULL), AG_OK);
     sink_calls = 0;
-    if (user_sink) ck_assert_int_eq(ag_tape_set_grad_sink(tb, &(ag_grad_sink){count_calls, NULL}), AG_OK);
+    if (user_sink) ck_assert_int_eq(ag_tape_set_grad_sink(tb, &(ag_grad_sink){.consume = count_calls}), AG_OK);
     for (int s = 0; s < 3; s++) {
         char what[128];
         snprintf(what, sizeof what, "kind %d wd %g clip %g sink %d step %d", (int)cfg.kind, cfg.weight_decay,
@@ -343,7 +343,7 @@ START_TEST(clipping_sets_a_callers_sink_aside) {
     ck_assert_int_eq(ag_tape_new(&ta, NULL), AG_OK);
     ck_assert_int_eq(ag_tape_new(&tb, NULL), AG_OK);
     sink_calls = 0;
-    ck_assert_int_eq(ag_tape_set_grad_sink(tb, &(ag_grad_sink){count_calls, NULL}), AG_OK);
+    ck_assert_int_eq(ag_tape_set_grad_sink(tb, &(ag_grad_sink){.consume = count_calls}), AG_OK);
     ag_optim_zero_grad(oa);
     ck_assert_int_eq(ag_backward(ta, net_loss(ta, &A, 0)), AG_OK);
     ck_assert_int_eq(ag_optim_step(oa), AG_OK);
@@ -369,7 +369,15 @@ typedef struct recorder {
     unsigned char *hits; /* deliveries per element */
     int bad;             /* a piece outside its tensor */
     int from_store[16];  /* per parameter index: a piece came from its ->grad (not a GEMM tile) */
+    const ag_tensor *refuse[2]; /* accepts() says no to these */
+    int asked;                  /* accepts() calls */
 } recorder;
+
+static int refuse_some(void *ctx, const ag_tensor *x) {
+    recorder *r = ctx;
+    r->asked++;
+    return x != r->refuse[0] && x != r->refuse[1];
+}
 
 static void record(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld, const ag_real *g,
                    size_t ldg, unsigned flags) {
@@ -395,8 +403,10 @@ static void record(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols
     pthread_mutex_unlock(&r->mu);
 }
 
-/* The sink sees exactly ag_backward's gradients, each element once; unreached parameters never. */
-static void sink_matches_backward(size_t K, int threads, double l2) {
+/* The sink sees exactly ag_backward's gradients, each element once; unreached parameters never.
+ * refuse: accepts() turns down a weight whose GEMM would deliver it (Wm) and W1 (with an L2 term on
+ * it): neither is delivered, and ->grad holds for them what ag_backward leaves without a sink. */
+static void sink_matches_backward_ex(size_t K, int threads, double l2, int refuse) {
     ag_set_threads(threads);
     net A;
     net_init(&A, 300, 256, K, 3);
@@ -417,13 +427,26 @@ static void sink_matches_backward(size_t K, int threads, double l2) {
     r.hits = calloc(N, 1);
     ck_assert(r.got && r.hits);
     ag_tape_reset(t);
-    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){record, &r}), AG_OK);
+    if (refuse) {
+        r.refuse[0] = A.Wm;
+        r.refuse[1] = A.W1;
+    }
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){.consume = record, .ctx = &r,
+                                                              .accepts = refuse ? refuse_some : NULL}),
+                     AG_OK);
     ck_assert_int_eq(ag_backward(t, net_loss(t, &A, l2)), AG_OK);
     ck_assert_int_eq(ag_tape_set_grad_sink(t, NULL), AG_OK);
     ck_assert_int_eq(r.bad, 0);
+    if (refuse) ck_assert_int_gt(r.asked, 0);
     for (size_t i = 0; i < ag_params_count(A.ps); i++) {
         ag_tensor *x = ag_params_at(A.ps, i);
         size_t base = (size_t)(x->value - ag_params_values(A.ps));
+        if (refuse && (x == A.Wm || x == A.W1)) { /* kept in ->grad, exactly as without a sink */
+            for (size_t e = 0; e < x->size; e++) ck_assert_int_eq(r.hits[base + e], 0);
+            ck_assert_msg(same_bits(want + base, x->grad, x->size, x->name), "refused %s", x->name);
+            memset(x->grad, 0, x->size * sizeof(ag_real));
+            continue;
+        }
         int reached = x != A.U && x != A.V && (x != A.D || l2 != 0);
         for (size_t e = 0; e < x->size; e++)
             ck_assert_msg(r.hits[base + e] == reached, "K %zu threads %d: %s[%zu] delivered %d times", K, threads,
@@ -446,6 +469,10 @@ static void sink_matches_backward(size_t K, int threads, double l2) {
     ag_set_threads(1);
 }
 
+static void sink_matches_backward(size_t K, int threads, double l2) {
+    sink_matches_backward_ex(K, threads, l2, 0);
+}
+
 START_TEST(user_sink_sees_each_gradient_once) {
     sink_matches_backward(1, 1, 0);
     sink_matches_backward(1, 1, 1e-3);
@@ -459,11 +486,21 @@ START_TEST(user_sink_sees_each_gradient_once) {
 }
 END_TEST
 
+/* ag_grad_sink.accepts: refused parameters stay out of the sweep's deliveries (GEMM tiles and
+ * ->grad alike, L2 term included) and keep ag_backward's gradient in ->grad. */
+START_TEST(sink_accepts_refuses_parameters) {
+    sink_matches_backward_ex(1, 1, 0, 1);
+    sink_matches_backward_ex(64, 1, 1e-3, 1);
+    sink_matches_backward_ex(64, 3, -1e-3, 1);
+    sink_matches_backward_ex(5, 2, 1e-3, 1);
+}
+END_TEST
+
 START_TEST(sink_bad_arguments) {
     ag_tape *t;
     ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
     ck_assert_int_eq(ag_tape_set_grad_sink(NULL, NULL), AG_ERR_ARG);
-    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){NULL, NULL}), AG_ERR_ARG);
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){.consume = NULL}), AG_ERR_ARG);
     ck_assert_str_eq(ag_tape_errmsg(t), "set_grad_sink: sink has no consume function");
     ag_tape_clear_error(t);
     ck_assert_int_eq(ag_tape_set_grad_sink(t, NULL), AG_OK);
@@ -637,6 +674,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, clipping_sets_a_callers_sink_aside);
     tcase_add_test(tc, user_sink_sees_each_gradient_once);
     tcase_add_test(tc, sink_bad_arguments);
+    tcase_add_test(tc, sink_accepts_refuses_parameters);
     tcase_add_test(tc, nonfinite_gradient_skips_only_its_piece);
     tcase_add_test(tc, sink_with_numeric_check);
     tcase_add_test(tc, fused_steady_state_allocates_nothing);
