@@ -40,10 +40,19 @@ static void sink_tile(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols,
 }
 
 /* The tile plus c * x over it (the L2 term's lambda W, added last as without a sink), in pieces of
- * at most SINK_BUF elements on the stack: the tile may be the GEMM's read-only zeros. */
+ * at most SINK_BUF elements on the stack: the tile may be the GEMM's read-only zeros. The same pass
+ * takes the largest magnitude, as max_abs below does, so a finite piece reaches the sink marked
+ * AG_SINK_FINITE and the sink skips its own scan. */
 #define SINK_BUF 2048
 AG__CLONES static void sink_tile_decay(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p,
                                        size_t ldp) {
+#ifdef AG_DOUBLE
+    typedef int64_t bits_t;
+    const bits_t MAG = INT64_MAX, INF = (bits_t)0x7ff0000000000000;
+#else
+    typedef int32_t bits_t;
+    const bits_t MAG = INT32_MAX, INF = 0x7f800000;
+#endif
     const sink_tile_ctx *c = ctx;
     ag_real buf[SINK_BUF];
     const size_t cc = cols < SINK_BUF ? cols : SINK_BUF, rr = SINK_BUF / cc;
@@ -51,12 +60,20 @@ AG__CLONES static void sink_tile_decay(void *ctx, size_t i0, size_t j0, size_t r
         for (size_t j = 0; j < cols; j += cc) {
             const size_t nr = rows - r0 < rr ? rows - r0 : rr, nc = cols - j < cc ? cols - j : cc;
             const size_t off = (i0 + r0) * c->ld + j0 + j;
+            bits_t m = 0;
             for (size_t r = 0; r < nr; r++) {
                 const ag_real *restrict pr = p + (r0 + r) * ldp + j, *restrict w = c->x->value + off + r * c->ld;
                 ag_real *restrict b = buf + r * nc;
-                for (size_t q = 0; q < nc; q++) b[q] = pr[q] + c->decay * w[q];
+                for (size_t q = 0; q < nc; q++) {
+                    ag_real v = pr[q] + c->decay * w[q];
+                    bits_t vb;
+                    memcpy(&vb, &v, sizeof vb);
+                    vb &= MAG;
+                    m = vb > m ? vb : m;
+                    b[q] = v;
+                }
             }
-            c->sink->consume(c->sink->ctx, c->x, off, nr, nc, c->ld, buf, nc, c->flags);
+            c->sink->consume(c->sink->ctx, c->x, off, nr, nc, c->ld, buf, nc, m < INF ? AG_SINK_FINITE : 0u);
         }
 }
 
@@ -96,9 +113,8 @@ ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size
      * the bound costs O((m + nn) k) against the product's O(m nn k) */
     double bound = (double)k * max_abs(a, ta ? k : m, ta ? m : k, lda) * max_abs(b, tb ? nn : k, tb ? k : nn, ldb);
     sink_tile_ctx c = {&n->out.tape->sink, x, nn, bound < 0.25 * AG__REAL_MAX ? AG_SINK_FINITE : 0u, 0};
-    /* a deferred term comes last; no bound covers it without a pass over x, so the sink scans */
+    /* a deferred term comes last; no bound covers it, so sink_tile_decay checks each piece itself */
     const int decay = ag__take_deferred(n->out.tape, x, &c.decay);
-    if (decay) c.flags = 0;
     return ag__gemm_tiles(ta, tb, m, nn, k, 1, a, lda, b, ldb, work, nn, decay ? sink_tile_decay : sink_tile, &c);
 }
 
