@@ -10,14 +10,20 @@
  *
  * Run with --help for every flag. The data set is Debian's dataset-fashion-mnist.
  */
+#if !defined(_XOPEN_SOURCE) || _XOPEN_SOURCE < 700
+#undef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700 /* realpath (XSI in glibc's headers) */
+#endif
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -133,32 +139,49 @@ static void usage(FILE *f) {
                "  final test_accuracy=<x> epochs=<n> train_seconds=<s> samples_per_second=<n>\n");
 }
 
-static int set_opt(cfg *c, const opt_def *o, const char *v) {
-    char *base = (char *)c + o->off, *end;
+/* s for a message: at most 48 bytes, anything but printable ASCII shown as '?' (metadata read
+ * from a file must not write control sequences to the terminal) */
+static const char *shown(const char *s, char *buf, size_t size) {
+    size_t k = 0;
+    for (; s && *s && k + 4 < size && k < 48; s++) buf[k++] = (*s >= 32 && *s < 127) ? *s : '?';
+    if (s && *s) buf[k++] = '.', buf[k++] = '.', buf[k++] = '.';
+    buf[k] = '\0';
+    return buf;
+}
+
+/* Parse v into the option. from: NULL for the command line (messages name --flag), else the
+ * checkpoint the value was read from (messages name the file and its cfg.<flag> entry). */
+static int set_opt(cfg *c, const opt_def *o, const char *v, const char *from) {
+    char *base = (char *)c + o->off, *end, sv[64], what[1200];
+    if (from) snprintf(what, sizeof what, "%s: cfg.%s in the checkpoint", from, o->name);
+    else snprintf(what, sizeof what, "--%s", o->name);
     errno = 0;
     switch (o->type) {
     case T_STR:
-        if (strlen(v) >= o->size) return fprintf(stderr, "fashion_mnist: --%s: value too long\n", o->name), -1;
+        if (strlen(v) >= o->size) return fprintf(stderr, "fashion_mnist: %s: value too long\n", what), -1;
         memcpy(base, v, strlen(v) + 1);
         return 0;
     case T_DBL: {
         double d = strtod(v, &end);
         if (!*v || *end || errno || !isfinite(d) || d < 0)
-            return fprintf(stderr, "fashion_mnist: --%s: expected a non-negative number, got \"%s\"\n", o->name, v), -1;
+            return fprintf(stderr, "fashion_mnist: %s: expected a non-negative number, got \"%s\"\n", what,
+                           shown(v, sv, sizeof sv)), -1;
         *(double *)(void *)base = d;
         return 0;
     }
     case T_LONG: {
         long l = strtol(v, &end, 10);
         if (!*v || *end || errno || l < 0 || l > 1000000000L)
-            return fprintf(stderr, "fashion_mnist: --%s: expected a non-negative integer, got \"%s\"\n", o->name, v), -1;
+            return fprintf(stderr, "fashion_mnist: %s: expected a non-negative integer, got \"%s\"\n", what,
+                           shown(v, sv, sizeof sv)), -1;
         *(long *)(void *)base = l;
         return 0;
     }
     default: {
         unsigned long long u = strtoull(v, &end, 10);
-        if (!*v || *end || errno || v[0] == '-')
-            return fprintf(stderr, "fashion_mnist: --%s: expected a non-negative integer, got \"%s\"\n", o->name, v), -1;
+        if (!*v || *end || errno || v[0] == '-' || v[0] == '+' || v[0] == ' ')
+            return fprintf(stderr, "fashion_mnist: %s: expected a non-negative integer, got \"%s\"\n", what,
+                           shown(v, sv, sizeof sv)), -1;
         *(unsigned long long *)(void *)base = u;
         return 0;
     }
@@ -221,8 +244,9 @@ static int parse_args(cfg *c, int argc, char **argv, int pass, unsigned char *gi
                 return -1;
             }
             preset(c, val);
+            given[o - OPTS] = 1;
         } else if (pass == 1 && !is_preset) {
-            if (set_opt(c, o, val) != 0) return -1;
+            if (set_opt(c, o, val, NULL) != 0) return -1;
             given[o - OPTS] = 1;
             if (strcmp(name, "weight-decay") == 0) given[find_opt("lambda") - OPTS] = 1;
         }
@@ -246,6 +270,109 @@ static void die(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
+}
+
+/* Standard output checked at exit: a full disk or a closed pipe must not end in status 0. */
+static int finish(int rc) {
+    int e = fflush(stdout) != 0 ? errno : 0;
+    if (e || ferror(stdout)) {
+        fprintf(stderr, "fashion_mnist: cannot write to standard output%s%s\n", e ? ": " : "", e ? strerror(e) : "");
+        return rc ? rc : 1;
+    }
+    return rc;
+}
+
+/* SIGINT/SIGTERM during training: the handler only records the signal and restores the default
+ * action (a second Ctrl-C ends the program at once); the training loop stops after the current
+ * step. */
+static volatile sig_atomic_t stop_signal;
+static void on_signal(int sig) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    sigaction(sig, &sa, NULL);
+    stop_signal = sig;
+}
+static void catch_signals(void) {
+    const int sigs[2] = {SIGINT, SIGTERM};
+    for (int i = 0; i < 2; i++) {
+        struct sigaction sa, old;
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue; /* e.g. nohup, & */
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+static const char *signal_name(int sig) { return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal"; }
+
+/* ---------------------------------------------------------------- output files */
+
+static const char *file_kind(mode_t m) {
+    return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) || S_ISBLK(m) ? "a device"
+         : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* An output replaced through a temporary file and rename may be a regular file or not exist yet.
+ * A symbolic link to a regular file is followed: out (when not NULL) gets the file it points to,
+ * which is replaced while the link stays. Anything else (a directory, a FIFO, a device, a dangling
+ * link) is refused rather than replaced. */
+static void output_target(const char *flag, const char *path, char *out, size_t size) {
+    struct stat st;
+    if (out) snprintf(out, size, "%s", path);
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) return;
+        die("--%s %s: %s", flag, path, strerror(errno));
+    }
+    if (S_ISLNK(st.st_mode)) {
+        if (stat(path, &st) != 0)
+            die("--%s %s: a symbolic link to %s (%s); refusing to replace it", flag, path,
+                errno == ENOENT ? "a missing file" : "a file that cannot be reached", strerror(errno));
+        if (!S_ISREG(st.st_mode))
+            die("--%s %s: a symbolic link to %s; refusing to replace it (give a regular file)", flag, path,
+                file_kind(st.st_mode));
+        if (out) {
+            char *r = realpath(path, NULL);
+            if (!r) die("--%s %s: %s", flag, path, strerror(errno));
+            if (strlen(r) >= size) die("--%s %s: the file it links to has too long a path", flag, path);
+            snprintf(out, size, "%s", r);
+            free(r);
+        }
+        return;
+    }
+    if (!S_ISREG(st.st_mode))
+        die("--%s %s: exists and is %s; refusing to replace it (give a regular file)", flag, path,
+            file_kind(st.st_mode));
+}
+
+/* path made absolute with its directory's symbolic links resolved (the file itself may not exist) */
+static void canonical(const char *path, char *out, size_t size) {
+    char *r = realpath(path, NULL);
+    if (!r) {
+        const char *slash = strrchr(path, '/');
+        char dir[1100];
+        if (!slash) snprintf(dir, sizeof dir, ".");
+        else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+        char *rd = realpath(dir, NULL);
+        if (rd) snprintf(out, size, "%s/%s", rd, slash ? slash + 1 : path);
+        else snprintf(out, size, "%s", path);
+        free(rd);
+        return;
+    }
+    snprintf(out, size, "%s", r);
+    free(r);
+}
+
+/* Two flags naming the same file (after symbolic links, or hard links to one file) */
+static int same_file(const char *a, const char *b) {
+    if (strcmp(a, b) == 0) return 1;
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0) return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+    char ca[2300], cb[2300];
+    canonical(a, ca, sizeof ca);
+    canonical(b, cb, sizeof cb);
+    return strcmp(ca, cb) == 0;
 }
 
 /* Counting allocator: proves the steady-state step allocates nothing. */
@@ -274,20 +401,29 @@ static ag_status parse_init(const char *s, ag_init *out) {
     return AG_OK;
 }
 
-/* The data set: <dir>/<name>.gz, or <dir>/<name> uncompressed. */
+/* One file of the data set: <dir>/<name>.gz, or <dir>/<name> uncompressed (each file on its own:
+ * the images may be compressed and the labels not). Missing: the .gz name, for the message. */
+static int data_file(char *out, size_t size, const char *dir, const char *name) {
+    snprintf(out, size, "%s/%s.gz", dir, name);
+    if (access(out, F_OK) == 0) return 1;
+    snprintf(out, size, "%s/%s", dir, name);
+    if (access(out, F_OK) == 0) return 1;
+    snprintf(out, size, "%s/%s.gz", dir, name);
+    return 0;
+}
+
 static void load_split(ag_dataset *ds, const char *dir, const char *prefix, long limit) {
-    char ip[1200], lp[1200], err[AG_IO_ERRMSG_SIZE];
-    const char *ext[2] = {".gz", ""};
-    int found = 0;
-    for (int k = 0; k < 2 && !found; k++) {
-        snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte%s", dir, prefix, ext[k]);
-        snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte%s", dir, prefix, ext[k]);
-        found = access(ip, F_OK) == 0;
-    }
-    if (!found) snprintf(ip, sizeof ip, "%s/%s-images-idx3-ubyte.gz", dir, prefix);
-    if (!found) snprintf(lp, sizeof lp, "%s/%s-labels-idx1-ubyte.gz", dir, prefix);
+    char ip[1200], lp[1200], name[64], err[AG_IO_ERRMSG_SIZE];
+    snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
+    int found = data_file(ip, sizeof ip, dir, name);
+    snprintf(name, sizeof name, "%s-labels-idx1-ubyte", prefix);
+    found &= data_file(lp, sizeof lp, dir, name);
     ag_idx_options o = {.classes = 10, .rows = 28, .cols = 28, .limit = (size_t)limit};
     if (ag_dataset_load(ds, ip, lp, &o, err, sizeof err) != AG_OK) {
+        if (stop_signal) { /* Ctrl-C also ends the gzip -dc reading the file */
+            fprintf(stderr, "fashion_mnist: interrupted (%s) while loading the data\n", signal_name(stop_signal));
+            exit(128 + stop_signal);
+        }
         fprintf(stderr, "fashion_mnist: %s\n", err);
         if (!found && strcmp(dir, DEFAULT_DATA) == 0)
             fprintf(stderr, "fashion_mnist: the data set is not installed; install it with:\n"
@@ -341,6 +477,99 @@ static void net_free(net *n) {
     ag_tape_free(n->t);
 }
 
+/* ---------------------------------------------------------------- model and checkpoint files */
+
+/* The names the program knows for a metadata entry: NULL when value is one of them, else the list
+ * for the message. */
+static const char *unknown_name(const char *key, const char *value) {
+    ag_act a;
+    ag_init in;
+    if (!strcmp(key, "act") || !strcmp(key, "activation"))
+        return ag_act_parse(value, &a) == AG_OK ? NULL : "relu, sigmoid, tanh";
+    if (!strcmp(key, "init")) return parse_init(value, &in) == AG_OK ? NULL : "he, glorot, glorot-uniform, small";
+    if (!strcmp(key, "loss")) return !strcmp(value, "mse") || !strcmp(value, "xent") ? NULL : "mse, xent";
+    if (!strcmp(key, "optim"))
+        return !strcmp(value, "sgd") || !strcmp(value, "momentum") || !strcmp(value, "nesterov") ||
+                       !strcmp(value, "adam") || !strcmp(value, "adamw")
+                   ? NULL
+                   : "sgd, momentum, nesterov, adam, adamw";
+    if (!strcmp(key, "schedule"))
+        return !strcmp(value, "constant") || !strcmp(value, "cosine") || !strcmp(value, "step") ? NULL
+                                                                                                : "constant, cosine, step";
+    return NULL;
+}
+
+/* The arch of a file, checked against the file's own tensors before anything is built from it:
+ * fc<i>.W must be sizes[i] x sizes[i-1] and fc<i>.b sizes[i]. An edited or damaged "arch" can thus
+ * neither make the program allocate a model the file does not hold nor load into another one. */
+static void check_arch(const ag_model_file *mf, const char *file, const char *key, const char *arch) {
+    size_t sizes[AG_MLP_MAX_LAYERS], n;
+    char err[512], sv[64];
+    if (ag_mlp_parse_spec(arch, sizes, AG_MLP_MAX_LAYERS, &n, err, sizeof err) != AG_OK)
+        die("%s: %s \"%s\" in the file is not a list of layer sizes (%s)", file, key, shown(arch, sv, sizeof sv), err);
+    if (sizes[0] != 784 || sizes[n - 1] != 10)
+        die("%s: %s %s in the file: the network must have 784 inputs and 10 outputs", file, key, arch);
+    for (size_t i = 1; i < n; i++) {
+        for (int b = 0; b < 2; b++) {
+            char nm[48];
+            snprintf(nm, sizeof nm, "fc%zu.%s", i, b ? "b" : "W");
+            const ag_model_tensor *t = ag_model_find(mf, nm);
+            if (!t) die("%s: %s %s in the file needs a tensor %s, which the file lacks", file, key, arch, nm);
+            int ok = b ? t->ndim == 1 && t->shape[0] == sizes[i]
+                       : t->ndim == 2 && t->shape[0] == sizes[i] && t->shape[1] == sizes[i - 1];
+            if (!ok) {
+                char shape[128] = "";
+                for (int d = 0; d < t->ndim && d < 8; d++)
+                    snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%zu", d ? "x" : "", t->shape[d]);
+                if (b) die("%s: %s %s in the file does not match its tensors: %s is [%s], the arch needs [%zu]", file,
+                           key, arch, nm, shape, sizes[i]);
+                die("%s: %s %s in the file does not match its tensors: %s is [%s], the arch needs [%zux%zu]", file, key,
+                    arch, nm, shape, sizes[i], sizes[i - 1]);
+            }
+        }
+    }
+    char nm[48];
+    snprintf(nm, sizeof nm, "fc%zu.W", n);
+    if (ag_model_find(mf, nm)) die("%s: %s %s in the file has %zu layers but the file holds %s", file, key, arch, n - 1, nm);
+}
+
+/* Every parameter (and extra buffer) finite: a model holding NaN or Inf would evaluate to NaN. */
+static void check_finite(const char *file, const ag_params *ps, const ag_named_buf *extra, size_t n_extra) {
+    for (size_t i = 0; i < ag_params_count(ps); i++) {
+        const ag_tensor *p = ag_params_at(ps, i);
+        for (size_t j = 0; j < p->size; j++)
+            if (!isfinite((double)p->value[j]))
+                die("%s: %s[%zu] is %g: the file holds non-finite weights and cannot be used", file,
+                    p->name ? p->name : "?", j, (double)p->value[j]);
+    }
+    for (size_t i = 0; i < n_extra; i++)
+        for (size_t j = 0; j < extra[i].n; j++)
+            if (!isfinite((double)extra[i].data[j]))
+                die("%s: %s[%zu] is %g: the file holds a non-finite optimizer state and cannot be used", file,
+                    extra[i].name, j, (double)extra[i].data[j]);
+}
+
+/* A count in metadata: digits only, at most max. */
+static int meta_count(const char *s, unsigned long long max, unsigned long long *out) {
+    if (!s || *s < '0' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*end || errno || v > max) return -1;
+    *out = v;
+    return 0;
+}
+/* A non-negative finite number in metadata. */
+static int meta_number(const char *s, double *out) {
+    if (!s || !*s) return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (*end || errno || !isfinite(v) || v < 0) return -1;
+    *out = v;
+    return 0;
+}
+
 /* Test-set evaluation in no-grad mode: accuracy, mean loss, per-class correct counts. */
 static double evaluate(net *n, const ag_dataset *ds, ag_real *x, int32_t *y, ag_real *onehot, uint32_t *idx,
                        size_t bs, double *loss_out, size_t *correct, size_t *total) {
@@ -386,15 +615,34 @@ static int run_eval(const cfg *c) {
     char err[AG_IO_ERRMSG_SIZE];
     ag_model_file *mf;
     if (ag_model_open(c->eval, &mf, err, sizeof err) != AG_OK) die("%s", err);
+    const char *kind = ag_model_meta(mf, "kind");
+    char sv[64];
+    if (kind && !strcmp(kind, "fashion_mnist checkpoint"))
+        die("%s is a training checkpoint, not a model: --eval takes the model file (--model, by default "
+            "fashion_mnist.safetensors), or continue training with --resume %s",
+            c->eval, c->eval);
+    if (kind && strcmp(kind, "fashion_mnist model"))
+        die("%s: kind \"%s\" in the file: not a fashion_mnist model", c->eval, shown(kind, sv, sizeof sv));
     const char *arch = ag_model_meta(mf, "arch"), *act = ag_model_meta(mf, "activation"),
                *loss = ag_model_meta(mf, "loss");
     if (!arch || !act || !loss)
         die("%s: the file lacks the arch/activation/loss metadata that fashion_mnist writes", c->eval);
+    const char *known;
+    if ((known = unknown_name("activation", act)))
+        die("%s: activation \"%s\" in the file is unknown (%s)", c->eval, shown(act, sv, sizeof sv), known);
+    if ((known = unknown_name("loss", loss)))
+        die("%s: loss \"%s\" in the file is unknown (%s)", c->eval, shown(loss, sv, sizeof sv), known);
+    const char *ep = ag_model_meta(mf, "epochs");
+    unsigned long long epochs = 0;
+    if (ep && meta_count(ep, 1000000000ULL, &epochs) != 0)
+        die("%s: epochs \"%s\" in the file is not a number of epochs", c->eval, shown(ep, sv, sizeof sv));
+    check_arch(mf, c->eval, "arch", arch);
     net n;
     net_build(&n, arch, act, loss, "he", 1);
     if (ag_model_read(mf, n.ps, NULL, 0, err, sizeof err) != AG_OK) die("%s", err);
-    const char *ep = ag_model_meta(mf, "epochs");
-    printf("model %s: %s %s, %s loss, trained %s epochs\n", c->eval, arch, act, loss, ep ? ep : "?");
+    check_finite(c->eval, n.ps, NULL, 0);
+    if (ep) printf("model %s: %s %s, %s loss, trained %llu epochs\n", c->eval, arch, act, loss, epochs);
+    else printf("model %s: %s %s, %s loss, trained ? epochs\n", c->eval, arch, act, loss);
     ag_model_close(mf);
     ag_dataset test;
     load_split(&test, c->data, "t10k", c->test_limit);
@@ -412,7 +660,7 @@ static int run_eval(const cfg *c) {
     free(x), free(oh), free(y), free(idx);
     ag_dataset_free(&test);
     net_free(&n);
-    return 0;
+    return finish(0);
 }
 
 /* ---------------------------------------------------------------- training */
@@ -433,30 +681,69 @@ static char *hist_encode(const hist *h, size_t n) {
                               h[i].test_loss, h[i].test_acc, h[i].seconds, h[i].sps, h[i].lr);
     return s;
 }
-static size_t hist_decode(const char *s, hist *h, size_t max) {
-    size_t n = 0;
-    while (s && *s && n < max) {
-        hist r;
-        if (sscanf(s, "%lf,%lf,%lf,%lf,%lf,%lf", &r.train_loss, &r.test_loss, &r.test_acc, &r.seconds, &r.sps,
-                   &r.lr) != 6)
-            break;
-        h[n++] = r;
-        s = strchr(s, ';');
-        if (s) s++;
+/* Exactly n rows of hist_encode's text into h (which holds n); -1 if s is anything else. */
+static int hist_decode(const char *s, hist *h, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        double v[6];
+        for (int k = 0; k < 6; k++) {
+            char *end;
+            if (*s == ' ' || *s == '\0') return -1;
+            v[k] = strtod(s, &end);
+            if (end == s || *end != (k < 5 ? ',' : i + 1 < n ? ';' : '\0')) return -1;
+            s = *end ? end + 1 : end;
+        }
+        h[i] = (hist){v[0], v[1], v[2], v[3], v[4], v[5]};
     }
-    return n;
+    return *s ? -1 : 0;
 }
 
+/* The metrics CSV, through a temporary file renamed over the target (resolved by output_target
+ * each time: a symbolic link is followed, anything but a regular file refused); the temporary file
+ * is removed on every failure. */
 static void write_metrics(const char *path, const hist *h, size_t n) {
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+    char real[1100], tmp[1200];
+    output_target("metrics", path, real, sizeof real);
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", real, (long)getpid());
     FILE *f = fopen(tmp, "w");
     if (!f) die("%s: cannot write: %s", path, strerror(errno));
+    errno = 0;
     fprintf(f, "epoch,train_loss,test_loss,test_accuracy,learning_rate,epoch_seconds,samples_per_second\n");
     for (size_t i = 0; i < n; i++)
         fprintf(f, "%zu,%.6f,%.6f,%.4f,%.6g,%.3f,%.0f\n", i + 1, h[i].train_loss, h[i].test_loss, h[i].test_acc,
                 h[i].lr, h[i].seconds, h[i].sps);
-    if (fclose(f) != 0 || rename(tmp, path) != 0) die("%s: cannot write: %s", path, strerror(errno));
+    int e = ferror(f) ? (errno ? errno : EIO) : 0;
+    if (fclose(f) != 0 && !e) e = errno ? errno : EIO;
+    if (!e && rename(tmp, real) != 0) e = errno;
+    if (e) {
+        unlink(tmp);
+        die("%s: cannot write: %s", path, strerror(e));
+    }
+}
+
+/* Where training can go on from, after a stop (blow-up or signal); finishes the line begun. */
+static void last_checkpoint(const cfg *c, size_t epochs_done, size_t start_epoch) {
+    if (epochs_done > start_epoch && c->checkpoint[0])
+        fprintf(stderr, "the last good checkpoint is %s (epoch %zu): continue with --resume %s\n", c->checkpoint,
+                epochs_done, c->checkpoint);
+    else if (start_epoch > 0)
+        fprintf(stderr, "the last good checkpoint is %s (epoch %zu): continue with --resume %s\n", c->resume,
+                start_epoch, c->resume);
+    else if (!c->checkpoint[0])
+        fprintf(stderr, "no checkpoint was written (--checkpoint is empty)\n");
+    else
+        fprintf(stderr, "no checkpoint was written (the first epoch did not finish)\n");
+}
+
+/* A setting out of range: named as the flag, or as the checkpoint's entry when it came from there. */
+static void bad_setting(const cfg *c, const unsigned char *from_ck, const char *name, const char *rule) {
+    const opt_def *o = find_opt(name);
+    if (from_ck[o - OPTS]) {
+        char v[64];
+        opt_str(c, o, v, sizeof v);
+        die("%s: cfg.%s %s in the checkpoint %s (no --%s was given; the checkpoint holds it)", c->resume, name, v, rule,
+            name);
+    }
+    die("--%s %s", name, rule);
 }
 
 static void progress(int epoch, int epochs, size_t step, size_t steps, double loss, double sps, double eta) {
@@ -499,25 +786,115 @@ int main(int argc, char **argv) {
 
     if (c.eval[0]) return run_eval(&c);
 
-    /* --resume: settings from the checkpoint, then the flags given explicitly */
-    char err[AG_IO_ERRMSG_SIZE];
+    /* --resume: settings from the checkpoint, then the flags given explicitly. Every entry read is
+     * checked (numbers parsed whole and in range, names from the known sets) before use. A flag that
+     * would change the network or the optimizer is refused; one that changes the rest of the run
+     * (learning rate, batch, ...) is applied and reported. */
+    char err[AG_IO_ERRMSG_SIZE], sv[64];
     ag_model_file *ck = NULL;
+    unsigned char from_ck[N_OPTS] = {0}; /* the value was read from the checkpoint (for messages) */
     if (c.resume[0]) {
+        if (given[find_opt("preset") - OPTS])
+            die("--preset cannot be combined with --resume: a resumed run keeps the settings saved in %s "
+                "(flags such as --epochs or --lr change what may change)",
+                c.resume);
         if (ag_model_open(c.resume, &ck, err, sizeof err) != AG_OK) die("%s", err);
         const char *kind = ag_model_meta(ck, "kind");
+        if (kind && !strcmp(kind, "fashion_mnist model"))
+            die("%s is a model, not a checkpoint: --resume takes the checkpoint file (--checkpoint, by default "
+                "fashion_mnist.ckpt.safetensors)",
+                c.resume);
         if (!kind || strcmp(kind, "fashion_mnist checkpoint") != 0)
             die("%s: not a fashion_mnist checkpoint (no kind metadata)", c.resume);
+        cfg saved = c;
         for (size_t i = 0; i < N_OPTS; i++) {
-            char key[80];
-            snprintf(key, sizeof key, "cfg.%s", OPTS[i].name);
-            const char *v = ag_model_meta(ck, key);
-            if (OPTS[i].saved && v && !given[i] && set_opt(&c, &OPTS[i], v) != 0)
-                die("%s: bad %s in the checkpoint", c.resume, key);
+            const opt_def *o = &OPTS[i];
+            if (!o->saved) continue;
+            char key[80], mine[1100], theirs[1100];
+            snprintf(key, sizeof key, "cfg.%s", o->name);
+            const char *v = ag_model_meta(ck, key), *known;
+            int model_setting = !strcmp(o->name, "arch") || !strcmp(o->name, "act") || !strcmp(o->name, "loss") ||
+                                !strcmp(o->name, "init") || !strcmp(o->name, "optim");
+            if (!v) {
+                if (model_setting) die("%s: the checkpoint lacks the %s metadata", c.resume, key);
+                continue;
+            }
+            if (set_opt(&saved, o, v, c.resume) != 0) exit(1);
+            if ((known = unknown_name(o->name, v)))
+                die("%s: %s \"%s\" in the checkpoint is unknown (%s)", c.resume, key, shown(v, sv, sizeof sv), known);
+            if (!given[i]) {
+                memcpy((char *)&c + o->off, (char *)&saved + o->off, o->size);
+                from_ck[i] = 1;
+                continue;
+            }
+            opt_str(&c, o, mine, sizeof mine);
+            opt_str(&saved, o, theirs, sizeof theirs);
+            if (!strcmp(mine, theirs) || !strcmp(o->name, "epochs")) continue; /* --epochs: the total to reach */
+            if (model_setting)
+                die("--%s %s conflicts with %s, saved with %s %s: a resumed run keeps the checkpoint's network and "
+                    "optimizer (drop the flag, or train anew without --resume)",
+                    o->name, mine, c.resume, key, shown(theirs, sv, sizeof sv));
+            fprintf(stderr, "fashion_mnist: --%s %s replaces %s %s saved in %s\n", o->name, mine, key,
+                    shown(theirs, sv, sizeof sv), c.resume);
         }
+        /* the checkpoint goes on being written where it was read, unless --checkpoint says otherwise */
+        if (!given[find_opt("checkpoint") - OPTS]) snprintf(c.checkpoint, sizeof c.checkpoint, "%s", c.resume);
     }
-    if (c.batch < 1) die("--batch must be at least 1");
-    if (c.epochs < 1) die("--epochs must be at least 1");
-    if (!(c.lr > 0)) die("--lr must be positive");
+    if (c.batch < 1) bad_setting(&c, from_ck, "batch", "must be at least 1");
+    if (c.epochs < 1) bad_setting(&c, from_ck, "epochs", "must be at least 1");
+    if (!(c.lr > 0)) bad_setting(&c, from_ck, "lr", "must be positive");
+    if (c.target_acc > 1) die("--target-acc %g: a test accuracy is at most 1 (give a value in (0, 1], 0 = off)", c.target_acc);
+
+    /* the checkpoint's counters and history, and its arch against its tensors, before anything is
+     * built or allocated from them */
+    size_t start_epoch = 0, h_cap = 16;
+    unsigned long long ck_steps = 0;
+    double train_seconds = 0, samples_done = 0;
+    hist *h = NULL;
+    if (ck) {
+        const char *e = ag_model_meta(ck, "epoch"), *st = ag_model_meta(ck, "optim_steps"),
+                   *ts = ag_model_meta(ck, "train_seconds"), *sd = ag_model_meta(ck, "samples"),
+                   *hs = ag_model_meta(ck, "history");
+        unsigned long long ev;
+        if (!e || !st) die("%s: checkpoint lacks epoch/optim_steps metadata", c.resume);
+        if (meta_count(e, 1000000000ULL, &ev) != 0)
+            die("%s: epoch \"%s\" in the checkpoint is not a number of epochs", c.resume, shown(e, sv, sizeof sv));
+        if (meta_count(st, UINT64_MAX, &ck_steps) != 0)
+            die("%s: optim_steps \"%s\" in the checkpoint is not a number of steps", c.resume, shown(st, sv, sizeof sv));
+        if (ts && meta_number(ts, &train_seconds) != 0)
+            die("%s: train_seconds \"%s\" in the checkpoint is not a number of seconds", c.resume,
+                shown(ts, sv, sizeof sv));
+        if (sd && meta_number(sd, &samples_done) != 0)
+            die("%s: samples \"%s\" in the checkpoint is not a number of samples", c.resume, shown(sd, sv, sizeof sv));
+        start_epoch = (size_t)ev;
+        h_cap += start_epoch;
+        h = calloc(h_cap, sizeof *h);
+        if (!h) die("out of memory");
+        if (hs && hist_decode(hs, h, start_epoch) != 0)
+            die("%s: history in the checkpoint is not the metrics of its %zu epochs", c.resume, start_epoch);
+        check_arch(ck, c.resume, "cfg.arch", c.arch);
+    } else {
+        h = calloc(h_cap, sizeof *h);
+        if (!h) die("out of memory");
+    }
+
+    /* the outputs: each a file of its own, a regular one or none yet */
+    {
+        const char *flag[4] = {"model", "checkpoint", "metrics", "plot"};
+        if (c.resume[0] && !given[find_opt("checkpoint") - OPTS]) flag[1] = "resume"; /* the checkpoint's path */
+        const char *path[4] = {c.model, c.checkpoint, c.metrics, c.plot};
+        for (int i = 0; i < 4; i++)
+            if (path[i][0]) output_target(flag[i], path[i], NULL, 0);
+        for (int i = 0; i < 4; i++)
+            for (int j = i + 1; j < 4; j++)
+                if (path[i][0] && path[j][0] && same_file(path[i], path[j]))
+                    die("--%s %s and --%s %s name the same file: give each output its own path", flag[i], path[i],
+                        flag[j], path[j]);
+        for (int i = 0; i < 4; i++)
+            if (c.resume[0] && i != 1 && strcmp(flag[1], "resume") && path[i][0] && same_file(path[i], c.resume))
+                die("--%s %s is the checkpoint given to --resume: give the %s another path", flag[i], path[i], flag[i]);
+    }
+    catch_signals();
 
     ag_dataset train, test;
     load_split(&train, c.data, "train", c.limit);
@@ -553,20 +930,10 @@ int main(int argc, char **argv) {
         state[i].name = state_names[i];
     }
 
-    hist *h = calloc((size_t)c.epochs + 1, sizeof *h);
-    if (!h) die("out of memory");
-    size_t start_epoch = 0;
-    double train_seconds = 0, samples_done = 0;
     if (ck) {
         if (ag_model_read(ck, n.ps, state, n_state, err, sizeof err) != AG_OK) die("%s", err);
-        const char *e = ag_model_meta(ck, "epoch"), *st = ag_model_meta(ck, "optim_steps"),
-                   *ts = ag_model_meta(ck, "train_seconds"), *sd = ag_model_meta(ck, "samples");
-        if (!e || !st) die("%s: checkpoint lacks epoch/optim_steps metadata", c.resume);
-        start_epoch = strtoul(e, NULL, 10);
-        ag_optim_set_steps(opt, strtoull(st, NULL, 10));
-        train_seconds = ts ? strtod(ts, NULL) : 0;
-        samples_done = sd ? strtod(sd, NULL) : 0;
-        hist_decode(ag_model_meta(ck, "history"), h, start_epoch < (size_t)c.epochs ? start_epoch : (size_t)c.epochs);
+        check_finite(c.resume, n.ps, state, n_state);
+        ag_optim_set_steps(opt, ck_steps);
         ag_model_close(ck);
         ck = NULL;
         if (start_epoch >= (size_t)c.epochs)
@@ -578,15 +945,22 @@ int main(int argc, char **argv) {
 
     size_t numel = 0;
     for (size_t i = 0; i < ag_params_count(n.ps); i++) numel += ag_params_at(n.ps, i)->size;
-    printf("fashion_mnist: preset %s: %s %s, %s loss, %s lr %g %s, lambda %g, batch %zu, %ld epochs, seed %llu, "
-           "%d threads (%s kernels), " AG_REAL_NAME ", denormals %s\n",
-           c.preset, c.arch, c.act, c.loss, c.optim, c.lr, c.schedule,
-           c.lambda, bs, c.epochs, c.seed, ag_get_threads(), ag_kernel_name(),
+    /* what is used: a resumed run's settings are the checkpoint's (and the flags that replace them) */
+    char head[1100], capped[96] = "";
+    if (c.resume[0]) snprintf(head, sizeof head, "resumed from %s", c.resume);
+    else snprintf(head, sizeof head, "preset %s", c.preset);
+    if (c.threads > ag_get_threads())
+        snprintf(capped, sizeof capped, "; --threads %ld is capped at %d", c.threads, ag_get_threads());
+    printf("fashion_mnist: %s: %s %s, %s loss, %s lr %g %s, lambda %g, batch %zu, %ld epochs, seed %llu, "
+           "%d threads (%s kernels%s), " AG_REAL_NAME ", denormals %s\n",
+           head, c.arch, c.act, c.loss, c.optim, c.lr, c.schedule,
+           c.lambda, bs, c.epochs, c.seed, ag_get_threads(), ag_kernel_name(), capped,
            flushed ? "flushed (FTZ/DAZ; --no-flush-denormal keeps them)" : "kept");
     printf("data: %zu training and %zu test images from %s; %zu parameters\n", train.n, test.n, c.data, numel);
 
     /* buffers for one batch, reused by every step: the step allocates nothing */
-    size_t ebs = bs > 1000 ? bs : 1000;
+    size_t ebs = bs < train.n ? bs : train.n; /* a batch larger than the data is the whole data */
+    if (ebs < 1000) ebs = 1000;                /* evaluate() goes 1000 images at a time */
     ag_real *x = alloc_aligned(ebs * 784 * sizeof *x), *oh = alloc_aligned(ebs * 10 * sizeof *oh);
     int32_t *y = malloc(ebs * sizeof *y);
     uint32_t *order = malloc(train.n * sizeof *order), *eidx = malloc(ebs * sizeof *eidx);
@@ -601,8 +975,23 @@ int main(int argc, char **argv) {
     if (c.stop_after > 0 && (size_t)c.stop_after < end_epoch) end_epoch = (size_t)c.stop_after;
     size_t epochs_done = start_epoch;
     int blown = 0; /* numerical blow-up: stop, keep the last good checkpoint, exit EXIT_NUMERIC */
+    int interrupted = 0; /* SIGINT/SIGTERM: stop after the current step, exit 128 + the signal */
     ag_optim_zero_grad(opt); /* from here on each successful step clears the gradients */
     for (size_t epoch = start_epoch; epoch < end_epoch; epoch++) {
+        if (epoch >= h_cap) { /* the history grows with the epochs run, not with --epochs */
+            size_t cap = h_cap * 2 > epoch + 1 ? h_cap * 2 : epoch + 1;
+            hist *nh = realloc(h, cap * sizeof *h);
+            if (!nh) die("out of memory");
+            memset(nh + h_cap, 0, (cap - h_cap) * sizeof *nh);
+            h = nh, h_cap = cap;
+        }
+        if (stop_signal) {
+            if (tty) fputs("\r\x1b[K", stderr);
+            fprintf(stderr, "fashion_mnist: interrupted (%s) before epoch %zu; ", signal_name(stop_signal), epoch + 1);
+            last_checkpoint(&c, epochs_done, start_epoch);
+            interrupted = stop_signal;
+            break;
+        }
         ag_dataset_shuffle(order, train.n, c.seed, epoch);
         double t0 = now(), last_draw = 0, loss_sum = 0;
         double lr_epoch = ag_optim_lr(opt);
@@ -630,15 +1019,21 @@ int main(int argc, char **argv) {
                         "fashion_mnist: numerical blow-up: the loss is %g at epoch %zu step %zu/%zu (learning rate %g "
                         "too high?); stopping.\n",
                         lv, epoch + 1, s + 1, steps, ag_optim_lr(opt));
-                if (epoch > 0 || start_epoch > 0)
-                    fprintf(stderr, "fashion_mnist: the last good checkpoint is %s (epoch %zu)\n", c.checkpoint, epoch);
-                else
-                    fprintf(stderr, "fashion_mnist: no checkpoint was written (the first epoch did not finish)\n");
+                fputs("fashion_mnist: ", stderr);
+                last_checkpoint(&c, epochs_done, start_epoch);
                 blown = 1;
                 break;
             }
             if (st != AG_OK) die("training step: %s", ag_optim_errmsg(opt));
             loss_sum += lv * (double)k;
+            if (stop_signal) {
+                if (tty) fputs("\r\x1b[K", stderr);
+                fprintf(stderr, "fashion_mnist: interrupted (%s) at epoch %zu step %zu/%zu; ", signal_name(stop_signal),
+                        epoch + 1, s + 1, steps);
+                last_checkpoint(&c, epochs_done, start_epoch);
+                interrupted = stop_signal;
+                break;
+            }
             if (s > 0) steady_allocs += atomic_load(&n_allocs) - a0;
             if (tty) {
                 double tn = now();
@@ -650,7 +1045,7 @@ int main(int argc, char **argv) {
                 }
             }
         }
-        if (blown) break;
+        if (blown || interrupted) break;
         double dt = now() - t0;
         if (tty) fputs("\r\x1b[K", stderr);
         train_seconds += dt;
@@ -668,8 +1063,8 @@ int main(int argc, char **argv) {
             for (size_t j = 0; j < p->size && finite; j++) finite = isfinite((double)p->value[j]);
         }
         if (!finite) {
-            fprintf(stderr, "fashion_mnist: numerical blow-up: non-finite weights after epoch %zu; stopping. ", epoch + 1);
-            fprintf(stderr, "The last good checkpoint is %s\n", c.checkpoint);
+            fprintf(stderr, "fashion_mnist: numerical blow-up: non-finite weights after epoch %zu; stopping.\nfashion_mnist: ", epoch + 1);
+            last_checkpoint(&c, epochs_done, start_epoch);
             blown = 1;
             break;
         }
@@ -717,7 +1112,9 @@ int main(int argc, char **argv) {
             }
             char title[400];
             snprintf(title, sizeof title, "Fashion-MNIST %s %s, %s loss, %s", c.arch, c.act, c.loss, c.optim);
-            if (svg_write_curves(c.plot, title, epoch + 1, a, a + epoch + 1, a + 2 * (epoch + 1)) != 0)
+            char real[1100];
+            output_target("plot", c.plot, real, sizeof real); /* svg_write_curves removes its temporary file on failure */
+            if (svg_write_curves(real, title, epoch + 1, a, a + epoch + 1, a + 2 * (epoch + 1)) != 0)
                 die("%s: cannot write: %s", c.plot, strerror(errno));
             free(a);
         }
@@ -726,7 +1123,7 @@ int main(int argc, char **argv) {
             break;
         }
     }
-    if (blown) goto cleanup;
+    if (blown || interrupted) goto cleanup;
     if (start_epoch >= end_epoch) {
         double tl;
         acc = evaluate(&n, &test, x, y, oh, eidx, 1000, &tl, correct, total);
@@ -755,5 +1152,5 @@ cleanup:
     net_free(&n);
     ag_dataset_free(&train);
     ag_dataset_free(&test);
-    return blown ? EXIT_NUMERIC : 0;
+    return finish(interrupted ? 128 + interrupted : blown ? EXIT_NUMERIC : 0);
 }
