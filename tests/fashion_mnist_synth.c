@@ -4,6 +4,11 @@
  * drawn as a bright horizontal band at rows 2c+4..2c+6 over deterministic noise.
  *
  *     fashion_mnist_synth DIR     (train files gzipped when gzip is available, test files raw)
+ *
+ * and damages model files for the tests of metadata checks: the value of one metadata entry is
+ * replaced (the data section and its CRC are kept, so the file stays a sound safetensors file):
+ *
+ *     fashion_mnist_synth --set-meta IN OUT KEY VALUE
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,9 +49,43 @@ static int write_set(const char *dir, const char *prefix, unsigned n) {
     return fclose(fi) | fclose(fl);
 }
 
+/* "KEY":"old" in the JSON header of IN becomes "KEY":"VALUE" in OUT (values without escapes). */
+static int set_meta(const char *in, const char *out, const char *key, const char *value) {
+    FILE *f = fopen(in, "rb");
+    if (!f) return perror(in), 1;
+    static unsigned char buf[1 << 24];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    unsigned long long n = 0;
+    for (int i = 7; i >= 0 && len >= 8; i--) n = n << 8 | buf[i];
+    if (len < 8 || n > len - 8) return fprintf(stderr, "%s: not a safetensors file\n", in), 1;
+    size_t data = 8 + (size_t)n; /* the data section follows the header */
+    char *hdr = malloc(n + 1), needle[256];
+    if (!hdr) return 1;
+    memcpy(hdr, buf + 8, n);
+    hdr[n] = '\0';
+    while (n && hdr[n - 1] == ' ') hdr[--n] = '\0';
+    snprintf(needle, sizeof needle, "\"%s\":\"", key);
+    char *at = strstr(hdr, needle), *end = at ? strchr(at + strlen(needle), '"') : NULL;
+    if (!end) return fprintf(stderr, "%s: no metadata entry %s\n", in, key), free(hdr), 1;
+    size_t pre = (size_t)(at - hdr) + strlen(needle), nn = pre + strlen(value) + strlen(end);
+    size_t padded = (nn + 7) / 8 * 8;
+    FILE *o = fopen(out, "wb");
+    if (!o) return perror(out), free(hdr), 1;
+    for (int i = 0; i < 8; i++) fputc((int)((padded >> (8 * i)) & 0xff), o);
+    fwrite(hdr, 1, pre, o);
+    fputs(value, o);
+    fputs(end, o);
+    for (size_t i = nn; i < padded; i++) fputc(' ', o);
+    fwrite(buf + data, 1, len - data, o);
+    free(hdr);
+    return fclose(o) != 0;
+}
+
 int main(int argc, char **argv) {
+    if (argc == 6 && strcmp(argv[1], "--set-meta") == 0) return set_meta(argv[2], argv[3], argv[4], argv[5]);
     if (argc != 2) {
-        fprintf(stderr, "usage: fashion_mnist_synth DIR\n");
+        fprintf(stderr, "usage: fashion_mnist_synth DIR | --set-meta IN OUT KEY VALUE\n");
         return 2;
     }
     if (write_set(argv[1], "train", 256) || write_set(argv[1], "t10k", 64)) return 1;

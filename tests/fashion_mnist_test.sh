@@ -1,7 +1,8 @@
 #!/bin/sh
 # fashion_mnist_test.sh - integration tests of examples/fashion_mnist (run by ctest, see fashion_mnist.cmake).
 #   fashion_mnist_test.sh resume BIN SYNTH WORKDIR   tiny synthetic data: same seed -> same model bytes,
-#                                                    resume == uninterrupted, NaN stops and keeps the checkpoint
+#                                                    resume == uninterrupted, NaN stops and keeps the checkpoint,
+#                                                    refused outputs, damaged metadata, SIGTERM, --resume defaults
 #   fashion_mnist_test.sh real BIN WORKDIR           brief training on the installed data set (exit 77 if absent)
 set -u
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -49,6 +50,72 @@ if [ "$mode" = resume ]; then
         rm -f ./*.st ./*.ck ./*.log
         ls -a | grep -q 'tmp-' && fail "temporary files left: $(ls -a)"
     done
+    # outputs: colliding paths are refused up front, naming both flags; a target that is not a
+    # regular file (FIFO, directory) is refused and left alone; a symbolic link is written through
+    q="--data $W/data --arch 784-16-10 --batch 32 --epochs 1 --threads 1"
+    for pair in "--model x.st --checkpoint x.st" "--metrics a.out --plot ./a.out" "--checkpoint c.x --plot c.x"; do
+        "$BIN" $q $pair > x.log 2>&1 && fail "colliding outputs accepted: $pair"
+        f1=${pair%% *} rest=${pair#* * } f2=${rest%% *}
+        grep -q -- "$f1 .* and $f2 .* name the same file" x.log || { cat x.log; fail "collision message for $pair"; }
+    done
+    [ -e x.st ] || [ -e a.out ] || [ -e c.x ] && fail "a refused run wrote an output"
+    mkfifo fifo.csv || fail "mkfifo"
+    "$BIN" $q --metrics fifo.csv > x.log 2>&1 && fail "a FIFO as --metrics accepted"
+    grep -q -- "--metrics fifo.csv: exists and is a FIFO" x.log || { cat x.log; fail "FIFO message"; }
+    [ -p fifo.csv ] || fail "the FIFO was replaced"
+    mkdir dir.svg
+    "$BIN" $q --plot dir.svg > x.log 2>&1 && fail "a directory as --plot accepted"
+    grep -q -- "--plot dir.svg: exists and is a directory" x.log || { cat x.log; fail "directory message"; }
+    echo old > real.csv && ln -s real.csv link.csv
+    "$BIN" $q --metrics link.csv --plot p.svg --model q.st --checkpoint q.ck > x.log 2>&1 || { cat x.log; fail "metrics through a link"; }
+    [ -L link.csv ] && grep -q '^epoch,' real.csv || fail "the link was replaced or its file not written"
+    # sizes: a batch larger than the data is the whole data; --epochs is not allocated up front
+    "$BIN" $q --batch 1000000000 --model q.st --checkpoint q.ck --metrics q.csv --plot q.svg > x.log 2>&1 || { cat x.log; fail "--batch 1000000000"; }
+    "$BIN" $q --epochs 1000000000 --stop-after 1 --model q.st --checkpoint q.ck --metrics q.csv --plot q.svg > x.log 2>&1 \
+        || { cat x.log; fail "--epochs 1000000000 --stop-after 1"; }
+    "$BIN" $q --target-acc 1.5 > x.log 2>&1 && fail "--target-acc 1.5 accepted"
+    # --resume without --checkpoint goes on writing the resumed file; the settings line says so
+    rm -f fashion_mnist.ckpt.safetensors
+    "$BIN" $q --epochs 2 --stop-after 1 --model q.st --checkpoint my.ck --metrics q.csv --plot q.svg > x.log 2>&1 || { cat x.log; fail "run to resume"; }
+    cp my.ck my1.ck
+    "$BIN" --resume my.ck --data "$W/data" --threads 1 --model r.st --metrics q.csv --plot q.svg > x.log 2>&1 || { cat x.log; fail "resume without --checkpoint"; }
+    [ -e fashion_mnist.ckpt.safetensors ] && fail "--resume my.ck wrote the default checkpoint"
+    grep -q "^checkpoint: my.ck" x.log && grep -q "resumed from my.ck: 784-16-10 relu" x.log || { cat x.log; fail "resumed checkpoint path or settings line"; }
+    cmp -s my.ck my1.ck && fail "my.ck was not advanced by the resumed run"
+    "$BIN" --resume my1.ck --preset seed --data "$W/data" > x.log 2>&1 && fail "--preset with --resume accepted"
+    "$BIN" --resume my1.ck --act tanh --data "$W/data" > x.log 2>&1 && fail "--act conflicting with the checkpoint accepted"
+    grep -q -- "--act tanh conflicts with my1.ck" x.log || { cat x.log; fail "conflict message"; }
+    # --eval of a checkpoint; model and checkpoint metadata checked before anything is built from them
+    "$BIN" --eval my1.ck --data "$W/data" > x.log 2>&1 && fail "--eval of a checkpoint accepted"
+    grep -q "my1.ck is a training checkpoint, not a model" x.log || { cat x.log; fail "--eval checkpoint message"; }
+    "$SYNTH" --set-meta r.st big.st arch 784-2000000-10 || fail "set-meta"
+    "$BIN" --eval big.st --data "$W/data" > x.log 2>&1 && fail "an edited arch accepted"
+    grep -q "big.st: arch 784-2000000-10 in the file does not match its tensors" x.log || { cat x.log; fail "arch message"; }
+    "$SYNTH" --set-meta r.st act.st activation foo && "$BIN" --eval act.st --data "$W/data" > x.log 2>&1 && fail "activation foo accepted"
+    grep -q 'act.st: activation "foo" in the file is unknown' x.log || { cat x.log; fail "activation message"; }
+    "$SYNTH" --set-meta my1.ck e.ck epoch abc && "$BIN" --resume e.ck --data "$W/data" > x.log 2>&1 && fail "epoch abc accepted"
+    grep -q 'e.ck: epoch "abc" in the checkpoint' x.log || { cat x.log; fail "epoch message"; }
+    "$SYNTH" --set-meta my1.ck b0.ck cfg.batch 0 && "$BIN" --resume b0.ck --data "$W/data" > x.log 2>&1 && fail "cfg.batch 0 accepted"
+    grep -q 'b0.ck: cfg.batch 0 in the checkpoint must be at least 1' x.log || { cat x.log; fail "cfg.batch message"; }
+    "$SYNTH" --set-meta my1.ck a.ck cfg.arch 784-2000000-10 && "$BIN" --resume a.ck --data "$W/data" > x.log 2>&1 && fail "cfg.arch edited accepted"
+    grep -q 'a.ck: cfg.arch 784-2000000-10 in the file does not match' x.log || { cat x.log; fail "cfg.arch message"; }
+    # SIGTERM (as SIGINT; a background job of sh ignores SIGINT): stops after the current step,
+    # names the last checkpoint, exits 128+15, leaves no temporary file; the checkpoint resumes
+    "$BIN" $q --arch 784-128-10 --epochs 1000 --model t.st --checkpoint t.ck --metrics t.csv --plot t.svg > t.log 2>&1 &
+    pid=$!
+    i=0
+    while [ ! -e t.ck ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -TERM $pid 2>/dev/null
+    wait $pid
+    rc=$?
+    [ $rc -eq 143 ] || { cat t.log; fail "SIGTERM: exit status $rc, want 143"; }
+    grep -q "interrupted (SIGTERM) .*the last good checkpoint is t.ck (epoch [0-9]*): continue with --resume t.ck" t.log || { cat t.log; fail "SIGTERM message"; }
+    ls -a | grep -q 'tmp-' && fail "temporary files left after SIGTERM: $(ls -a)"
+    [ -e t.st ] && fail "an interrupted run wrote the final model"
+    "$BIN" --resume t.ck --epochs 1 --data "$W/data" --threads 1 --model t.st --metrics t.csv --plot t.svg > x.log 2>&1 \
+        || { cat x.log; fail "resume after SIGTERM"; }
+    rm -rf ./*.st ./*.ck ./*.csv ./*.svg ./*.log fifo.csv dir.svg
+
     # bad input: a clear message, no crash
     "$BIN" --data "$W/nowhere" --epochs 1 > x.log 2>&1 && fail "missing data accepted"
     grep -q "no such file" x.log || { cat x.log; fail "missing data message"; }
