@@ -87,10 +87,10 @@ static const opt_def OPTS[] = {
     {"threads", T_LONG, S(threads), 0, "worker threads (0 = all online cores)"},
     {"data", T_STR, S(data), 0, "directory of the IDX files (.gz or raw)"},
     {"model", T_STR, S(model), 0, "final model file (safetensors)"},
-    {"checkpoint", T_STR, S(checkpoint), 0, "checkpoint written after each epoch"},
+    {"checkpoint", T_STR, S(checkpoint), 0, "checkpoint written after each epoch (with --resume: the resumed file)"},
     {"metrics", T_STR, S(metrics), 0, "per-epoch metrics CSV"},
     {"plot", T_STR, S(plot), 0, "SVG plot of the loss and accuracy curves"},
-    {"resume", T_STR, S(resume), 0, "continue training from a checkpoint"},
+    {"resume", T_STR, S(resume), 0, "continue training from a checkpoint, with its saved settings"},
     {"eval", T_STR, S(eval), 0, "evaluate a saved model on the test set and exit"},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
