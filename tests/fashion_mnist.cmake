@@ -2,7 +2,8 @@
 #   fashion_mnist_resume: tiny synthetic IDX set; same seed -> same model bytes (1 vs 2 threads),
 #                         resume == uninterrupted (momentum and Adam), --eval, NaN blow-up handling,
 #                         refused outputs (colliding paths, FIFO, directory), damaged model/checkpoint
-#                         metadata (files edited by fashion_mnist_synth --set-meta), SIGTERM mid-run
+#                         metadata (files edited by fashion_mnist_synth --set-meta), SIGTERM mid-run,
+#                         a 760-epoch run whose history outgrows one metadata value, resumed
 #   fashion_mnist_real:   1 epoch on 20000 real images when dataset-fashion-mnist is installed
 #                         (skipped with status 77 otherwise), accuracy > 70%
 if(AG_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/fashion_mnist/CMakeLists.txt)

@@ -681,6 +681,54 @@ static char *hist_encode(const hist *h, size_t n) {
                               h[i].test_loss, h[i].test_acc, h[i].seconds, h[i].sps, h[i].lr);
     return s;
 }
+/* The history goes into the checkpoint as metadata values of at most HIST_CHUNK bytes, cut at row
+ * boundaries: "history", "history.1", "history.2", ... (one value is capped at 64 KiB, which a
+ * single value would pass after about 400 epochs). Cuts s in place; returns the number of chunks
+ * and their starts in *out (malloc'ed). */
+#define HIST_CHUNK 60000
+static size_t hist_chunks(char *s, char ***out) {
+    size_t len = strlen(s), n = 0, cap = len / (HIST_CHUNK / 2) + 2;
+    char **v = malloc(cap * sizeof *v);
+    if (!v) die("out of memory");
+    for (size_t start = 0; n == 0 || start < len;) {
+        size_t end = len - start > HIST_CHUNK ? start + HIST_CHUNK : len;
+        if (end < len) { /* back to the last ';' inside the chunk (a row is < 200 bytes) */
+            while (end > start && s[end] != ';') end--;
+            s[end] = '\0';
+        }
+        v[n++] = s + start;
+        start = end + 1;
+    }
+    *out = v;
+    return n;
+}
+
+/* The checkpoint's history text, its chunks joined again (malloc'ed), or NULL if it has none. */
+static char *hist_join(const ag_model_file *ck) {
+    const char *first = ag_model_meta(ck, "history");
+    if (!first) return NULL;
+    size_t len = strlen(first), n = 1;
+    char key[32];
+    for (;; n++) {
+        snprintf(key, sizeof key, "history.%zu", n);
+        const char *v = ag_model_meta(ck, key);
+        if (!v) break;
+        len += 1 + strlen(v);
+    }
+    char *s = malloc(len + 1), *p = s;
+    if (!s) die("out of memory");
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof key, "history.%zu", i);
+        const char *v = i ? ag_model_meta(ck, key) : first;
+        size_t k = strlen(v);
+        if (i) *p++ = ';';
+        memcpy(p, v, k);
+        p += k;
+    }
+    *p = '\0';
+    return s;
+}
+
 /* Exactly n rows of hist_encode's text into h (which holds n); -1 if s is anything else. */
 static int hist_decode(const char *s, hist *h, size_t n) {
     for (size_t i = 0; i < n; i++) {
@@ -853,8 +901,7 @@ int main(int argc, char **argv) {
     hist *h = NULL;
     if (ck) {
         const char *e = ag_model_meta(ck, "epoch"), *st = ag_model_meta(ck, "optim_steps"),
-                   *ts = ag_model_meta(ck, "train_seconds"), *sd = ag_model_meta(ck, "samples"),
-                   *hs = ag_model_meta(ck, "history");
+                   *ts = ag_model_meta(ck, "train_seconds"), *sd = ag_model_meta(ck, "samples");
         unsigned long long ev;
         if (!e || !st) die("%s: checkpoint lacks epoch/optim_steps metadata", c.resume);
         if (meta_count(e, 1000000000ULL, &ev) != 0)
@@ -870,8 +917,10 @@ int main(int argc, char **argv) {
         h_cap += start_epoch;
         h = calloc(h_cap, sizeof *h);
         if (!h) die("out of memory");
-        if (hs && hist_decode(hs, h, start_epoch) != 0)
+        char *hj = hist_join(ck);
+        if (hj && hist_decode(hj, h, start_epoch) != 0)
             die("%s: history in the checkpoint is not the metrics of its %zu epochs", c.resume, start_epoch);
+        free(hj);
         check_arch(ck, c.resume, "cfg.arch", c.arch);
     } else {
         h = calloc(h_cap, sizeof *h);
@@ -1072,7 +1121,11 @@ int main(int argc, char **argv) {
                epoch + 1, c.epochs, r->train_loss, r->test_loss, acc, lr_epoch, dt, r->sps);
 
         /* checkpoint: params + optimizer state + counters + settings, atomically */
-        ag_kv meta[64];
+        char *hs = hist_encode(h, epoch + 1), **hc;
+        size_t n_hc = hist_chunks(hs, &hc);
+        ag_kv *meta = malloc((N_OPTS + 16 + n_hc) * sizeof *meta);
+        char (*hkeys)[32] = malloc(n_hc * sizeof *hkeys);
+        if (!meta || !hkeys) die("out of memory");
         char vals[N_OPTS][1100], keys[N_OPTS][80], es[32], ss[32], tss[32], sds[32];
         size_t nm = 0;
         meta[nm++] = (ag_kv){"kind", "fashion_mnist checkpoint"};
@@ -1088,8 +1141,11 @@ int main(int argc, char **argv) {
         meta[nm++] = (ag_kv){"train_seconds", tss};
         meta[nm++] = (ag_kv){"samples", sds};
         meta[nm++] = (ag_kv){"shuffle", "order of epoch e = ag_dataset_shuffle(seed, e)"};
-        char *hs = hist_encode(h, epoch + 1);
-        meta[nm++] = (ag_kv){"history", hs};
+        for (size_t i = 0; i < n_hc; i++) {
+            if (i) snprintf(hkeys[i], sizeof hkeys[i], "history.%zu", i);
+            else snprintf(hkeys[i], sizeof hkeys[i], "history");
+            meta[nm++] = (ag_kv){hkeys[i], hc[i]};
+        }
         for (size_t i = 0; i < N_OPTS; i++) {
             if (!OPTS[i].saved) continue;
             snprintf(keys[i], sizeof keys[i], "cfg.%s", OPTS[i].name);
@@ -1100,6 +1156,9 @@ int main(int argc, char **argv) {
             ag_model_save(c.checkpoint, n.ps, state, n_state, meta, nm, err, sizeof err) != AG_OK)
             die("checkpoint: %s", err);
         free(hs);
+        free(hc);
+        free(meta);
+        free(hkeys);
         epochs_done = epoch + 1;
         if (c.metrics[0]) write_metrics(c.metrics, h, epoch + 1);
         if (c.plot[0]) {
