@@ -106,7 +106,9 @@ typedef struct ag_idx_options {
 ag_status ag_idx_parse(const void *buf, size_t len, const char *name, const ag_idx_options *opts,
                        ag_idx *out, char *err, size_t errsize);
 /* Read and parse one IDX file, raw or gzipped, as ag_idx_parse; adds AG_ERR_IO (missing,
- * unreadable, a directory, gzip not found) and AG_ERR_FORMAT for corrupt compressed data. */
+ * unreadable, a directory, gzip not found) and AG_ERR_FORMAT for corrupt compressed data and for
+ * data after the gzip stream (which gzip -d skips with a warning; zero padding, which it skips
+ * silently, goes unseen). */
 ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err,
                       size_t errsize);
 void ag_idx_free(ag_idx *f); /* frees f->data and zeroes *f */
@@ -134,7 +136,8 @@ void ag_dataset_free(ag_dataset *ds); /* frees the arrays and zeroes *ds */
 
 /* Rows idx[0..n) as ag_real in [0, 1] into x (n * rows * cols), their labels into labels
  * (n entries, may be NULL) and one-hot targets into onehot (n * classes, may be NULL).
- * AG_ERR_ARG if an index is out of range or ds, idx or x is NULL (nothing is written then).
+ * AG_ERR_ARG if an index is out of range or ds, idx or x is NULL, even when n is 0 (nothing is
+ * written then).
  * Allocates nothing. */
 ag_status ag_dataset_batch(const ag_dataset *ds, const uint32_t *idx, size_t n, ag_real *x,
                            int32_t *labels, ag_real *onehot);

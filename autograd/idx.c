@@ -82,9 +82,15 @@ static ag_status check_dims(const unsigned char *p, const char *name, const ag_i
             return ifail(err, errsize, AG_ERR_FORMAT, name,
                          "image size %ux%u in the header is invalid (each side must be 1..%d)", (unsigned)r,
                          (unsigned)c, AG_IDX_MAX_SIDE);
-        if (o && ((o->rows && o->rows != r) || (o->cols && o->cols != c)))
-            return ifail(err, errsize, AG_ERR_FORMAT, name, "images are %ux%u but %zux%zu were expected",
-                         (unsigned)r, (unsigned)c, o->rows, o->cols);
+        if (o && ((o->rows && o->rows != r) || (o->cols && o->cols != c))) {
+            if (o->rows && o->cols) /* both sides required */
+                return ifail(err, errsize, AG_ERR_FORMAT, name, "images are %ux%u but %zux%zu were expected",
+                             (unsigned)r, (unsigned)c, o->rows, o->cols);
+            size_t want = o->rows ? o->rows : o->cols; /* one side required, the other 0 (any) */
+            return ifail(err, errsize, AG_ERR_FORMAT, name, "images are %ux%u but %zu %s%s expected",
+                         (unsigned)r, (unsigned)c, want, o->rows ? "row" : "column",
+                         want == 1 ? " was" : "s were");
+        }
         h->rows = r;
         h->cols = c;
     }
@@ -335,7 +341,12 @@ ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out,
         }
     }
     gzip_rc = close_src(&s);
-    if (gz && gzip_rc != 0 && gzip_rc != 2) { /* 2: gzip's warning (e.g. trailing zeros), data intact */
+    if (gz && gzip_rc == 2) { /* gzip's warning: bytes after the stream ("trailing garbage ignored") */
+        ag__free(data);     /* refused as trailing bytes after raw data are */
+        return ifail(err, errsize, AG_ERR_FORMAT, path,
+                     "trailing data after the gzip stream (gzip -d ignored it with a warning)");
+    }
+    if (gz && gzip_rc != 0) {
         ag__free(data);
         return ifail(err, errsize, AG_ERR_FORMAT, path, "corrupt compressed data (gzip -d failed)");
     }
@@ -444,7 +455,7 @@ AG__CLONES static void bytes_to_real(const uint8_t *restrict src, ag_real *restr
 
 ag_status ag_dataset_batch(const ag_dataset *ds, const uint32_t *idx, size_t n, ag_real *x, int32_t *labels,
                            ag_real *onehot) {
-    if (!ds || (!idx && n) || (!x && n)) return AG_ERR_ARG;
+    if (!ds || !idx || !x) return AG_ERR_ARG; /* even for n == 0: the contract does not depend on n */
     for (size_t i = 0; i < n; i++)
         if (idx[i] >= ds->n) return AG_ERR_ARG;
     const size_t f = ds->rows * ds->cols;

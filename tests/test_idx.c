@@ -330,6 +330,101 @@ START_TEST(out_of_memory) {
 }
 END_TEST
 
+/* With only one side required (the other 0, any), a mismatch said "images are 2x2 but 3x0 were
+ * expected": it names the side that was required. */
+START_TEST(one_side_required) {
+    size_t il = make_images(img, AG_IDX_IMAGES, 1, 2, 2);
+    static const struct {
+        size_t rows, cols;
+        const char *want;
+    } cases[] = {
+        {3, 0, "idx: img: images are 2x2 but 3 rows were expected"},
+        {0, 3, "idx: img: images are 2x2 but 3 columns were expected"},
+        {1, 0, "idx: img: images are 2x2 but 1 row was expected"},
+        {0, 1, "idx: img: images are 2x2 but 1 column was expected"},
+        {3, 2, "idx: img: images are 2x2 but 3x2 were expected"},
+        {2, 5, "idx: img: images are 2x2 but 2x5 were expected"},
+    };
+    ag_idx f;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ag_idx_options o = {.rows = cases[i].rows, .cols = cases[i].cols};
+        ck_assert_int_eq(ag_idx_parse(img, il, "img", &o, &f, err, sizeof err), AG_ERR_FORMAT);
+        ck_assert_str_eq(err, cases[i].want);
+        ck_assert_ptr_null(f.data);
+    }
+    ag_idx_options o = {.rows = 2};
+    ck_assert_int_eq(ag_idx_parse(img, il, "img", &o, &f, err, sizeof err), AG_OK);
+    ag_idx_free(&f);
+    o = (ag_idx_options){.cols = 2};
+    ck_assert_int_eq(ag_idx_parse(img, il, "img", &o, &f, err, sizeof err), AG_OK);
+    ag_idx_free(&f);
+}
+END_TEST
+
+/* Bytes after the gzip stream made gzip -d exit with status 2 ("trailing garbage ignored"), which
+ * was taken for success: such a file loaded although a raw file with trailing bytes is refused. */
+START_TEST(gzip_trailing_data_refused) {
+    size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3);
+    char gp[600];
+    strcpy(gp, write_file("imgs", img, il, 1));
+    ag_idx f;
+    ck_assert_int_eq(ag_idx_read(gp, NULL, &f, err, sizeof err), AG_OK); /* as written */
+    ag_idx_free(&f);
+    /* (gzip itself ignores zero padding silently, and takes one stray byte for a cut header) */
+    static const struct {
+        const char *tail;
+        size_t len;
+    } tails[] = {{"garbage!", 8}, {"ab", 2}, {"a longer text after the stream\n", 31}};
+    for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
+        char cmd[1300];
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s/t.gz'", gp, dir);
+        ck_assert_int_eq(system(cmd), 0);
+        char tp[600];
+        snprintf(tp, sizeof tp, "%s/t.gz", dir);
+        FILE *fp = fopen(tp, "ab");
+        ck_assert_ptr_nonnull(fp);
+        ck_assert_uint_eq(fwrite(tails[i].tail, 1, tails[i].len, fp), tails[i].len);
+        fclose(fp);
+        f.data = (uint8_t *)1;
+        ck_assert_int_eq(ag_idx_read(tp, NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+        char want[700];
+        snprintf(want, sizeof want, "idx: %s: trailing data after the gzip stream (gzip -d ignored it with a warning)",
+                 tp);
+        ck_assert_str_eq(err, want);
+        ck_assert_ptr_null(f.data);
+        /* and through ag_dataset_load */
+        size_t ll = make_labels(lab, 50, 10);
+        char lp[600];
+        strcpy(lp, write_file("labs", lab, ll, 0));
+        ag_dataset ds;
+        ck_assert_int_eq(ag_dataset_load(&ds, tp, lp, NULL, err, sizeof err), AG_ERR_FORMAT);
+        ck_assert_str_eq(err, want);
+        ck_assert_ptr_null(ds.images);
+    }
+}
+END_TEST
+
+/* n == 0 with NULL idx or x returned AG_OK although NULL ds, idx or x is AG_ERR_ARG. */
+START_TEST(batch_null_arguments) {
+    uint8_t pix[4] = {0, 1, 2, 255}, lb[1] = {1};
+    ag_dataset ds = {.n = 1, .rows = 2, .cols = 2, .classes = 2, .images = pix, .labels = lb};
+    uint32_t idx[1] = {0};
+    ag_real x[4] = {9, 9, 9, 9}, oh[2] = {9, 9};
+    int32_t y[1] = {9};
+    for (size_t n = 0; n < 2; n++) {
+        ck_assert_int_eq(ag_dataset_batch(&ds, NULL, n, x, y, oh), AG_ERR_ARG);
+        ck_assert_int_eq(ag_dataset_batch(&ds, idx, n, NULL, y, oh), AG_ERR_ARG);
+        ck_assert_int_eq(ag_dataset_batch(NULL, idx, n, x, y, oh), AG_ERR_ARG);
+        ck_assert_int_eq(ag_dataset_batch(&ds, NULL, n, NULL, NULL, NULL), AG_ERR_ARG);
+    }
+    ck_assert(x[0] == 9 && y[0] == 9 && oh[0] == 9); /* nothing written */
+    ck_assert_int_eq(ag_dataset_batch(&ds, idx, 0, x, NULL, NULL), AG_OK); /* an empty batch */
+    ck_assert(x[0] == 9);
+    ck_assert_int_eq(ag_dataset_batch(&ds, idx, 1, x, y, oh), AG_OK);
+    ck_assert(x[3] == 1 && y[0] == 1 && oh[0] == 0 && oh[1] == 1);
+}
+END_TEST
+
 static Suite *idx_suite(void) {
     Suite *s = suite_create("idx");
     TCase *tc = tcase_create("idx");
@@ -343,6 +438,9 @@ static Suite *idx_suite(void) {
     tcase_add_test(tc, corrupt_gzip);
     tcase_add_test(tc, shuffle_depends_on_seed_and_epoch);
     tcase_add_test(tc, out_of_memory);
+    tcase_add_test(tc, one_side_required);
+    tcase_add_test(tc, gzip_trailing_data_refused);
+    tcase_add_test(tc, batch_null_arguments);
     suite_add_tcase(s, tc);
     return s;
 }
