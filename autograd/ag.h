@@ -266,11 +266,12 @@ ag_status ag_params_new(ag_params **out);
 void ag_params_free(ag_params *ps);
 
 /* Add a zero-initialised parameter (value and grad); *out is owned by the store. flags: 0, or
- * AG_DECAY for weights (nothing else is accepted). The name (1..128 bytes) must be unique: it keys
- * saved files. Adding may move the flat buffers: re-read ->value and ->grad pointers (the ag_tensor
- * itself stays put). On failure the store is unchanged, *out is NULL and ag_params_errmsg says
- * why: AG_ERR_ARG (NULL argument, empty, long or used name, rank, flags), AG_ERR_SHAPE (a zero or
- * overflowing dimension), AG_ERR_NOMEM. */
+ * AG_DECAY for weights (nothing else is accepted). The name keys saved files, so it is what a model
+ * file can hold: 1..128 bytes of valid UTF-8, not "__metadata__" (reserved there), and unique.
+ * Adding may move the flat buffers: re-read ->value and ->grad pointers (the ag_tensor itself stays
+ * put). On failure the store is unchanged, *out is NULL and ag_params_errmsg says why: AG_ERR_ARG
+ * (NULL argument; empty, long, not UTF-8, reserved or used name; rank, flags), AG_ERR_SHAPE (a zero
+ * or overflowing dimension), AG_ERR_NOMEM. */
 ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t *shape,
                         unsigned flags, ag_tensor **out);
 /* Roll the store back to its first count tensors: the ones added after them are freed (with

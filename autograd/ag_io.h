@@ -54,12 +54,13 @@
  *
  * Parameters are stored under their names with the build's dtype (F32, or F64 with AG_DOUBLE);
  * extra named buffers (optimizer state) are 1-D tensors. "crc32" in __metadata__ is the CRC-32
- * (IEEE) of the data section. Saving is atomic: a temporary file in the same directory is
- * written, flushed, fsync'ed and renamed over the target, and the directory is fsync'ed, so a
- * crash leaves either the old file or the new one. Loading checks the file completely (length,
- * JSON, offsets, every name, dtype and shape, and the CRC when "crc32" is present: files from
- * other writers lack it) before it changes anything: on failure the store and the extra buffers
- * are unchanged.
+ * (IEEE) of the data section. Saving is atomic: a temporary file in the same directory
+ * (".<name>.tmp-<pid>-<n>", <name> being the target's file name cut to 64 bytes, so that any legal
+ * target name works) is written, flushed, fsync'ed and renamed over the target, and the directory
+ * is fsync'ed, so a crash leaves either the old file or the new one (and maybe that temporary
+ * file). Loading checks the file completely (length, JSON, offsets, every name, dtype and shape,
+ * and the CRC when "crc32" is present: files from other writers lack it) before it changes
+ * anything: on failure the store and the extra buffers are unchanged.
  */
 #ifndef AG_IO_H
 #define AG_IO_H
@@ -73,7 +74,11 @@
 extern "C" {
 #endif
 
-#define AG_IO_ERRMSG_SIZE 512 /* a buffer of this size never truncates a message short of long paths */
+/* A buffer of this size holds every message whole when the paths in it (or the name given to a
+ * *_parse call) are at most 512 bytes: tensor names and metadata keys are quoted in full, up to
+ * their AG_MODEL_MAX_NAME bytes. Only a longer path, or a caller's name over that limit, can cut a
+ * message (at errsize - 1 bytes: a smaller buffer too is never overrun). */
+#define AG_IO_ERRMSG_SIZE 2048
 
 /* ---------------------------------------------------------------- IDX files */
 
@@ -170,9 +175,11 @@ typedef struct ag_kv {
  * Never fails. */
 uint32_t ag_crc32(uint32_t crc, const void *data, size_t n);
 
-/* Save every parameter of ps (NULL: none), then the extra buffers, with the metadata entries (keys
- * must not be "crc32", which is added, nor repeat). Atomic (see above): on failure the target is
- * untouched. AG_ERR_ARG (empty path, NULL arrays, invalid or repeated names or keys, more than
+/* Save every parameter of ps (NULL: none), then the extra buffers, with the metadata entries.
+ * Tensor names and keys are non-empty UTF-8 of at most AG_MODEL_MAX_NAME bytes and do not repeat;
+ * no tensor is named "__metadata__" and no key is "crc32" (both reserved: crc32 is added); values are
+ * UTF-8 of at most 64 KiB, not NULL. Atomic (see above): on failure the target is untouched.
+ * AG_ERR_ARG (empty path, NULL arrays, invalid or repeated names, keys or values, more than
  * AG_MODEL_MAX_TENSORS tensors or AG_MODEL_MAX_META - 1 entries, a header over
  * AG_MODEL_MAX_HEADER), AG_ERR_IO (creating, writing, syncing or renaming), AG_ERR_NOMEM. */
 ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_buf *extra,

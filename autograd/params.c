@@ -52,6 +52,35 @@ void ag_params_free(ag_params *ps) {
     ag__free(ps);
 }
 
+/* Offset of the first byte of s[0..n) that is not part of strict UTF-8 (no overlongs, no
+ * surrogates, <= U+10FFFF; as the model files' reader and writer), n if none. */
+static size_t utf8_bad_at(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t len;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+        else return i;
+        if (n - i < len) return i;
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return i;
+            cp = cp << 6 | (s[i + k] & 0x3F);
+        }
+        if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return i;
+        i += len;
+    }
+    return n;
+}
+
 /* elements per AG_ALIGN bytes: every view starts aligned */
 #define ALIGN_ELEMS (AG_ALIGN / sizeof(ag_real))
 
@@ -65,6 +94,14 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
     if (name_len > AG_PARAM_NAME_MAX)
         return pfail(ps, AG_ERR_ARG, "params_add: name is %zu bytes, at most %d", name_len,
                      AG_PARAM_NAME_MAX);
+    /* names key saved files (ag_model_save): refuse here what a model file cannot hold */
+    size_t bad = utf8_bad_at((const unsigned char *)name, name_len);
+    if (bad < name_len)
+        return pfail(ps, AG_ERR_ARG, "params_add: name is not valid UTF-8 (byte %zu is 0x%02x)", bad,
+                     (unsigned char)name[bad]);
+    if (strcmp(name, "__metadata__") == 0)
+        return pfail(ps, AG_ERR_ARG, "params_add: name __metadata__ is reserved (model files keep their metadata "
+                                     "under it)");
     if (ndim < 0 || ndim > AG_MAX_DIMS)
         return pfail(ps, AG_ERR_ARG, "params_add %s: rank %d is outside 0..%d", name, ndim, AG_MAX_DIMS);
     if (ndim > 0 && !shape) return pfail(ps, AG_ERR_ARG, "params_add %s: shape is NULL", name);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #define META_VALUE_MAX ((size_t)64 << 10)
+#define TMP_BASE_MAX 64 /* bytes of the target's name in its temporary file's name */
 
 #ifdef AG_DOUBLE
 #define AG_DTYPE "F64"
@@ -177,11 +178,19 @@ static int utf8_ok(const unsigned char *s, size_t n) {
     return 1;
 }
 
-static int str_ok(const char *s, size_t max) {
-    if (!s) return 0;
+/* Why s cannot be a tensor name or a metadata key ("is NULL", ...), NULL if it can. For messages:
+ * "it <phrase>", "the key <phrase>". */
+static const char *name_problem(const char *s) {
+    if (!s) return "is NULL";
+    if (!s[0]) return "is empty";
     size_t n = strlen(s);
-    return n <= max && utf8_ok((const unsigned char *)s, n);
+    if (n > AG_MODEL_MAX_NAME) return "is longer than 1024 bytes"; /* AG_MODEL_MAX_NAME */
+    if (!utf8_ok((const unsigned char *)s, n)) return "is not valid UTF-8";
+    return NULL;
 }
+
+/* Room for any shape a file can give: 8 dimensions of 20 digits, 7 'x' and the NUL. */
+#define SHAPE_STR_SIZE 176
 
 static void shape_str(int ndim, const size_t *shape, char *buf, size_t size) {
     if (ndim == 0) {
@@ -269,9 +278,15 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
         total += bytes;
     }
     for (size_t i = 0; i < ni; i++) {
-        if (!items[i].name || !items[i].name[0] || !str_ok(items[i].name, AG_MODEL_MAX_NAME) ||
-            strcmp(items[i].name, "__metadata__") == 0) {
-            st = mfail(err, errsize, AG_ERR_ARG, W, path, "tensor %zu has an invalid name", i);
+        const char *why = name_problem(items[i].name);
+        if (why) {
+            st = mfail(err, errsize, AG_ERR_ARG, W, path, "tensor %zu has an invalid name: it %s", i, why);
+            goto out;
+        }
+        if (strcmp(items[i].name, "__metadata__") == 0) {
+            st = mfail(err, errsize, AG_ERR_ARG, W, path,
+                       "tensor %zu has an invalid name: __metadata__ is reserved (the metadata is stored under it)",
+                       i);
             goto out;
         }
         for (size_t j = 0; j < i; j++)
@@ -281,10 +296,22 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
             }
     }
     for (size_t i = 0; i < n_meta; i++) {
-        if (!meta[i].key || !meta[i].key[0] || !str_ok(meta[i].key, AG_MODEL_MAX_NAME) ||
-            !str_ok(meta[i].value, META_VALUE_MAX) || strcmp(meta[i].key, "crc32") == 0) {
+        const char *why = name_problem(meta[i].key);
+        if (why) {
+            st = mfail(err, errsize, AG_ERR_ARG, W, path, "metadata entry %zu: the key %s", i, why);
+            goto out;
+        }
+        if (strcmp(meta[i].key, "crc32") == 0) {
             st = mfail(err, errsize, AG_ERR_ARG, W, path,
-                       "metadata entry %zu: invalid key or value (keys are non-empty UTF-8 other than crc32)", i);
+                       "metadata entry %zu: the key crc32 is reserved (the CRC of the data is added under it)", i);
+            goto out;
+        }
+        if (!meta[i].value) why = "is NULL";
+        else if (strlen(meta[i].value) > META_VALUE_MAX) why = "is longer than 65536 bytes"; /* META_VALUE_MAX */
+        else if (!utf8_ok((const unsigned char *)meta[i].value, strlen(meta[i].value))) why = "is not valid UTF-8";
+        if (why) {
+            st = mfail(err, errsize, AG_ERR_ARG, W, path, "metadata entry %zu: the value of %s %s", i, meta[i].key,
+                       why);
             goto out;
         }
         for (size_t j = 0; j < i; j++)
@@ -348,12 +375,18 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
         goto out;
     }
 
-    /* temporary file next to the target */
-    size_t plen = strlen(path);
+    /* temporary file next to the target: ".<base>.tmp-<pid>-<attempt>", the base cut to TMP_BASE_MAX
+     * bytes (at a character boundary) so that the name stays short of NAME_MAX whatever the target's */
     const char *slash = strrchr(path, '/');
     size_t dlen = slash ? (size_t)(slash - path) : 0;
     const char *base = slash ? slash + 1 : path;
-    char *tmp = ag__malloc(plen + 64);
+    size_t blen = strlen(base);
+    if (blen > TMP_BASE_MAX) {
+        blen = TMP_BASE_MAX;
+        while (blen && ((unsigned char)base[blen] & 0xC0) == 0x80) blen--; /* base[blen] continues a character */
+    }
+    size_t tmpsize = dlen + blen + 64; /* dir, '/', '.', base, ".tmp-", a long, '-', the attempt, NUL */
+    char *tmp = ag__malloc(tmpsize);
     char *dir = ag__malloc(dlen + 2);
     if (!tmp || !dir) {
         ag__free(tmp);
@@ -370,7 +403,7 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
     }
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, plen + 64, "%.*s%s.%s.tmp-%ld-%d", (int)dlen, path, slash ? "/" : "", base,
+        snprintf(tmp, tmpsize, "%.*s%s.%.*s.tmp-%ld-%d", (int)dlen, path, slash ? "/" : "", (int)blen, base,
                  (long)getpid(), attempt);
         do fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         while (fd < 0 && errno == EINTR);
@@ -466,7 +499,7 @@ static ag_status jfail(jr *j, const char *fmt, ...)
     ;
 static ag_status jfail(jr *j, const char *fmt, ...) {
     if (j->st != AG_OK) return j->st;
-    char what[200];
+    char what[AG_MODEL_MAX_NAME + 256]; /* one name or key and the words around it: never cut */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
@@ -805,13 +838,44 @@ static int parse_header(jr *j, ag_model_file *m) {
     return 1;
 }
 
-static int cmp_begin(const void *a, const void *b) {
-    const ag_model_tensor *x = *(ag_model_tensor *const *)a, *y = *(ag_model_tensor *const *)b;
+/* Orders for the tensor table. Ties are broken by the place in the file (the entries point into
+ * m->t, in file order), so the order is total and the tensor a message names (the later of two
+ * with the same name or the same offsets) does not depend on the sort. */
+static int cmp_begin(const ag_model_tensor *x, const ag_model_tensor *y) {
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
-    return x->end < y->end ? -1 : x->end > y->end;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return x < y ? -1 : x > y;
 }
-static int cmp_name(const void *a, const void *b) {
-    return strcmp((*(ag_model_tensor *const *)a)->name, (*(ag_model_tensor *const *)b)->name);
+static int cmp_name(const ag_model_tensor *x, const ag_model_tensor *y) {
+    int c = strcmp(x->name, y->name);
+    return c ? c : x < y ? -1 : x > y;
+}
+
+/* Heapsort of a[0..n): in place, O(n log n), and it allocates nothing (glibc's qsort mallocs a
+ * merge buffer behind the allocator hooks' back). */
+static void sift_down(ag_model_tensor **a, size_t i, size_t n,
+                      int (*cmp)(const ag_model_tensor *, const ag_model_tensor *)) {
+    ag_model_tensor *v = a[i];
+    for (;;) {
+        size_t c = 2 * i + 1; /* i < n <= AG_MODEL_MAX_TENSORS: no overflow */
+        if (c >= n) break;
+        if (c + 1 < n && cmp(a[c + 1], a[c]) > 0) c++;
+        if (cmp(a[c], v) <= 0) break;
+        a[i] = a[c];
+        i = c;
+    }
+    a[i] = v;
+}
+static void sort_tensors(ag_model_tensor **a, size_t n,
+                         int (*cmp)(const ag_model_tensor *, const ag_model_tensor *)) {
+    if (n < 2) return;
+    for (size_t i = n / 2; i-- > 0;) sift_down(a, i, n, cmp);
+    for (size_t k = n - 1; k > 0; k--) {
+        ag_model_tensor *t = a[0];
+        a[0] = a[k];
+        a[k] = t;
+        sift_down(a, 0, k, cmp);
+    }
 }
 
 /* Takes ownership of buf (freed on failure too). */
@@ -885,7 +949,7 @@ static ag_status parse_owned(unsigned char *buf, size_t len, const char *name, a
         }
         t->numel = numel;
         if (t->end < t->begin || t->end - t->begin != bytes) {
-            char s[128];
+            char s[SHAPE_STR_SIZE];
             shape_str(t->ndim, t->shape, s, sizeof s);
             ag__free(ord);
             st = mfail(err, errsize, AG_ERR_FORMAT, W, name,
@@ -903,14 +967,14 @@ static ag_status parse_owned(unsigned char *buf, size_t len, const char *name, a
         ord[i] = t;
     }
     if (m->nt) {
-        qsort(ord, m->nt, sizeof *ord, cmp_name);
+        sort_tensors(ord, m->nt, cmp_name);
         for (size_t i = 1; i < m->nt; i++)
             if (strcmp(ord[i - 1]->name, ord[i]->name) == 0) {
                 st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "tensor %s appears twice", ord[i]->name);
                 ag__free(ord);
                 goto fail;
             }
-        qsort(ord, m->nt, sizeof *ord, cmp_begin);
+        sort_tensors(ord, m->nt, cmp_begin);
     }
     size_t pos = 0;
     for (size_t i = 0; i < m->nt; i++) {
@@ -1049,7 +1113,7 @@ static ag_status check_fit(const ag_model_file *m, const char *tname, int ndim, 
     int same = t->ndim == ndim;
     for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
     if (!same) {
-        char a[128], b[128];
+        char a[SHAPE_STR_SIZE], b[SHAPE_STR_SIZE];
         shape_str(t->ndim, t->shape, a, sizeof a);
         shape_str(ndim, shape, b, sizeof b);
         return mfail(err, errsize, AG_ERR_SHAPE, "load", m->name, "%s is %s in the file but %s in the model", tname,

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ag_io.h"
+#include "mlp.h"
 #include "testutil.h"
 
 #ifdef AG_DOUBLE
@@ -236,14 +237,18 @@ START_TEST(truncated_refused) {
 }
 END_TEST
 
-/* A file from a header text and data bytes (as another tool would write it). */
-static ag_status parse_text(const char *hdr, size_t data_len, ag_model_file **mf) {
+/* A file from a header text and data bytes (as another tool would write it), named name. */
+static ag_status parse_text_as(const char *name, const char *hdr, size_t data_len, ag_model_file **mf) {
     static unsigned char buf[8192];
     size_t n = strlen(hdr);
+    ck_assert_uint_le(8 + n + data_len, sizeof buf);
     for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)n >> (8 * i));
     memcpy(buf + 8, hdr, n);
     memset(buf + 8 + n, 0x3f, data_len);
-    return ag_model_parse(buf, 8 + n + data_len, "hand.safetensors", mf, err, sizeof err);
+    return ag_model_parse(buf, 8 + n + data_len, name, mf, err, sizeof err);
+}
+static ag_status parse_text(const char *hdr, size_t data_len, ag_model_file **mf) {
+    return parse_text_as("hand.safetensors", hdr, data_len, mf);
 }
 
 START_TEST(json_refused) {
@@ -439,7 +444,7 @@ END_TEST
 
 /* A save refused with AG_ERR_ARG and this exact message writes nothing: no target, no temporary. */
 static void assert_save_refused(ag_status st, const char *want) {
-    char full[700];
+    static char full[sizeof path + 2 * AG_IO_ERRMSG_SIZE];
     snprintf(full, sizeof full, "save: %s: %s", path, want);
     ck_assert_int_eq(st, AG_ERR_ARG);
     ck_assert_str_eq(err, full);
@@ -472,7 +477,7 @@ START_TEST(save_tensor_count_cannot_wrap) {
     ag_named_buf *ex = calloc(n_max, sizeof *ex);
     ck_assert_ptr_nonnull(ex);
     ex[n_max - 1] = (ag_named_buf){"last", d, 1};
-    snprintf(want, sizeof want, "tensor %zu has an invalid name", np);
+    snprintf(want, sizeof want, "tensor %zu has an invalid name: it is NULL", np);
     assert_save_refused(ag_model_save(path, a, ex, n_max, NULL, 0, err, sizeof err), want);
     free(ex);
     /* and a count within the limit still saves */
@@ -554,6 +559,265 @@ START_TEST(read_extra_count_refused) {
 }
 END_TEST
 
+/* The temporary file's name added ~20 bytes to the target's: a legal 250-byte file name failed
+ * with "File name too long". It now holds at most 64 bytes of the target's name. */
+START_TEST(save_long_file_name) {
+    ag_params *a = make_store(5, 4), *b = make_store(0, 4);
+    static unsigned char sa[4096], sb[4096];
+    size_t n = snapshot(a, sa);
+    char p[1100];
+    int k = snprintf(p, sizeof p, "%s/", dir);
+    const size_t lens[] = {250, 255};
+    for (size_t i = 0; i < 2; i++) {
+        memset(p + k, 'n', lens[i]);
+        p[(size_t)k + lens[i]] = '\0';
+        ck_assert_int_eq(ag_model_save(p, a, NULL, 0, META, 1, err, sizeof err), AG_OK);
+        ck_assert_str_eq(err, "");
+        ck_assert_uint_eq(count_entries(dir), i + 1); /* no temporary file left */
+        ck_assert_int_eq(ag_model_load(p, b, NULL, 0, err, sizeof err), AG_OK);
+        snapshot(b, sb);
+        ck_assert_int_eq(memcmp(sa, sb, n), 0);
+    }
+    /* 127 two-byte characters: the cut at 64 bytes falls inside one and backs off to its start */
+    p[k] = 'x';
+    for (int i = 0; i < 127; i++) memcpy(p + k + 1 + 2 * i, "\xc3\xa9", 2);
+    p[k + 1 + 254] = '\0';
+    ck_assert_int_eq(ag_model_save(p, a, NULL, 0, NULL, 0, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(count_entries(dir), 3);
+    ck_assert_int_eq(ag_model_load(p, b, NULL, 0, err, sizeof err), AG_OK);
+    /* a name over NAME_MAX is refused by the file system, and nothing is left behind */
+    memset(p + k, 'n', 300);
+    p[k + 300] = '\0';
+    ck_assert_int_eq(ag_model_save(p, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
+    ck_assert_uint_eq(count_entries(dir), 3);
+    ag_params_free(a);
+    ag_params_free(b);
+}
+END_TEST
+
+/* ag_params_add accepted names ag_model_save then refused ("tensor 0 has an invalid name", without
+ * the reason): the store refuses them itself, saying why, and save says why too. */
+START_TEST(names_a_file_cannot_hold) {
+    ag_params *ps;
+    ag_tensor *t = (ag_tensor *)1;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    static const struct {
+        const char *name, *want;
+    } bad[] = {
+        {"__metadata__", "params_add: name __metadata__ is reserved (model files keep their metadata under it)"},
+        {"\xff\xfe", "params_add: name is not valid UTF-8 (byte 0 is 0xff)"},
+        {"ab\xc3", "params_add: name is not valid UTF-8 (byte 2 is 0xc3)"},         /* cut short */
+        {"a\xc0\xaf", "params_add: name is not valid UTF-8 (byte 1 is 0xc0)"},      /* overlong '/' */
+        {"a\xed\xa0\x80z", "params_add: name is not valid UTF-8 (byte 1 is 0xed)"}, /* a surrogate */
+        {"\xf4\x90\x80\x80", "params_add: name is not valid UTF-8 (byte 0 is 0xf4)"}, /* > U+10FFFF */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(ag_params_add(ps, bad[i].name, 1, (size_t[]){2}, 0, &t), AG_ERR_ARG);
+        ck_assert_ptr_null(t);
+        ck_assert_int_eq(ag_params_status(ps), AG_ERR_ARG);
+        ck_assert_str_eq(ag_params_errmsg(ps), bad[i].want);
+        ck_assert_uint_eq(ag_params_count(ps), 0);
+    }
+    /* UTF-8 names, "__metadata__" as part of a name, control characters: fine, and they save */
+    const char *good[] = {"b\xc3\xa9", "\xe2\x9c\x93.W", "\xf0\x9f\x98\x80", "__metadata__.W", "a\tb"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        ck_assert_int_eq(ag_params_add(ps, good[i], 1, (size_t[]){2}, 0, &t), AG_OK);
+    ck_assert_int_eq(ag_model_save(path, ps, NULL, 0, NULL, 0, err, sizeof err), AG_OK);
+    ck_assert_int_eq(ag_model_load(path, ps, NULL, 0, err, sizeof err), AG_OK);
+    ck_assert_int_eq(unlink(path), 0);
+    ag_params_free(ps);
+
+    /* an MLP whose prefix makes such names fails through ag_params_add, with its reason */
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ag_mlp *m = (ag_mlp *)1;
+    ck_assert_int_eq(ag_mlp_new(&m, ps, &(ag_mlp_config){.spec = "4-3", .prefix = "\xff"}, err, sizeof err),
+                     AG_ERR_ARG);
+    ck_assert_ptr_null(m);
+    ck_assert_str_eq(err, "mlp: layer 1 (4 -> 3): params_add: name is not valid UTF-8 (byte 0 is 0xff)");
+    ck_assert_uint_eq(ag_params_count(ps), 0);
+    ck_assert_int_eq(ag_mlp_new(&m, ps, &(ag_mlp_config){.spec = "4-3", .prefix = "__metadata__"}, err, sizeof err),
+                     AG_OK); /* "__metadata__1.W": a valid name */
+    ag_mlp_free(m);
+    ag_params_free(ps);
+
+    /* extra buffers are named by the caller: save refuses them with the reason */
+    ag_real d[2] = {1, 2};
+    char longname[AG_MODEL_MAX_NAME + 2];
+    memset(longname, 'n', AG_MODEL_MAX_NAME + 1);
+    longname[AG_MODEL_MAX_NAME + 1] = '\0';
+    const struct {
+        const char *name, *want;
+    } ex[] = {
+        {"__metadata__", "tensor 0 has an invalid name: __metadata__ is reserved (the metadata is stored under it)"},
+        {"\xff\xfe", "tensor 0 has an invalid name: it is not valid UTF-8"},
+        {NULL, "tensor 0 has an invalid name: it is NULL"},
+        {"", "tensor 0 has an invalid name: it is empty"},
+        {longname, "tensor 0 has an invalid name: it is longer than 1024 bytes"},
+    };
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+        ag_named_buf b = {ex[i].name, d, 2};
+        assert_save_refused(ag_model_save(path, NULL, &b, 1, NULL, 0, err, sizeof err), ex[i].want);
+    }
+    longname[AG_MODEL_MAX_NAME] = '\0'; /* the limit itself is fine */
+    ck_assert_int_eq(ag_model_save(path, NULL, (ag_named_buf[]){{longname, d, 2}}, 1, NULL, 0, err, sizeof err),
+                     AG_OK);
+}
+END_TEST
+
+/* Every refused metadata entry said "invalid key or value (keys are non-empty UTF-8 other than
+ * crc32)": each reason has its own message now. */
+START_TEST(save_metadata_messages) {
+    static char big[(64 << 10) + 2], longkey[AG_MODEL_MAX_NAME + 2];
+    memset(big, 'v', (64 << 10) + 1);
+    memset(longkey, 'k', AG_MODEL_MAX_NAME + 1);
+    static const struct {
+        const char *key, *value, *want;
+    } cases[] = {
+        {"note", big, "metadata entry 1: the value of note is longer than 65536 bytes"},
+        {"note", NULL, "metadata entry 1: the value of note is NULL"},
+        {"note", "\xff", "metadata entry 1: the value of note is not valid UTF-8"},
+        {"note", "caf\xc3", "metadata entry 1: the value of note is not valid UTF-8"},
+        {NULL, "v", "metadata entry 1: the key is NULL"},
+        {"", "v", "metadata entry 1: the key is empty"},
+        {longkey, "v", "metadata entry 1: the key is longer than 1024 bytes"},
+        {"\xc3\x28", "v", "metadata entry 1: the key is not valid UTF-8"},
+        {"crc32", "0x00000000", "metadata entry 1: the key crc32 is reserved (the CRC of the data is added under it)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ag_kv kv[2] = {{"arch", "3-4-2"}, {cases[i].key, cases[i].value}};
+        assert_save_refused(ag_model_save(path, NULL, NULL, 0, kv, 2, err, sizeof err), cases[i].want);
+    }
+    /* the limits themselves save */
+    big[64 << 10] = '\0';
+    longkey[AG_MODEL_MAX_NAME] = '\0';
+    ag_kv kv[2] = {{"note", big}, {longkey, "v"}};
+    ck_assert_int_eq(ag_model_save(path, NULL, NULL, 0, kv, 2, err, sizeof err), AG_OK);
+    ag_model_file *mf;
+    ck_assert_int_eq(ag_model_open(path, &mf, err, sizeof err), AG_OK);
+    ck_assert_str_eq(ag_model_meta(mf, "note"), big);
+    ck_assert_str_eq(ag_model_meta(mf, longkey), "v");
+    ag_model_close(mf);
+}
+END_TEST
+
+/* parse_owned sorted the tensor table with qsort, and glibc's qsort mallocs a merge buffer (for
+ * more than 128 tensors here) behind the allocator hooks' back. This qsort replaces libc's in this
+ * program: the library must not call it. */
+static size_t g_qsort_calls;
+void qsort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *)) {
+    g_qsort_calls++;
+    unsigned char *a = base, tmp[256]; /* insertion sort, for anyone else in the program */
+    ck_assert_uint_le(size, sizeof tmp);
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && cmp(a + (j - 1) * size, a + j * size) > 0; j--) {
+            memcpy(tmp, a + j * size, size);
+            memcpy(a + j * size, a + (j - 1) * size, size);
+            memcpy(a + (j - 1) * size, tmp, size);
+        }
+}
+
+/* Parse a file of n one-byte U8 tensors "t<i>", tensor i holding data byte (i * 7919) % n (not in
+ * file order). Tensor dup_name_of is named "t0" too; tensor same_begin_of holds tensor 0's byte
+ * (SIZE_MAX: neither). */
+static ag_status parse_many(size_t n, size_t dup_name_of, size_t same_begin_of, ag_model_file **mf) {
+    size_t cap = 64 + n * 80;
+    char *h = malloc(cap);
+    ck_assert_ptr_nonnull(h);
+    size_t k = (size_t)snprintf(h, cap, "{");
+    for (size_t i = 0; i < n; i++) {
+        size_t b = (i * 7919) % n; /* a permutation: 7919 is prime and does not divide n */
+        size_t nm = i == dup_name_of ? 0 : i;
+        if (i == same_begin_of) b = 0; /* tensor 0's byte */
+        k += (size_t)snprintf(h + k, cap - k, "%s\"t%zu\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[%zu,%zu]}",
+                              i ? "," : "", nm, b, b + 1);
+    }
+    k += (size_t)snprintf(h + k, cap - k, "}");
+    unsigned char *buf = malloc(8 + k + n);
+    ck_assert_ptr_nonnull(buf);
+    for (int i = 0; i < 8; i++) buf[i] = (unsigned char)((uint64_t)k >> (8 * i));
+    memcpy(buf + 8, h, k);
+    for (size_t i = 0; i < n; i++) buf[8 + k + i] = (unsigned char)i;
+    ag_status st = ag_model_parse(buf, 8 + k + n, "many", mf, err, sizeof err);
+    free(h);
+    free(buf);
+    return st;
+}
+
+START_TEST(parse_sorts_in_place) {
+    ag_test_alloc_install();
+    ag_model_file *mf;
+    g_qsort_calls = 0;
+    ck_assert_int_eq(parse_many(300, SIZE_MAX, SIZE_MAX, &mf), AG_OK);
+    ck_assert_uint_eq(ag_model_tensor_count(mf), 300);
+    for (size_t i = 0; i < 300; i++) {
+        const ag_model_tensor *t = ag_model_tensor_at(mf, i); /* file order is kept */
+        char nm[16];
+        snprintf(nm, sizeof nm, "t%zu", i);
+        ck_assert_str_eq(t->name, nm);
+        ck_assert_uint_eq(t->begin, (i * 7919) % 300);
+    }
+    ag_model_close(mf);
+    /* a repeated name and an overlap among many are found; of two tensors with the same data,
+     * the later in the file is named */
+    ck_assert_int_eq(parse_many(300, 250, SIZE_MAX, &mf), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "load: many: tensor t0 appears twice");
+    ck_assert_int_eq(parse_many(300, SIZE_MAX, 123, &mf), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "load: many: tensor t123: data_offsets begin at 0, overlapping data before 1");
+    ck_assert_int_eq(parse_many(1000, SIZE_MAX, SIZE_MAX, &mf), AG_OK);
+    ag_model_close(mf);
+    ck_assert_uint_eq(g_qsort_calls, 0);
+    ck_assert_uint_eq(ag_test_alloc_live(), 0);
+    ag_test_alloc_uninstall();
+}
+END_TEST
+
+/* AG_IO_ERRMSG_SIZE (512) cut "tensor name <1024 bytes> is used twice" at 511 bytes although the
+ * path was short: every message now fits whole when its path is at most 512 bytes. */
+START_TEST(messages_hold_whole_names) {
+    static char nm[AG_MODEL_MAX_NAME + 1], want[2 * AG_IO_ERRMSG_SIZE], mpath[513];
+    memset(nm, 'n', AG_MODEL_MAX_NAME);
+    ag_real d[2] = {0};
+    /* save: a repeated name or key */
+    snprintf(want, sizeof want, "tensor name %s is used twice", nm);
+    assert_save_refused(ag_model_save(path, NULL, (ag_named_buf[]){{nm, d, 1}, {nm, d, 1}}, 2, NULL, 0, err,
+                                      sizeof err),
+                        want);
+    snprintf(want, sizeof want, "metadata key %s is given twice", nm);
+    assert_save_refused(ag_model_save(path, NULL, NULL, 0, (ag_kv[]){{nm, "1"}, {nm, "2"}}, 2, err, sizeof err), want);
+    /* load: the longest messages, with a 512-byte path. A tensor of the longest name and shape
+     * (a zero dimension lets the 7 others be 20 digits) meets a buffer of another dtype or length. */
+    memset(mpath, 'p', 512);
+    mpath[0] = '/';
+    char shape[200], hdr[4096], s20[24];
+    snprintf(s20, sizeof s20, "%zu", (size_t)SIZE_MAX);
+    snprintf(shape, sizeof shape, "0x%s", s20);
+    for (int i = 0; i < 6; i++) strcat(strcat(shape, "x"), s20);
+    ag_named_buf big = {nm, d, SIZE_MAX}; /* the lengths differ: it is never read */
+    ag_model_file *mf;
+    const char *dtypes[] = {"F8_E4M3", DT};
+    for (int i = 0; i < 2; i++) {
+        snprintf(hdr, sizeof hdr,
+                 "{\"%s\":{\"dtype\":\"%s\",\"shape\":[0,%s,%s,%s,%s,%s,%s,%s],\"data_offsets\":[0,0]}}", nm,
+                 dtypes[i], s20, s20, s20, s20, s20, s20, s20);
+        ck_assert_int_eq(parse_text_as(mpath, hdr, 0, &mf), AG_OK);
+        ck_assert_int_eq(ag_model_read(mf, NULL, &big, 1, err, sizeof err), i ? AG_ERR_SHAPE : AG_ERR_FORMAT);
+        if (i)
+            snprintf(want, sizeof want, "load: %s: %s is %s in the file but %s in the model", mpath, nm, shape, s20);
+        else
+            snprintf(want, sizeof want, "load: %s: %s is F8_E4M3 in the file but this build stores " DT
+                     " (" AG_REAL_NAME ")", mpath, nm);
+        ck_assert_str_eq(err, want);
+        ag_model_close(mf);
+    }
+    /* a header message naming the longest key */
+    snprintf(hdr, sizeof hdr, "{\"__metadata__\":{\"%s\":\"1\",\"%s\":\"2\"}}", nm, nm);
+    ck_assert_int_eq(parse_text_as(mpath, hdr, 0, &mf), AG_ERR_FORMAT);
+    snprintf(want, sizeof want, "load: %s: malformed JSON header at byte %zu: metadata key %s repeated", mpath,
+             strlen(hdr) - 2, nm);
+    ck_assert_str_eq(err, want);
+}
+END_TEST
+
 START_TEST(out_of_memory) {
     ag_test_alloc_install();
     ag_params *a = make_store(5, 4), *b = make_store(0, 4);
@@ -604,6 +868,11 @@ static Suite *model_io_suite(void) {
     tcase_add_test(tc, save_meta_count_cannot_wrap);
     tcase_add_test(tc, save_data_size_cannot_wrap);
     tcase_add_test(tc, read_extra_count_refused);
+    tcase_add_test(tc, save_long_file_name);
+    tcase_add_test(tc, names_a_file_cannot_hold);
+    tcase_add_test(tc, save_metadata_messages);
+    tcase_add_test(tc, parse_sorts_in_place);
+    tcase_add_test(tc, messages_hold_whole_names);
     tcase_add_test(tc, out_of_memory);
     suite_add_tcase(s, tc);
     return s;
