@@ -179,6 +179,9 @@ uint32_t ag_crc32(uint32_t crc, const void *data, size_t n);
  * Tensor names and keys are non-empty UTF-8 of at most AG_MODEL_MAX_NAME bytes and do not repeat;
  * no tensor is named "__metadata__" and no key is "crc32" (both reserved: crc32 is added); values are
  * UTF-8 of at most 64 KiB, not NULL. Atomic (see above): on failure the target is untouched.
+ * path names a new file, a regular file (replaced) or a symbolic link to one (the file it points to
+ * is replaced, the link stays); anything else there (a directory, FIFO, device, a link to nothing)
+ * is AG_ERR_IO "cannot replace it: ...", with nothing written.
  * AG_ERR_ARG (empty path, NULL arrays, invalid or repeated names, keys or values, more than
  * AG_MODEL_MAX_TENSORS tensors or AG_MODEL_MAX_META - 1 entries, a header over
  * AG_MODEL_MAX_HEADER), AG_ERR_IO (creating, writing, syncing or renaming), AG_ERR_NOMEM. */

@@ -7,11 +7,13 @@
  * accepts exactly RFC 8259 JSON within that shape (strict strings and UTF-8, integers without
  * sign, fraction or leading zeros) and refuses unknown fields and duplicate names.
  */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "ag_io.h"
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -375,11 +377,37 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
         goto out;
     }
 
+    /* The file the save replaces: path itself, or what a symbolic link at path points to (the link
+     * stays a link). Anything else that exists there (a directory, FIFO, device) is refused: the
+     * rename would replace the node itself. */
+    char *resolved = NULL;
+    struct stat sb;
+    if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+        const char *why = NULL;
+        if (!S_ISLNK(sb.st_mode)) {
+            why = "it exists and is not a regular file";
+        } else if (!(resolved = ag__malloc(PATH_MAX))) {
+            ag__free(h.p);
+            st = mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory");
+            goto out;
+        } else if (!realpath(path, resolved)) {
+            why = errno == ENOENT ? "it is a symbolic link to nothing" : "its symbolic link cannot be followed";
+        } else if (stat(resolved, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+            why = "it is a symbolic link to something that is not a regular file";
+        }
+        if (why) {
+            ag__free(resolved);
+            ag__free(h.p);
+            st = mfail(err, errsize, AG_ERR_IO, W, path, "cannot replace it: %s", why);
+            goto out;
+        }
+    }
+    const char *target = resolved ? resolved : path;
     /* temporary file next to the target: ".<base>.tmp-<pid>-<attempt>", the base cut to TMP_BASE_MAX
      * bytes (at a character boundary) so that the name stays short of NAME_MAX whatever the target's */
-    const char *slash = strrchr(path, '/');
-    size_t dlen = slash ? (size_t)(slash - path) : 0;
-    const char *base = slash ? slash + 1 : path;
+    const char *slash = strrchr(target, '/');
+    size_t dlen = slash ? (size_t)(slash - target) : 0;
+    const char *base = slash ? slash + 1 : target;
     size_t blen = strlen(base);
     if (blen > TMP_BASE_MAX) {
         blen = TMP_BASE_MAX;
@@ -389,21 +417,18 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
     char *tmp = ag__malloc(tmpsize);
     char *dir = ag__malloc(dlen + 2);
     if (!tmp || !dir) {
-        ag__free(tmp);
-        ag__free(dir);
-        ag__free(h.p);
         st = mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory");
-        goto out;
+        goto out_files;
     }
     if (slash) {
-        memcpy(dir, path, dlen ? dlen : 1); /* "/x" -> "/" */
+        memcpy(dir, target, dlen ? dlen : 1); /* "/x" -> "/" */
         dir[dlen ? dlen : 1] = '\0';
     } else {
         strcpy(dir, ".");
     }
     int fd = -1;
     for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
-        snprintf(tmp, tmpsize, "%.*s%s.%.*s.tmp-%ld-%d", (int)dlen, path, slash ? "/" : "", (int)blen, base,
+        snprintf(tmp, tmpsize, "%.*s%s.%.*s.tmp-%ld-%d", (int)dlen, target, slash ? "/" : "", (int)blen, base,
                  (long)getpid(), attempt);
         do fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         while (fd < 0 && errno == EINTR);
@@ -427,7 +452,7 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
         }
     if (!e && fsync(fd) != 0) e = errno, step = "fsync";
     if (close(fd) != 0 && !e) e = errno, step = "close";
-    if (!e && rename(tmp, path) != 0) e = errno, step = "rename";
+    if (!e && rename(tmp, target) != 0) e = errno, step = "rename";
     if (e) {
         unlink(tmp);
         st = mfail(err, errsize, AG_ERR_IO, W, path, "%s failed: %s", step, strerror(e));
@@ -441,6 +466,7 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
 out_files:
     ag__free(tmp);
     ag__free(dir);
+    ag__free(resolved);
     ag__free(h.p);
 out:
     ag__free(items);

@@ -407,12 +407,12 @@ START_TEST(atomic_write_leaves_no_temp_files) {
     size_t n = snapshot(b, sb);
     snapshot(c, sc);
     ck_assert_int_eq(memcmp(sb, sc, n), 0);
-    /* a failing rename (the target is a directory) cleans up its temporary file */
+    /* a directory as the target is refused before any temporary file is made */
     char sub[600];
     snprintf(sub, sizeof sub, "%s/adir", dir);
     ck_assert_int_eq(mkdir(sub, 0755), 0);
     ck_assert_int_eq(ag_model_save(sub, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
-    ck_assert_msg(strstr(err, "rename failed"), "%s", err);
+    ck_assert_msg(strstr(err, "cannot replace it: it exists and is not a regular file"), "%s", err);
     ck_assert_uint_eq(count_entries(dir), 2);
     ck_assert_uint_eq(count_entries(sub), 0);
     /* a missing directory */
@@ -438,6 +438,55 @@ START_TEST(atomic_write_leaves_no_temp_files) {
     ck_assert_str_eq(err, want);
     ag_params_free(a);
     ag_params_free(b);
+    ag_params_free(c);
+}
+END_TEST
+
+/* A save replaces a regular file only: a FIFO (or device, directory) at the path is refused and
+ * left as it is (the rename would have put a file in its place: as root, /dev/full became one);
+ * a symbolic link is followed, so the file it points to is replaced and the link stays a link; a
+ * link to nothing is refused. */
+START_TEST(save_replaces_regular_files_only) {
+    ag_params *a = make_store(5, 4), *c = make_store(0, 4);
+    char p2[600], real[600];
+    struct stat sb;
+    snprintf(p2, sizeof p2, "%s/fifo", dir);
+    ck_assert_int_eq(mkfifo(p2, 0600), 0);
+    ck_assert_int_eq(ag_model_save(p2, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
+    ck_assert_msg(strstr(err, "cannot replace it: it exists and is not a regular file"), "%s", err);
+    ck_assert_int_eq(lstat(p2, &sb), 0);
+    ck_assert(S_ISFIFO(sb.st_mode));
+    ck_assert_uint_eq(count_entries(dir), 1);
+    /* a link to a regular file: written through */
+    snprintf(real, sizeof real, "%s/real.safetensors", dir);
+    FILE *f = fopen(real, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("old", f);
+    fclose(f);
+    snprintf(p2, sizeof p2, "%s/link.safetensors", dir);
+    ck_assert_int_eq(symlink("real.safetensors", p2), 0);
+    ck_assert_msg(ag_model_save(p2, a, NULL, 0, META, 1, err, sizeof err) == AG_OK, "%s", err);
+    ck_assert_int_eq(lstat(p2, &sb), 0);
+    ck_assert(S_ISLNK(sb.st_mode));
+    ck_assert_int_eq(ag_model_load(real, c, NULL, 0, err, sizeof err), AG_OK);
+    static unsigned char sa[4096], sc[4096];
+    size_t n = snapshot(a, sa);
+    snapshot(c, sc);
+    ck_assert_int_eq(memcmp(sa, sc, n), 0);
+    ck_assert_uint_eq(count_entries(dir), 3); /* fifo, real, link: no temporary file */
+    /* a link to a FIFO, and a link to nothing */
+    snprintf(p2, sizeof p2, "%s/link2", dir);
+    ck_assert_int_eq(symlink("fifo", p2), 0);
+    ck_assert_int_eq(ag_model_save(p2, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
+    ck_assert_msg(strstr(err, "symbolic link to something that is not a regular file"), "%s", err);
+    snprintf(p2, sizeof p2, "%s/link3", dir);
+    ck_assert_int_eq(symlink("nowhere/m.safetensors", p2), 0);
+    ck_assert_int_eq(ag_model_save(p2, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
+    ck_assert_msg(strstr(err, "symbolic link to nothing"), "%s", err);
+    ck_assert_int_eq(lstat(p2, &sb), 0);
+    ck_assert(S_ISLNK(sb.st_mode));
+    ck_assert_uint_eq(count_entries(dir), 5);
+    ag_params_free(a);
     ag_params_free(c);
 }
 END_TEST
@@ -864,6 +913,7 @@ static Suite *model_io_suite(void) {
     tcase_add_test(tc, json_refused);
     tcase_add_test(tc, mismatch_refused_store_unchanged);
     tcase_add_test(tc, atomic_write_leaves_no_temp_files);
+    tcase_add_test(tc, save_replaces_regular_files_only);
     tcase_add_test(tc, save_tensor_count_cannot_wrap);
     tcase_add_test(tc, save_meta_count_cannot_wrap);
     tcase_add_test(tc, save_data_size_cannot_wrap);
