@@ -334,6 +334,13 @@ ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out,
             if (n <= 0) break;
             more += (size_t)n;
         }
+        if (more && gz && more < ((size_t)1 << 20)) { /* read to the end: gzip has finished */
+            gzip_rc = close_src(&s);
+            if (gzip_rc != 0 && gzip_rc != 2) { /* a damaged stream decodes to junk before gzip fails */
+                st = ifail(err, errsize, AG_ERR_FORMAT, path, "corrupt compressed data (gzip -d failed)");
+                goto done;
+            }
+        }
         if (more) {
             st = ifail(err, errsize, AG_ERR_FORMAT, path, "%s%zu bytes of trailing data%s after the %zu %s",
                        more >= ((size_t)1 << 20) ? "at least " : "", more, how, h.count, kind_name(h.magic));

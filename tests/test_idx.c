@@ -363,6 +363,31 @@ END_TEST
 
 /* Bytes after the gzip stream made gzip -d exit with status 2 ("trailing garbage ignored"), which
  * was taken for success: such a file loaded although a raw file with trailing bytes is refused. */
+/* A damaged stream can decode to more bytes than the header announces before gzip notices (its CRC
+ * check comes last): the error is the damage, not "trailing data". Here the stream holds 2 extra
+ * bytes after the labels and its CRC is wrong. */
+START_TEST(gzip_crc_error_is_corruption) {
+    size_t ll = make_labels(lab, 50, 10);
+    lab[ll] = 1;
+    lab[ll + 1] = 2;
+    char gp[600];
+    strcpy(gp, write_file("labs", lab, ll + 2, 1));
+    FILE *fp = fopen(gp, "r+b");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(fseek(fp, -8, SEEK_END), 0); /* the trailer: CRC-32, then the length */
+    int c = fgetc(fp);
+    ck_assert_int_ne(c, EOF);
+    ck_assert_int_eq(fseek(fp, -8, SEEK_END), 0);
+    fputc(c ^ 0xff, fp);
+    fclose(fp);
+    ag_idx f;
+    ck_assert_int_eq(ag_idx_read(gp, NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    char want[700];
+    snprintf(want, sizeof want, "idx: %s: corrupt compressed data (gzip -d failed)", gp);
+    ck_assert_str_eq(err, want);
+}
+END_TEST
+
 START_TEST(gzip_trailing_data_refused) {
     size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3);
     char gp[600];
@@ -440,6 +465,7 @@ static Suite *idx_suite(void) {
     tcase_add_test(tc, out_of_memory);
     tcase_add_test(tc, one_side_required);
     tcase_add_test(tc, gzip_trailing_data_refused);
+    tcase_add_test(tc, gzip_crc_error_is_corruption);
     tcase_add_test(tc, batch_null_arguments);
     suite_add_tcase(s, tc);
     return s;
