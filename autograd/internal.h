@@ -113,6 +113,10 @@ void *ag__arena_alloc(ag_tape *t, size_t bytes);
 ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
                         const char *fmt, va_list ap);
 
+/* Offset of the first byte of s[0..n) that is not part of strict UTF-8 (no overlongs, no
+ * surrogates, <= U+10FFFF), n if none: parameter names and the model files' strings (params.c). */
+size_t ag__utf8_bad_at(const unsigned char *s, size_t n);
+
 /* Record an error on the tape and return st. */
 ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)

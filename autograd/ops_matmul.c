@@ -39,6 +39,18 @@ static void sink_tile(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols,
     c->sink->consume(c->sink->ctx, c->x, i0 * c->ld + j0, rows, cols, c->ld, p, ldp, c->flags);
 }
 
+/* The magnitude bits of an ag_real as a signed integer: those of non-negative values order like the
+ * values, and NaN/Inf have the largest (>= MAG_INF), so an integer max finds both (max_abs). */
+#ifdef AG_DOUBLE
+typedef int64_t mag_bits;
+#define MAG_MASK INT64_MAX
+#define MAG_INF ((mag_bits)0x7ff0000000000000)
+#else
+typedef int32_t mag_bits;
+#define MAG_MASK INT32_MAX
+#define MAG_INF ((mag_bits)0x7f800000)
+#endif
+
 /* The tile plus c * x over it (the L2 term's lambda W, added last as without a sink), in pieces of
  * at most SINK_BUF elements on the stack: the tile may be the GEMM's read-only zeros. The same pass
  * takes the largest magnitude, as max_abs below does, so a finite piece reaches the sink marked
@@ -46,13 +58,6 @@ static void sink_tile(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols,
 #define SINK_BUF 2048
 AG__CLONES static void sink_tile_decay(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p,
                                        size_t ldp) {
-#ifdef AG_DOUBLE
-    typedef int64_t bits_t;
-    const bits_t MAG = INT64_MAX, INF = (bits_t)0x7ff0000000000000;
-#else
-    typedef int32_t bits_t;
-    const bits_t MAG = INT32_MAX, INF = 0x7f800000;
-#endif
     const sink_tile_ctx *c = ctx;
     ag_real buf[SINK_BUF];
     const size_t cc = cols < SINK_BUF ? cols : SINK_BUF, rr = SINK_BUF / cc;
@@ -60,43 +65,35 @@ AG__CLONES static void sink_tile_decay(void *ctx, size_t i0, size_t j0, size_t r
         for (size_t j = 0; j < cols; j += cc) {
             const size_t nr = rows - r0 < rr ? rows - r0 : rr, nc = cols - j < cc ? cols - j : cc;
             const size_t off = (i0 + r0) * c->ld + j0 + j;
-            bits_t m = 0;
+            mag_bits m = 0;
             for (size_t r = 0; r < nr; r++) {
                 const ag_real *restrict pr = p + (r0 + r) * ldp + j, *restrict w = c->x->value + off + r * c->ld;
                 ag_real *restrict b = buf + r * nc;
                 for (size_t q = 0; q < nc; q++) {
                     ag_real v = pr[q] + c->decay * w[q];
-                    bits_t vb;
+                    mag_bits vb;
                     memcpy(&vb, &v, sizeof vb);
-                    vb &= MAG;
+                    vb &= MAG_MASK;
                     m = vb > m ? vb : m;
                     b[q] = v;
                 }
             }
-            c->sink->consume(c->sink->ctx, c->x, off, nr, nc, c->ld, buf, nc, m < INF ? AG_SINK_FINITE : 0u);
+            c->sink->consume(c->sink->ctx, c->x, off, nr, nc, c->ld, buf, nc, m < MAG_INF ? AG_SINK_FINITE : 0u);
         }
 }
 
-/* Largest |v| over a rows x cols matrix (row stride ld), or +inf if some element is NaN/Inf. The
- * magnitude bits of non-negative floats order like their values and NaN/Inf have the largest, so
- * one signed-integer max (which vectorises, unlike a float max that must see NaN) gives both. */
+/* Largest |v| over a rows x cols matrix (row stride ld), or +inf if some element is NaN/Inf: one
+ * integer max over the magnitude bits, which vectorises (a float max that must see NaN does not). */
 AG__CLONES static double max_abs(const ag_real *v, size_t rows, size_t cols, size_t ld) {
-#ifdef AG_DOUBLE
-    typedef int64_t bits_t;
-    const bits_t MAG = INT64_MAX, INF = (bits_t)0x7ff0000000000000;
-#else
-    typedef int32_t bits_t;
-    const bits_t MAG = INT32_MAX, INF = 0x7f800000;
-#endif
-    bits_t m = 0;
+    mag_bits m = 0;
     for (size_t r = 0; r < rows; r++)
         for (size_t c = 0; c < cols; c++) {
-            bits_t b;
+            mag_bits b;
             memcpy(&b, v + r * ld + c, sizeof b);
-            b &= MAG;
+            b &= MAG_MASK;
             m = b > m ? b : m;
         }
-    if (m >= INF) return INFINITY;
+    if (m >= MAG_INF) return INFINITY;
     ag_real out;
     memcpy(&out, &m, sizeof out);
     return (double)out;

@@ -52,9 +52,7 @@ void ag_params_free(ag_params *ps) {
     ag__free(ps);
 }
 
-/* Offset of the first byte of s[0..n) that is not part of strict UTF-8 (no overlongs, no
- * surrogates, <= U+10FFFF; as the model files' reader and writer), n if none. */
-static size_t utf8_bad_at(const unsigned char *s, size_t n) {
+size_t ag__utf8_bad_at(const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
         unsigned c = s[i];
@@ -95,7 +93,7 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
         return pfail(ps, AG_ERR_ARG, "params_add: name is %zu bytes, at most %d", name_len,
                      AG_PARAM_NAME_MAX);
     /* names key saved files (ag_model_save): refuse here what a model file cannot hold */
-    size_t bad = utf8_bad_at((const unsigned char *)name, name_len);
+    size_t bad = ag__utf8_bad_at((const unsigned char *)name, name_len);
     if (bad < name_len)
         return pfail(ps, AG_ERR_ARG, "params_add: name is not valid UTF-8 (byte %zu is 0x%02x)", bad,
                      (unsigned char)name[bad]);
