@@ -207,9 +207,10 @@ ag_tensor *ag_tensor_from(ag_tape *t, int ndim, const size_t *shape, const ag_re
 ag_tensor *ag_tensor_wrap(ag_tape *t, int ndim, const size_t *shape, ag_real *data);
 ag_tensor *ag_scalar(ag_tape *t, ag_real v);
 
-/* Mark a tape leaf as needing a gradient (e.g. to differentiate w.r.t. an input); a parameter
- * already has one (AG_OK). AG_ERR_ARG: NULL or an op's result; AG_ERR_STATE: recorded before the
- * last reset. */
+/* Mark a tape leaf as needing a gradient (e.g. to differentiate w.r.t. an input), before any op
+ * uses it; a parameter already has one (AG_OK). AG_ERR_ARG: NULL or an op's result; AG_ERR_STATE:
+ * recorded before the last reset, or already an input of an op (whose part of the gradient would
+ * be missing). */
 ag_status ag_requires_grad(ag_tensor *x);
 
 /* Reverse-mode sweep from a scalar loss: seeds dloss = 1, walks the tape backwards from loss

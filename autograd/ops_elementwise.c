@@ -280,9 +280,10 @@ UNARY(square, x * x, 2 * x * g)
 static const ag_op square_op = {"square", 1, 0, same_shape, square_forward, square_backward};
 ag_tensor *ag_square(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &square_op, NULL, x); }
 
-/* ---- pow: x^c;  dx += c x^(c-1) g. As libm: a negative x with a non-integer c gives NaN, and
- * 0^(c-1) with c < 1 gives inf in backward (no error). */
-UNARY_ATTR(pow, PLAIN, PLAIN, ag__pow(x, c), c * ag__pow(x, c - 1) * g) /* libm both ways */
+/* ---- pow: x^c;  dx += c x^(c-1) g, and 0 for c = 0 (x^0 = 1 is constant; c x^(c-1) would be
+ * 0 * inf = NaN at x = 0). As libm: a negative x with a non-integer c gives NaN, and 0^(c-1) with
+ * 0 < c < 1 gives inf in backward (no error). */
+UNARY_ATTR(pow, PLAIN, PLAIN, ag__pow(x, c), c == 0 ? 0 : c * ag__pow(x, c - 1) * g) /* libm both ways */
 static const ag_op pow_op = {"pow", 1, sizeof(ag_real), same_shape, pow_forward, pow_backward};
 ag_tensor *ag_pow(ag_tape *t, ag_tensor *x, ag_real p) { return AG__CALL(t, &pow_op, &p, x); }
 

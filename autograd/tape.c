@@ -588,6 +588,15 @@ ag_status ag_requires_grad(ag_tensor *x) {
                         ag__node_of(x)->op->name);
     if (x->gen != t->gen)
         return ag__fail(t, AG_ERR_STATE, "requires_grad: tensor was recorded before the last ag_tape_reset");
+    if (x->flags & AG_REQUIRES_GRAD) return AG_OK;
+    /* ops recorded before the mark would give it no gradient, and backward would drop their part:
+     * refuse rather than return a partial gradient (the walk covers only nodes after the leaf) */
+    for (const ag_node *n = t->last; n && n != ag__node_of(x); n = n->prev)
+        for (int i = 0; i < n->n_in; i++)
+            if (n->in[i] == x)
+                return ag__fail(t, AG_ERR_STATE,
+                                "requires_grad: the leaf is already an input of %s (node #%zu); mark it "
+                                "before any op uses it", n->op ? n->op->name : "leaf", node_creation_index(t, n));
     x->flags |= AG_REQUIRES_GRAD;
     return AG_OK;
 }

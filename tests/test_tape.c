@@ -297,6 +297,46 @@ START_TEST(numeric_check_names_op_and_step) {
 }
 END_TEST
 
+/* Marking a leaf after an op used it would drop that op's part of the gradient (x^2 + 5x gave
+ * 5 instead of 2x + 5): refused. Marking before use, or twice, is fine. */
+START_TEST(requires_grad_after_use_is_refused) {
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_tensor *x = ag_tensor_from(t, 1, (size_t[]){3}, (ag_real[]){1, 2, 3});
+    ag_tensor *sq = ag_sum(t, ag_square(t, x));
+    ck_assert_ptr_nonnull(sq);
+    ck_assert_int_eq(ag_requires_grad(x), AG_ERR_STATE);
+    ck_assert_str_eq(ag_tape_errmsg(t), "requires_grad: the leaf is already an input of square (node #1); "
+                                        "mark it before any op uses it");
+    ck_assert(!(x->flags & AG_REQUIRES_GRAD));
+    ag_tape_reset(t);
+    x = ag_tensor_from(t, 1, (size_t[]){3}, (ag_real[]){1, 2, 3});
+    ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+    ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+    ag_tensor *L = ag_add(t, ag_sum(t, ag_square(t, x)), ag_sum(t, ag_scale(t, x, 5)));
+    ck_assert_int_eq(ag_requires_grad(x), AG_OK); /* already marked: nothing to lose */
+    ck_assert_int_eq(ag_backward(t, L), AG_OK);
+    for (int i = 0; i < 3; i++) ck_assert(x->grad[i] == 2 * x->value[i] + 5);
+    ag_tape_free(t);
+}
+END_TEST
+
+/* d/dx x^0 = 0 everywhere, x = 0 included (c x^(c-1) there is 0 * inf). */
+START_TEST(pow_zero_has_zero_gradient) {
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_tensor *x = ag_tensor_from(t, 1, (size_t[]){3}, (ag_real[]){0, 1, -2});
+    ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+    ag_tensor *y = ag_pow(t, x, 0);
+    ck_assert_int_eq(ag_backward(t, ag_sum(t, y)), AG_OK);
+    for (int i = 0; i < 3; i++) {
+        ck_assert(y->value[i] == 1);
+        ck_assert(x->grad[i] == 0);
+    }
+    ag_tape_free(t);
+}
+END_TEST
+
 static Suite *tape_suite(void) {
     Suite *s = suite_create("tape");
     TCase *tc = tcase_create("core");
@@ -312,6 +352,8 @@ static Suite *tape_suite(void) {
     tcase_add_test(tc, params_store_is_flat_and_aligned);
     tcase_add_test(tc, rng_is_reproducible);
     tcase_add_test(tc, numeric_check_names_op_and_step);
+    tcase_add_test(tc, requires_grad_after_use_is_refused);
+    tcase_add_test(tc, pow_zero_has_zero_gradient);
     suite_add_tcase(s, tc);
     return s;
 }
