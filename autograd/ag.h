@@ -241,7 +241,7 @@ ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed);
  * parameters no gradient reached are not delivered (unless ->grad holds gradient from earlier
  * sweeps, which is then delivered as it is). Pieces may arrive concurrently from the
  * library's worker threads (always disjoint elements), so consume must be thread-safe for
- * disjoint elements and must not call back into the tape. After the sweep the delivered
+ * disjoint elements and must not call back into the tape (it may run products with ag_gemm). After the sweep the delivered
  * parameters' ->grad hold zeros. */
 typedef struct ag_grad_sink {
     void (*consume)(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
@@ -524,8 +524,10 @@ void ag_rng_shuffle(ag_rng *r, uint32_t *idx, size_t n); /* Fisher-Yates */
  * k x m (lda >= m) when trans_a. op(B) is k x n: B is k x n (ldb >= n), or n x k (ldb >= k)
  * when trans_b. beta == 0 does not read C. Results do not depend on the thread count. The
  * library's thread pool serves one calling thread at a time: like a tape, use it from one user
- * thread (or serialise the calls). m or n of 0 is a no-op. AG_ERR_ARG for a NULL matrix or a
- * leading dimension too small; AG_ERR_NOMEM if packing scratch cannot be allocated. */
+ * thread (or serialise the calls). A product may start another from a gradient sink's consume
+ * (one level; a product started from inside that one is AG_ERR_STATE). m or n of 0 is a no-op.
+ * AG_ERR_ARG for a NULL matrix or a leading dimension too small; AG_ERR_NOMEM if packing scratch
+ * cannot be allocated. */
 ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                   const ag_real *a, size_t lda, const ag_real *b, size_t ldb, ag_real beta,
                   ag_real *c, size_t ldc);

@@ -222,7 +222,16 @@ typedef struct {
     size_t sh_panels;     /* sh_len / tile */
     ag__tile_fn fn;       /* ag__gemm_tiles: finished tiles go here (c is then its `work`); NULL for ag_gemm */
     void *fn_ctx;
+    int level;            /* nesting level: scratch slots GEMM_SLOTS * level .. (see gemm_level) */
 } gemm_job;
+
+/* A product started from inside another one (a tile callback, such as a gradient sink's consume,
+ * calling ag_gemm) must not reuse the scratch the outer product is still reading: each level of
+ * nesting has its own scratch slots. gemm_level is the level a product started on this thread
+ * gets; the tasks of a product set it for their own thread while they run. */
+#define GEMM_SLOTS 3 /* per level: A, B, shared */
+#define GEMM_LEVELS (AG__SCRATCH_SLOTS / GEMM_SLOTS)
+static _Thread_local int gemm_level;
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
@@ -398,13 +407,23 @@ static void direct_tiles(const gemm_job *J, size_t i0, size_t i1, size_t j0, siz
     }
 }
 
+static void gemm_task_at(const gemm_job *J, size_t task, int thread);
 static void gemm_task(void *ctx, size_t task, int thread)
 {
     const gemm_job *J = ctx;
+    int saved = gemm_level;
+    gemm_level = J->level + 1; /* a product its tile callback starts is one level deeper */
+    gemm_task_at(J, task, thread);
+    gemm_level = saved;
+}
+
+static void gemm_task_at(const gemm_job *J, size_t task, int thread)
+{
     size_t lo = task * J->strip;
     _Alignas(64) ag_real tbuf[AG__GEMM_TILE_MAX];   /* ag__gemm_tiles: the micro-tile handed to fn */
     if (J->t_small) {
-        gemm_t_strip(J, lo, min_sz(lo + J->strip, J->n), ag__thread_scratch(thread, 0, 0), tbuf);
+        gemm_t_strip(J, lo, min_sz(lo + J->strip, J->n), ag__thread_scratch(thread, GEMM_SLOTS * J->level, 0),
+                     tbuf);
         return;
     }
     if (J->direct) {
@@ -416,8 +435,8 @@ static void gemm_task(void *ctx, size_t task, int thread)
                            J->c, J->ldc);
         return;
     }
-    ag_real *abuf = ag__thread_scratch(thread, 0, 0);   /* sized by gemm_run before the job started */
-    ag_real *bbuf = ag__thread_scratch(thread, 1, 0);
+    ag_real *abuf = ag__thread_scratch(thread, GEMM_SLOTS * J->level, 0); /* sized by gemm_run beforehand */
+    ag_real *bbuf = ag__thread_scratch(thread, GEMM_SLOTS * J->level + 1, 0);
     if (J->split_n)
         gemm_strip(J, 0, J->m, lo, min_sz(lo + J->strip, J->n), abuf, bbuf, tbuf);
     else
@@ -491,8 +510,10 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
     gemm_job J = {
         .kr = kr, .ta = trans_a != 0, .tb = trans_b != 0, .m = m, .n = n, .k = k,
         .alpha = alpha, .beta = beta, .a = a, .b = b, .lda = lda, .ldb = ldb, .ldc = ldc, .c = c,
-        .direct = direct, .fn = fn, .fn_ctx = fn_ctx,
+        .direct = direct, .fn = fn, .fn_ctx = fn_ctx, .level = gemm_level,
     };
+    /* every level's scratch is in use: nested too deep (a callback of a callback's product) */
+    if (J.level >= GEMM_LEVELS) return AG_ERR_STATE;
     if (direct && flops < AG__GEMM_PAR_FLOPS) {   /* the same for ag__gemm_tiles, block by block */
         direct_tiles(&J, 0, m, 0, n);
         return AG_OK;
@@ -544,9 +565,9 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
         size_t abytes = shared ? 0 : J.sh_len * J.kc * sizeof(ag_real);
         int base, used = ag__parallel_plan(tasks, &base);
         for (int t = base; abytes && t < base + used; t++)
-            if (!ag__thread_scratch(t, 0, abytes)) return AG_ERR_NOMEM;
+            if (!ag__thread_scratch(t, GEMM_SLOTS * J.level, abytes)) return AG_ERR_NOMEM;
         if (shared) {
-            char *sh = ag__thread_scratch(base, 2, sh_bytes + flag_bytes);
+            char *sh = ag__thread_scratch(base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
             if (!sh) return AG_ERR_NOMEM;
             J.sh = (ag_real *)(void *)sh;
             J.flags = (atomic_uchar *)(sh + sh_bytes);
@@ -576,10 +597,11 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
     if ((use_shared && !J.split_n) || J.b_inplace) bbytes = 0;
     int base, used = ag__parallel_plan(tasks, &base);
     for (int t = base; t < base + used; t++)
-        if ((abytes && !ag__thread_scratch(t, 0, abytes)) || (bbytes && !ag__thread_scratch(t, 1, bbytes)))
+        if ((abytes && !ag__thread_scratch(t, GEMM_SLOTS * J.level, abytes)) ||
+            (bbytes && !ag__thread_scratch(t, GEMM_SLOTS * J.level + 1, bbytes)))
             return AG_ERR_NOMEM;
     if (use_shared) {
-        char *sh = ag__thread_scratch(base, 2, sh_bytes + flag_bytes);
+        char *sh = ag__thread_scratch(base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
         if (!sh) return AG_ERR_NOMEM;
         J.sh = (ag_real *)(void *)sh;
         J.flags = (atomic_uchar *)(sh + sh_bytes);

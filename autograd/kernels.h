@@ -24,10 +24,10 @@ void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx);
 /* How many threads ag__parallel_for(n_tasks, ...) would use from this caller, and the first slot index. */
 int ag__parallel_plan(size_t n_tasks, int *base);
 
-/* Grow-only scratch buffer `slot` (0 .. AG__SCRATCH_SLOTS-1; the GEMM uses 0: A, 1: B, 2: shared) owned by
+/* Grow-only scratch buffer `slot` (0 .. AG__SCRATCH_SLOTS-1; the GEMM uses 3 per nesting level: A, B, shared) owned by
  * pool slot `thread`, 64-byte aligned, contents not preserved when it grows. Returns NULL if it had to grow
  * and could not (the old buffer is released then). Freed by ag__threads_shutdown. */
-#define AG__SCRATCH_SLOTS 3
+#define AG__SCRATCH_SLOTS 6
 void *ag__thread_scratch(int thread, int slot, size_t bytes);
 
 /* Joins the workers and frees every scratch buffer. The pool restarts lazily on the next parallel call. */

@@ -496,6 +496,87 @@ START_TEST(sink_accepts_refuses_parameters) {
 }
 END_TEST
 
+/* A consume that runs products of its own (ag_gemm) while the weight's GEMM is still handing out
+ * tiles: the inner product must not reuse the scratch the outer one reads (it did: wrong gradients,
+ * or a use-after-free when the inner one grew the buffer). */
+typedef struct {
+    pthread_mutex_t mu;
+    ag_real *got;
+    const ag_real *w0;
+    size_t side; /* the inner product is side^3 */
+    ag_real *a, *c;
+    int gemm_failed;
+} nesting;
+
+static void consume_and_multiply(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
+                                 const ag_real *g, size_t ldg, unsigned flags) {
+    nesting *q = ctx;
+    (void)flags;
+    pthread_mutex_lock(&q->mu);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < cols; j++) q->got[(size_t)(x->value - q->w0) + off + r * ld + j] = g[r * ldg + j];
+    size_t n = q->side;
+    if (ag_gemm(0, 1, n, n, n, 1, q->a, n, q->a, n, 0, q->c, n) != AG_OK) q->gemm_failed = 1;
+    pthread_mutex_unlock(&q->mu);
+}
+
+START_TEST(consume_may_run_products) {
+    const size_t K = 96, IN = 300, OUT = 256;
+    ag_params *ps;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ag_tensor *W;
+    ck_assert_int_eq(ag_params_add(ps, "W", 2, (size_t[]){OUT, IN}, AG_DECAY, &W), AG_OK);
+    ag_rng r;
+    ag_rng_seed(&r, 3);
+    ag_rng_fill_normal(&r, W->value, W->size, 0, 0.1);
+    ag_real *x = malloc(K * IN * sizeof *x), *want = malloc(W->size * sizeof *want);
+    ck_assert(x && want);
+    ag_rng_fill_normal(&r, x, K * IN, 0, 1);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    for (int threads = 1; threads <= 2; threads++) {
+        ag_set_threads(threads);
+        for (size_t side = 40; side <= (ag_test_quick() ? 40u : 400u); side *= 10) { /* fits; grows the scratch */
+            ag_tape_reset(t);
+            ag_params_zero_grad(ps);
+            ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){K, IN}, x);
+            ag_tensor *z = ag_linear(t, X, W, NULL);
+            ck_assert_int_eq(ag_backward(t, ag_mul(t, ag_sum(t, ag_square(t, z)), ag_scalar(t, (ag_real)0.5))),
+                             AG_OK);
+            memcpy(want, W->grad, W->size * sizeof *want);
+            ag_params_zero_grad(ps);
+
+            nesting q = {.w0 = W->value, .side = side};
+            pthread_mutex_init(&q.mu, NULL);
+            q.got = calloc(W->size, sizeof *q.got);
+            q.a = malloc(side * side * sizeof *q.a);
+            q.c = malloc(side * side * sizeof *q.c);
+            ck_assert(q.got && q.a && q.c);
+            ag_rng_fill_normal(&r, q.a, side * side, 0, 1);
+            ag_tape_reset(t);
+            ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){.consume = consume_and_multiply, .ctx = &q}),
+                             AG_OK);
+            X = ag_tensor_wrap(t, 2, (size_t[]){K, IN}, x);
+            z = ag_linear(t, X, W, NULL);
+            ck_assert_int_eq(ag_backward(t, ag_mul(t, ag_sum(t, ag_square(t, z)), ag_scalar(t, (ag_real)0.5))),
+                             AG_OK);
+            ck_assert_int_eq(ag_tape_set_grad_sink(t, NULL), AG_OK);
+            ck_assert_int_eq(q.gemm_failed, 0);
+            ck_assert_msg(same_bits(want, q.got, W->size, "W"), "threads %d, inner %zu^3", threads, side);
+            pthread_mutex_destroy(&q.mu);
+            free(q.got);
+            free(q.a);
+            free(q.c);
+        }
+    }
+    ag_set_threads(1);
+    ag_tape_free(t);
+    ag_params_free(ps);
+    free(x);
+    free(want);
+}
+END_TEST
+
 START_TEST(sink_bad_arguments) {
     ag_tape *t;
     ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
@@ -675,6 +756,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, user_sink_sees_each_gradient_once);
     tcase_add_test(tc, sink_bad_arguments);
     tcase_add_test(tc, sink_accepts_refuses_parameters);
+    tcase_add_test(tc, consume_may_run_products);
     tcase_add_test(tc, nonfinite_gradient_skips_only_its_piece);
     tcase_add_test(tc, sink_with_numeric_check);
     tcase_add_test(tc, fused_steady_state_allocates_nothing);
