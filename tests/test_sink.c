@@ -102,6 +102,19 @@ static int same_bits(const ag_real *a, const ag_real *b, size_t n, const char *w
     return 1;
 }
 
+/* Every state buffer of the two optimizers holds the same bits, and they counted the same steps. */
+static void same_optim_state(ag_optim *oa, ag_optim *ob, const char *what) {
+    for (size_t i = 0; i < ag_optim_state_count(oa); i++) {
+        const char *na, *nb;
+        ag_real *sa, *sb;
+        size_t ca, cb;
+        ck_assert_int_eq(ag_optim_state(oa, i, &na, &sa, &ca), AG_OK);
+        ck_assert_int_eq(ag_optim_state(ob, i, &nb, &sb, &cb), AG_OK);
+        ck_assert_msg(same_bits(sa, sb, ca, na), "%s: state %s", what, na);
+    }
+    ck_assert_uint_eq(ag_optim_steps(oa), ag_optim_steps(ob));
+}
+
 static int all_zero(const ag_real *a, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (a[i] != 0) return 0;
@@ -136,15 +149,7 @@ static void compare_steps(ag_optim_config cfg, size_t in, size_t hidden, size_t 
                  (int)cfg.kind, cfg.weight_decay, cfg.decoupled, cfg.clip_norm, K, l2_in_loss, threads, s);
         ck_assert_msg(same_bits(ag_params_values(A.ps), ag_params_values(B.ps), ag_params_numel(A.ps), what),
                       "%s", what);
-        for (size_t i = 0; i < ag_optim_state_count(oa); i++) {
-            const char *na, *nb;
-            ag_real *sa, *sb;
-            size_t ca, cb;
-            ck_assert_int_eq(ag_optim_state(oa, i, &na, &sa, &ca), AG_OK);
-            ck_assert_int_eq(ag_optim_state(ob, i, &nb, &sb, &cb), AG_OK);
-            ck_assert_msg(same_bits(sa, sb, ca, na), "%s: state %s", what, na);
-        }
-        ck_assert_uint_eq(ag_optim_steps(oa), ag_optim_steps(ob));
+        same_optim_state(oa, ob, what);
         ck_assert_msg(all_zero(ag_params_grads(B.ps), ag_params_numel(B.ps)), "%s: gradients left nonzero", what);
     }
     ag_tape_free(t);
@@ -277,15 +282,7 @@ static void compare_with_other_store(ag_optim_config cfg, int user_sink) {
                       ag_optim_errmsg(ob));
         ck_assert_msg(same_bits(ag_params_values(A.own), ag_params_values(B.own), ag_params_numel(A.own), what),
                       "%s: own values", what);
-        for (size_t i = 0; i < ag_optim_state_count(oa); i++) {
-            const char *na, *nb;
-            ag_real *sa, *sb;
-            size_t ca, cb;
-            ck_assert_int_eq(ag_optim_state(oa, i, &na, &sa, &ca), AG_OK);
-            ck_assert_int_eq(ag_optim_state(ob, i, &nb, &sb, &cb), AG_OK);
-            ck_assert_msg(same_bits(sa, sb, ca, na), "%s: state %s", what, na);
-        }
-        ck_assert_uint_eq(ag_optim_steps(oa), ag_optim_steps(ob));
+        same_optim_state(oa, ob, what);
         ck_assert_msg(all_zero(ag_params_grads(B.own), ag_params_numel(B.own)), "%s: own gradients left", what);
         /* the other store: untouched values, the gradients the reference accumulated */
         ck_assert_msg(same_bits(start, ag_params_values(B.other), n_other, what), "%s: other store's values", what);
