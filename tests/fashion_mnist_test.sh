@@ -122,8 +122,9 @@ if [ "$mode" = resume ]; then
     "$BIN" $long --stop-after 750 --model h.st --checkpoint h.ck --metrics h.csv > h.log 2>&1 || { tail -3 h.log; fail "long run"; }
     "$BIN" --resume h.ck --epochs 760 --data "$W/data" --model h.st --metrics h2.csv > x.log 2>&1 || { tail -3 x.log; fail "resume of a long run"; }
     [ "$(wc -l < h2.csv)" -eq 761 ] || fail "long run: metrics after resume have $(wc -l < h2.csv) lines"
-    head -751 h2.csv | cut -d, -f1-5 | cmp -s - "$(cut -d, -f1-5 h.csv > h1.csv; echo h1.csv)" || fail "long run: history changed on resume"
-    rm -f h.st h.ck h.csv h1.csv h2.csv h.log x.log
+    # every column, the timings included: the checkpoint keeps them to the last digit
+    head -751 h2.csv | cmp -s - h.csv || fail "long run: history changed on resume"
+    rm -f h.st h.ck h.csv h2.csv h.log x.log
 
     # bad input: a clear message, no crash
     "$BIN" --data "$W/nowhere" --epochs 1 > x.log 2>&1 && fail "missing data accepted"

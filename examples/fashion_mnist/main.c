@@ -669,7 +669,8 @@ typedef struct hist {
     double train_loss, test_loss, test_acc, seconds, sps, lr;
 } hist;
 
-/* history rows as text ("loss,loss,acc,sec,sps,lr;...") for the checkpoint */
+/* history rows as text ("loss,loss,acc,sec,sps,lr;...") for the checkpoint; every field round-trips
+ * (%.17g), so a resumed run writes the earlier epochs' CSV rows exactly as the first run did */
 static char *hist_encode(const hist *h, size_t n) {
     size_t cap = n * 160 + 1;
     char *s = malloc(cap);
@@ -677,7 +678,7 @@ static char *hist_encode(const hist *h, size_t n) {
     size_t k = 0;
     s[0] = '\0';
     for (size_t i = 0; i < n; i++)
-        k += (size_t)snprintf(s + k, cap - k, "%s%.17g,%.17g,%.17g,%.6g,%.6g,%.17g", i ? ";" : "", h[i].train_loss,
+        k += (size_t)snprintf(s + k, cap - k, "%s%.17g,%.17g,%.17g,%.17g,%.17g,%.17g", i ? ";" : "", h[i].train_loss,
                               h[i].test_loss, h[i].test_acc, h[i].seconds, h[i].sps, h[i].lr);
     return s;
 }
