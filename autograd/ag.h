@@ -242,7 +242,8 @@ ag_status ag_backward_seed(ag_tape *t, ag_tensor *out, const ag_real *seed);
  * sweeps, which is then delivered as it is). Pieces may arrive concurrently from the
  * library's worker threads (always disjoint elements), so consume must be thread-safe for
  * disjoint elements and must not call back into the tape (it may run products with ag_gemm). After the sweep the delivered
- * parameters' ->grad hold zeros. */
+ * parameters' ->grad hold zeros. Initialise it by field name, which stays valid (and quiet under
+ * -Wextra) as fields are added: ag_grad_sink s = {.consume = my_consume, .ctx = &my_state}; */
 typedef struct ag_grad_sink {
     void (*consume)(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
                     const ag_real *g, size_t ldg, unsigned flags);
