@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Build tapegrad and run its test suite: the README's test command.
 #   tests/run.sh [--double] [--sanitize] [--valgrind] [--clang] [--coverage] [--build DIR]
-# Installs cmake, make, a C compiler, the C library headers (libc6-dev), pkg-config and Check with
-# apt-get when run as root on Debian; otherwise says exactly what to install.
+# Installs cmake, make, a C compiler, the C library headers (libc6-dev), pkg-config, Check and the
+# Fashion-MNIST data set with apt-get when run as root on Debian; otherwise says exactly what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,9 @@ command -v "$cc" >/dev/null || need+=("$([ "$cc" = clang ] && echo clang || echo
 [ -e /usr/include/stdio.h ] || need+=(libc6-dev)   # the C library headers (Debian's path)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 pkg-config --exists check 2>/dev/null || need+=(check)
+# fashion_mnist_real trains on it; without it that test is skipped on a fresh machine
+d=/usr/share/datasets/fashion-mnist
+[ -e $d/train-images-idx3-ubyte.gz ] || [ -e $d/train-images-idx3-ubyte ] || need+=(dataset-fashion-mnist)
 [ "$valgrind" = ON ] && ! command -v valgrind >/dev/null && need+=(valgrind)
 [ "$coverage" = ON ] && ! command -v lcov >/dev/null && need+=(lcov)
 if [ ${#need[@]} -gt 0 ]; then
