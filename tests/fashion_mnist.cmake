@@ -4,6 +4,7 @@
 #                         refused outputs (colliding paths, FIFO, directory), damaged model/checkpoint
 #                         metadata (files edited by fashion_mnist_synth --set-meta), SIGTERM mid-run,
 #                         a 760-epoch run whose history outgrows one metadata value, resumed
+#   fm_svg_test:          the SVG curve writer's axis ticks (tests/fm_svg_test.c)
 #   fashion_mnist_real:   1 epoch on 20000 real images when dataset-fashion-mnist is installed
 #                         (skipped with status 77 otherwise), accuracy > 70%
 if(AG_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/fashion_mnist/CMakeLists.txt)
@@ -15,4 +16,10 @@ if(AG_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/fashion_mnist/CMa
     COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/fashion_mnist_test.sh real $<TARGET_FILE:fashion_mnist>
             ${CMAKE_CURRENT_BINARY_DIR}/fashion_mnist_real)
   set_tests_properties(fashion_mnist_resume fashion_mnist_real PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77)
+  # the program's SVG curve writer on its own (axis ticks for flat, huge and nearly-equal values)
+  add_executable(fm_svg_test ${CMAKE_CURRENT_LIST_DIR}/fm_svg_test.c ${PROJECT_SOURCE_DIR}/examples/fashion_mnist/svg.c)
+  target_link_libraries(fm_svg_test PRIVATE ag_testutil m)
+  target_include_directories(fm_svg_test PRIVATE ${PROJECT_SOURCE_DIR}/examples/fashion_mnist)
+  add_test(NAME fm_svg_test COMMAND fm_svg_test)
+  set_tests_properties(fm_svg_test PROPERTIES TIMEOUT 60)
 endif()

@@ -39,6 +39,10 @@ static void panel(FILE *f, int x0, int y0, const char *label, size_t n, const do
     }
     if (!(lo <= hi)) lo = 0, hi = 1;
     if (hi - lo < 1e-9) lo -= 0.5, hi += 0.5;
+    /* values a few ulps apart at a large magnitude (where +-0.5 may not even change them): widen
+     * to a range the doubles resolve, else the ticks below could be smaller than an ulp of lo */
+    const double mag = fmax(fabs(lo), fabs(hi));
+    if (!(hi - lo >= 1e-12 * mag)) lo -= 1e-9 * mag, hi += 1e-9 * mag;
     double step = nice_step(hi - lo, 5);
     lo = floor(lo / step) * step;
     hi = ceil(hi / step) * step;
@@ -47,7 +51,11 @@ static void panel(FILE *f, int x0, int y0, const char *label, size_t n, const do
     fprintf(f, "<text x=\"%d\" y=\"-10\" text-anchor=\"middle\" font-size=\"14\">", PW / 2);
     esc(f, label);
     fputs("</text>\n", f);
-    for (double v = lo; v <= hi + step / 2; v += step) {
+    /* an integer count of ticks: v += step stops advancing once step is below half an ulp of v */
+    const double q = (hi - lo) / step;
+    const int ticks = q >= 0 && q <= 100 ? (int)lround(q) : 0;
+    for (int k = 0; k <= ticks; k++) {
+        const double v = lo + k * step;
         double y = PH - (v - lo) / (hi - lo) * PH;
         fprintf(f, "<line x1=\"0\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"#e0e0e0\"/>\n", PW, y, y);
         if (percent) fprintf(f, "<text x=\"-6\" y=\"%.1f\" text-anchor=\"end\" font-size=\"11\">%.4g%%</text>\n", y + 4, v * 100);
