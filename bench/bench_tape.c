@@ -43,6 +43,10 @@ int main(int argc, char **argv) {
     b->value[0] = (ag_real)0.05;
 
     double *ns = calloc((size_t)repeats, sizeof *ns);
+    if (!ns) {
+        fprintf(stderr, "bench_tape: out of memory\n");
+        return 1;
+    }
     size_t nodes = 0, used = 0;
     double checksum = 0;
     for (int r = -1; r < repeats; r++) { /* r == -1 warms up: the arena grows to fit */

@@ -321,6 +321,11 @@ int main(int argc, char **argv) {
     ag_dataset train;
     int rc = load(&train, dir, "train");
     if (rc) return rc;
+    if (train.n < B) { /* the batches are cut from one shuffle of train.n indices */
+        fprintf(stderr, "bench_train: --batch %zu is larger than the %zu training images\n", B, train.n);
+        ag_dataset_free(&train);
+        return 2;
+    }
     net m;
     int l2_loss = !strcmp(l2, "loss");
     if (net_new(&m, seed_net, seed_net ? 0.5 : 0.05, seed_net ? 0 : 0.9, 1e-4, l2_loss, seed)) return 1;
