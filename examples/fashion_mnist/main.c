@@ -262,7 +262,7 @@ static double now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void die(const char *fmt, ...) {
+static _Noreturn void die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     fputs("fashion_mnist: ", stderr);
