@@ -115,6 +115,27 @@ static void gradcheck_case(const char *label, build_fn build, const void *arg, i
     if (res.max_rel_err > g_worst) g_worst = res.max_rel_err;
     ck_assert_msg(res.max_rel_err <= AG_TEST_GRAD_TOL, "%s: relative error %g > %g", label, res.max_rel_err,
                   AG_TEST_GRAD_TOL);
+
+    /* backward accumulates (+=): the checker left the analytic gradient g in ->grad; one more
+     * backward without zeroing must leave 2 g (an op that assigns leaves g) */
+    ag_real g1[4096];
+    memcpy(g1, ag_params_grads(ps), numel * sizeof(ag_real));
+    double gmax = 0;
+    for (size_t i = 0; i < numel; i++) gmax = fmax(gmax, fabs((double)g1[i]));
+    if (gmax == 0) { /* softmax of one element is constant: nothing to add (gradcheck saw the zeros) */
+        ag_tape_free(t);
+        ag_params_free(ps);
+        return;
+    }
+    ag_tape_reset(t);
+    ag_tensor *loss = gc_loss(t, &ctx);
+    ck_assert_ptr_nonnull(loss);
+    ck_assert_int_eq(ag_backward(t, loss), AG_OK);
+    const ag_real *g2 = ag_params_grads(ps);
+    for (size_t i = 0; i < numel; i++)
+        ck_assert_msg(fabs((double)g2[i] - 2.0 * g1[i]) <= 1e-4 * (fabs((double)g1[i]) + gmax),
+                      "%s: gradient [%zu] is %g after two backward passes, want 2 x %g (backward must add)", label,
+                      i, (double)g2[i], (double)g1[i]);
     ag_tape_free(t);
     ag_params_free(ps);
 }
@@ -671,6 +692,471 @@ START_TEST(used_twice_with_builtins) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- closed forms on every code path
+ * Values against the formula in double, and input gradients (from a random output seed) against the
+ * hand-derived derivative, to a few ulps: much tighter than a central difference in float, and a
+ * forward that is off by a constant (which no gradient check can see) fails here. */
+
+#ifdef AG_DOUBLE
+#define ULP 2.220446049250313e-16
+#else
+#define ULP 1.1920928955078125e-7
+#endif
+
+/* sizes of a shape right-aligned into 4 dimensions */
+static void pad_dims(int nd, const size_t *shape, size_t d[4]) {
+    for (int k = 0; k < 4; k++) d[k] = k < 4 - nd ? 1 : shape[k - (4 - nd)];
+}
+
+/* flat index of output element idx in an operand of padded sizes d: a size-1 dimension is repeated */
+static size_t bc_index(const size_t d[4], const size_t idx[4]) {
+    size_t i = 0;
+    for (int k = 0; k < 4; k++) i = i * d[k] + (d[k] == 1 ? 0 : idx[k]);
+    return i;
+}
+
+/* add, sub, mul, div on every shape pair of bshapes: equal shapes, a scalar or a row on either side,
+ * general broadcasting (each a separate path of BINARY_FORWARD / BINARY_BACKWARD). With seed g:
+ *   add: da = g, db = g;  sub: da = g, db = -g;  mul: da = g y, db = g x;  div: da = g/y, db = -g x/y^2
+ * each summed over the dimensions the operand was repeated along. */
+START_TEST(binary_closed_forms_every_path) {
+    ag_rng r;
+    ag_rng_seed(&r, 31);
+    ag_tape *t = new_tape();
+    for (size_t o = 0; o < 4; o++)
+        for (size_t s = 0; s < sizeof bshapes / sizeof bshapes[0]; s++) {
+            ag_tape_reset(t);
+            ag_tensor *A = ag_tensor_new(t, bshapes[s].na, bshapes[s].a);
+            ag_tensor *B = ag_tensor_new(t, bshapes[s].nb, bshapes[s].b);
+            ck_assert(A && B);
+            for (size_t i = 0; i < A->size; i++) A->value[i] = (ag_real)(4 * ag_rng_uniform(&r) - 2);
+            for (size_t i = 0; i < B->size; i++) /* |y| >= 0.3 for div */
+                B->value[i] = (ag_real)((ag_rng_uniform(&r) < 0.5 ? -1 : 1) * (0.3 + 1.7 * ag_rng_uniform(&r)));
+            ck_assert_int_eq(ag_requires_grad(A), AG_OK);
+            ck_assert_int_eq(ag_requires_grad(B), AG_OK);
+            ag_tensor *Y = binaries[o].fn(t, A, B);
+            ck_assert_ptr_nonnull(Y);
+            size_t da[4], db[4], dy[4], N = 1;
+            pad_dims(A->ndim, A->shape, da);
+            pad_dims(B->ndim, B->shape, db);
+            for (int k = 0; k < 4; k++) {
+                dy[k] = da[k] > db[k] ? da[k] : db[k];
+                N *= dy[k];
+            }
+            const int nd = A->ndim > B->ndim ? A->ndim : B->ndim;
+            ck_assert_int_eq(Y->ndim, nd);
+            for (int k = 0; k < nd; k++) ck_assert_uint_eq(Y->shape[k], dy[4 - nd + k]);
+            ck_assert_uint_eq(Y->size, N);
+            ck_assert_uint_le(N, 64);
+            ag_real g[64];
+            for (size_t i = 0; i < N; i++) g[i] = (ag_real)(2 * ag_rng_uniform(&r) - 1);
+            double ga[64] = {0}, gb[64] = {0}, ma[64] = {0}, mb[64] = {0};
+            size_t idx[4], i = 0;
+            for (idx[0] = 0; idx[0] < dy[0]; idx[0]++)
+                for (idx[1] = 0; idx[1] < dy[1]; idx[1]++)
+                    for (idx[2] = 0; idx[2] < dy[2]; idx[2]++)
+                        for (idx[3] = 0; idx[3] < dy[3]; idx[3]++, i++) {
+                            const size_t ia = bc_index(da, idx), ib = bc_index(db, idx);
+                            const double x = A->value[ia], y = B->value[ib], gi = g[i];
+                            double want, tx, ty;
+                            switch (o) {
+                            case 0: want = x + y, tx = gi, ty = gi; break;
+                            case 1: want = x - y, tx = gi, ty = -gi; break;
+                            case 2: want = x * y, tx = gi * y, ty = gi * x; break;
+                            default: want = x / y, tx = gi / y, ty = -gi * x / (y * y); break;
+                            }
+                            ck_assert_msg(fabs((double)Y->value[i] - want) <= ULP * fabs(want),
+                                          "%s case %zu: y[%zu] = %.9g, want %.9g", binaries[o].name, s, i,
+                                          (double)Y->value[i], want);
+                            ga[ia] += tx, ma[ia] += fabs(tx);
+                            gb[ib] += ty, mb[ib] += fabs(ty);
+                        }
+            ck_assert_int_eq(ag_backward_seed(t, Y, g), AG_OK);
+            for (size_t j = 0; j < A->size; j++)
+                ck_assert_msg(fabs((double)A->grad[j] - ga[j]) <= 32 * ULP * ma[j], "%s case %zu: da[%zu] = %.9g, want %.9g",
+                              binaries[o].name, s, j, (double)A->grad[j], ga[j]);
+            for (size_t j = 0; j < B->size; j++)
+                ck_assert_msg(fabs((double)B->grad[j] - gb[j]) <= 32 * ULP * mb[j], "%s case %zu: db[%zu] = %.9g, want %.9g",
+                              binaries[o].name, s, j, (double)B->grad[j], gb[j]);
+        }
+    ag_tape_free(t);
+}
+END_TEST
+
+/* The unary maps over a sweep of their domain: f(x) against libm in double, and f'(x) against the
+ * derivative written out here, with x feeding two nodes of the op (seeds g1, g2), so the second
+ * backward must add to what the first left: dx = f'(x) (g1 + g2). */
+enum { U_NEG, U_SCALE, U_ADDC, U_EXP, U_LOG, U_SQUARE, U_POW, U_SQRT, U_SIGMOID, U_TANH, U_RELU };
+
+static const struct {
+    const char *name;
+    int op;
+    double c, lo, hi;
+} unary_sweeps[] = {
+    {"neg", U_NEG, 0, -3, 3},          {"scale", U_SCALE, -1.7, -3, 3}, {"add_scalar", U_ADDC, 0.3, -3, 3},
+    {"exp", U_EXP, 0, -20, 20},        {"log", U_LOG, 0, 1e-3, 100},    {"square", U_SQUARE, 0, -3, 3},
+    {"pow 2", U_POW, 2, -3, 3},        {"pow 3", U_POW, 3, -3, 3},      {"pow 2.5", U_POW, 2.5, 0.05, 4},
+    {"pow -1.5", U_POW, -1.5, 0.05, 4}, {"pow 0.5", U_POW, 0.5, 0.05, 4}, {"pow 0", U_POW, 0, -3, 3},
+    {"sqrt", U_SQRT, 0, 1e-3, 100},    {"sigmoid", U_SIGMOID, 0, -87, 87}, {"tanh", U_TANH, 0, -10, 10},
+    {"relu", U_RELU, 0, -3, 3},
+};
+
+static ag_tensor *apply_unary(ag_tape *t, int op, ag_real c, ag_tensor *x) {
+    switch (op) {
+    case U_NEG: return ag_neg(t, x);
+    case U_SCALE: return ag_scale(t, x, c);
+    case U_ADDC: return ag_add_scalar(t, x, c);
+    case U_EXP: return ag_exp(t, x);
+    case U_LOG: return ag_log(t, x);
+    case U_SQUARE: return ag_square(t, x);
+    case U_POW: return ag_pow(t, x, c);
+    case U_SQRT: return ag_sqrt(t, x);
+    case U_SIGMOID: return ag_sigmoid(t, x);
+    case U_TANH: return ag_tanh(t, x);
+    default: return ag_relu(t, x);
+    }
+}
+
+/* f(x) and f'(x) in double; c as the op stores it (rounded to ag_real) */
+static void unary_ref(int op, double c, double x, double *f, double *df) {
+    switch (op) {
+    case U_NEG: *f = -x, *df = -1; break;
+    case U_SCALE: *f = c * x, *df = c; break;
+    case U_ADDC: *f = x + c, *df = 1; break;
+    case U_EXP: *f = exp(x), *df = exp(x); break;
+    case U_LOG: *f = log(x), *df = 1 / x; break;
+    case U_SQUARE: *f = x * x, *df = 2 * x; break;
+    case U_POW: *f = pow(x, c), *df = c == 0 ? 0 : c * pow(x, c - 1); break;
+    case U_SQRT: *f = sqrt(x), *df = 0.5 / sqrt(x); break;
+    case U_SIGMOID: { /* f' = f (1 - f) = e^-|x| / (1 + e^-|x|)^2, without cancellation */
+        double e = exp(-fabs(x));
+        *f = x >= 0 ? 1 / (1 + e) : e / (1 + e), *df = e / ((1 + e) * (1 + e));
+        break;
+    }
+    case U_TANH: *f = tanh(x), *df = 1 / (cosh(x) * cosh(x)); break; /* 1 - tanh^2 */
+    default: *f = x > 0 ? x : 0, *df = x > 0 ? 1 : 0; break;        /* relu'(0) = 0 */
+    }
+}
+
+START_TEST(unary_closed_forms_and_accumulation) {
+    enum { N = 257 }; /* odd, so a symmetric sweep holds 0 exactly */
+    ag_rng r;
+    ag_rng_seed(&r, 37);
+    ag_tape *t = new_tape();
+    for (size_t u = 0; u < sizeof unary_sweeps / sizeof unary_sweeps[0]; u++) {
+        const int op = unary_sweeps[u].op;
+        const ag_real c = (ag_real)unary_sweeps[u].c;
+        const double lo = unary_sweeps[u].lo, hi = unary_sweeps[u].hi;
+        static ag_real xv[N], g1[N], g2[N];
+        for (int i = 0; i < N; i++) {
+            xv[i] = (ag_real)(lo + (hi - lo) * i / (N - 1));
+            g1[i] = (ag_real)(2 * ag_rng_uniform(&r) - 1);
+            g2[i] = (ag_real)(2 * ag_rng_uniform(&r) - 1);
+        }
+        ag_tape_reset(t);
+        ag_tensor *x = ag_tensor_from(t, 1, (size_t[]){N}, xv);
+        ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+        ag_tensor *y1 = apply_unary(t, op, c, x), *y2 = apply_unary(t, op, c, x);
+        ck_assert(y1 && y2);
+        ag_tensor *w1 = ag_tensor_wrap(t, 1, (size_t[]){N}, g1), *w2 = ag_tensor_wrap(t, 1, (size_t[]){N}, g2);
+        ag_tensor *loss = ag_add(t, ag_call(t, &wsum_op, (ag_tensor *[]){y1, w1}, 2, NULL),
+                                 ag_call(t, &wsum_op, (ag_tensor *[]){y2, w2}, 2, NULL));
+        ck_assert_ptr_nonnull(loss);
+        ck_assert_int_eq(ag_backward(t, loss), AG_OK);
+        int saw_zero = 0;
+        for (int i = 0; i < N; i++) {
+            double f, df;
+            unary_ref(op, (double)c, (double)xv[i], &f, &df);
+            saw_zero |= xv[i] == 0;
+            ck_assert_msg(fabs((double)y1->value[i] - f) <= 4 * ULP * fabs(f), "%s(%.9g) = %.9g, want %.9g",
+                          unary_sweeps[u].name, (double)xv[i], (double)y1->value[i], f);
+            const double ga = fabs((double)g1[i]) + fabs((double)g2[i]), want = df * ((double)g1[i] + g2[i]);
+            /* the absolute part: f' formed from a rounded output (sigmoid 1 - f, tanh 1 - f^2 near 1) */
+            const double tol = 16 * ULP * fabs(df) * ga + 8 * ULP * ga;
+            ck_assert_msg(fabs((double)x->grad[i] - want) <= tol, "%s'(%.9g): dx = %.9g, want %.9g", unary_sweeps[u].name,
+                          (double)xv[i], (double)x->grad[i], want);
+        }
+        if (lo < 0 && hi > 0) ck_assert_msg(saw_zero, "%s: the sweep missed 0", unary_sweeps[u].name);
+    }
+    ag_tape_free(t);
+}
+END_TEST
+
+/* Reductions over every axis of a 4-D tensor, reshape, transpose, softmax and log-softmax rows:
+ * values against loops here, gradients from a random seed against the closed forms
+ *   sum/mean:      dx = g c                  (c = 1, 1/N; along an axis 1/len)
+ *   reshape:       dx = dy, element by element
+ *   transpose:     dx[i][j] = dy[j][i]
+ *   softmax:       dx_j = p_j (g_j - sum_i p_i g_i)
+ *   log_softmax:   dx_j = g_j - p_j sum_i g_i */
+START_TEST(reduce_shape_softmax_closed_forms) {
+    ag_rng r;
+    ag_rng_seed(&r, 41);
+    ag_tape *t = new_tape();
+    const size_t sh[4] = {2, 3, 4, 5};
+    enum { N = 120 };
+    ag_real xv[N], gv[N];
+    for (int i = 0; i < N; i++) {
+        xv[i] = (ag_real)(4 * ag_rng_uniform(&r) - 2);
+        gv[i] = (ag_real)(2 * ag_rng_uniform(&r) - 1);
+    }
+    double xsum = 0, xabs = 0;
+    for (int i = 0; i < N; i++) xsum += xv[i], xabs += fabs((double)xv[i]);
+    for (int mean = 0; mean <= 1; mean++) { /* whole tensor */
+        ag_tape_reset(t);
+        ag_tensor *x = ag_tensor_from(t, 4, sh, xv);
+        ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+        ag_tensor *s = mean ? ag_mean(t, x) : ag_sum(t, x);
+        const double c = mean ? 1.0 / N : 1.0;
+        ck_assert_double_le(fabs((double)s->value[0] - c * xsum), 4 * ULP * c * xabs);
+        ck_assert_int_eq(ag_backward_seed(t, s, (ag_real[]){(ag_real)0.75}), AG_OK);
+        for (int i = 0; i < N; i++) ck_assert_double_le(fabs((double)x->grad[i] - 0.75 * c), 2 * ULP);
+    }
+    for (int axis = -4; axis < 4; axis++)
+        for (int mean = 0; mean <= 1; mean++) {
+            const int ax = axis < 0 ? axis + 4 : axis;
+            size_t outer = 1, inner = 1;
+            for (int k = 0; k < ax; k++) outer *= sh[k];
+            for (int k = ax + 1; k < 4; k++) inner *= sh[k];
+            const size_t len = sh[ax];
+            ag_tape_reset(t);
+            ag_tensor *x = ag_tensor_from(t, 4, sh, xv);
+            ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+            ag_tensor *y = mean ? ag_mean_axis(t, x, axis) : ag_sum_axis(t, x, axis);
+            ck_assert_ptr_nonnull(y);
+            ck_assert_int_eq(y->ndim, 3);
+            for (int k = 0, m = 0; k < 4; k++)
+                if (k != ax) ck_assert_uint_eq(y->shape[m++], sh[k]);
+            const double c = mean ? 1.0 / (double)len : 1.0;
+            for (size_t o = 0; o < outer; o++)
+                for (size_t i = 0; i < inner; i++) {
+                    double want = 0, mag = 0;
+                    for (size_t j = 0; j < len; j++) {
+                        want += c * xv[(o * len + j) * inner + i];
+                        mag += c * fabs((double)xv[(o * len + j) * inner + i]);
+                    }
+                    ck_assert_msg(fabs((double)y->value[o * inner + i] - want) <= 4 * ULP * mag,
+                                  "%s_axis %d: y[%zu] = %.9g, want %.9g", mean ? "mean" : "sum", axis, o * inner + i,
+                                  (double)y->value[o * inner + i], want);
+                }
+            ck_assert_int_eq(ag_backward_seed(t, y, gv), AG_OK);
+            for (size_t o = 0; o < outer; o++)
+                for (size_t j = 0; j < len; j++)
+                    for (size_t i = 0; i < inner; i++) {
+                        const double want = c * gv[o * inner + i];
+                        ck_assert_msg(fabs((double)x->grad[(o * len + j) * inner + i] - want) <= 2 * ULP * fabs(want),
+                                      "%s_axis %d: dx[%zu] = %.9g, want %.9g", mean ? "mean" : "sum", axis,
+                                      (o * len + j) * inner + i, (double)x->grad[(o * len + j) * inner + i], want);
+                    }
+        }
+    /* reshape: the same values in a new shape; the gradient comes back unchanged */
+    ag_tape_reset(t);
+    ag_tensor *x = ag_tensor_from(t, 4, sh, xv);
+    ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+    ag_tensor *v = ag_reshape(t, x, 2, (size_t[]){6, 20});
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(v->ndim, 2);
+    ck_assert_uint_eq(v->shape[0], 6);
+    ck_assert_uint_eq(v->shape[1], 20);
+    for (int i = 0; i < N; i++) ck_assert(v->value[i] == xv[i]);
+    ck_assert_int_eq(ag_backward_seed(t, v, gv), AG_OK);
+    for (int i = 0; i < N; i++) ck_assert(x->grad[i] == gv[i]);
+    /* transpose of 8 x 15 */
+    ag_tape_reset(t);
+    x = ag_tensor_from(t, 2, (size_t[]){8, 15}, xv);
+    ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+    ag_tensor *tr = ag_transpose(t, x);
+    ck_assert_ptr_nonnull(tr);
+    ck_assert_uint_eq(tr->shape[0], 15);
+    ck_assert_uint_eq(tr->shape[1], 8);
+    for (size_t i = 0; i < 8; i++)
+        for (size_t j = 0; j < 15; j++) ck_assert(tr->value[j * 8 + i] == xv[i * 15 + j]);
+    ck_assert_int_eq(ag_backward_seed(t, tr, gv), AG_OK);
+    for (size_t i = 0; i < 8; i++)
+        for (size_t j = 0; j < 15; j++) ck_assert(x->grad[i * 15 + j] == gv[j * 8 + i]);
+    /* softmax and log-softmax over rows of 5 (24 rows of a 4 x 6 x 5 tensor) */
+    for (int lg = 0; lg <= 1; lg++) {
+        ag_tape_reset(t);
+        x = ag_tensor_from(t, 3, (size_t[]){4, 6, 5}, xv);
+        ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+        ag_tensor *y = lg ? ag_log_softmax(t, x) : ag_softmax(t, x);
+        ck_assert_ptr_nonnull(y);
+        ck_assert_int_eq(ag_backward_seed(t, y, gv), AG_OK);
+        for (int row = 0; row < 24; row++) {
+            const ag_real *xr = xv + row * 5, *gr = gv + row * 5;
+            double den = 0, p[5], pg = 0, gs = 0, gabs = 0;
+            for (int j = 0; j < 5; j++) den += exp((double)xr[j]);
+            for (int j = 0; j < 5; j++)
+                p[j] = exp((double)xr[j]) / den, pg += p[j] * gr[j], gs += gr[j], gabs += fabs((double)gr[j]);
+            for (int j = 0; j < 5; j++) {
+                const double f = lg ? (double)xr[j] - log(den) : p[j];
+                const double df = lg ? gr[j] - p[j] * gs : p[j] * (gr[j] - pg);
+                const int k = row * 5 + j;
+                ck_assert_msg(fabs((double)y->value[k] - f) <= 8 * ULP * (fabs(f) + (lg ? fabs((double)xr[j]) : 0)),
+                              "%s: y[%d] = %.9g, want %.9g", lg ? "log_softmax" : "softmax", k, (double)y->value[k], f);
+                ck_assert_msg(fabs((double)x->grad[k] - df) <= 16 * ULP * (fabs((double)gr[j]) + gabs),
+                              "%s: dx[%d] = %.9g, want %.9g", lg ? "log_softmax" : "softmax", k, (double)x->grad[k], df);
+            }
+        }
+    }
+    ag_tape_free(t);
+}
+END_TEST
+
+/* Cross-entropy on random logits: J = (1/K) sum_k (log sum_j e^x_kj - x_k[label_k]) and
+ * dlogits = (softmax - onehot(label)) / K, in double here. */
+START_TEST(cross_entropy_closed_form) {
+    ag_rng r;
+    ag_rng_seed(&r, 43);
+    ag_tape *t = new_tape();
+    const size_t shapes[][2] = {{6, 7}, {1, 5}, {0, 4}}; /* K x C; K = 0: a 1-D row (one example) */
+    for (size_t s = 0; s < 3; s++) {
+        const size_t K = shapes[s][0] ? shapes[s][0] : 1, C = shapes[s][1];
+        ag_real xv[64];
+        int32_t labels[8];
+        for (size_t i = 0; i < K * C; i++) xv[i] = (ag_real)(10 * ag_rng_uniform(&r) - 5);
+        for (size_t k = 0; k < K; k++) labels[k] = (int32_t)ag_rng_below(&r, C);
+        ag_tape_reset(t);
+        ag_tensor *x = shapes[s][0] ? ag_tensor_from(t, 2, (size_t[]){K, C}, xv) : ag_tensor_from(t, 1, &C, xv);
+        ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+        ag_tensor *J = ag_cross_entropy(t, x, labels);
+        ck_assert_ptr_nonnull(J);
+        double want = 0, dref[64];
+        for (size_t k = 0; k < K; k++) {
+            double den = 0;
+            for (size_t j = 0; j < C; j++) den += exp((double)xv[k * C + j]);
+            want += (log(den) - (double)xv[k * C + (size_t)labels[k]]) / (double)K;
+            for (size_t j = 0; j < C; j++)
+                dref[k * C + j] = (exp((double)xv[k * C + j]) / den - (j == (size_t)labels[k])) / (double)K;
+        }
+        ck_assert_msg(fabs((double)J->value[0] - want) <= 16 * ULP * (1 + fabs(want)), "J = %.9g, want %.9g",
+                      (double)J->value[0], want);
+        ck_assert_int_eq(ag_backward(t, J), AG_OK);
+        ck_assert_double_le(ag_test_max_abs_diff("dlogits", x->grad, dref, K * C, 8 * ULP), 8 * ULP);
+    }
+    ag_tape_free(t);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- ag_gradcheck itself
+ * cube: y = x^3 with a backward dx += k(i) 3 x^2 dy, k = 1 except at element `bad`, where it is
+ * the factor under test. The checker must pass k = 1 and name the element for a sign error, a
+ * missing factor, a wrong factor of 2 and a zero gradient. */
+typedef struct cube_params {
+    ag_real k;
+    size_t bad;
+} cube_params;
+static ag_status cube_shape(ag_node *n) { return ag_node_set_shape(n, n->in[0]->ndim, n->in[0]->shape); }
+static ag_status cube_forward(ag_node *n) {
+    for (size_t i = 0; i < n->out.size; i++) {
+        const ag_real x = n->in[0]->value[i];
+        n->out.value[i] = x * x * x;
+    }
+    return AG_OK;
+}
+static ag_status cube_backward(ag_node *n) {
+    const cube_params *p = n->params;
+    if (n->in[0]->grad)
+        for (size_t i = 0; i < n->out.size; i++) {
+            const ag_real x = n->in[0]->value[i];
+            n->in[0]->grad[i] += (i == p->bad ? p->k : 1) * 3 * x * x * n->out.grad[i];
+        }
+    return AG_OK;
+}
+static const ag_op cube_op = {"t_cube", 1, sizeof(cube_params), cube_shape, cube_forward, cube_backward};
+
+typedef struct cube_ctx {
+    ag_tensor *x;
+    cube_params p;
+    ag_real r[6];
+} cube_ctx;
+static ag_tensor *cube_loss(ag_tape *t, void *vctx) {
+    cube_ctx *c = vctx;
+    ag_tensor *y = ag_call(t, &cube_op, (ag_tensor *[]){c->x}, 1, &c->p);
+    return ag_call(t, &wsum_op, (ag_tensor *[]){y, ag_tensor_wrap(t, 1, (size_t[]){6}, c->r)}, 2, NULL);
+}
+
+START_TEST(gradcheck_flags_wrong_gradients) {
+    ag_params *ps;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    cube_ctx c = {.r = {0.5f, -1, 0.75f, 1, -0.25f, 0.8f}};
+    ck_assert_int_eq(ag_params_add(ps, "x", 1, (size_t[]){6}, 0, &c.x), AG_OK);
+    const ag_real xv[6] = {0.9f, -1.2f, 1.1f, 0.7f, -0.6f, 1.3f};
+    memcpy(c.x->value, xv, sizeof xv);
+    ag_tape *t = new_tape();
+    /* k and the error it must report at element 3 (dJ/dx_3 = 3 x^2 r = 1.47): |k - 1| 1.47, or
+     * relative to max(|analytic|, |numeric|) when that exceeds 1 */
+    const double ks[] = {1, -1, 0, 2, 1.0 / 3};
+    for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++) {
+        c.p = (cube_params){(ag_real)ks[i], 3};
+        ag_gradcheck_result res;
+        ck_assert_int_eq(ag_gradcheck(t, cube_loss, &c, &c.x, 1, GC_EPS, &res), AG_OK);
+        ck_assert_uint_eq(res.n_checked, 6);
+        ck_assert(memcmp(c.x->value, xv, sizeof xv) == 0);
+        if (ks[i] == 1) {
+            ck_assert_double_le(res.max_rel_err, AG_TEST_GRAD_TOL);
+            continue;
+        }
+        const double exact = 3 * (double)xv[3] * xv[3] * c.r[3], ana = ks[i] * exact;
+        const double want = fabs(ana - exact) / fmax(fmax(fabs(ana), exact), 1);
+        ck_assert_msg(res.max_rel_err > 10 * AG_TEST_GRAD_TOL, "k = %g: error %g not flagged", ks[i], res.max_rel_err);
+        ck_assert_double_eq_tol(res.max_rel_err, want, 0.02 * want);
+        ck_assert_uint_eq(res.worst_tensor, 0);
+        ck_assert_uint_eq(res.worst_index, 3);
+        ck_assert_double_eq_tol(res.analytic, ana, 1e-5 * exact);
+        ck_assert_double_le(fabs(res.numeric - exact), 0.01 * exact); /* + r eps^2 of the central difference */
+    }
+    ag_tape_free(t);
+    ag_params_free(ps);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- l2: a weight listed more than once
+ * J = l2(0.5, {W, W, V}) + l2(0.25, {W}) + sum(W .* R): dW = 2 (0.5 W) + 0.25 W + R = 1.25 W + R,
+ * dV = 0.5 V. The first lambda W of a parameter is deferred to the end of the sweep, the others are
+ * added at once (tape.c); with the numeric check on nothing is deferred. Both must give the sum. */
+START_TEST(l2_repeated_weight_sums_every_term) {
+    ag_params *ps;
+    ag_tensor *W, *V;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "W", 2, (size_t[]){2, 3}, AG_DECAY, &W), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "V", 1, (size_t[]){4}, AG_DECAY, &V), AG_OK);
+    const ag_real wv[6] = {1, -2, 0.5f, 3, -1, 2}, vv[4] = {2, -1, 0.25f, 4};
+    ag_real rv[6] = {0.5f, 0.25f, -1, 2, 0, -0.75f};
+    memcpy(W->value, wv, sizeof wv);
+    memcpy(V->value, vv, sizeof vv);
+    double sw = 0, sv = 0, swr = 0;
+    for (int i = 0; i < 6; i++) sw += (double)wv[i] * wv[i], swr += (double)wv[i] * rv[i];
+    for (int i = 0; i < 4; i++) sv += (double)vv[i] * vv[i];
+    ag_tape *t = new_tape();
+    for (int check = 0; check <= 1; check++)
+        for (int l2_first = 0; l2_first <= 1; l2_first++) {
+            ag_tape_reset(t);
+            ag_tape_set_check_numerics(t, check);
+            ag_params_zero_grad(ps);
+            ag_tensor *R = ag_tensor_wrap(t, 2, (size_t[]){2, 3}, rv);
+            ag_tensor *L1 = NULL, *use = NULL;
+            if (!l2_first) use = ag_call(t, &wsum_op, (ag_tensor *[]){W, R}, 2, NULL);
+            L1 = ag_l2(t, (ag_real)0.5, (ag_tensor *[]){W, W, V}, 3);
+            ag_tensor *L2 = ag_l2(t, (ag_real)0.25, (ag_tensor *[]){W}, 1);
+            if (l2_first) use = ag_call(t, &wsum_op, (ag_tensor *[]){W, R}, 2, NULL);
+            ag_tensor *J = ag_add(t, ag_add(t, L1, L2), use);
+            ck_assert_ptr_nonnull(J);
+            /* 0.25 (2 |W|^2 + |V|^2) + 0.125 |W|^2 + sum W R */
+            const double jw = 0.25 * (2 * sw + sv) + 0.125 * sw + swr;
+            ck_assert_double_le(fabs((double)J->value[0] - jw), 8 * ULP * (1 + fabs(jw)));
+            ck_assert_int_eq(ag_backward(t, J), AG_OK);
+            for (int i = 0; i < 6; i++)
+                ck_assert_msg(fabs((double)W->grad[i] - (1.25 * wv[i] + rv[i])) <= 8 * ULP * (1 + fabs((double)wv[i])),
+                              "check %d, l2 first %d: dW[%d] = %g, want %g", check, l2_first, i, (double)W->grad[i],
+                              1.25 * wv[i] + rv[i]);
+            for (int i = 0; i < 4; i++) ck_assert_double_le(fabs((double)V->grad[i] - 0.5 * vv[i]), 4 * ULP * fabs((double)vv[i]));
+        }
+    ag_tape_free(t);
+    ag_params_free(ps);
+}
+END_TEST
+
 /* 100k-op chains of tanh(x*a+b) on 1-element tensors: the per-op cost stays small. Reported,
  * and loosely bounded only in optimised, uninstrumented runs. */
 #include <time.h>
@@ -730,6 +1216,12 @@ static Suite *ops_suite(void) {
     tcase_add_test(v, losses_values);
     tcase_add_test(v, lane_sums_all_lengths);
     tcase_add_test(v, used_twice_with_builtins);
+    tcase_add_test(v, binary_closed_forms_every_path);
+    tcase_add_test(v, unary_closed_forms_and_accumulation);
+    tcase_add_test(v, reduce_shape_softmax_closed_forms);
+    tcase_add_test(v, cross_entropy_closed_form);
+    tcase_add_test(v, gradcheck_flags_wrong_gradients);
+    tcase_add_test(v, l2_repeated_weight_sums_every_term);
     tcase_add_test(v, tiny_op_overhead);
     suite_add_tcase(s, v);
     return s;
