@@ -341,6 +341,65 @@ START_TEST(zero_grad_clears_everything) {
 }
 END_TEST
 
+/* Weight decay through momentum, Nesterov and Adam, coupled (lambda w added to g before the
+ * statistics) and decoupled (w -= alpha lambda w, outside them), on w = {1, -2} (AG_DECAY) and
+ * b = {3, 4} (never decayed), g1 = {0.5, 1.0} then g2 = {0.25, -0.5} on both, alpha 0.1,
+ * mu 0.9, lambda 0.5. By hand (optim.h, UPDATES):
+ * momentum, coupled:   g = {1.0, 0.0}; v = {1.0, 0}; w = {0.9, -2.0}
+ *                      g = {0.25 + 0.45, -0.5 - 1.0} = {0.7, -1.5}; v = {1.6, -1.5}; w = {0.74, -1.85}
+ * momentum, decoupled: w = {0.95, -1.9}; v = {0.5, 1.0}; w = {0.90, -2.0}
+ *                      w = {0.855, -1.9}; v = {0.7, 0.4}; w = {0.785, -1.94}
+ * Nesterov, coupled:   v = {1.0, 0}; w -= 0.1 {1.9, 0} = {0.81, -2.0}
+ *                      g = {0.655, -1.5}; v = {1.555, -1.5}; g + mu v = {2.0545, -2.85}; w = {0.60455, -1.715}
+ * Nesterov, decoupled: w = {0.95, -1.9}; v = {0.5, 1.0}; w -= 0.1 {0.95, 1.9} = {0.855, -2.09}
+ *                      w = {0.81225, -1.9855}; v = {0.7, 0.4}; w -= 0.1 {0.88, -0.14} = {0.72425, -1.9715}
+ * Adam, coupled:       g = {1.0, 0.0}: mhat = {1, 0}, vhat = {1, 0}; w = {1 - 0.1/(1 + 1e-8), -2} = {0.900000001, -2}
+ *                      g = {0.7000000005, -1.5}; m = {0.16000000005, -0.15}; v = {0.0014890000007, 0.00225};
+ *                      mhat = m/0.19, vhat = v/0.001999: w = {0.900000001 - 0.1 (0.842105263)/(0.863059...),
+ *                      -2 + 0.1 (0.789473684)/(1.060925...)} = {0.802427952073, -1.925586318345}
+ * Adam, decoupled (AdamW): w = {0.95, -1.9} - 0.1 {0.5/(0.5+1e-8), 1/(1+1e-8)} = {0.850000002, -1.999999999};
+ *                      w = {0.8075000019, -1.899999999} - 0.1 {0.36842105263158/0.39522538070167,
+ *                      0.21052631578947/0.79045076140333} (adam_two_steps' step 2) = {0.714282040377, -1.926633702679}
+ * b, no decay: momentum {2.88, 3.86}; Nesterov {2.817, 3.824}; Adam {2.806782040477, 3.873366297371}. */
+START_TEST(weight_decay_modes_two_steps) {
+    static const struct {
+        ag_optim_kind kind;
+        int decoupled;
+        double w[2], b[2];
+    } cases[] = {
+        {AG_OPT_MOMENTUM, 0, {0.74, -1.85}, {2.88, 3.86}},
+        {AG_OPT_MOMENTUM, 1, {0.785, -1.94}, {2.88, 3.86}},
+        {AG_OPT_NESTEROV, 0, {0.60455, -1.715}, {2.817, 3.824}},
+        {AG_OPT_NESTEROV, 1, {0.72425, -1.9715}, {2.817, 3.824}},
+        {AG_OPT_ADAM, 0, {0.802427952073, -1.925586318345}, {2.806782040477, 3.873366297371}},
+        {AG_OPT_ADAM, 1, {0.714282040377, -1.926633702679}, {2.806782040477, 3.873366297371}},
+        {AG_OPT_ADAMW, 0, {0.714282040377, -1.926633702679}, {2.806782040477, 3.873366297371}}, /* always decoupled */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ag_tensor *w, *b;
+        ag_params *ps = make_store(&w, &b);
+        ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = cases[c].kind, .lr = 0.1, .momentum = 0.9,
+                                                       .weight_decay = 0.5, .decoupled = cases[c].decoupled});
+        set_grad(w, 0.5, 1.0);
+        set_grad(b, 0.5, 1.0);
+        ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+        set_grad(w, 0.25, -0.5);
+        set_grad(b, 0.25, -0.5);
+        ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+        for (int i = 0; i < 2; i++) {
+            /* 1e-11: the hand values carry 12 digits */
+            const double tol = TOL > 1e-11 ? TOL : 1e-11;
+            ck_assert_msg(fabs((double)w->value[i] - cases[c].w[i]) <= tol, "case %zu: w[%d] = %.15g, want %.15g", c, i,
+                          (double)w->value[i], cases[c].w[i]);
+            ck_assert_msg(fabs((double)b->value[i] - cases[c].b[i]) <= tol, "case %zu: b[%d] = %.15g, want %.15g", c, i,
+                          (double)b->value[i], cases[c].b[i]);
+        }
+        ag_optim_free(opt);
+        ag_params_free(ps);
+    }
+}
+END_TEST
+
 /* pseudo-gradient that depends on the parameters and the step, computed here */
 static void fake_grads(ag_params *ps, int step) {
     for (size_t k = 0; k < ag_params_count(ps); k++) {
@@ -678,6 +737,7 @@ static Suite *optim_suite(void) {
     tcase_add_test(tc, nesterov_two_steps);
     tcase_add_test(tc, adam_two_steps);
     tcase_add_test(tc, adamw_decays_weights_not_biases);
+    tcase_add_test(tc, weight_decay_modes_two_steps);
     tcase_add_test(tc, decoupled_decay_equals_l2_in_cost_for_sgd);
     tcase_add_test(tc, decoupled_decay_equals_l2_on_tape_for_sgd);
     tcase_add_test(tc, clip_by_global_norm);
