@@ -271,6 +271,162 @@ START_TEST(mlp_forward_returns_every_layer) {
 }
 END_TEST
 
+#ifdef AG_DOUBLE
+#define ULP 2.220446049250313e-16
+#else
+#define ULP 1.1920928955078125e-7
+#endif
+
+/* The fused path (no z asked for: one linear_act node) and ag_activate, against f of the z worked out
+ * by hand in dense_forward_values_and_errors: z = {5.25, -9.5, 1.25, -4.5}. */
+START_TEST(dense_fused_forward_and_activate_values) {
+    ag_params *ps;
+    ag_params_new(&ps);
+    ag_dense d;
+    ck_assert_int_eq(ag_dense_init(&d, ps, "l", 3, 2, AG_ACT_RELU), AG_OK);
+    const ag_real W[6] = {1, -1, 2, 0.5f, 0, -3}, b[2] = {0.25f, -1};
+    memcpy(d.W->value, W, sizeof W);
+    memcpy(d.b->value, b, sizeof b);
+    ag_tape *t;
+    ag_tape_new(&t, NULL);
+    ag_real x[6] = {1, 2, 3, -1, 0, 1};
+    const double z[4] = {5.25, -9.5, 1.25, -4.5};
+    const ag_act acts[] = {AG_ACT_IDENTITY, AG_ACT_SIGMOID, AG_ACT_TANH, AG_ACT_RELU};
+    for (int k = 0; k < 4; k++) {
+        double want[4];
+        for (int i = 0; i < 4; i++)
+            want[i] = acts[k] == AG_ACT_SIGMOID ? 1 / (1 + exp(-z[i]))
+                      : acts[k] == AG_ACT_TANH  ? tanh(z[i])
+                      : acts[k] == AG_ACT_RELU  ? (z[i] > 0 ? z[i] : 0)
+                                                : z[i];
+        ag_tape_reset(t);
+        d.act = acts[k];
+        size_t n0 = ag_tape_node_count(t);
+        ag_tensor *a = ag_dense_forward(t, &d, ag_tensor_wrap(t, 2, (size_t[]){2, 3}, x), NULL);
+        ck_assert_ptr_nonnull(a);
+        ck_assert_uint_eq(ag_tape_node_count(t), n0 + 2); /* the leaf and one node (linear_act or linear) */
+        ag_tensor *zt = ag_tensor_from(t, 2, (size_t[]){2, 2}, (ag_real[]){5.25f, -9.5f, 1.25f, -4.5f});
+        ag_tensor *a2 = ag_activate(t, acts[k], zt);
+        ck_assert_ptr_nonnull(a2);
+        if (acts[k] == AG_ACT_IDENTITY) ck_assert_ptr_eq(a2, zt);
+        for (int i = 0; i < 4; i++) {
+            ck_assert_msg(fabs((double)a->value[i] - want[i]) <= 4 * ULP * fabs(want[i]), "%s: a[%d] = %.9g, want %.9g",
+                          ag_act_name(acts[k]), i, (double)a->value[i], want[i]);
+            ck_assert_msg(fabs((double)a2->value[i] - want[i]) <= 4 * ULP * fabs(want[i]),
+                          "activate %s: [%d] = %.9g, want %.9g", ag_act_name(acts[k]), i, (double)a2->value[i], want[i]);
+        }
+    }
+    ag_tape_free(t);
+    ag_params_free(ps);
+}
+END_TEST
+
+/* More weights than one ag_l2 node takes (AG_MAX_IN = 64): ag_l2_decay and the costs split them into
+ * several nodes. n_w weights (AG_DECAY) with a bias (never decayed) after every fifth; the L2 term
+ * must be lambda/2 sum over exactly the listed weights and its gradient lambda W on each, 0 elsewhere.
+ * 64 and 128 fill the chunks exactly, 65 and 130 leave one of 1 and 2. */
+static ag_params *many_weights(size_t n_w, ag_tensor **w, ag_tensor **bias, size_t *n_b) {
+    ag_params *ps;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ag_rng r;
+    ag_rng_seed(&r, 17 + n_w);
+    *n_b = 0;
+    for (size_t i = 0; i < n_w; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "w%zu", i);
+        ck_assert_int_eq(ag_params_add(ps, name, 1, (size_t[]){1 + i % 3}, AG_DECAY, &w[i]), AG_OK);
+        if (i % 5 == 4) {
+            snprintf(name, sizeof name, "b%zu", i);
+            ck_assert_int_eq(ag_params_add(ps, name, 1, (size_t[]){2}, 0, &bias[(*n_b)++]), AG_OK);
+        }
+    }
+    for (size_t i = 0; i < ag_params_count(ps); i++) {
+        ag_tensor *p = ag_params_at(ps, i);
+        ag_rng_fill_normal(&r, p->value, p->size, 0, 1);
+    }
+    return ps;
+}
+
+static double sum_sq(ag_tensor *const *w, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < w[i]->size; j++) s += (double)w[i]->value[j] * w[i]->value[j];
+    return s;
+}
+
+/* every listed weight holds lambda W + extra, every other parameter 0 */
+static void check_l2_grads(ag_params *ps, ag_tensor *const *w, size_t n_listed, double lambda, const char *what) {
+    for (size_t i = 0; i < ag_params_count(ps); i++) {
+        ag_tensor *p = ag_params_at(ps, i);
+        size_t k = 0;
+        while (k < n_listed && w[k] != p) k++;
+        for (size_t j = 0; j < p->size; j++) {
+            const double want = k < n_listed ? lambda * p->value[j] : 0;
+            ck_assert_msg(fabs((double)p->grad[j] - want) <= 4 * ULP * fabs(want), "%s: %s[%zu] gradient %.9g, want %.9g",
+                          what, p->name, j, (double)p->grad[j], want);
+        }
+    }
+}
+
+START_TEST(l2_terms_beyond_one_node) {
+    const size_t counts[] = {64, 65, 128, 130};
+    const double lambda = 0.3;
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    for (size_t c = 0; c < 4; c++) {
+        const size_t n_w = counts[c];
+        ag_tensor *w[130], *bias[26];
+        size_t n_b;
+        ag_params *ps = many_weights(n_w, w, bias, &n_b);
+        ck_assert_uint_gt(n_b, 0);
+        char what[64];
+        /* ag_l2_decay: every AG_DECAY tensor of the store */
+        ag_tape_reset(t);
+        ag_params_zero_grad(ps);
+        ag_tensor *L = ag_l2_decay(t, (ag_real)lambda, ps);
+        ck_assert_ptr_nonnull(L);
+        const double all = 0.5 * lambda * sum_sq(w, n_w);
+        ck_assert_msg(fabs((double)L->value[0] - all) <= 8 * ULP * all, "l2_decay %zu: %.9g, want %.9g", n_w,
+                      (double)L->value[0], all);
+        ck_assert_int_eq(ag_backward(t, L), AG_OK);
+        snprintf(what, sizeof what, "l2_decay of %zu", n_w);
+        check_l2_grads(ps, w, n_w, lambda, what);
+        /* the costs: squared error of a row h = (1, 2) against y = (0, 0) is 5/2, plus the L2 term of
+         * the first n - 1 weights (the last one must stay out) */
+        for (int ce = 0; ce <= 1; ce++) {
+            const size_t n = n_w - 1;
+            ag_tape_reset(t);
+            ag_params_zero_grad(ps);
+            ag_tensor *h = ag_tensor_from(t, 1, (size_t[]){2}, (ag_real[]){1, 2});
+            ag_tensor *J = ce ? ag_cost_cross_entropy_l2(t, h, (int32_t[]){1}, (ag_real)lambda, w, n)
+                              : ag_cost_squared_error_l2(t, h, ag_tensor_new(t, 1, (size_t[]){2}), (ag_real)lambda, w, n);
+            ck_assert_ptr_nonnull(J);
+            /* cross-entropy of logits (1, 2), label 1: log(e + e^2) - 2 = log(1 + e^-1) */
+            const double data = ce ? log(1 + exp(-1.0)) : 2.5, want = data + 0.5 * lambda * sum_sq(w, n);
+            ck_assert_msg(fabs((double)J->value[0] - want) <= 8 * ULP * want, "%s of %zu: %.9g, want %.9g",
+                          ce ? "cross_entropy_l2" : "squared_error_l2", n, (double)J->value[0], want);
+            ck_assert_int_eq(ag_backward(t, J), AG_OK);
+            snprintf(what, sizeof what, "%s of %zu", ce ? "cross_entropy_l2" : "squared_error_l2", n);
+            check_l2_grads(ps, w, n, lambda, what);
+        }
+        ag_params_free(ps);
+    }
+    /* lambda = 0 records no L2 term: only the data node */
+    ag_tensor *w[65], *bias[13];
+    size_t n_b;
+    ag_params *ps = many_weights(65, w, bias, &n_b);
+    ag_tape_reset(t);
+    ag_tensor *h = ag_tensor_from(t, 1, (size_t[]){2}, (ag_real[]){1, 2});
+    size_t n0 = ag_tape_node_count(t);
+    ag_tensor *J = ag_cost_cross_entropy_l2(t, h, (int32_t[]){0}, 0, w, 65);
+    ck_assert_ptr_nonnull(J);
+    ck_assert_uint_eq(ag_tape_node_count(t), n0 + 1);
+    ck_assert_double_le(fabs((double)J->value[0] - log(1 + exp(1.0))), 8 * ULP * 2);
+    ag_params_free(ps);
+    ag_tape_free(t);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- costs */
 
 typedef struct {
@@ -434,6 +590,8 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, activation_names);
     tcase_add_test(tc, dense_forward_values_and_errors);
     tcase_add_test(tc, mlp_forward_returns_every_layer);
+    tcase_add_test(tc, dense_fused_forward_and_activate_values);
+    tcase_add_test(tc, l2_terms_beyond_one_node);
     tcase_add_test(tc, cross_entropy_cost_gradcheck);
     tcase_add_test(tc, xor_trains_and_is_reproducible);
     tcase_add_test(tc, training_step_allocates_nothing);
