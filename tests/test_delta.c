@@ -268,6 +268,50 @@ START_TEST(biases_are_never_regularised) {
 }
 END_TEST
 
+/* The fused path: with neither z nor a asked for, ag_mlp_forward records one linear_act node per
+ * layer (no z on the tape). Its parameter gradients must still be (1/K) DeltaW + lambda W and
+ * (1/K) Deltab of the reference, and J the reference's J. */
+START_TEST(fused_layers_match_reference) {
+    ag_rng r;
+    ag_rng_seed(&r, 424242);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    for (int trial = 0; trial < 12; trial++) {
+        net_case c;
+        case_make(&c, &r, 3 + trial % 3, trial % 2 ? 40 : 9, 1 + (size_t)ag_rng_below(&r, 32), (trial / 2) % 2 ? 0.2 : 0,
+                  (trial / 4) % 2 ? AG_ACT_TANH : AG_ACT_SIGMOID);
+        ag_tape_reset(t);
+        ag_params_zero_grad(c.ps);
+        ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){c.K, c.s[0]}, c.x);
+        ag_tensor *Y = ag_tensor_wrap(t, 2, (size_t[]){c.K, c.s[c.n_l - 1]}, c.y);
+        size_t n0 = ag_tape_node_count(t);
+        ag_tensor *h = ag_mlp_forward(t, c.m, X, NULL, NULL);
+        ck_assert_ptr_nonnull(h);
+        ck_assert_uint_eq(ag_tape_node_count(t), n0 + c.m->n_layers); /* one fused node per layer */
+        ag_tensor *J = ag_mlp_cost_squared_error(t, c.m, h, Y, (ag_real)c.lambda);
+        ck_assert_msg(J && ag_backward(t, J) == AG_OK, "%s", ag_tape_errmsg(t));
+        ck_assert_int_eq(ag_ref_backprop(c.ref, c.xd, c.yd, c.K, c.lambda), AG_OK);
+        for (int l = 1; l < c.n_l; l++) {
+            ag_dense *d = &c.m->layers[l - 1];
+            double *dW = malloc(d->W->size * sizeof *dW), *db = malloc(d->b->size * sizeof *db);
+            ck_assert(dW && db);
+            ag_ref_gradient(c.ref, l, c.K, c.lambda, dW, db);
+            char label[400];
+            snprintf(label, sizeof label, "[%s fused] W^(%d)->grad", c.desc, l);
+            ck_assert_double_le(ag_test_max_abs_diff(label, d->W->grad, dW, d->W->size, AG_TEST_EXACT_TOL), AG_TEST_EXACT_TOL);
+            snprintf(label, sizeof label, "[%s fused] b^(%d)->grad", c.desc, l);
+            ck_assert_double_le(ag_test_max_abs_diff(label, d->b->grad, db, d->b->size, AG_TEST_EXACT_TOL), AG_TEST_EXACT_TOL);
+            free(dW);
+            free(db);
+        }
+        ck_assert_msg(fabs((double)J->value[0] - c.ref->J) <= AG_TEST_EXACT_TOL * (1 + fabs(c.ref->J)),
+                      "[%s fused] J tape %.17g ref %.17g", c.desc, (double)J->value[0], c.ref->J);
+        case_free(&c);
+    }
+    ag_tape_free(t);
+}
+END_TEST
+
 /* The reference's gradients (1/K) DeltaW + lambda W and (1/K) Deltab against central
  * differences of its own J, all in double. */
 START_TEST(reference_passes_central_differences) {
@@ -336,6 +380,7 @@ static Suite *delta_suite(void) {
     tcase_add_test(tc, edge_widths_and_batches);
     tcase_add_test(tc, one_sgd_step_matches_reference_update);
     tcase_add_test(tc, biases_are_never_regularised);
+    tcase_add_test(tc, fused_layers_match_reference);
     tcase_add_test(tc, reference_passes_central_differences);
     tcase_add_test(tc, reference_rejects_bad_arguments);
     suite_add_tcase(s, tc);
