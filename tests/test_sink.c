@@ -483,6 +483,95 @@ START_TEST(user_sink_sees_each_gradient_once) {
 }
 END_TEST
 
+/* Under a sink, a weight used transposed in ag_matmul_ex (either operand, either flag) has its
+ * gradient handed out by the GEMM tile by tile (ag__sink_gemm with the flags of matmul_backward).
+ * Each element once, from a tile, equal to the product written out here: with dC = R,
+ *   W as a:  dop(W) = R op(X)^T;   W as b:  dop(W) = op(X)^T R;   dW = dop(W), transposed back if
+ *   the flag is set, plus lambda W when an L2 term on W is recorded last (it rides on the tiles).
+ * The inner size 600 spans more than one k block (512 floats, 256 doubles). */
+START_TEST(transposed_weight_operands_under_a_sink) {
+    enum { M = 13, KK = 21, NN = 600 };
+    ag_rng rng;
+    ag_rng_seed(&rng, 77);
+    static ag_real xv[KK * NN], rv[M * NN];
+    ag_rng_fill_uniform(&rng, xv, KK * NN, -1, 1);
+    ag_rng_fill_uniform(&rng, rv, M * NN, -1, 1);
+    for (int threads = 1; threads <= 2; threads++)
+        for (int w_is_b = 0; w_is_b <= 1; w_is_b++)
+            for (int tw = 0; tw <= 1; tw++)
+                for (int tx = 0; tx <= 1; tx++)
+                    for (int l2 = 0; l2 <= 1; l2++) {
+                        ag_set_threads(threads);
+                        /* op(W) is M x KK (W as a) or KK x M (W as b); op(X) the matching KK x NN or NN x KK */
+                        const size_t wr = w_is_b ? KK : M, wc = w_is_b ? M : KK; /* op(W) */
+                        const size_t xr = w_is_b ? NN : KK, xc = w_is_b ? KK : NN; /* op(X) */
+                        ag_params *ps;
+                        ag_tensor *W;
+                        ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+                        const size_t wshape[2] = {tw ? wc : wr, tw ? wr : wc};
+                        ck_assert_int_eq(ag_params_add(ps, "W", 2, wshape, AG_DECAY, &W), AG_OK);
+                        ag_rng_fill_uniform(&rng, W->value, W->size, -1, 1);
+                        const double lambda = l2 ? 0.375 : 0;
+                        /* element (i, j) of op(W) / op(X), stored as they are */
+#define OPW(i, j) (double)W->value[tw ? (j) * wr + (i) : (i) * wc + (j)]
+#define OPX(i, j) (double)xv[tx ? (j) * xr + (i) : (i) * xc + (j)]
+                        double *want = calloc(W->size, sizeof *want), *mag = calloc(W->size, sizeof *mag);
+                        ck_assert(want && mag);
+                        for (size_t i = 0; i < wr; i++)
+                            for (size_t j = 0; j < wc; j++) {
+                                double s = 0, a = 0;
+                                for (size_t q = 0; q < NN; q++) {
+                                    /* W as a: C (M x NN) = op(W) op(X), dop(W)_ij = sum_q R_iq op(X)_jq;
+                                     * W as b: C (NN x M) = op(X) op(W), dop(W)_ij = sum_q op(X)_qi R_qj */
+                                    const double term = w_is_b ? OPX(q, i) * rv[q * M + j] : rv[i * NN + q] * OPX(j, q);
+                                    s += term;
+                                    a += fabs(term);
+                                }
+                                const size_t e = tw ? j * wr + i : i * wc + j;
+                                want[e] = s + lambda * OPW(i, j);
+                                mag[e] = a + fabs(lambda * OPW(i, j));
+                            }
+#undef OPW
+#undef OPX
+                        ag_tape *t;
+                        ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+                        recorder r = {.ps = ps};
+                        pthread_mutex_init(&r.mu, NULL);
+                        r.got = calloc(ag_params_numel(ps), sizeof *r.got);
+                        r.hits = calloc(ag_params_numel(ps), 1);
+                        ck_assert(r.got && r.hits);
+                        const ag_grad_sink sink = {.consume = record, .ctx = &r};
+                        ck_assert_int_eq(ag_tape_set_grad_sink(t, &sink), AG_OK);
+                        ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){tx ? xc : xr, tx ? xr : xc}, xv);
+                        ag_tensor *C = w_is_b ? ag_matmul_ex(t, X, W, tx, tw) : ag_matmul_ex(t, W, X, tw, tx);
+                        ck_assert_ptr_nonnull(C);
+                        ck_assert_uint_eq(C->size, (size_t)M * NN);
+                        ag_tensor *J = ag_sum(t, ag_mul(t, C, ag_tensor_wrap(t, 2, C->shape, rv)));
+                        if (l2) J = ag_add(t, J, ag_l2(t, (ag_real)lambda, &W, 1));
+                        ck_assert_int_eq(ag_backward(t, J), AG_OK);
+                        ck_assert_int_eq(r.bad, 0);
+                        ck_assert_msg(!r.from_store[0], "W came from ->grad, not from the GEMM's tiles");
+                        char label[96];
+                        snprintf(label, sizeof label, "W as %c, trans W %d, trans X %d, l2 %d, threads %d",
+                                 w_is_b ? 'b' : 'a', tw, tx, l2, threads);
+                        for (size_t e = 0; e < W->size; e++) {
+                            ck_assert_msg(r.hits[e] == 1, "%s: W[%zu] delivered %d times", label, e, r.hits[e]);
+                            ck_assert_msg(fabs((double)r.got[e] - want[e]) <= 4 * AG_TEST_EXACT_TOL * mag[e],
+                                          "%s: dW[%zu] = %.9g, want %.9g", label, e, (double)r.got[e], want[e]);
+                        }
+                        ck_assert(all_zero(ag_params_grads(ps), ag_params_numel(ps)));
+                        pthread_mutex_destroy(&r.mu);
+                        free(r.got);
+                        free(r.hits);
+                        free(want);
+                        free(mag);
+                        ag_tape_free(t);
+                        ag_params_free(ps);
+                    }
+    ag_set_threads(1);
+}
+END_TEST
+
 /* ag_grad_sink.accepts: refused parameters stay out of the sweep's deliveries (GEMM tiles and
  * ->grad alike, L2 term included) and keep ag_backward's gradient in ->grad. */
 START_TEST(sink_accepts_refuses_parameters) {
@@ -753,6 +842,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, user_sink_sees_each_gradient_once);
     tcase_add_test(tc, sink_bad_arguments);
     tcase_add_test(tc, sink_accepts_refuses_parameters);
+    tcase_add_test(tc, transposed_weight_operands_under_a_sink);
     tcase_add_test(tc, consume_may_run_products);
     tcase_add_test(tc, nonfinite_gradient_skips_only_its_piece);
     tcase_add_test(tc, sink_with_numeric_check);
