@@ -86,6 +86,26 @@ static void check_one(int act, int with_bias, size_t K, size_t in, size_t out, u
             with_bias ? "bias   " : "no bias", K, out, in, AG_REAL_NAME, res.max_rel_err);
     ck_assert_msg(res.max_rel_err <= AG_TEST_GRAD_TOL, "linear_act %s: relative error %g", ACT_NAMES[act],
                   res.max_rel_err);
+    /* backward adds: the check left the gradient g of x, W, b in ->grad; one more backward without
+     * zeroing must leave 2 g in each (x's comes from the dx GEMM, which must run with beta = 1) */
+    const size_t numel = ag_params_numel(ps);
+    ag_real g1[512];
+    ck_assert_uint_le(numel, 512);
+    memcpy(g1, ag_params_grads(ps), numel * sizeof(ag_real));
+    ag_tape_reset(t);
+    ag_tensor *loss = gc_loss(t, &c);
+    ck_assert_ptr_nonnull(loss);
+    ck_assert_int_eq(ag_backward(t, loss), AG_OK);
+    for (int k = 0; k < (with_bias ? 3 : 2); k++) {
+        const ag_real *g2 = wrt[k]->grad, *g = g1 + (wrt[k]->grad - ag_params_grads(ps));
+        double gmax = 0;
+        for (size_t i = 0; i < wrt[k]->size; i++) gmax = fmax(gmax, fabs((double)g[i]));
+        ck_assert_msg(gmax > 0, "linear_act %s: input %d has no gradient", ACT_NAMES[act], k);
+        for (size_t i = 0; i < wrt[k]->size; i++)
+            ck_assert_msg(fabs((double)g2[i] - 2.0 * g[i]) <= 1e-4 * gmax,
+                          "linear_act %s: input %d [%zu] is %g after two passes, want 2 x %g (backward must add)",
+                          ACT_NAMES[act], k, i, (double)g2[i], (double)g[i]);
+    }
     ag_tape_free(t);
     ag_params_free(ps);
 }
