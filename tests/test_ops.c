@@ -773,11 +773,11 @@ START_TEST(binary_closed_forms_every_path) {
                         }
             ck_assert_int_eq(ag_backward_seed(t, Y, g), AG_OK);
             for (size_t j = 0; j < A->size; j++)
-                ck_assert_msg(fabs((double)A->grad[j] - ga[j]) <= 32 * ULP * ma[j], "%s case %zu: da[%zu] = %.9g, want %.9g",
-                              binaries[o].name, s, j, (double)A->grad[j], ga[j]);
+                ck_assert_msg(fabs((double)A->grad[j] - ga[j]) <= 32 * ULP * ma[j],
+                              "%s case %zu: da[%zu] = %.9g, want %.9g", binaries[o].name, s, j, (double)A->grad[j], ga[j]);
             for (size_t j = 0; j < B->size; j++)
-                ck_assert_msg(fabs((double)B->grad[j] - gb[j]) <= 32 * ULP * mb[j], "%s case %zu: db[%zu] = %.9g, want %.9g",
-                              binaries[o].name, s, j, (double)B->grad[j], gb[j]);
+                ck_assert_msg(fabs((double)B->grad[j] - gb[j]) <= 32 * ULP * mb[j],
+                              "%s case %zu: db[%zu] = %.9g, want %.9g", binaries[o].name, s, j, (double)B->grad[j], gb[j]);
         }
     ag_tape_free(t);
 }
@@ -1038,6 +1038,50 @@ START_TEST(cross_entropy_closed_form) {
 }
 END_TEST
 
+/* Squared error on every rank: K is shape[0] from 2 dimensions up (the rest of a row's dimensions
+ * are outputs), 1 for a vector or a scalar. J = (1/K) sum 1/2 (h - y)^2, dh = (h - y)/K,
+ * dy = -(h - y)/K. A K taken as the number of last-axis rows would scale J and both gradients
+ * alike, which a central difference cannot tell from the right one. */
+START_TEST(squared_error_rows_every_rank) {
+    static const struct {
+        int ndim;
+        size_t shape[4], K;
+    } cases[] = {{0, {0}, 1}, {1, {5}, 1}, {2, {3, 4}, 3}, {3, {2, 3, 4}, 2}, {4, {3, 2, 1, 2}, 3}};
+    ag_rng r;
+    ag_rng_seed(&r, 47);
+    ag_tape *t = new_tape();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        ag_tape_reset(t);
+        ag_tensor *h = ag_tensor_new(t, cases[c].ndim, cases[c].shape);
+        ag_tensor *y = ag_tensor_new(t, cases[c].ndim, cases[c].shape);
+        ck_assert(h && y);
+        ag_rng_fill_uniform(&r, h->value, h->size, -1, 1);
+        ag_rng_fill_uniform(&r, y->value, y->size, -1, 1);
+        ck_assert_int_eq(ag_requires_grad(h), AG_OK);
+        ck_assert_int_eq(ag_requires_grad(y), AG_OK);
+        ag_tensor *J = ag_squared_error(t, h, y);
+        ck_assert_ptr_nonnull(J);
+        const double K = (double)cases[c].K;
+        double want = 0;
+        for (size_t i = 0; i < h->size; i++) {
+            const double d = (double)h->value[i] - y->value[i];
+            want += 0.5 * d * d / K;
+        }
+        ck_assert_msg(fabs((double)J->value[0] - want) <= 4 * ULP * want, "rank %d: J = %.9g, want %.9g", cases[c].ndim,
+                      (double)J->value[0], want);
+        ck_assert_int_eq(ag_backward_seed(t, J, (ag_real[]){(ag_real)1.5}), AG_OK);
+        for (size_t i = 0; i < h->size; i++) {
+            const double d = 1.5 * ((double)h->value[i] - y->value[i]) / K;
+            const double tol = 4 * ULP * fabs(d);
+            ck_assert_msg(fabs((double)h->grad[i] - d) <= tol && fabs((double)y->grad[i] + d) <= tol,
+                          "rank %d [%zu]: dh %.9g dy %.9g, want +-%.9g", cases[c].ndim, i, (double)h->grad[i],
+                          (double)y->grad[i], d);
+        }
+    }
+    ag_tape_free(t);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- ag_gradcheck itself
  * cube: y = x^3 with a backward dx += k(i) 3 x^2 dy, k = 1 except at element `bad`, where it is
  * the factor under test. The checker must pass k = 1 and name the element for a sign error, a
@@ -1150,7 +1194,8 @@ START_TEST(l2_repeated_weight_sums_every_term) {
                 ck_assert_msg(fabs((double)W->grad[i] - (1.25 * wv[i] + rv[i])) <= 8 * ULP * (1 + fabs((double)wv[i])),
                               "check %d, l2 first %d: dW[%d] = %g, want %g", check, l2_first, i, (double)W->grad[i],
                               1.25 * wv[i] + rv[i]);
-            for (int i = 0; i < 4; i++) ck_assert_double_le(fabs((double)V->grad[i] - 0.5 * vv[i]), 4 * ULP * fabs((double)vv[i]));
+            for (int i = 0; i < 4; i++)
+                ck_assert_double_le(fabs((double)V->grad[i] - 0.5 * vv[i]), 4 * ULP * fabs((double)vv[i]));
         }
     ag_tape_free(t);
     ag_params_free(ps);
@@ -1220,6 +1265,7 @@ static Suite *ops_suite(void) {
     tcase_add_test(v, unary_closed_forms_and_accumulation);
     tcase_add_test(v, reduce_shape_softmax_closed_forms);
     tcase_add_test(v, cross_entropy_closed_form);
+    tcase_add_test(v, squared_error_rows_every_rank);
     tcase_add_test(v, gradcheck_flags_wrong_gradients);
     tcase_add_test(v, l2_repeated_weight_sums_every_term);
     tcase_add_test(v, tiny_op_overhead);
