@@ -312,8 +312,8 @@ START_TEST(dense_fused_forward_and_activate_values) {
         for (int i = 0; i < 4; i++) {
             ck_assert_msg(fabs((double)a->value[i] - want[i]) <= 4 * ULP * fabs(want[i]), "%s: a[%d] = %.9g, want %.9g",
                           ag_act_name(acts[k]), i, (double)a->value[i], want[i]);
-            ck_assert_msg(fabs((double)a2->value[i] - want[i]) <= 4 * ULP * fabs(want[i]),
-                          "activate %s: [%d] = %.9g, want %.9g", ag_act_name(acts[k]), i, (double)a2->value[i], want[i]);
+            ck_assert_msg(fabs((double)a2->value[i] - want[i]) <= 4 * ULP * fabs(want[i]), "activate %s: [%d] = %.9g, want %.9g",
+                          ag_act_name(acts[k]), i, (double)a2->value[i], want[i]);
         }
     }
     ag_tape_free(t);
@@ -362,8 +362,8 @@ static void check_l2_grads(ag_params *ps, ag_tensor *const *w, size_t n_listed, 
         while (k < n_listed && w[k] != p) k++;
         for (size_t j = 0; j < p->size; j++) {
             const double want = k < n_listed ? lambda * p->value[j] : 0;
-            ck_assert_msg(fabs((double)p->grad[j] - want) <= 4 * ULP * fabs(want), "%s: %s[%zu] gradient %.9g, want %.9g",
-                          what, p->name, j, (double)p->grad[j], want);
+            ck_assert_msg(fabs((double)p->grad[j] - want) <= 4 * ULP * fabs(want),
+                          "%s: %s[%zu] gradient %.9g, want %.9g", what, p->name, j, (double)p->grad[j], want);
         }
     }
 }
@@ -398,8 +398,9 @@ START_TEST(l2_terms_beyond_one_node) {
             ag_tape_reset(t);
             ag_params_zero_grad(ps);
             ag_tensor *h = ag_tensor_from(t, 1, (size_t[]){2}, (ag_real[]){1, 2});
+            ag_tensor *y = ag_tensor_new(t, 1, (size_t[]){2}); /* zeros */
             ag_tensor *J = ce ? ag_cost_cross_entropy_l2(t, h, (int32_t[]){1}, (ag_real)lambda, w, n)
-                              : ag_cost_squared_error_l2(t, h, ag_tensor_new(t, 1, (size_t[]){2}), (ag_real)lambda, w, n);
+                              : ag_cost_squared_error_l2(t, h, y, (ag_real)lambda, w, n);
             ck_assert_ptr_nonnull(J);
             /* cross-entropy of logits (1, 2), label 1: log(e + e^2) - 2 = log(1 + e^-1) */
             const double data = ce ? log(1 + exp(-1.0)) : 2.5, want = data + 0.5 * lambda * sum_sq(w, n);
