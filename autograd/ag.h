@@ -329,7 +329,7 @@ ag_tensor *ag_pow(ag_tape *t, ag_tensor *x, ag_real p);       /* x^p */
 ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x);
 ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x); /* 1/(1+e^-x);  f' = f(1-f) */
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);    /* f' = 1 - f^2 */
-ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* max(x,0); f'(0) = 0 */
+ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* max(x,0), NaN stays NaN; f'(0) = 0 */
 
 /* 2-D products. ag_matmul_ex computes op(a) op(b), op = transpose when the flag is set, without
  * materialising the transpose. The three products of backprop are X W^T, dY W and dY^T X.

@@ -511,7 +511,7 @@ UNARY_PLAIN_FWD(tanh, tanh1(x), g * (1 - out * out))
 static const ag_op tanh_op = {"tanh", 1, 0, same_shape, tanh_forward, tanh_backward};
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &tanh_op, NULL, x); }
 
-/* ---- relu: max(x, 0);  f'(x) = 1 for x > 0, else 0 (so f'(0) = 0) */
-UNARY_PLAIN_FWD(relu, x > 0 ? x : 0, x > 0 ? g : 0)
+/* ---- relu: max(x, 0), NaN kept (a blown-up input must stay visible);  f'(x) = 1 for x > 0, else 0 */
+UNARY_PLAIN_FWD(relu, !(x <= 0) ? x : 0, x > 0 ? g : 0)
 static const ag_op relu_op = {"relu", 1, 0, same_shape, relu_forward, relu_backward};
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &relu_op, NULL, x); }

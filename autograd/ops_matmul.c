@@ -296,7 +296,7 @@ AG__CLONES static ag_status linear_act_forward(ag_node *n) {
     case AG__ACT_RELU:
         for (size_t i = 0; i < N; i++) {
             const ag_real v = a[i];
-            a[i] = v > 0 ? v : 0;
+            a[i] = !(v <= 0) ? v : 0; /* NaN stays NaN, as in ag_relu */
         }
         break;
     default: break; /* identity */

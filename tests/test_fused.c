@@ -261,6 +261,38 @@ START_TEST(errors) {
 }
 END_TEST
 
+/* A NaN input stays NaN through every activation, as op and fused (relu once mapped it to 0, which
+ * hid a blown-up layer from everything after it); -0 through relu gives +0, as max(x, 0) did. */
+START_TEST(activations_keep_nan) {
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    for (size_t a = 0; a < sizeof ACTS / sizeof ACTS[0]; a++) {
+        ag_tensor *v = ag_tensor_from(t, 1, (size_t[]){4}, (ag_real[]){(ag_real)NAN, -0.0f, -1, 2});
+        ag_tensor *y = ACTS[a] == AG__ACT_SIGMOID ? ag_sigmoid(t, v)
+                       : ACTS[a] == AG__ACT_TANH  ? ag_tanh(t, v)
+                       : ACTS[a] == AG__ACT_RELU  ? ag_relu(t, v)
+                                                  : v;
+        ck_assert_msg(isnan(y->value[0]), "%s(NaN) = %g", ACT_NAMES[a], (double)y->value[0]);
+        if (ACTS[a] == AG__ACT_RELU) {
+            ck_assert(y->value[1] == 0 && !signbit(y->value[1]));
+            ck_assert_double_eq(y->value[2], 0);
+            ck_assert_double_eq(y->value[3], 2);
+        }
+        /* fused: row 0 of x holds a NaN, so all of row 0 of x W^T + b is NaN; row 1 is finite */
+        ag_tensor *x = ag_tensor_from(t, 2, (size_t[]){2, 2}, (ag_real[]){(ag_real)NAN, 1, 0.5f, -1});
+        ag_tensor *W = ag_tensor_from(t, 2, (size_t[]){3, 2}, (ag_real[]){1, 2, -3, 1, 0.5f, -0.5f});
+        ag_tensor *b = ag_tensor_from(t, 1, (size_t[]){3}, (ag_real[]){0.25f, 0, -4});
+        ag_tensor *f = ag__linear_act(t, x, W, b, ACTS[a]);
+        ck_assert_ptr_nonnull(f);
+        for (int j = 0; j < 3; j++) {
+            ck_assert_msg(isnan(f->value[j]), "fused %s: row 0 col %d is %g", ACT_NAMES[a], j, (double)f->value[j]);
+            ck_assert(isfinite(f->value[3 + j]));
+        }
+    }
+    ag_tape_free(t);
+}
+END_TEST
+
 /* the SIMD sigmoid gives every element exactly the scalar's bits, whatever its lane or offset */
 START_TEST(sigmoid_array_is_the_scalar) {
     enum { N = 4099 };
@@ -298,6 +330,7 @@ static Suite *fused_suite(void) {
     tcase_add_test(tc, gradcheck_every_activation);
     tcase_add_test(tc, matches_unfused_exactly);
     tcase_add_test(tc, backward_accumulates);
+    tcase_add_test(tc, activations_keep_nan);
     tcase_add_test(tc, dense_fuses_unless_z_is_asked_for);
     tcase_add_test(tc, errors);
     tcase_add_test(tc, sigmoid_array_is_the_scalar);
