@@ -15,7 +15,7 @@
 #define AG_TEST_GRAD_TOL 1e-6   /* gradcheck relative error */
 #define AG_TEST_EXACT_TOL 1e-12 /* tape vs hand-derived reference */
 #else
-#define AG_TEST_GRAD_TOL 2e-2
+#define AG_TEST_GRAD_TOL 5e-3   /* worst case seen 1.1e-3; 2e-2 let a 1% gradient error pass */
 #define AG_TEST_EXACT_TOL 1e-5
 #endif
 
