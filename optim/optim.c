@@ -349,8 +349,24 @@ AG__CLONES static void update_flat(const ag_optim *opt, size_t lo, size_t n, ag_
 AG__CLONES static void update_tile(const ag_optim *opt, size_t base, size_t rows, size_t cols, size_t ld,
                                   const ag_real *g, size_t ldg, ag_real lr, ag_real wd_g, ag_real wd_w,
                                   double bc1, double bc2) {
-    for (size_t r = 0; r < rows; r++) /* g is const here: zero = 0 never writes it */
+    /* The packed GEMM delivers micro-tiles left to right along a panel of rows: each row of a tile
+     * is a 128-byte piece of W (and v), rows kilobytes apart, too short for the hardware prefetchers
+     * to follow, so the update waited on them. Fetch the next tile's pieces while this one is
+     * updated: modern b32 +7-10%, b128 +2-4%. Wider pieces (the direct path's 128-256 columns)
+     * stream well on their own; prefetching them measured 4-15% slower at batch 1. */
+    const int ahead = cols * sizeof(ag_real) <= 128;
+    for (size_t r = 0; r < rows; r++) { /* g is const here: zero = 0 never writes it */
+        const size_t nx = base + r * ld + cols;
+        if (ahead && nx + cols <= opt->numel) {
+            __builtin_prefetch(opt->step_values + nx, 1, 3);
+            __builtin_prefetch(opt->step_values + nx + cols - 1, 1, 3);
+            for (size_t i = 0; i < opt->n_state; i++) { /* momentum v; Adam m and v */
+                __builtin_prefetch(opt->state[i] + nx, 1, 3);
+                __builtin_prefetch(opt->state[i] + nx + cols - 1, 1, 3);
+            }
+        }
         update_span(opt, base + r * ld, cols, (ag_real *)(uintptr_t)(g + r * ldg), 0, lr, wd_g, wd_w, bc1, bc2);
+    }
 }
 
 ag_status ag_optim_step(ag_optim *opt) {
