@@ -278,6 +278,8 @@ START_TEST(json_refused) {
         {"{\"a\x01\":{}}", 0, "control character"},
         {"{\"a\xff\":{}}", 0, "invalid UTF-8"},
         {"{\"a\\ud800\":{}}", 0, "invalid escape"},
+        {"{\"a\\udc00\":{}}", 0, "invalid escape"},              /* a lone low surrogate */
+        {"{\"a\\ud800\\u0041\":{}}", 0, "invalid escape"},       /* a high one without its low one */
         {"{\"a\\u0000\":{}}", 0, "\\u0000"},
         {"{\"a\\", 0, "unterminated string"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 8, "do not hold 2 F32 (8 bytes)"},
