@@ -450,6 +450,115 @@ START_TEST(batch_null_arguments) {
 }
 END_TEST
 
+/* The header's limits, each at and past its edge: a zero column count (a 3x0 image holds no pixels,
+ * so its header needs no data and would otherwise load), a column count over 4096 (refused by its
+ * size, not reported as truncation), a count of 0 for labels as for images, and max_bytes as an
+ * inclusive cap (50 images of 3x3 are exactly 450 bytes). */
+START_TEST(header_limits_at_their_edges) {
+    unsigned char b[16 + 4096];
+    ag_idx f;
+    size_t il = make_images(b, AG_IDX_IMAGES, 1, 3, 0);
+    ck_assert_int_eq(ag_idx_parse(b, il, "h", NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "idx: h: image size 3x0 in the header is invalid (each side must be 1..4096)");
+    ck_assert_ptr_null(f.data);
+    il = make_images(b, AG_IDX_IMAGES, 1, 1, 4096); /* the largest side is allowed */
+    ck_assert_int_eq(ag_idx_parse(b, il, "h", NULL, &f, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(f.cols, 4096);
+    ck_assert_uint_eq(f.rows, 1);
+    ag_idx_free(&f);
+    put32(b + 12, 4097);
+    ck_assert_int_eq(ag_idx_parse(b, il, "h", NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "idx: h: image size 1x4097 in the header is invalid (each side must be 1..4096)");
+    put32(b + 12, 5000);
+    ck_assert_int_eq(ag_idx_parse(b, il, "h", NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "idx: h: image size 1x5000 in the header is invalid (each side must be 1..4096)");
+    /* zero counts */
+    make_labels(b, 0, 10);
+    ck_assert_int_eq(ag_idx_parse(b, 8, "l", NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "idx: l: header says 0 labels");
+    ck_assert_ptr_null(f.data);
+    make_images(b, AG_IDX_IMAGES, 0, 2, 2);
+    ck_assert_int_eq(ag_idx_parse(b, 16, "i", NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "idx: i: header says 0 images");
+    /* max_bytes: exactly the data size passes, one byte less refuses */
+    il = make_images(img, AG_IDX_IMAGES, 50, 3, 3);
+    ag_idx_options cap = {.max_bytes = 450};
+    ck_assert_int_eq(ag_idx_parse(img, il, "c", &cap, &f, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(f.count, 50);
+    ag_idx_free(&f);
+    cap.max_bytes = 449;
+    ck_assert_int_eq(ag_idx_parse(img, il, "c", &cap, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "idx: c: header says 50 images of 3x3, more than the cap of 449 bytes");
+}
+END_TEST
+
+/* Non-square images: rows and columns are checked each against its own side (the suites' other
+ * images are square, where mixing them up goes unseen). */
+START_TEST(non_square_images) {
+    size_t il = make_images(img, AG_IDX_IMAGES, 2, 2, 3);
+    ag_idx f;
+    ag_idx_options o = {.rows = 2, .cols = 3};
+    ck_assert_int_eq(ag_idx_parse(img, il, "n", &o, &f, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(f.rows, 2);
+    ck_assert_uint_eq(f.cols, 3);
+    ck_assert_uint_eq(f.count, 2);
+    ck_assert_int_eq(memcmp(f.data, img + 16, 12), 0);
+    ag_idx_free(&f);
+    o = (ag_idx_options){.rows = 3, .cols = 2};
+    ck_assert_int_eq(ag_idx_parse(img, il, "n", &o, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "idx: n: images are 2x3 but 3x2 were expected");
+}
+END_TEST
+
+/* Without options the class count is 1 + the largest label, wherever that label sits (here the
+ * first one), and one-hot rows are that wide. Labels {6, 1, 2, 0}: 7 classes. */
+START_TEST(classes_from_largest_label) {
+    size_t il = make_images(img, AG_IDX_IMAGES, 4, 1, 2);
+    unsigned char lb[8 + 4];
+    put32(lb, AG_IDX_LABELS);
+    put32(lb + 4, 4);
+    lb[8] = 6;
+    lb[9] = 1;
+    lb[10] = 2;
+    lb[11] = 0;
+    ag_dataset ds;
+    ck_assert_int_eq(ag_dataset_parse(&ds, img, il, lb, sizeof lb, NULL, err, sizeof err), AG_OK);
+    ck_assert_int_eq(ds.classes, 7);
+    uint32_t idx[2] = {0, 3};
+    ag_real x[4], oh[14];
+    for (int i = 0; i < 14; i++) oh[i] = 9;
+    ck_assert_int_eq(ag_dataset_batch(&ds, idx, 2, x, NULL, oh), AG_OK);
+    for (int c = 0; c < 7; c++) {
+        ck_assert(oh[c] == (c == 6 ? 1 : 0));
+        ck_assert(oh[7 + c] == (c == 0 ? 1 : 0));
+    }
+    ag_dataset_free(&ds);
+}
+END_TEST
+
+/* Distinct (seed, epoch) pairs give distinct orders, including neighbours along the diagonal
+ * (seed + epoch equal), and every position is shuffled: over 4000 epochs of a 4-element order each
+ * value lands in each position about 1000 times (binomial sd ~27; the bounds are ~5.5 sd). */
+START_TEST(shuffle_pairs_distinct_and_uniform) {
+    enum { N = 64 };
+    static uint32_t o[16][N];
+    for (uint64_t s = 0; s < 4; s++)
+        for (uint64_t e = 0; e < 4; e++) ag_dataset_shuffle(o[s * 4 + e], N, 40 + s, e);
+    for (int i = 0; i < 16; i++)
+        for (int j = 0; j < i; j++) ck_assert_msg(memcmp(o[i], o[j], sizeof o[i]) != 0, "pairs %d and %d", i, j);
+    unsigned count[4][4] = {{0}};
+    uint32_t q[4];
+    for (uint64_t e = 0; e < 4000; e++) {
+        ag_dataset_shuffle(q, 4, 7, e);
+        for (int p = 0; p < 4; p++) count[p][q[p]]++;
+    }
+    for (int p = 0; p < 4; p++)
+        for (int v = 0; v < 4; v++)
+            ck_assert_msg(count[p][v] > 850 && count[p][v] < 1150, "value %d at position %d: %u of 4000", v, p,
+                          count[p][v]);
+}
+END_TEST
+
 static Suite *idx_suite(void) {
     Suite *s = suite_create("idx");
     TCase *tc = tcase_create("idx");
@@ -467,6 +576,10 @@ static Suite *idx_suite(void) {
     tcase_add_test(tc, gzip_trailing_data_refused);
     tcase_add_test(tc, gzip_crc_error_is_corruption);
     tcase_add_test(tc, batch_null_arguments);
+    tcase_add_test(tc, header_limits_at_their_edges);
+    tcase_add_test(tc, non_square_images);
+    tcase_add_test(tc, classes_from_largest_label);
+    tcase_add_test(tc, shuffle_pairs_distinct_and_uniform);
     suite_add_tcase(s, tc);
     return s;
 }
