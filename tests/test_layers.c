@@ -580,6 +580,57 @@ START_TEST(training_step_allocates_nothing) {
 }
 END_TEST
 
+/* Every bias element is reset, not just the first bytes of the array (a memset given the element
+ * count instead of the byte count clears only a quarter of a float bias). */
+START_TEST(init_zeroes_every_bias) {
+    const ag_init inits[] = {AG_INIT_SMALL_GAUSS, AG_INIT_GLOROT_NORMAL, AG_INIT_GLOROT_UNIFORM, AG_INIT_HE_NORMAL};
+    for (size_t c = 0; c < 4; c++) {
+        ag_params *ps;
+        ag_params_new(&ps);
+        ag_dense d;
+        ck_assert_int_eq(ag_dense_init(&d, ps, "fc", 5, 10, AG_ACT_TANH), AG_OK);
+        for (size_t i = 0; i < d.b->size; i++) d.b->value[i] = (ag_real)(i + 1);
+        ag_rng r;
+        ag_rng_seed(&r, 5);
+        ck_assert_int_eq(ag_dense_init_weights(&d, inits[c], &r), AG_OK);
+        for (size_t i = 0; i < d.b->size; i++)
+            ck_assert_msg(d.b->value[i] == 0, "init %d: b[%zu] = %g", (int)inits[c], i, (double)d.b->value[i]);
+        ag_params_free(ps);
+    }
+}
+END_TEST
+
+/* Layer sizes up to 2^30 inclusive parse; 2^30 + 1 is refused. ':' (the byte after '9') is no digit. */
+START_TEST(spec_size_limit_and_digits) {
+    size_t sizes[4], n;
+    char err[AG_ERRMSG_SIZE];
+    ck_assert_int_eq(ag_mlp_parse_spec("1073741824-1", sizes, 4, &n, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(sizes[0], (size_t)1 << 30);
+    ck_assert_uint_eq(sizes[1], 1);
+    expect_spec_error("1073741825-1", "mlp: spec \"1073741825-1\" has a layer size above 1073741824 at position 0", 0);
+    expect_spec_error("784:10", "mlp: spec \"784:10\" has ':' at position 3, expected a digit or '-'", 1);
+    expect_spec_error("784-1/", "mlp: spec \"784-1/\" has '/' at position 5, expected a digit or '-'", 1);
+}
+END_TEST
+
+/* An initialiser one past the last is refused up front with its own message, nothing added. */
+START_TEST(mlp_unknown_initialiser) {
+    ag_params *ps;
+    ag_params_new(&ps);
+    ag_mlp *m;
+    char err[AG_ERRMSG_SIZE], want[64];
+    int bad = (int)AG_INIT_HE_NORMAL + 1;
+    snprintf(want, sizeof want, "mlp: unknown initialiser %d", bad);
+    ck_assert_int_eq(ag_mlp_new(&m, ps, &(ag_mlp_config){.spec = "3-2", .init = (ag_init)bad}, err, sizeof err),
+                     AG_ERR_ARG);
+    ck_assert_str_eq(err, want);
+    ck_assert_ptr_null(m);
+    ck_assert_uint_eq(ag_params_count(ps), 0);
+    ag_params_free(ps);
+}
+END_TEST
+
 static Suite *layers_suite(void) {
     Suite *s = suite_create("layers");
     TCase *tc = tcase_create("layers");
@@ -596,6 +647,9 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, cross_entropy_cost_gradcheck);
     tcase_add_test(tc, xor_trains_and_is_reproducible);
     tcase_add_test(tc, training_step_allocates_nothing);
+    tcase_add_test(tc, init_zeroes_every_bias);
+    tcase_add_test(tc, spec_size_limit_and_digits);
+    tcase_add_test(tc, mlp_unknown_initialiser);
     suite_add_tcase(s, tc);
     return s;
 }
