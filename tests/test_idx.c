@@ -559,6 +559,31 @@ START_TEST(shuffle_pairs_distinct_and_uniform) {
 }
 END_TEST
 
+/* A file over the reader's first 4 MiB buffer: the buffer grows (4 -> 8 MiB, then the exact
+ * size) and every byte arrives, raw and through gzip. 330 images of 128x128 are 5406720 bytes. */
+START_TEST(read_grows_past_first_buffer) {
+    enum { N = 330, S = 128 };
+    size_t len = 16 + (size_t)N * S * S;
+    unsigned char *big = malloc(len);
+    ck_assert_ptr_nonnull(big);
+    ck_assert_uint_eq(make_images(big, AG_IDX_IMAGES, N, S, S), len);
+    for (int gz = 0; gz < 2; gz++) {
+        const char *p = write_file("big", big, len, gz);
+        ag_idx f;
+        ck_assert_msg(ag_idx_read(p, NULL, &f, err, sizeof err) == AG_OK, "gz=%d: %s", gz, err);
+        ck_assert_uint_eq(f.count, N);
+        ck_assert_int_eq(memcmp(f.data, big + 16, len - 16), 0);
+        ag_idx_free(&f);
+        /* one byte short is still truncation, past the first buffer too */
+        p = write_file("big", big, len - 1, gz);
+        ck_assert_int_eq(ag_idx_read(p, NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+        ck_assert_ptr_nonnull(strstr(err, "truncated"));
+        ck_assert_ptr_nonnull(strstr(err, "but file has 5406719 bytes of pixels"));
+    }
+    free(big);
+}
+END_TEST
+
 static Suite *idx_suite(void) {
     Suite *s = suite_create("idx");
     TCase *tc = tcase_create("idx");
@@ -580,6 +605,7 @@ static Suite *idx_suite(void) {
     tcase_add_test(tc, non_square_images);
     tcase_add_test(tc, classes_from_largest_label);
     tcase_add_test(tc, shuffle_pairs_distinct_and_uniform);
+    tcase_add_test(tc, read_grows_past_first_buffer);
     suite_add_tcase(s, tc);
     return s;
 }
