@@ -271,6 +271,41 @@ START_TEST(mlp_forward_returns_every_layer) {
 }
 END_TEST
 
+/* Which activation each layer gets: hidden for every layer but the last, output for the last, or
+ * acts[i] for layer i; and a = f(z) layer by layer in the forward. */
+START_TEST(mlp_assigns_activations_per_layer) {
+    ag_params *ps;
+    ag_params_new(&ps);
+    ag_mlp *m;
+    char err[256];
+    ck_assert_int_eq(ag_mlp_new(&m, ps, &(ag_mlp_config){.spec = "2-3-4-5-1", .hidden = AG_ACT_RELU,
+                                                         .output = AG_ACT_SIGMOID, .seed = 3}, err, sizeof err),
+                     AG_OK);
+    ck_assert_uint_eq(m->n_layers, 4);
+    for (size_t i = 0; i < 3; i++) ck_assert_int_eq(m->layers[i].act, AG_ACT_RELU);
+    ck_assert_int_eq(m->layers[3].act, AG_ACT_SIGMOID);
+    ag_tape *t;
+    ag_tape_new(&t, NULL);
+    ag_real x[2 * 2] = {0.5f, -1, 2, 0.25f};
+    ag_tensor *z[4], *a[4];
+    ck_assert_ptr_nonnull(ag_mlp_forward(t, m, ag_tensor_wrap(t, 2, (size_t[]){2, 2}, x), z, a));
+    for (size_t l = 0; l < 4; l++)
+        for (size_t i = 0; i < z[l]->size; i++) {
+            double v = z[l]->value[i], want = l < 3 ? (v > 0 ? v : 0) : 1 / (1 + exp(-v));
+            ck_assert_double_eq_tol(a[l]->value[i], want, 1e-6);
+        }
+    ag_mlp_free(m);
+    const ag_act acts[3] = {AG_ACT_SIGMOID, AG_ACT_IDENTITY, AG_ACT_TANH};
+    ck_assert_int_eq(ag_mlp_new(&m, ps, &(ag_mlp_config){.spec = "2-3-4-1", .hidden = AG_ACT_RELU, .acts = acts,
+                                                         .n_acts = 3, .prefix = "q"}, err, sizeof err),
+                     AG_OK);
+    for (size_t i = 0; i < 3; i++) ck_assert_int_eq(m->layers[i].act, acts[i]);
+    ag_mlp_free(m);
+    ag_tape_free(t);
+    ag_params_free(ps);
+}
+END_TEST
+
 #ifdef AG_DOUBLE
 #define ULP 2.220446049250313e-16
 #else
@@ -650,6 +685,7 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, init_zeroes_every_bias);
     tcase_add_test(tc, spec_size_limit_and_digits);
     tcase_add_test(tc, mlp_unknown_initialiser);
+    tcase_add_test(tc, mlp_assigns_activations_per_layer);
     suite_add_tcase(s, tc);
     return s;
 }
