@@ -352,8 +352,9 @@ AG__CLONES static void update_tile(const ag_optim *opt, size_t base, size_t rows
     /* The packed GEMM delivers micro-tiles left to right along a panel of rows: each row of a tile
      * is a 128-byte piece of W (and v), rows kilobytes apart, too short for the hardware prefetchers
      * to follow, so the update waited on them. Fetch the next tile's pieces while this one is
-     * updated: modern b32 +7-10%, b128 +2-4%. Wider pieces (the direct path's 128-256 columns)
-     * stream well on their own; prefetching them measured 4-15% slower at batch 1. */
+     * updated: bench modern b32 +6-10%, main job b32 +4-7%, b128 within the noise. Wider pieces
+     * (the direct path's 128-256 columns) stream well on their own; prefetching them measured
+     * 4-15% slower at batch 1. */
     const int ahead = cols * sizeof(ag_real) <= 128;
     for (size_t r = 0; r < rows; r++) { /* g is const here: zero = 0 never writes it */
         const size_t nx = base + r * ld + cols;
