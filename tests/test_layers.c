@@ -207,15 +207,19 @@ END_TEST
 
 /* ---------------------------------------------------------------- forward */
 
+/* A 3 -> 2 relu layer with W = [[1, -1, 2], [0.5, 0, -3]], b = [0.25, -1], in a new store *ps. */
+static void hand_dense(ag_params **ps, ag_dense *d) {
+    ck_assert_int_eq(ag_params_new(ps), AG_OK);
+    ck_assert_int_eq(ag_dense_init(d, *ps, "l", 3, 2, AG_ACT_RELU), AG_OK);
+    const ag_real W[6] = {1, -1, 2, 0.5f, 0, -3}, b[2] = {0.25f, -1};
+    memcpy(d->W->value, W, sizeof W);
+    memcpy(d->b->value, b, sizeof b);
+}
+
 START_TEST(dense_forward_values_and_errors) {
     ag_params *ps;
-    ag_params_new(&ps);
     ag_dense d;
-    ck_assert_int_eq(ag_dense_init(&d, ps, "l", 3, 2, AG_ACT_RELU), AG_OK);
-    /* W = [[1, -1, 2], [0.5, 0, -3]], b = [0.25, -1] */
-    const ag_real W[6] = {1, -1, 2, 0.5f, 0, -3}, b[2] = {0.25f, -1};
-    memcpy(d.W->value, W, sizeof W);
-    memcpy(d.b->value, b, sizeof b);
+    hand_dense(&ps, &d);
     ag_tape *t;
     ag_tape_new(&t, NULL);
     ag_real x[6] = {1, 2, 3, -1, 0, 1}; /* K = 2 */
@@ -306,22 +310,14 @@ START_TEST(mlp_assigns_activations_per_layer) {
 }
 END_TEST
 
-#ifdef AG_DOUBLE
-#define ULP 2.220446049250313e-16
-#else
-#define ULP 1.1920928955078125e-7
-#endif
+#define ULP AG_TEST_ULP
 
 /* The fused path (no z asked for: one linear_act node) and ag_activate, against f of the z worked out
  * by hand in dense_forward_values_and_errors: z = {5.25, -9.5, 1.25, -4.5}. */
 START_TEST(dense_fused_forward_and_activate_values) {
     ag_params *ps;
-    ag_params_new(&ps);
     ag_dense d;
-    ck_assert_int_eq(ag_dense_init(&d, ps, "l", 3, 2, AG_ACT_RELU), AG_OK);
-    const ag_real W[6] = {1, -1, 2, 0.5f, 0, -3}, b[2] = {0.25f, -1};
-    memcpy(d.W->value, W, sizeof W);
-    memcpy(d.b->value, b, sizeof b);
+    hand_dense(&ps, &d);
     ag_tape *t;
     ag_tape_new(&t, NULL);
     ag_real x[6] = {1, 2, 3, -1, 0, 1};

@@ -697,11 +697,7 @@ END_TEST
  * hand-derived derivative, to a few ulps: much tighter than a central difference in float, and a
  * forward that is off by a constant (which no gradient check can see) fails here. */
 
-#ifdef AG_DOUBLE
-#define ULP 2.220446049250313e-16
-#else
-#define ULP 1.1920928955078125e-7
-#endif
+#define ULP AG_TEST_ULP
 
 /* sizes of a shape right-aligned into 4 dimensions */
 static void pad_dims(int nd, const size_t *shape, size_t d[4]) {

@@ -14,9 +14,11 @@
 #ifdef AG_DOUBLE
 #define AG_TEST_GRAD_TOL 1e-6   /* gradcheck relative error */
 #define AG_TEST_EXACT_TOL 1e-12 /* tape vs hand-derived reference */
+#define AG_TEST_ULP 2.220446049250313e-16 /* unit roundoff of ag_real, for closed-form checks */
 #else
 #define AG_TEST_GRAD_TOL 5e-3   /* worst case seen 1.1e-3; 2e-2 let a 1% gradient error pass */
 #define AG_TEST_EXACT_TOL 1e-5
+#define AG_TEST_ULP 1.1920928955078125e-7
 #endif
 
 /* Largest |a[i] - b[i]|; prints the first few mismatches beyond tol with label. */
