@@ -252,6 +252,14 @@ typedef struct ag_grad_sink {
      * the loss depends on; a parameter it refuses (returns 0) is never delivered, and its gradient
      * accumulates in ->grad as without a sink (e.g. an optimizer refusing another store's). */
     int (*accepts)(void *ctx, const ag_tensor *x);
+    /* Optional: a piece whose gradient is g[r*ldg + c] + decay * x->value[off + r*ld + c], the
+     * c * W of an ag_l2 term on x (decay = lambda times dJ), for a sink that reads x->value anyway
+     * and can fold the term into that pass (optim.h's does). AG_SINK_FINITE in flags then covers
+     * the whole sum: the L2 term's forward proved every W finite and the bound assumes the values
+     * did not change between forward and backward. NULL: the engine adds the term into a copy of
+     * the piece and calls consume. */
+    void (*consume_decay)(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
+                          const ag_real *g, size_t ldg, unsigned flags, ag_real decay);
 } ag_grad_sink;
 enum { AG_SINK_FINITE = 1u << 0 };
 /* Set the sink of t's next sweeps (copied), or clear it with NULL. AG_ERR_ARG for a NULL t or a

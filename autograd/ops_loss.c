@@ -74,16 +74,22 @@ ag_tensor *ag_squared_error(ag_tape *t, ag_tensor *h, ag_tensor *y) {
 
 static ag_status l2_forward(ag_node *n) {
     const ag_real lambda = *(const ag_real *)n->params;
-    double s = 0;
-    for (int k = 0; k < n->n_in; k++) s += ag__sum_sq(n->in[k]->value, n->in[k]->size);
-    n->out.value[0] = (ag_real)(0.5 * (double)lambda * s);
+    double *s = ag_node_alloc(n, sizeof *s); /* kept: it bounds every |W_ji| for backward */
+    if (!s) return AG_ERR_NOMEM;
+    *s = 0;
+    for (int k = 0; k < n->n_in; k++) *s += ag__sum_sq(n->in[k]->value, n->in[k]->size);
+    n->saved = s;
+    n->out.value[0] = (ag_real)(0.5 * (double)lambda * *s);
     return AG_OK;
 }
 
 static ag_status l2_backward(ag_node *n) {
     const ag_real c = *(const ag_real *)n->params * n->out.grad[0];
+    /* |c W_ji| <= |c| sqrt(sum W^2), all finite when the sum is: a sink that folds c W into its
+     * own pass over W may skip the NaN/Inf scan of it */
+    const double s = *(const double *)n->saved, bound = isfinite(s) ? fabs((double)c) * sqrt(s) : INFINITY;
     /* deferred for parameters, so the weight's GEMM can still hand its gradient straight to a sink */
-    for (int k = 0; k < n->n_in; k++) ag__grad_add_scaled_value(n, k, c);
+    for (int k = 0; k < n->n_in; k++) ag__grad_add_scaled_value_bounded(n, k, c, bound);
     return AG_OK;
 }
 

@@ -31,12 +31,19 @@ typedef struct sink_tile_ctx {
     ag_tensor *x;
     size_t ld;
     unsigned flags;
-    ag_real decay; /* sink_tile_decay: the deferred term's c (ag__grad_add_scaled_value) */
+    ag_real decay; /* sink_tile_decay, sink_tile_fold: the deferred term's c (ag__grad_add_scaled_value) */
 } sink_tile_ctx;
 
 static void sink_tile(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p, size_t ldp) {
     const sink_tile_ctx *c = ctx;
     c->sink->consume(c->sink->ctx, c->x, i0 * c->ld + j0, rows, cols, c->ld, p, ldp, c->flags);
+}
+
+/* The tile and the deferred term's c, for a sink that adds c * x itself (consume_decay). */
+static void sink_tile_fold(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p,
+                           size_t ldp) {
+    const sink_tile_ctx *c = ctx;
+    c->sink->consume_decay(c->sink->ctx, c->x, i0 * c->ld + j0, rows, cols, c->ld, p, ldp, c->flags, c->decay);
 }
 
 /* The magnitude bits of an ag_real as a signed integer: those of non-negative values order like the
@@ -110,9 +117,20 @@ ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size
      * the bound costs O((m + nn) k) against the product's O(m nn k) */
     double bound = (double)k * max_abs(a, ta ? k : m, ta ? m : k, lda) * max_abs(b, tb ? nn : k, tb ? k : nn, ldb);
     sink_tile_ctx c = {&n->out.tape->sink, x, nn, bound < 0.25 * AG__REAL_MAX ? AG_SINK_FINITE : 0u, 0};
-    /* a deferred term comes last; no bound covers it, so sink_tile_decay checks each piece itself */
-    const int decay = ag__take_deferred(n->out.tape, x, &c.decay);
-    return ag__gemm_tiles(ta, tb, m, nn, k, 1, a, lda, b, ldb, work, nn, decay ? sink_tile_decay : sink_tile, &c);
+    double decay_bound;
+    ag__tile_fn to_sink = sink_tile;
+    if (ag__take_deferred(n->out.tape, x, &c.decay, &decay_bound)) {
+        /* a deferred term comes last. A sink that reads x anyway adds it in that pass (one read of
+         * W per step, not two: main job batch 32 +15%); finite when both bounds leave room. Else
+         * sink_tile_decay adds it and checks each piece itself. */
+        if (c.sink->consume_decay && c.decay != 0) { /* a zero c still owes 0 * W (NaN for an Inf W) */
+            to_sink = sink_tile_fold;
+            if (!(decay_bound < 0.25 * AG__REAL_MAX)) c.flags = 0;
+        } else {
+            to_sink = sink_tile_decay;
+        }
+    }
+    return ag__gemm_tiles(ta, tb, m, nn, k, 1, a, lda, b, ldb, work, nn, to_sink, &c);
 }
 
 /* ---------------------------------------------------------------- matmul

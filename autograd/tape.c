@@ -663,13 +663,16 @@ typedef struct ag__defer {
     struct ag__defer *next;
     ag_tensor *x; /* NULL once taken */
     ag_real c;
+    double bound; /* >= max |c * x->value|, or INFINITY */
 } ag__defer;
 
 AG__CLONES static void add_scaled(ag_real *restrict y, ag_real c, const ag_real *restrict x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += c * x[i];
 }
 
-void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c) {
+void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c) { ag__grad_add_scaled_value_bounded(n, i, c, INFINITY); }
+
+void ag__grad_add_scaled_value_bounded(ag_node *n, int i, ag_real c, double bound) {
     ag_tensor *x = n->in[i];
     ag_tape *t = n->out.tape;
     if (!x->grad) return;
@@ -678,7 +681,7 @@ void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c) {
         !t->check_numerics) {
         ag__defer *d = ag__arena_alloc(t, sizeof *d);
         if (d) { /* arena full: add it now instead, the same sum */
-            *d = (ag__defer){t->defer, x, c};
+            *d = (ag__defer){t->defer, x, c, bound};
             t->defer = d;
             x->flags |= AG__GRAD_DEFERRED | AG__SINK_CLAIMED; /* CLAIMED: ->grad not written */
             return;
@@ -688,11 +691,12 @@ void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c) {
     x->flags &= ~AG__SINK_CLAIMED; /* written: the bookkeeping must mark it dirty */
 }
 
-int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c) {
+int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c, double *bound) {
     if (!(x->flags & AG__GRAD_DEFERRED)) return 0;
     for (ag__defer *d = t->defer; d; d = d->next)
         if (d->x == x) {
             *c = d->c;
+            *bound = d->bound;
             d->x = NULL;
             x->flags &= ~AG__GRAD_DEFERRED;
             return 1;
@@ -704,7 +708,8 @@ int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c) {
 /* Add x's deferred term into ->grad (its gradient is complete). */
 static void apply_deferred(ag_tape *t, ag_tensor *x) {
     ag_real c;
-    if (ag__take_deferred(t, x, &c)) {
+    double bound;
+    if (ag__take_deferred(t, x, &c, &bound)) {
         add_scaled(x->grad, c, x->value, x->size);
         x->flags |= AG__GRAD_DIRTY;
     }

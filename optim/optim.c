@@ -255,6 +255,21 @@ AG__CLONES static int all_finite_tile(const ag_real *restrict g, size_t rows, si
     return mask_clear(&m);
 }
 
+/* 1 if every g + decay * w over the tile is finite (g row stride ldg, w row stride ld): the
+ * gradient of a consume_decay piece, formed as the update forms it, in pieces on the stack. */
+AG__CLONES static int all_finite_plus_tile(const ag_real *restrict g, size_t ldg, const ag_real *restrict w,
+                                           size_t ld, ag_real decay, size_t rows, size_t cols) {
+    ag_real buf[256];
+    fb_mask m = {0};
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < cols; j += 256) {
+            const size_t nc = cols - j < 256 ? cols - j : 256;
+            for (size_t q = 0; q < nc; q++) buf[q] = g[r * ldg + j + q] + decay * w[r * ld + j + q];
+            nonfinite_mask(&m, buf, nc);
+        }
+    return mask_clear(&m);
+}
+
 /* ---------------------------------------------------------------- the update */
 
 /* Run BODY (which uses w, g, ..., at i) for i in [0, n), then, with zero_grad, clear g[i] in
@@ -441,10 +456,12 @@ static int optim_accepts(void *ctx, const ag_tensor *x) {
 
 /* The sink: update the delivered elements at once, with the same per-element code as
  * ag_optim_step, so the result is bit-identical. A piece holding NaN/Inf is skipped. Parameters
- * outside the store never arrive (optim_accepts refuses them); the range test keeps it so. */
-static void optim_consume(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
-                          const ag_real *g, size_t ldg, unsigned flags) {
-    ag_optim *opt = ctx;
+ * outside the store never arrive (optim_accepts refuses them); the range test keeps it so.
+ * l2 != 0 (consume_decay): the gradient is g + l2 * w, an ag_l2 term, taken as coupled decay in
+ * the update's own pass over w; it is offered only when the optimizer has no weight decay of its
+ * own, so the sum rounds as the two-pass step's (g + lambda W, then the update). */
+static void consume_piece(ag_optim *opt, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
+                          const ag_real *g, size_t ldg, unsigned flags, ag_real l2) {
     const ag_optim_config *c = &opt->cfg;
     const size_t lo = store_offset(opt, x);
     if (lo == SIZE_MAX) {
@@ -452,7 +469,9 @@ static void optim_consume(void *ctx, ag_tensor *x, size_t off, size_t rows, size
         return;
     }
     size_t idx = param_index(opt, x), base = lo + off;
-    if (!(flags & AG_SINK_FINITE) && !all_finite_tile(g, rows, cols, ldg)) {
+    if (!(flags & AG_SINK_FINITE) &&
+        !(l2 == 0 ? all_finite_tile(g, rows, cols, ldg)
+                  : all_finite_plus_tile(g, ldg, opt->step_values + base, ld, l2, rows, cols))) {
         atomic_fetch_add_explicit(&opt->nonfinite, 1, memory_order_relaxed);
         size_t none = 0;
         atomic_compare_exchange_strong(&opt->first_bad, &none, idx + 1);
@@ -460,9 +479,20 @@ static void optim_consume(void *ctx, ag_tensor *x, size_t off, size_t rows, size
     }
     const int decay = c->weight_decay != 0 && (x->flags & AG_DECAY);
     const ag_real wd = (ag_real)c->weight_decay;
-    update_tile(opt, base, rows, cols, ld, g, ldg, opt->step_lr, decay && !c->decoupled ? wd : 0,
+    assert(l2 == 0 || c->weight_decay == 0);
+    update_tile(opt, base, rows, cols, ld, g, ldg, opt->step_lr, decay && !c->decoupled ? wd : l2,
                 decay && c->decoupled ? wd : 0, opt->step_bc1, opt->step_bc2);
     atomic_store_explicit(&opt->delivered[idx], 1, memory_order_relaxed);
+}
+
+static void optim_consume(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
+                          const ag_real *g, size_t ldg, unsigned flags) {
+    consume_piece(ctx, x, off, rows, cols, ld, g, ldg, flags, 0);
+}
+
+static void optim_consume_decay(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld,
+                                const ag_real *g, size_t ldg, unsigned flags, ag_real decay) {
+    consume_piece(ctx, x, off, rows, cols, ld, g, ldg, flags, decay);
 }
 
 /* ag_backward then ag_optim_step, for what the fused sweep cannot do. The tape's own sink (a
@@ -503,7 +533,11 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
 
     const int had_sink = t->has_sink; /* a caller's own sink comes back afterwards */
     /* another store's parameters are refused: their gradients stay in ->grad, as with two passes */
-    const ag_grad_sink saved = t->sink, mine = {.consume = optim_consume, .ctx = opt, .accepts = optim_accepts};
+    const ag_grad_sink saved = t->sink,
+                       mine = {.consume = optim_consume,
+                               .ctx = opt,
+                               .accepts = optim_accepts,
+                               .consume_decay = c->weight_decay == 0 ? optim_consume_decay : NULL};
     ag_tape_set_grad_sink(t, &mine);
     ag_status st = ag_backward(t, loss);
     t->has_sink = had_sink;

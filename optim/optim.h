@@ -134,6 +134,8 @@ void ag_optim_zero_grad(ag_optim *opt); /* ag_params_zero_grad of the store */
  * (as with .zero_grad), the weights' ->grad never hold this step's gradient, and a NaN/Inf
  * gradient skips only the pieces that hold it (AG_ERR_NUMERIC after the step, which counts; the
  * rest is updated). Parameters no gradient reached still take their update (decay, momentum).
+ * An ag_l2 term on a weight (the derivation's lambda W) is added by the update itself, in its one
+ * pass over W (ag_grad_sink.consume_decay), when the optimizer has no weight_decay of its own.
  * A parameter of ANOTHER store that the loss depends on (a second model, a frozen one) is refused
  * by the optimizer's sink (ag_grad_sink.accepts): its gradient is left accumulated in its ->grad
  * and its value untouched, exactly as with ag_backward + ag_optim_step (zeroing it is up to its

@@ -368,6 +368,8 @@ typedef struct recorder {
     int from_store[16];  /* per parameter index: a piece came from its ->grad (not a GEMM tile) */
     const ag_tensor *refuse[2]; /* accepts() says no to these */
     int asked;                  /* accepts() calls */
+    ag_real lambda;             /* record_decay: the decay it must be handed */
+    int folded[16];             /* per parameter index: pieces that came through consume_decay */
 } recorder;
 
 static int refuse_some(void *ctx, const ag_tensor *x) {
@@ -400,10 +402,31 @@ static void record(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols
     pthread_mutex_unlock(&r->mu);
 }
 
+/* consume_decay: the piece is g + decay * W. Form it as the engine would (g + c * value, the
+ * order of the two-pass sum) and record it like any other piece. The weights here are finite and
+ * the products bounded, so every such piece must come marked AG_SINK_FINITE. */
+static void record_decay(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld, const ag_real *g,
+                         size_t ldg, unsigned flags, ag_real decay) {
+    recorder *r = ctx;
+    if (decay != r->lambda || !(flags & AG_SINK_FINITE)) r->bad = 1;
+    ag_real *sum = malloc(rows * cols * sizeof *sum);
+    ck_assert_ptr_nonnull(sum);
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < cols; j++) sum[i * cols + j] = g[i * ldg + j] + decay * x->value[off + i * ld + j];
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < ag_params_count(r->ps) && i < 16; i++)
+        if (ag_params_at(r->ps, i) == x) r->folded[i] = 1;
+    pthread_mutex_unlock(&r->mu);
+    record(ctx, x, off, rows, cols, ld, sum, cols, flags);
+    free(sum);
+}
+
 /* The sink sees exactly ag_backward's gradients, each element once; unreached parameters never.
  * refuse: accepts() turns down a weight whose GEMM would deliver it (Wm) and W1 (with an L2 term on
- * it): neither is delivered, and ->grad holds for them what ag_backward leaves without a sink. */
-static void sink_matches_backward_ex(size_t K, int threads, double l2, int refuse) {
+ * it): neither is delivered, and ->grad holds for them what ag_backward leaves without a sink.
+ * fold: the sink has consume_decay, so the weights whose tiles carry the L2 term's lambda W (W1
+ * and l2.W, term recorded last) come through it, with lambda, and nothing else does. */
+static void sink_matches_backward_fold(size_t K, int threads, double l2, int refuse, int fold) {
     ag_set_threads(threads);
     net A;
     net_init(&A, 300, 256, K, 3);
@@ -428,8 +451,11 @@ static void sink_matches_backward_ex(size_t K, int threads, double l2, int refus
         r.refuse[0] = A.Wm;
         r.refuse[1] = A.W1;
     }
-    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){.consume = record, .ctx = &r,
-                                                              .accepts = refuse ? refuse_some : NULL}),
+    r.lambda = (ag_real)l2;
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){.consume = record,
+                                                              .ctx = &r,
+                                                              .accepts = refuse ? refuse_some : NULL,
+                                                              .consume_decay = fold ? record_decay : NULL}),
                      AG_OK);
     ck_assert_int_eq(ag_backward(t, net_loss(t, &A, l2)), AG_OK);
     ck_assert_int_eq(ag_tape_set_grad_sink(t, NULL), AG_OK);
@@ -455,6 +481,8 @@ static void sink_matches_backward_ex(size_t K, int threads, double l2, int refus
          * and lists it twice (its second lambda W is written before the GEMM runs) */
         int fused = x == A.Wm || x == A.Wa || x == A.l2.W || (x == A.W1 && l2 >= 0);
         if (reached) ck_assert_msg(r.from_store[i] == !fused, "%s: from ->grad %d", x->name, r.from_store[i]);
+        int via_decay = fold && l2 > 0 && (x == A.W1 || x == A.l2.W);
+        ck_assert_msg(r.folded[i] == via_decay, "%s: through consume_decay %d", x->name, r.folded[i]);
     }
     ck_assert(all_zero(ag_params_grads(A.ps), N));
     pthread_mutex_destroy(&r.mu);
@@ -466,9 +494,25 @@ static void sink_matches_backward_ex(size_t K, int threads, double l2, int refus
     ag_set_threads(1);
 }
 
+static void sink_matches_backward_ex(size_t K, int threads, double l2, int refuse) {
+    sink_matches_backward_fold(K, threads, l2, refuse, 0);
+}
+
 static void sink_matches_backward(size_t K, int threads, double l2) {
     sink_matches_backward_ex(K, threads, l2, 0);
 }
+
+/* A sink that adds the L2 term itself sees the same gradients as one that does not. */
+START_TEST(user_sink_folds_the_l2_term) {
+    sink_matches_backward_fold(1, 1, 1e-3, 0, 1);
+    sink_matches_backward_fold(64, 1, 1e-3, 0, 1);
+    sink_matches_backward_fold(64, 3, 1e-3, 0, 1);
+    sink_matches_backward_fold(5, 1, -1e-3, 0, 1); /* recorded first: nothing to fold */
+    sink_matches_backward_fold(64, 2, 0, 0, 1);
+    sink_matches_backward_fold(64, 1, 1e-3, 1, 1); /* W1 refused: only l2.W folds */
+    if (!ag_test_quick()) sink_matches_backward_fold(700, 2, 1e-3, 0, 1);
+}
+END_TEST
 
 START_TEST(user_sink_sees_each_gradient_once) {
     sink_matches_backward(1, 1, 0);
@@ -723,6 +767,49 @@ START_TEST(nonfinite_gradient_skips_only_its_piece) {
 }
 END_TEST
 
+/* An L2 term on a weight holding Inf or NaN, with a product gradient that is finite (J is linear
+ * in Z = X W^T): the fused step folds lambda W into the update, and the L2 forward's sum of squares
+ * is what proves W finite. Here it cannot, so the update checks g + lambda W itself and skips the
+ * weight, as the two-pass step refuses the whole step. */
+START_TEST(l2_fold_keeps_nonfinite_weights_out) {
+    const double bad[] = {INFINITY, -INFINITY, NAN};
+    for (size_t b = 0; b < 3; b++) {
+        ag_params *ps;
+        ag_tensor *W, *c;
+        ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+        ck_assert_int_eq(ag_params_add(ps, "W", 2, (size_t[]){3, 4}, AG_DECAY, &W), AG_OK);
+        ck_assert_int_eq(ag_params_add(ps, "c", 1, (size_t[]){2}, 0, &c), AG_OK);
+        for (size_t i = 0; i < 12; i++) W->value[i] = (ag_real)(0.1 * (double)i - 0.5);
+        W->value[5] = (ag_real)bad[b];
+        c->value[0] = 1, c->value[1] = 2;
+        ag_real x[5 * 4];
+        for (size_t i = 0; i < 20; i++) x[i] = (ag_real)(0.05 * (double)i);
+        ag_optim *o;
+        ck_assert_int_eq(ag_optim_new(&o, ps, &(ag_optim_config){.kind = AG_OPT_MOMENTUM, .lr = 0.5, .momentum = 0.9},
+                                      NULL, 0),
+                         AG_OK);
+        ag_tape *t;
+        ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+        ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){5, 4}, x);
+        ag_tensor *data = ag_sum(t, ag_matmul_ex(t, X, W, 0, 1)); /* recorded before the L2 term */
+        ag_tensor *J = ag_add(t, ag_add(t, data, ag_l2(t, 0.01f, &W, 1)), ag_sum(t, ag_square(t, c)));
+        ck_assert_ptr_nonnull(J);
+        ck_assert_int_eq(ag_optim_backward_step(o, t, J), AG_ERR_NUMERIC);
+        ck_assert_str_eq(ag_optim_errmsg(o), "optim: NaN or Inf in the gradient of W: 1 piece(s) of it left "
+                                             "unchanged, everything else updated");
+        for (size_t i = 0; i < 12; i++)
+            if (i != 5) ck_assert(W->value[i] == (ag_real)(0.1 * (double)i - 0.5));
+        ck_assert(c->value[0] == 0 && c->value[1] == 0); /* c -= 0.5 * 2c */
+        ag_real *v;
+        ck_assert_int_eq(ag_optim_state(o, 0, NULL, &v, NULL), AG_OK);
+        for (size_t i = 0; i < 12; i++) ck_assert(v[i] == 0); /* W's momentum untouched */
+        ag_tape_free(t);
+        ag_optim_free(o);
+        ag_params_free(ps);
+    }
+}
+END_TEST
+
 /* The numeric check and a sink together: claimed gradients are not scanned, results unchanged. */
 START_TEST(sink_with_numeric_check) {
     net A, B;
@@ -840,6 +927,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, fused_step_with_another_stores_parameter);
     tcase_add_test(tc, clipping_sets_a_callers_sink_aside);
     tcase_add_test(tc, user_sink_sees_each_gradient_once);
+    tcase_add_test(tc, user_sink_folds_the_l2_term);
+    tcase_add_test(tc, l2_fold_keeps_nonfinite_weights_out);
     tcase_add_test(tc, sink_bad_arguments);
     tcase_add_test(tc, sink_accepts_refuses_parameters);
     tcase_add_test(tc, transposed_weight_operands_under_a_sink);
