@@ -22,6 +22,12 @@ if [ "$mode" = resume ]; then
         # same seed, 1 thread: same bytes
         "$BIN" $common --epochs 4 --threads 1 --model c.st --checkpoint c.ck > c.log 2>&1 || { cat c.log; fail "$optim: run c"; }
         cmp a.st c.st || fail "$optim: same seed gave a different model"
+        # lambda as an L2 term in the cost or as the optimizer's (coupled) weight decay: the same
+        # updates, so the same bytes; only the train loss shown differs (it includes the term)
+        "$BIN" $common --epochs 4 --threads 1 --l2 cost --model l.st --checkpoint l.ck > l.log 2>&1 || { cat l.log; fail "$optim: --l2 cost"; }
+        grep -q "lambda 0.0001 (in the cost)" l.log || { head -2 l.log; fail "$optim: --l2 cost not reported"; }
+        cmp a.st l.st || fail "$optim: --l2 cost and --l2 optimizer gave different models"
+        cmp -s a.log l.log && fail "$optim: the train loss should include the cost's L2 term"
         # interrupted after 2 epochs, then resumed to 4
         "$BIN" $common --epochs 4 --stop-after 2 --threads 1 --model b2.st --checkpoint b.ck > b.log 2>&1 || { cat b.log; fail "$optim: run b"; }
         cp b.ck b2.ck
@@ -50,6 +56,8 @@ if [ "$mode" = resume ]; then
         rm -f ./*.st ./*.ck ./*.log
         ls -a | grep -q 'tmp-' && fail "temporary files left: $(ls -a)"
     done
+    "$BIN" --data "$W/data" --l2 both > x.log 2>&1 && fail "--l2 both accepted"
+    grep -q 'unknown --l2 "both" (cost, optimizer)' x.log || { cat x.log; fail "--l2 message"; }
     # outputs: colliding paths are refused up front, naming both flags; a target that is not a
     # regular file (FIFO, directory) is refused and left alone; a symbolic link is written through
     q="--data $W/data --arch 784-16-10 --batch 32 --epochs 1 --threads 1"

@@ -45,7 +45,7 @@ static const char *const CLASS_NAMES[10] = {"T-shirt/top", "Trouser", "Pullover"
 /* ---------------------------------------------------------------- options */
 
 typedef struct cfg {
-    char arch[256], act[32], loss[16], optim[16], schedule[16], init[32];
+    char arch[256], act[32], loss[16], optim[16], schedule[16], init[32], l2[16];
     double lr, momentum, lambda, clip, target_acc;
     long batch, epochs, threads, limit, test_limit, stop_after;
     unsigned long long seed;
@@ -73,8 +73,12 @@ static const opt_def OPTS[] = {
     {"optim", T_STR, S(optim), 1, "sgd | momentum | nesterov | adam | adamw"},
     {"lr", T_DBL, S(lr), 1, "learning rate"},
     {"momentum", T_DBL, S(momentum), 1, "momentum for momentum/nesterov"},
-    {"lambda", T_DBL, S(lambda), 1, "L2 weight decay on the weights (never biases), in the cost"},
+    {"lambda", T_DBL, S(lambda), 1, "L2 weight decay on the weights (never biases), where --l2 says"},
     {"weight-decay", T_DBL, S(lambda), 0, "same as --lambda"},
+    {"l2", T_STR, S(l2), 1,
+     "cost | optimizer: lambda as an L2 term in the cost (the derivation's J; the loss shown includes\n"
+     "                  it) or as the optimizer's weight decay (the same updates for sgd, momentum, nesterov,\n"
+     "                  adam; adamw's decoupled decay), which skips the cost's sum of W^2 each step"},
     {"schedule", T_STR, S(schedule), 1, "constant | cosine (to 0 over the run) | step (x0.1 at 1/3 and 2/3)"},
     {"clip", T_DBL, S(clip), 1, "clip the gradient to this global norm (0 = off)"},
     {"batch", T_LONG, S(batch), 1, "mini-batch size"},
@@ -107,6 +111,7 @@ static void preset(cfg *c, const char *name) {
         c->lr = 1.0;
         c->momentum = 0;
         c->lambda = 1e-5;
+        snprintf(c->l2, sizeof c->l2, "cost");
         c->batch = 32;
         c->epochs = 15;
     } else {
@@ -116,11 +121,16 @@ static void preset(cfg *c, const char *name) {
         snprintf(c->init, sizeof c->init, "he");
         snprintf(c->optim, sizeof c->optim, "momentum");
         snprintf(c->schedule, sizeof c->schedule, "cosine");
-        c->lr = 0.05;
+        /* batch 32, a cosine over 8 epochs: 88% after 5 epochs, 89.25% at the end, 9.8 s of training
+         * (the earlier batch 128, lr 0.05 over 15 epochs: 88% after 7, 90.00% in 15.3 s). lambda as the
+         * optimizer's weight decay, as PyTorch's SGD(weight_decay=): the same updates, bit for bit,
+         * without the cost's sum of W^2 per step (7% of a batch-32 step) */
+        c->lr = 0.02;
         c->momentum = 0.9;
         c->lambda = 1e-4;
-        c->batch = 128;
-        c->epochs = 15;
+        snprintf(c->l2, sizeof c->l2, "optimizer");
+        c->batch = 32;
+        c->epochs = 8;
     }
     snprintf(c->preset, sizeof c->preset, "%s", name);
 }
@@ -133,7 +143,8 @@ static void usage(FILE *f) {
                "                  buffers otherwise fall into slow denormal arithmetic)\n"
                "  --help          this text\n\n"
                "presets:\n"
-               "  modern (default)  784-512-256-10 relu, cross-entropy, SGD momentum 0.9, lr 0.05 cosine, L2 1e-4, batch 128, 15 epochs\n"
+               "  modern (default)  784-512-256-10 relu, cross-entropy, SGD momentum 0.9, lr 0.02 cosine, L2 1e-4 (in the\n"
+               "                    optimizer), batch 32, 8 epochs\n"
                "  seed              784-256-10 sigmoid, squared error + L2 1e-5, plain SGD lr 1.0, batch 32, 15 epochs\n"
                "Flags given after or before --preset override it. Output ends with the line\n"
                "  final test_accuracy=<x> epochs=<n> train_seconds=<s> samples_per_second=<n>\n");
@@ -493,6 +504,7 @@ static const char *unknown_name(const char *key, const char *value) {
                        !strcmp(value, "adam") || !strcmp(value, "adamw")
                    ? NULL
                    : "sgd, momentum, nesterov, adam, adamw";
+    if (!strcmp(key, "l2")) return !strcmp(value, "cost") || !strcmp(value, "optimizer") ? NULL : "cost, optimizer";
     if (!strcmp(key, "schedule"))
         return !strcmp(value, "constant") || !strcmp(value, "cosine") || !strcmp(value, "step") ? NULL
                                                                                                 : "constant, cosine, step";
@@ -962,6 +974,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(c.optim, "adam")) oc.kind = AG_OPT_ADAM;
     else if (!strcmp(c.optim, "adamw")) oc.kind = AG_OPT_ADAMW;
     else die("unknown optimizer \"%s\" (sgd, momentum, nesterov, adam, adamw)", c.optim);
+    if (unknown_name("l2", c.l2)) die("unknown --l2 \"%s\" (cost, optimizer)", c.l2);
+    /* lambda in the optimizer: coupled decay (g + lambda W, what the cost's term adds; adamw: decoupled),
+     * on the AG_DECAY weights only, as the cost's term */
+    const int l2_in_cost = !strcmp(c.l2, "cost");
+    if (!l2_in_cost) oc.weight_decay = c.lambda;
     uint64_t total_steps = (uint64_t)steps * (uint64_t)c.epochs;
     if (!strcmp(c.schedule, "cosine")) oc.schedule = (ag_schedule){.kind = AG_SCHED_COSINE, .total_steps = total_steps};
     else if (!strcmp(c.schedule, "step")) /* x0.1 after a third and after two thirds of the steps */
@@ -969,6 +986,7 @@ int main(int argc, char **argv) {
     else if (strcmp(c.schedule, "constant")) die("unknown schedule \"%s\" (constant, cosine, step)", c.schedule);
     ag_optim *opt;
     if (ag_optim_new(&opt, n.ps, &oc, err, sizeof err) != AG_OK) die("%s", err);
+    const ag_real lambda_cost = l2_in_cost ? (ag_real)c.lambda : 0; /* 0: ag_cost_*_l2 records no L2 term */
 
     size_t n_state = ag_optim_state_count(opt);
     ag_named_buf state[8];
@@ -1001,10 +1019,10 @@ int main(int argc, char **argv) {
     else snprintf(head, sizeof head, "preset %s", c.preset);
     if (c.threads > ag_get_threads())
         snprintf(capped, sizeof capped, "; --threads %ld is capped at %d", c.threads, ag_get_threads());
-    printf("fashion_mnist: %s: %s %s, %s loss, %s lr %g %s, lambda %g, batch %zu, %ld epochs, seed %llu, "
+    printf("fashion_mnist: %s: %s %s, %s loss, %s lr %g %s, lambda %g (in the %s), batch %zu, %ld epochs, seed %llu, "
            "%d threads (%s kernels%s), " AG_REAL_NAME ", denormals %s\n",
            head, c.arch, c.act, c.loss, c.optim, c.lr, c.schedule,
-           c.lambda, bs, c.epochs, c.seed, ag_get_threads(), ag_kernel_name(), capped,
+           c.lambda, c.l2, bs, c.epochs, c.seed, ag_get_threads(), ag_kernel_name(), capped,
            flushed ? "flushed (FTZ/DAZ; --no-flush-denormal keeps them)" : "kept");
     printf("data: %zu training and %zu test images from %s; %zu parameters\n", train.n, test.n, c.data, numel);
 
@@ -1054,10 +1072,10 @@ int main(int argc, char **argv) {
             ag_tensor *hh = ag_mlp_forward(n.t, n.mlp, X, NULL, NULL);
             ag_tensor *J;
             if (n.mse)
-                J = ag_cost_squared_error_l2(n.t, hh, ag_tensor_wrap(n.t, 2, (size_t[]){k, 10}, oh), (ag_real)c.lambda,
+                J = ag_cost_squared_error_l2(n.t, hh, ag_tensor_wrap(n.t, 2, (size_t[]){k, 10}, oh), lambda_cost,
                                              weights, n.mlp->n_layers);
             else
-                J = ag_cost_cross_entropy_l2(n.t, hh, y, (ag_real)c.lambda, weights, n.mlp->n_layers);
+                J = ag_cost_cross_entropy_l2(n.t, hh, y, lambda_cost, weights, n.mlp->n_layers);
             if (!J) die("step %zu: %s", s, ag_tape_errmsg(n.t));
             /* backward and update in one sweep: each weight is updated from its gradient tile by
              * tile, as the GEMM produces it (bit-identical to ag_backward + ag_optim_step) */
