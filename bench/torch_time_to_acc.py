@@ -10,8 +10,9 @@ target (0.88). The test set is evaluated after every epoch and, with
 The main job's recipe (examples/fashion_mnist --preset modern; bench/vs_torch
 passes it): --schedule cosine --epochs 15 --weight-decay 1e-4 --keep-last-batch,
 i.e. lr 0.05 (1 + cos(pi t / T)) / 2 with T the steps of 15 epochs, L2 lambda on
-the weights only (SGD weight_decay: the same gradient as lambda/2 sum W^2 in the
-cost), and every epoch's last partial batch trained on. Wall clock counts from process start and
+the weights only (SGD weight_decay, as the main job's --l2 optimizer: the same
+gradient as lambda/2 sum W^2 in the cost), and every epoch's last partial batch
+trained on. Wall clock counts from process start and
 therefore includes importing torch and loading the data.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS=1 \
