@@ -124,7 +124,8 @@ void ag_idx_free(ag_idx *f); /* frees f->data and zeroes *f */
 typedef struct ag_dataset {
     size_t n;           /* examples */
     size_t rows, cols;  /* image size; features = rows * cols */
-    int classes;        /* from the options (or 1 + the largest label when 0 was given) */
+    int classes;        /* from the options; when 0 was given, 1 + the largest of the n labels kept
+                         * (with a limit, of the first limit: a class seen only later is left out) */
     uint8_t *images;    /* n * rows * cols bytes, row-major, one image after another */
     uint8_t *labels;    /* n bytes */
 } ag_dataset;

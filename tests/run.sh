@@ -31,6 +31,11 @@ pkg-config --exists check 2>/dev/null || need+=(check)
 # fashion_mnist_real trains on it; without it that test is skipped on a fresh machine
 d=/usr/share/datasets/fashion-mnist
 [ -e $d/train-images-idx3-ubyte.gz ] || [ -e $d/train-images-idx3-ubyte ] || need+=(dataset-fashion-mnist)
+# clang's sanitizer runtimes are their own package on Debian (libclang-rt-<major>-dev)
+if [ "$cc" = clang ] && [ "$sanitize" = ON ] && command -v clang >/dev/null; then
+  compgen -G "$(clang -print-runtime-dir 2>/dev/null)/libclang_rt.asan*" >/dev/null ||
+    need+=("libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev")
+fi
 [ "$valgrind" = ON ] && ! command -v valgrind >/dev/null && need+=(valgrind)
 [ "$coverage" = ON ] && ! command -v lcov >/dev/null && need+=(lcov)
 if [ ${#need[@]} -gt 0 ]; then
@@ -39,7 +44,11 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
     echo "tests/run.sh: missing ${need[*]}; install with:" >&2
-    echo "    sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
+    if command -v sudo >/dev/null; then
+      echo "    sudo apt-get update && sudo apt-get install -y ${need[*]}" >&2
+    else   # a minimal Debian has no sudo
+      echo "    su -c 'apt-get update && apt-get install -y ${need[*]}'" >&2
+    fi
     exit 1
   fi
 fi

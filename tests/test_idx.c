@@ -510,7 +510,7 @@ START_TEST(non_square_images) {
 }
 END_TEST
 
-/* Without options the class count is 1 + the largest label, wherever that label sits (here the
+/* Without options the class count is 1 + the largest label kept, wherever that label sits (here the
  * first one), and one-hot rows are that wide. Labels {6, 1, 2, 0}: 7 classes. */
 START_TEST(classes_from_largest_label) {
     size_t il = make_images(img, AG_IDX_IMAGES, 4, 1, 2);
@@ -532,6 +532,13 @@ START_TEST(classes_from_largest_label) {
         ck_assert(oh[c] == (c == 6 ? 1 : 0));
         ck_assert(oh[7 + c] == (c == 0 ? 1 : 0));
     }
+    ag_dataset_free(&ds);
+    /* with a limit, from the labels kept: the first 3 of {6, 1, 2, 0} without the 6 */
+    lb[8] = 0, lb[11] = 6;
+    ag_idx_options o = {.limit = 3};
+    ck_assert_int_eq(ag_dataset_parse(&ds, img, il, lb, sizeof lb, &o, err, sizeof err), AG_OK);
+    ck_assert_uint_eq(ds.n, 3);
+    ck_assert_int_eq(ds.classes, 3);
     ag_dataset_free(&ds);
 }
 END_TEST

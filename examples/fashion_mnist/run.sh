@@ -24,7 +24,11 @@ if [ -n "$need" ]; then
     else
         echo "run.sh: missing:$need" >&2
         echo "run.sh: install it with:" >&2
-        echo "    sudo apt-get update && sudo apt-get install -y$need" >&2
+        if command -v sudo >/dev/null 2>&1; then
+            echo "    sudo apt-get update && sudo apt-get install -y$need" >&2
+        else # a minimal Debian has no sudo
+            echo "    su -c 'apt-get update && apt-get install -y$need'" >&2
+        fi
         echo "then run $0 again." >&2
         exit 1
     fi
