@@ -78,7 +78,8 @@ static const opt_def OPTS[] = {
     {"l2", T_STR, S(l2), 1,
      "cost | optimizer: lambda as an L2 term in the cost (the derivation's J; the loss shown includes\n"
      "                  it) or as the optimizer's weight decay (the same updates for sgd, momentum, nesterov,\n"
-     "                  adam; adamw's decoupled decay), which skips the cost's sum of W^2 each step"},
+     "                  adam unless --clip, which clips the cost's term with the gradient; adamw's decoupled\n"
+     "                  decay), which skips the cost's sum of W^2 each step"},
     {"schedule", T_STR, S(schedule), 1, "constant | cosine (to 0 over the run) | step (x0.1 at 1/3 and 2/3)"},
     {"clip", T_DBL, S(clip), 1, "clip the gradient to this global norm (0 = off)"},
     {"batch", T_LONG, S(batch), 1, "mini-batch size"},
