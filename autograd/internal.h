@@ -99,12 +99,11 @@ ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size
  * complete, or by the GEMM that completes it, tile by tile on its way to a sink (so a weight with
  * an L2 term in the cost still takes the fused update, and ->grad is never streamed twice). Both
  * with and without a sink the sum is (other contributions) + c * value, so the two agree bit for
- * bit. The op must write nothing else into that input's ->grad. */
-void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c);
-/* The same, with bound >= max |c * value| proven by the caller (the L2 term's forward sum of
- * squares bounds every element), or INFINITY: a sink with consume_decay then gets the term with
- * AG_SINK_FINITE and skips its own scan. Assumes the value does not change before backward. */
-void ag__grad_add_scaled_value_bounded(ag_node *n, int i, ag_real c, double bound);
+ * bit. The op must write nothing else into that input's ->grad.
+ * bound >= max |c * value| as proven by the caller (the L2 term's forward sum of squares bounds
+ * every element), or INFINITY: a sink with consume_decay then gets the term with AG_SINK_FINITE and
+ * skips its own scan. The proof assumes the value does not change between forward and backward. */
+void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c, double bound);
 /* For the op that completes x's gradient under a sink: 1, *c and *bound (see above) if x owes a
  * deferred term, which the caller now adds itself; else 0. */
 int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c, double *bound);

@@ -89,7 +89,7 @@ static ag_status l2_backward(ag_node *n) {
      * own pass over W may skip the NaN/Inf scan of it */
     const double s = *(const double *)n->saved, bound = isfinite(s) ? fabs((double)c) * sqrt(s) : INFINITY;
     /* deferred for parameters, so the weight's GEMM can still hand its gradient straight to a sink */
-    for (int k = 0; k < n->n_in; k++) ag__grad_add_scaled_value_bounded(n, k, c, bound);
+    for (int k = 0; k < n->n_in; k++) ag__grad_add_scaled_value(n, k, c, bound);
     return AG_OK;
 }
 

@@ -670,9 +670,7 @@ AG__CLONES static void add_scaled(ag_real *restrict y, ag_real c, const ag_real 
     for (size_t i = 0; i < n; i++) y[i] += c * x[i];
 }
 
-void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c) { ag__grad_add_scaled_value_bounded(n, i, c, INFINITY); }
-
-void ag__grad_add_scaled_value_bounded(ag_node *n, int i, ag_real c, double bound) {
+void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c, double bound) {
     ag_tensor *x = n->in[i];
     ag_tape *t = n->out.tape;
     if (!x->grad) return;
