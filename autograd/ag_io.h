@@ -40,9 +40,10 @@
  *
  * IDX DATA SETS
  *
- * Files are raw IDX or gzip-compressed IDX (recognised by the bytes 1f 8b, whatever the name);
- * compressed files are read through the `gzip -dc` program (posix_spawnp, the file on its
- * standard input: no shell, no path on a command line). Pixels stay uint8 in memory;
+ * Files are raw IDX or gzip-compressed IDX (recognised by the bytes 1f 8b, whatever the name),
+ * in files and in memory alike. gzip data is decoded in process (no external program), streamed
+ * from the file, its CRC-32 and length checked, and the IDX header inside it is checked before
+ * the data's buffer is allocated. Pixels stay uint8 in memory;
  * ag_dataset_batch converts the rows of one mini-batch to ag_real in [0, 1].
  *
  * MODEL FILES (safetensors layout, readable by the `safetensors` Python package)
@@ -102,18 +103,17 @@ typedef struct ag_idx_options {
     size_t max_bytes; /* cap on the data bytes of one file; 0 = AG_IDX_MAX_BYTES */
 } ag_idx_options;
 
-/* Parse one IDX file held in memory (raw, not compressed). name is used in messages (may be
- * NULL). The buffer must hold exactly the header and the data the header announces. opts may
- * be NULL (any size, no label check). out->data is then the caller's (ag_idx_free). On failure
- * *out is zeroed: AG_ERR_ARG (NULL out, NULL buf with len > 0), AG_ERR_FORMAT (gzip data,
- * truncated, bad magic or sizes, over max_bytes, trailing bytes, a label out of range),
- * AG_ERR_NOMEM. */
+/* Parse one IDX file held in memory, raw or gzipped. name is used in messages (may be NULL).
+ * The buffer (after decompression) must hold exactly the header and the data the header
+ * announces. opts may be NULL (any size, no label check). out->data is then the caller's
+ * (ag_idx_free). On failure *out is zeroed: AG_ERR_ARG (NULL out, NULL buf with len > 0),
+ * AG_ERR_FORMAT (truncated, bad magic or sizes, over max_bytes, trailing bytes, a label out of
+ * range; for gzip data also corrupt or truncated compressed data, a CRC-32 or length mismatch, and
+ * bytes after the gzip stream other than zero padding), AG_ERR_NOMEM. */
 ag_status ag_idx_parse(const void *buf, size_t len, const char *name, const ag_idx_options *opts,
                        ag_idx *out, char *err, size_t errsize);
 /* Read and parse one IDX file, raw or gzipped, as ag_idx_parse; adds AG_ERR_IO (missing,
- * unreadable, a directory, gzip not found) and AG_ERR_FORMAT for corrupt compressed data and for
- * data after the gzip stream (which gzip -d skips with a warning; zero padding, which it skips
- * silently, goes unseen). */
+ * unreadable, a directory). The file is read once, in pieces: raw data straight into its buffer. */
 ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err,
                       size_t errsize);
 void ag_idx_free(ag_idx *f); /* frees f->data and zeroes *f */

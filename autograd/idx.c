@@ -1,25 +1,20 @@
 /*
  * idx.c - IDX files (MNIST / Fashion-MNIST), raw or gzipped, and the data set built from an image
  * file and a label file. Every header is validated against the bytes present and a memory cap
- * before anything is allocated from it; gzip is run as a child (posix_spawnp, the file on its
- * standard input), so no path ever reaches a shell.
+ * before anything is allocated from it; gzip data is decoded in process (gunzip.c), its header
+ * checked as soon as its first 16 bytes are out.
  */
 #include "ag_io.h"
 #include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 static ag_status ifail(char *err, size_t errsize, ag_status st, const char *name, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
@@ -128,38 +123,182 @@ static ag_status check_labels(const hdr *h, const uint8_t *data, const ag_idx_op
 
 /* ---------------------------------------------------------------- in memory */
 
-ag_status ag_idx_parse(const void *buf, size_t len, const char *name, const ag_idx_options *opts, ag_idx *out,
-                       char *err, size_t errsize) {
-    if (out) memset(out, 0, sizeof *out);
-    set_ok(err, errsize);
-    if (!out || (!buf && len)) return ifail(err, errsize, AG_ERR_ARG, name, "NULL argument");
-    const unsigned char *p = buf;
-    if (len >= 2 && p[0] == 0x1f && p[1] == 0x8b)
-        return ifail(err, errsize, AG_ERR_FORMAT, name, "gzip-compressed data: decompress it first");
-    if (len < 4)
-        return ifail(err, errsize, AG_ERR_FORMAT, name, "truncated: %zu bytes, too short for an IDX header", len);
-    hdr h;
-    ag_status st = check_magic(p, name, &h, err, errsize);
-    if (st != AG_OK) return st;
-    if (len < h.header_bytes)
-        return ifail(err, errsize, AG_ERR_FORMAT, name, "truncated: the %s header is %zu bytes but file has %zu",
-                     kind_name(h.magic), h.header_bytes, len);
-    if ((st = check_dims(p, name, opts, &h, err, errsize)) != AG_OK) return st;
+/* The checks and the result of one IDX file of len bytes at p. `own`, when not NULL, is an
+ * ag__malloc'ed buffer that starts at p and becomes out->data (no copy); it is freed on failure.
+ * `how` ends the size messages (" (decompressed)" for gzip data). */
+static ag_status parse_plain(const unsigned char *p, size_t len, unsigned char *own, const char *name,
+                             const char *how, const ag_idx_options *opts, ag_idx *out, char *err, size_t errsize) {
+    hdr h = {0};
+    ag_status st = AG_OK;
+    uint8_t *data = NULL;
+    if (len < 4) {
+        st = ifail(err, errsize, AG_ERR_FORMAT, name, "truncated: %zu bytes%s, too short for an IDX header", len, how);
+        goto fail;
+    }
+    if ((st = check_magic(p, name, &h, err, errsize)) != AG_OK) goto fail;
+    if (len < h.header_bytes) {
+        st = ifail(err, errsize, AG_ERR_FORMAT, name, "truncated: the %s header is %zu bytes but file has %zu%s",
+                   kind_name(h.magic), h.header_bytes, len, how);
+        goto fail;
+    }
+    if ((st = check_dims(p, name, opts, &h, err, errsize)) != AG_OK) goto fail;
     size_t have = len - h.header_bytes;
-    if (have < h.data_bytes) return truncated_msg(&h, have, name, "", err, errsize);
-    if (have > h.data_bytes)
-        return ifail(err, errsize, AG_ERR_FORMAT, name, "%zu bytes of trailing data after the %zu %s",
-                     have - h.data_bytes, h.count, kind_name(h.magic));
-    if ((st = check_labels(&h, p + h.header_bytes, opts, name, err, errsize)) != AG_OK) return st;
-    uint8_t *data = ag__malloc(h.data_bytes);
-    if (!data) return ifail(err, errsize, AG_ERR_NOMEM, name, "out of memory for %zu bytes", h.data_bytes);
-    memcpy(data, p + h.header_bytes, h.data_bytes);
+    if (have < h.data_bytes) {
+        st = truncated_msg(&h, have, name, "", err, errsize);
+        goto fail;
+    }
+    if (have > h.data_bytes) {
+        st = ifail(err, errsize, AG_ERR_FORMAT, name, "%zu bytes of trailing data%s after the %zu %s",
+                   have - h.data_bytes, how, h.count, kind_name(h.magic));
+        goto fail;
+    }
+    if ((st = check_labels(&h, p + h.header_bytes, opts, name, err, errsize)) != AG_OK) goto fail;
+    if (own) {
+        memmove(own, own + h.header_bytes, h.data_bytes);
+        data = own;
+    } else {
+        data = ag__malloc(h.data_bytes);
+        if (!data) return ifail(err, errsize, AG_ERR_NOMEM, name, "out of memory for %zu bytes", h.data_bytes);
+        memcpy(data, p + h.header_bytes, h.data_bytes);
+    }
     out->magic = h.magic;
     out->count = h.count;
     out->rows = h.rows;
     out->cols = h.cols;
     out->data = data;
     return AG_OK;
+fail:
+    ag__free(own);
+    return st;
+}
+
+/* Bytes after the announced data that a gzip file may decode to before it is refused; past this,
+ * "at least" this many are reported. */
+#define GZ_TRAILING_MAX ((size_t)1 << 20)
+
+/* The output side of decoding one IDX file: the header is checked once its first 16 bytes are out
+ * (before any large allocation), then the buffer grows with the data, up to what it announces. */
+typedef struct gz_sink {
+    const char *name;
+    const ag_idx_options *opts;
+    char *err;
+    size_t errsize;
+    ag_status st; /* why the sink refused to grow */
+    hdr h;
+    int have_hdr;
+} gz_sink;
+
+static int gz_more(void *ctx, unsigned char **buf, size_t *cap) {
+    gz_sink *s = ctx;
+    size_t want;
+    if (*cap < 16) {
+        want = 16;
+    } else {
+        if (!s->have_hdr) {
+            if ((s->st = check_magic(*buf, s->name, &s->h, s->err, s->errsize)) != AG_OK ||
+                (s->st = check_dims(*buf, s->name, s->opts, &s->h, s->err, s->errsize)) != AG_OK) {
+                size_t used = s->err ? strnlen(s->err, s->errsize) : 0;
+                if (s->err && used < s->errsize) snprintf(s->err + used, s->errsize - used, " (decompressed)");
+                return 1;
+            }
+            s->have_hdr = 1;
+        }
+        size_t total = s->h.header_bytes + s->h.data_bytes; /* <= 16 + the checked cap */
+        if (*cap >= total + GZ_TRAILING_MAX) {
+            s->st = ifail(s->err, s->errsize, AG_ERR_FORMAT, s->name,
+                          "at least %zu bytes of trailing data (decompressed) after the %zu %s", GZ_TRAILING_MAX,
+                          s->h.count, kind_name(s->h.magic));
+            return 1;
+        }
+        if (*cap >= total) want = total + GZ_TRAILING_MAX; /* more than announced: count it for the message */
+        else {
+            want = *cap < ((size_t)2 << 20) ? ((size_t)4 << 20) : *cap * 2; /* grow with the data present */
+            if (want > total) want = total;
+        }
+    }
+    unsigned char *nb = ag__realloc(*buf, want);
+    if (!nb) {
+        s->st = ifail(s->err, s->errsize, AG_ERR_NOMEM, s->name, "out of memory for %zu bytes", want);
+        return 1;
+    }
+    *buf = nb;
+    *cap = want;
+    return 0;
+}
+
+typedef struct mem_src {
+    const unsigned char *p;
+    size_t left;
+} mem_src;
+
+static ptrdiff_t mem_read(void *ctx, unsigned char *buf, size_t cap) {
+    mem_src *m = ctx;
+    size_t n = m->left < cap ? m->left : cap;
+    memcpy(buf, m->p, n);
+    m->p += n;
+    m->left -= n;
+    return (ptrdiff_t)n;
+}
+
+typedef struct fd_src {
+    int fd;
+    int err; /* errno of a failed read */
+} fd_src;
+
+static ptrdiff_t fd_read(void *ctx, unsigned char *buf, size_t cap) {
+    fd_src *f = ctx;
+    for (;;) {
+        ssize_t r = read(f->fd, buf, cap);
+        if (r >= 0) return (ptrdiff_t)r;
+        if (errno != EINTR) {
+            f->err = errno;
+            return -1;
+        }
+    }
+}
+
+/* Decode a gzip file through `read`, then parse the IDX data it holds. */
+static ag_status parse_gz(ag__gz_read_fn read, void *rctx, const int *read_errno, const char *name,
+                          const ag_idx_options *opts, ag_idx *out, char *err, size_t errsize) {
+    gz_sink sink = {name, opts, err, errsize, AG_OK, {0}, 0};
+    unsigned char *buf = NULL;
+    size_t cap = 0, len = 0;
+    char why[96];
+    ag_status st;
+    switch (ag__gunzip(read, rctx, gz_more, &sink, &buf, &cap, &len, why, sizeof why)) {
+    case AG__GZ_OK:
+        return parse_plain(buf, len, buf, name, " (decompressed)", opts, out, err, errsize);
+    case AG__GZ_STOPPED:
+        st = sink.st;
+        break;
+    case AG__GZ_READ_ERROR:
+        st = ifail(err, errsize, AG_ERR_IO, name, "read error: %s", strerror(read_errno ? *read_errno : EIO));
+        break;
+    case AG__GZ_NOMEM:
+        st = ifail(err, errsize, AG_ERR_NOMEM, name, "out of memory for the gzip decoder");
+        break;
+    case AG__GZ_TRAILING:
+        st = ifail(err, errsize, AG_ERR_FORMAT, name, "trailing data after the gzip stream");
+        break;
+    default: /* NOT_GZIP cannot happen (the caller saw 1f 8b), CORRUPT */
+        st = ifail(err, errsize, AG_ERR_FORMAT, name, "corrupt gzip data: %s", why);
+        break;
+    }
+    ag__free(buf);
+    return st;
+}
+
+ag_status ag_idx_parse(const void *buf, size_t len, const char *name, const ag_idx_options *opts, ag_idx *out,
+                       char *err, size_t errsize) {
+    if (out) memset(out, 0, sizeof *out);
+    set_ok(err, errsize);
+    if (!out || (!buf && len)) return ifail(err, errsize, AG_ERR_ARG, name, "NULL argument");
+    const unsigned char *p = buf;
+    if (len >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+        mem_src m = {p, len};
+        return parse_gz(mem_read, &m, NULL, name, opts, out, err, errsize);
+    }
+    return parse_plain(p, len, NULL, name, "", opts, out, err, errsize);
 }
 
 void ag_idx_free(ag_idx *f) {
@@ -185,59 +324,6 @@ static ptrdiff_t read_full(int fd, void *buf, size_t n) {
     return (ptrdiff_t)got;
 }
 
-typedef struct src {
-    int fd;      /* what we read from: the file or the pipe from gzip */
-    pid_t pid;   /* gzip child, or -1 */
-} src;
-
-/* Start `gzip -dc` with file_fd as its standard input; its output becomes s->fd. */
-static ag_status start_gzip(int file_fd, src *s, const char *path, char *err, size_t errsize) {
-    int pfd[2];
-    if (pipe(pfd) != 0)
-        return ifail(err, errsize, AG_ERR_IO, path, "cannot create a pipe for gzip: %s", strerror(errno));
-    fcntl(pfd[0], F_SETFD, FD_CLOEXEC);
-    fcntl(pfd[1], F_SETFD, FD_CLOEXEC);
-    posix_spawn_file_actions_t fa;
-    if (posix_spawn_file_actions_init(&fa) != 0) {
-        close(pfd[0]);
-        close(pfd[1]);
-        return ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory starting gzip");
-    }
-    int rc = posix_spawn_file_actions_adddup2(&fa, file_fd, 0);
-    if (!rc) rc = posix_spawn_file_actions_adddup2(&fa, pfd[1], 1);
-    if (!rc) rc = posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    char *argv[] = {"gzip", "-dc", NULL};
-    pid_t pid = -1;
-    if (!rc) rc = posix_spawnp(&pid, "gzip", &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    close(pfd[1]);
-    if (rc != 0) {
-        close(pfd[0]);
-        if (rc == ENOENT)
-            return ifail(err, errsize, AG_ERR_IO, path,
-                         "gzip-compressed but the gzip program was not found (install gzip or decompress the file)");
-        return ifail(err, errsize, AG_ERR_IO, path, "cannot run gzip: %s", strerror(rc));
-    }
-    s->fd = pfd[0];
-    s->pid = pid;
-    return AG_OK;
-}
-
-/* Close the source; for gzip, its exit status: 0 fine, 1 error, 2 warning, 127 not run, -1 killed. */
-static int close_src(src *s) {
-    if (s->fd >= 0) close(s->fd);
-    s->fd = -1;
-    if (s->pid <= 0) return 0;
-    int status = 0;
-    pid_t r;
-    do r = waitpid(s->pid, &status, 0);
-    while (r < 0 && errno == EINTR);
-    s->pid = -1;
-    if (r < 0) return -1;
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    return -1;
-}
-
 ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err, size_t errsize) {
     if (out) memset(out, 0, sizeof *out);
     set_ok(err, errsize);
@@ -255,50 +341,44 @@ ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out,
         return ifail(err, errsize, AG_ERR_IO, path, "is a directory");
     }
     unsigned char head[16];
-    ptrdiff_t n = read_full(fd, head, 2);
-    if (n < 0) {
-        int e = errno;
-        close(fd);
-        return ifail(err, errsize, AG_ERR_IO, path, "read error: %s", strerror(e));
-    }
-    int gz = n == 2 && head[0] == 0x1f && head[1] == 0x8b;
-    src s = {fd, -1};
     ag_status st = AG_OK;
     uint8_t *data = NULL;
-    if (lseek(fd, 0, SEEK_SET) != 0) {
-        close(fd);
-        return ifail(err, errsize, AG_ERR_IO, path, "cannot seek: %s", strerror(errno));
-    }
-    if (gz) {
-        st = start_gzip(fd, &s, path, err, errsize);
-        close(fd);
-        if (st != AG_OK) return st;
-    }
-    const char *how = gz ? " (after gzip -d)" : "";
     hdr h;
     size_t got = 0;
-    int gzip_rc;
-    n = read_full(s.fd, head, 4);
+    ptrdiff_t n = read_full(fd, head, 2);
     if (n < 0) goto read_error;
+    if (n == 2 && head[0] == 0x1f && head[1] == 0x8b) {
+        if (lseek(fd, 0, SEEK_SET) != 0) {
+            st = ifail(err, errsize, AG_ERR_IO, path, "cannot seek: %s", strerror(errno));
+            goto done;
+        }
+        fd_src f = {fd, 0};
+        st = parse_gz(fd_read, &f, &f.err, path, opts, out, err, errsize);
+        close(fd);
+        return st;
+    }
+    if (n == 2) {
+        ptrdiff_t m = read_full(fd, head + 2, 2);
+        if (m < 0) goto read_error;
+        n += m;
+    }
     if (n < 4) {
-        got = (size_t)n;
-        st = ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: %zu bytes%s, too short for an IDX header", got, how);
+        st = ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: %zu bytes, too short for an IDX header", (size_t)n);
         goto done;
     }
     if ((st = check_magic(head, path, &h, err, errsize)) != AG_OK) goto done;
-    n = read_full(s.fd, head + 4, h.header_bytes - 4);
+    n = read_full(fd, head + 4, h.header_bytes - 4);
     if (n < 0) goto read_error;
     if ((size_t)n < h.header_bytes - 4) {
-        st = ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: the %s header is %zu bytes but file has %zu%s",
-                   kind_name(h.magic), h.header_bytes, (size_t)n + 4, how);
+        st = ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: the %s header is %zu bytes but file has %zu",
+                   kind_name(h.magic), h.header_bytes, (size_t)n + 4);
         goto done;
     }
     if ((st = check_dims(head, path, opts, &h, err, errsize)) != AG_OK) goto done;
-    if (!gz) { /* a regular file's size is known: refuse a short one before allocating */
-        if (S_ISREG(sb.st_mode) && (uintmax_t)sb.st_size < h.header_bytes + (uintmax_t)h.data_bytes) {
-            st = truncated_msg(&h, (size_t)sb.st_size - h.header_bytes, path, "", err, errsize);
-            goto done;
-        }
+    /* a regular file's size is known: refuse a short one before allocating */
+    if (S_ISREG(sb.st_mode) && (uintmax_t)sb.st_size < h.header_bytes + (uintmax_t)h.data_bytes) {
+        st = truncated_msg(&h, (size_t)sb.st_size - h.header_bytes, path, "", err, errsize);
+        goto done;
     }
     /* grow with the data actually present, up to the checked size */
     size_t cap = h.data_bytes < ((size_t)4 << 20) ? h.data_bytes : ((size_t)4 << 20);
@@ -308,7 +388,7 @@ ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out,
         goto done;
     }
     for (;;) {
-        n = read_full(s.fd, data + got, cap - got);
+        n = read_full(fd, data + got, cap - got);
         if (n < 0) goto read_error;
         got += (size_t)n;
         if (got < cap || cap == h.data_bytes) break;
@@ -322,45 +402,25 @@ ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out,
         cap = ncap;
     }
     if (got < h.data_bytes) {
-        gzip_rc = close_src(&s);
-        ag__free(data);
-        return truncated_msg(&h, got, path, gz && gzip_rc != 0 ? " or corrupt compressed data" : "", err, errsize);
+        st = truncated_msg(&h, got, path, "", err, errsize);
+        goto done;
     }
     { /* anything after the announced data? */
         unsigned char extra[4096];
         size_t more = 0;
-        while (more < ((size_t)1 << 20)) {
-            n = read_full(s.fd, extra, sizeof extra);
+        while (more < GZ_TRAILING_MAX) {
+            n = read_full(fd, extra, sizeof extra);
             if (n <= 0) break;
             more += (size_t)n;
         }
-        if (more && gz && more < ((size_t)1 << 20)) { /* read to the end: gzip has finished */
-            gzip_rc = close_src(&s);
-            if (gzip_rc != 0 && gzip_rc != 2) { /* a damaged stream decodes to junk before gzip fails */
-                st = ifail(err, errsize, AG_ERR_FORMAT, path, "corrupt compressed data (gzip -d failed)");
-                goto done;
-            }
-        }
         if (more) {
-            st = ifail(err, errsize, AG_ERR_FORMAT, path, "%s%zu bytes of trailing data%s after the %zu %s",
-                       more >= ((size_t)1 << 20) ? "at least " : "", more, how, h.count, kind_name(h.magic));
+            st = ifail(err, errsize, AG_ERR_FORMAT, path, "%s%zu bytes of trailing data after the %zu %s",
+                       more >= GZ_TRAILING_MAX ? "at least " : "", more, h.count, kind_name(h.magic));
             goto done;
         }
     }
-    gzip_rc = close_src(&s);
-    if (gz && gzip_rc == 2) { /* gzip's warning: bytes after the stream ("trailing garbage ignored") */
-        ag__free(data);     /* refused as trailing bytes after raw data are */
-        return ifail(err, errsize, AG_ERR_FORMAT, path,
-                     "trailing data after the gzip stream (gzip -d ignored it with a warning)");
-    }
-    if (gz && gzip_rc != 0) {
-        ag__free(data);
-        return ifail(err, errsize, AG_ERR_FORMAT, path, "corrupt compressed data (gzip -d failed)");
-    }
-    if ((st = check_labels(&h, data, opts, path, err, errsize)) != AG_OK) {
-        ag__free(data);
-        return st;
-    }
+    if ((st = check_labels(&h, data, opts, path, err, errsize)) != AG_OK) goto done;
+    close(fd);
     out->magic = h.magic;
     out->count = h.count;
     out->rows = h.rows;
@@ -371,7 +431,7 @@ ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out,
 read_error:
     st = ifail(err, errsize, AG_ERR_IO, path, "read error: %s", strerror(errno));
 done:
-    close_src(&s);
+    close(fd);
     ag__free(data);
     return st;
 }

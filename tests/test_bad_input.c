@@ -1721,7 +1721,7 @@ static ag_status h_seed_null(fx *f) {
     X(H, idx_max_bytes, h_idx11, AG_ERR_FORMAT, "idx: mem.idx:", "")                                         \
     X(H, idx_label_range, h_idx12, AG_ERR_FORMAT, "idx: mem.idx:", "label 10 at index 10 is outside 0..9")   \
     X(H, idx_labels_cut, h_idx13, AG_ERR_FORMAT, "idx: mem.idx:", "header says 12 labels but file has 10")   \
-    X(H, idx_gzip_mem, h_idx14, AG_ERR_FORMAT, "idx: mem.idx:", "gzip-compressed data")                      \
+    X(H, idx_gzip_mem, h_idx14, AG_ERR_FORMAT, "idx: mem.idx:", "corrupt gzip data")                           \
     X(H, idx_null, h_idx15, AG_ERR_ARG, "idx: mem.idx:", "NULL argument")                                    \
     X(H, idx_empty, h_idx16, AG_ERR_FORMAT, "idx: mem.idx:", "truncated: 0 bytes")                           \
     X(H, idx_null_out, h_idx_null_out, AG_ERR_ARG, "idx: mem.idx:", "NULL argument")                         \

@@ -431,7 +431,7 @@ static void load_split(ag_dataset *ds, const char *dir, const char *prefix, long
     found &= data_file(lp, sizeof lp, dir, name);
     ag_idx_options o = {.classes = 10, .rows = 28, .cols = 28, .limit = (size_t)limit};
     if (ag_dataset_load(ds, ip, lp, &o, err, sizeof err) != AG_OK) {
-        if (stop_signal) { /* Ctrl-C also ends the gzip -dc reading the file */
+        if (stop_signal) { /* a signal can end a read from a slow or special file */
             fprintf(stderr, "fashion_mnist: interrupted (%s) while loading the data\n", signal_name(stop_signal));
             exit(128 + stop_signal);
         }

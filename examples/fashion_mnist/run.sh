@@ -1,6 +1,6 @@
 #!/bin/sh
 # run.sh - README's first command: on a fresh Debian machine, install what is missing (the
-# Fashion-MNIST data set, cmake, make, a C compiler, the C library headers, gzip), build tapegrad
+# Fashion-MNIST data set, cmake, make, a C compiler, the C library headers), build tapegrad
 # (Release) and train the default preset. Extra arguments go to the program, e.g.
 #   examples/fashion_mnist/run.sh --preset seed
 # Not root: prints the exact apt-get commands and exits with status 1. BUILD_DIR overrides ./build.
@@ -15,7 +15,6 @@ command -v cmake >/dev/null 2>&1 || need="$need cmake"
 command -v make >/dev/null 2>&1 || need="$need make"   # cmake's default generator (Unix Makefiles)
 command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || need="$need gcc"
 [ -e /usr/include/stdio.h ] || need="$need libc6-dev"   # the C library headers (Debian's path)
-command -v gzip >/dev/null 2>&1 || need="$need gzip"
 if [ -n "$need" ]; then
     if [ "$(id -u)" = 0 ]; then
         echo "run.sh: installing:$need"

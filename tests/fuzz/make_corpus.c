@@ -43,6 +43,22 @@ static size_t labels(uint8_t *p, uint32_t count, int classes) {
     for (uint32_t i = 0; i < count; i++) p[k++] = (uint8_t)(i % (uint32_t)classes);
     return k;
 }
+/* data as a gzip member with one stored block (what a compressor writes for incompressible bytes) */
+static size_t gzip_stored(uint8_t *out, const uint8_t *data, size_t n) {
+    static const uint8_t head[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+    memcpy(out, head, sizeof head);
+    size_t k = sizeof head;
+    out[k++] = 1; /* BFINAL, stored */
+    out[k++] = (uint8_t)n, out[k++] = (uint8_t)(n >> 8);
+    out[k++] = (uint8_t)~n, out[k++] = (uint8_t)(~n >> 8);
+    memcpy(out + k, data, n);
+    k += n;
+    uint32_t crc = ag_crc32(0, data, n);
+    for (int i = 0; i < 4; i++) out[k++] = (uint8_t)(crc >> (8 * i));
+    for (int i = 0; i < 4; i++) out[k++] = (uint8_t)(n >> (8 * i));
+    return k;
+}
+
 /* fuzz_idx input: split (2 bytes LE) + images + labels */
 static void idx_input(const char *name, const uint8_t *im, size_t ni, const uint8_t *lb, size_t nl) {
     static uint8_t buf[1 << 16];
@@ -116,6 +132,11 @@ int main(int argc, char **argv) {
     idx_input("side_too_large", im, ni, lb, 0);
     im[0] = 0x1f, im[1] = 0x8b;
     idx_input("gzip_magic", im, ni, lb, 0);
+    static uint8_t gz[1 << 15];
+    ni = images(im, 5, 2, 3);
+    nl = labels(lb, 5, 10);
+    size_t ng = gzip_stored(gz, im, ni);
+    idx_input("gzip_stored_dataset", gz, ng, lb, nl);
     nl = labels(lb, 3, 2);
     lb[2] = 0x0d;                                /* float type */
     idx_input("float_type", lb, 0, lb, nl);
