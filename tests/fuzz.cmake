@@ -2,7 +2,8 @@
 #  - Always: fuzz_make_corpus, the program that writes the seed corpus (tests/fuzz/corpus).
 #    The corpus is replayed through both harnesses by test_fuzz_regress (a normal Check suite, so it
 #    also runs under ASan and valgrind).
-#  - AG_FUZZ=ON (clang only): the libFuzzer harnesses fuzz_idx and fuzz_model, with the library
+#  - AG_FUZZ=ON (clang only): the libFuzzer harnesses fuzz_idx and fuzz_model (and fuzz_gunzip when
+#    zlib is found), with the library
 #    instrumented for coverage (-fsanitize=fuzzer-no-link) and ASan + UBSan. Run them with
 #    tests/fuzz/run.sh [seconds]; CI runs a 60-second smoke run of each (.ci/run.d/fuzz.sh).
 add_executable(fuzz_make_corpus ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/make_corpus.c)
@@ -15,12 +16,28 @@ if(AG_FUZZ)
       "(Debian: apt-get install clang libclang-rt-14-dev)")
   endif()
   set(AG_FUZZ_SAN address,undefined)
-  target_compile_options(tapegrad PRIVATE -fsanitize=fuzzer-no-link,${AG_FUZZ_SAN} -fno-omit-frame-pointer -g)
+  # UBSan findings stop the run like ASan's (by default they are printed and the run goes on)
+  target_compile_options(tapegrad PRIVATE -fsanitize=fuzzer-no-link,${AG_FUZZ_SAN} -fno-sanitize-recover=all
+    -fno-omit-frame-pointer -g)
   target_link_options(tapegrad INTERFACE -fsanitize=${AG_FUZZ_SAN})
   foreach(h fuzz_idx fuzz_model)
     add_executable(${h} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${h}.c)
     target_link_libraries(${h} PRIVATE tapegrad)
-    target_compile_options(${h} PRIVATE -fsanitize=fuzzer,${AG_FUZZ_SAN} -fno-omit-frame-pointer -g)
+    target_compile_options(${h} PRIVATE -fsanitize=fuzzer,${AG_FUZZ_SAN} -fno-sanitize-recover=all
+      -fno-omit-frame-pointer -g)
     target_link_options(${h} PRIVATE -fsanitize=fuzzer,${AG_FUZZ_SAN})
   endforeach()
+  # fuzz_gunzip: ag__gunzip against zlib's inflate, byte for byte (zlib is a fuzzing peer only, never
+  # linked by the library; Debian: zlib1g-dev)
+  find_package(ZLIB)
+  if(ZLIB_FOUND)
+    add_executable(fuzz_gunzip ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_gunzip.c)
+    target_include_directories(fuzz_gunzip PRIVATE ${PROJECT_SOURCE_DIR}/autograd)
+    target_link_libraries(fuzz_gunzip PRIVATE tapegrad ZLIB::ZLIB)
+    target_compile_options(fuzz_gunzip PRIVATE -fsanitize=fuzzer,${AG_FUZZ_SAN} -fno-sanitize-recover=all
+      -fno-omit-frame-pointer -g)
+    target_link_options(fuzz_gunzip PRIVATE -fsanitize=fuzzer,${AG_FUZZ_SAN})
+  else()
+    message(STATUS "zlib not found (Debian: zlib1g-dev): fuzz_gunzip, the differential gzip fuzzer, is not built")
+  endif()
 endif()

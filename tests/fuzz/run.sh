@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fuzz the IDX and model-file loaders with libFuzzer (issue 7 item 3).
+# Fuzz the IDX and model-file loaders and the gzip decoder with libFuzzer (issue 7 item 3).
 #   tests/fuzz/run.sh [seconds per harness, default 300] [--build DIR] [--jobs N]
 # Builds the harnesses with clang (-DAG_FUZZ=ON: libFuzzer + ASan + UBSan) in DIR (default
-# build/fuzz), then runs fuzz_idx and fuzz_model for the given time each, starting from the
+# build/fuzz), then runs fuzz_idx, fuzz_model and (when zlib1g-dev is installed: it compares with
+# zlib) fuzz_gunzip for the given time each, starting from the
 # committed seeds (tests/fuzz/corpus/<harness>) in a scratch corpus. Prints executions and corpus
 # size. A crash is copied into tests/fuzz/corpus/<harness>/ as crash-<sha1> (a regression input that
 # test_fuzz_regress replays from then on) and the script fails.
@@ -23,11 +24,19 @@ command -v clang >/dev/null || { echo "fuzz: clang is missing (apt-get install c
 CC=clang cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DAG_FUZZ=ON -DAG_BUILD_EXAMPLES=OFF \
   -DAG_BUILD_BENCH=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target fuzz_idx fuzz_model >/dev/null
+harnesses="idx model"
+targets=$(cmake --build "$build" --target help)
+if [[ $targets == *fuzz_gunzip* ]]; then
+  cmake --build "$build" -j "$(nproc)" --target fuzz_gunzip >/dev/null
+  harnesses="$harnesses gunzip"
+else
+  echo "fuzz: zlib1g-dev not installed: fuzz_gunzip (ag__gunzip against zlib) skipped" >&2
+fi
 
 work=$(mktemp -d /tmp/ag_fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 fail=0
-for h in idx model; do
+for h in $harnesses; do
   mkdir -p "$work/$h" "$work/art-$h"
   log=$work/$h.log
   set +e
