@@ -173,17 +173,20 @@ static int slow_decode(const huff *h, uint64_t *bits, unsigned *nbits) {
     return -1;
 }
 
+/* One symbol of h from the bits given: the symbol, -1 for no such code, -2 when the bits run out. */
+static inline int decode(const huff *h, uint64_t *bits, unsigned *nbits) {
+    unsigned e = h->fast[*bits & ((1u << FAST_BITS) - 1)], l = e >> 9;
+    if (!l) return slow_decode(h, bits, nbits);
+    if (l > *nbits) return -2;
+    *bits >>= l;
+    *nbits -= l;
+    return (int)(e & 511);
+}
+
 /* One symbol of h, or -1 with the error set. Used outside the hot loop. */
 static int decode_sym(gz *g, const huff *h) {
     if (g->nbits < MAX_BITS && refill(g) < 0) return -1;
-    unsigned e = h->fast[g->bits & ((1u << FAST_BITS) - 1)];
-    if (e >> 9) {
-        if ((e >> 9) > g->nbits) return fail(g, AG__GZ_CORRUPT, "truncated compressed data");
-        g->bits >>= e >> 9;
-        g->nbits -= e >> 9;
-        return (int)(e & 511);
-    }
-    int s = slow_decode(h, &g->bits, &g->nbits);
+    int s = decode(h, &g->bits, &g->nbits);
     if (s == -2) return fail(g, AG__GZ_CORRUPT, "truncated compressed data");
     if (s < 0) return fail(g, AG__GZ_CORRUPT, "invalid Huffman code");
     return s;
@@ -221,19 +224,11 @@ static int inflate_codes(gz *g, const huff *lit, const huff *dist) {
                 LOAD();
             }
         }
-        int sym;
-        unsigned e = lit->fast[bits & ((1u << FAST_BITS) - 1)];
-        if (e >> 9) {
-            if ((e >> 9) > nbits) goto truncated;
-            CONSUME(e >> 9);
-            sym = (int)(e & 511);
-        } else {
-            sym = slow_decode(lit, &bits, &nbits);
+        int sym = decode(lit, &bits, &nbits);
+        if (sym < 0) {
             if (sym == -2) goto truncated;
-            if (sym < 0) {
-                fail(g, AG__GZ_CORRUPT, "invalid literal/length code");
-                goto out;
-            }
+            fail(g, AG__GZ_CORRUPT, "invalid literal/length code");
+            goto out;
         }
         if (sym < 256) {
             if (len == cap) {
@@ -254,21 +249,9 @@ static int inflate_codes(gz *g, const huff *lit, const huff *dist) {
         if (xb > nbits) goto truncated;
         size_t n = LEN_BASE[sym] + (size_t)(bits & ((1u << xb) - 1));
         CONSUME(xb);
-        e = dist->fast[bits & ((1u << FAST_BITS) - 1)];
-        int ds;
-        if (e >> 9) {
-            if ((e >> 9) > nbits) goto truncated;
-            CONSUME(e >> 9);
-            ds = (int)(e & 511);
-        } else {
-            ds = slow_decode(dist, &bits, &nbits);
-            if (ds == -2) goto truncated;
-            if (ds < 0) {
-                fail(g, AG__GZ_CORRUPT, "invalid distance code");
-                goto out;
-            }
-        }
-        if (ds >= 30) {
+        int ds = decode(dist, &bits, &nbits);
+        if (ds == -2) goto truncated;
+        if (ds < 0 || ds >= 30) {
             fail(g, AG__GZ_CORRUPT, "invalid distance code");
             goto out;
         }
