@@ -113,7 +113,8 @@ typedef struct ag_idx_options {
 ag_status ag_idx_parse(const void *buf, size_t len, const char *name, const ag_idx_options *opts,
                        ag_idx *out, char *err, size_t errsize);
 /* Read and parse one IDX file, raw or gzipped, as ag_idx_parse; adds AG_ERR_IO (missing,
- * unreadable, a directory). The file is read once, in pieces: raw data straight into its buffer. */
+ * unreadable, a directory). The file is read once, front to back, in pieces (raw data straight into
+ * its buffer), so pipes and FIFOs work too. */
 ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err,
                       size_t errsize);
 void ag_idx_free(ag_idx *f); /* frees f->data and zeroes *f */

@@ -242,11 +242,20 @@ static ptrdiff_t mem_read(void *ctx, unsigned char *buf, size_t cap) {
 
 typedef struct fd_src {
     int fd;
-    int err; /* errno of a failed read */
+    int err;                 /* errno of a failed read */
+    const unsigned char *pre; /* bytes already read from fd (the magic), handed out first: no seek, */
+    size_t pre_len;           /* so a pipe works too */
 } fd_src;
 
 static ptrdiff_t fd_read(void *ctx, unsigned char *buf, size_t cap) {
     fd_src *f = ctx;
+    if (f->pre_len) {
+        size_t n = f->pre_len < cap ? f->pre_len : cap;
+        memcpy(buf, f->pre, n);
+        f->pre += n;
+        f->pre_len -= n;
+        return (ptrdiff_t)n;
+    }
     for (;;) {
         ssize_t r = read(f->fd, buf, cap);
         if (r >= 0) return (ptrdiff_t)r;
@@ -348,11 +357,7 @@ ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out,
     ptrdiff_t n = read_full(fd, head, 2);
     if (n < 0) goto read_error;
     if (n == 2 && head[0] == 0x1f && head[1] == 0x8b) {
-        if (lseek(fd, 0, SEEK_SET) != 0) {
-            st = ifail(err, errsize, AG_ERR_IO, path, "cannot seek: %s", strerror(errno));
-            goto done;
-        }
-        fd_src f = {fd, 0};
+        fd_src f = {fd, 0, head, 2};
         st = parse_gz(fd_read, &f, &f.err, path, opts, out, err, errsize);
         close(fd);
         return st;

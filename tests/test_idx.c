@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ag_io.h"
@@ -387,6 +388,78 @@ START_TEST(gzip_crc_error_is_corruption) {
 }
 END_TEST
 
+/* A gzip file that decodes to far more than its header announces: decoding stops 1 MiB past the
+ * announced data (the buffer never grows beyond that), and the message says "at least"; the same
+ * bytes held in memory give the same answer. */
+START_TEST(gzip_megabytes_past_the_data) {
+    size_t ll = make_labels(lab, 50, 10), n = ll + ((size_t)3 << 20);
+    unsigned char *big = calloc(1, n);
+    ck_assert_ptr_nonnull(big);
+    memcpy(big, lab, ll);
+    char gp[600];
+    strcpy(gp, write_file("labs", big, n, 1));
+    free(big);
+    ag_idx f;
+    ck_assert_int_eq(ag_idx_read(gp, NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    char want[700];
+    snprintf(want, sizeof want, "idx: %s: at least 1048576 bytes of trailing data (decompressed) after the 50 labels", gp);
+    ck_assert_str_eq(err, want);
+    ck_assert_ptr_null(f.data);
+    FILE *fp = fopen(gp, "rb");
+    ck_assert_ptr_nonnull(fp);
+    static unsigned char gz[1 << 16];
+    size_t gl = fread(gz, 1, sizeof gz, fp);
+    fclose(fp);
+    ck_assert_uint_lt(gl, sizeof gz); /* zeros compress ~1000:1 */
+    ck_assert_int_eq(ag_idx_parse(gz, gl, "m", NULL, &f, err, sizeof err), AG_ERR_FORMAT);
+    ck_assert_str_eq(err, "idx: m: at least 1048576 bytes of trailing data (decompressed) after the 50 labels");
+}
+END_TEST
+
+/* Read `path` through a FIFO written by a child process: a file that cannot seek and whose size is
+ * unknown. The status of ag_idx_read; *f as it leaves it. */
+static ag_status read_through_fifo(const char *path, size_t write_len, ag_idx *f) {
+    char fifo[600];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    unlink(fifo);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) { /* the writer: the first write_len bytes of path */
+        FILE *in = fopen(path, "rb"), *out = fopen(fifo, "wb");
+        if (!in || !out) _exit(1);
+        int c;
+        for (size_t i = 0; i < write_len && (c = fgetc(in)) != EOF; i++) fputc(c, out);
+        fclose(out);
+        _exit(0);
+    }
+    ag_status st = ag_idx_read(fifo, NULL, f, err, sizeof err);
+    int ws;
+    ck_assert_int_eq(waitpid(pid, &ws, 0), pid);
+    ck_assert(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    unlink(fifo);
+    return st;
+}
+
+START_TEST(read_from_a_pipe) {
+    size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3);
+    for (int gz = 0; gz < 2; gz++) {
+        const char *p = write_file("imgs", img, il, gz);
+        ag_idx f;
+        ck_assert_msg(read_through_fifo(p, (size_t)-1, &f) == AG_OK, "gz=%d: %s", gz, err);
+        ck_assert_uint_eq(f.count, 50);
+        ck_assert_int_eq(memcmp(f.data, img + 16, 50 * 9), 0);
+        ag_idx_free(&f);
+    }
+    /* raw and short: the size is not known in advance, the reader finds the end */
+    const char *p = write_file("imgs", img, il, 0);
+    ag_idx f;
+    ck_assert_int_eq(read_through_fifo(p, il - 10, &f), AG_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err, "truncated: header says 50 images of 3x3 but file has 440 bytes of pixels"));
+    ck_assert_ptr_null(f.data);
+}
+END_TEST
+
 START_TEST(gzip_trailing_data_refused) {
     size_t il = make_images(img, AG_IDX_IMAGES, 50, 3, 3);
     char gp[600];
@@ -605,6 +678,8 @@ static Suite *idx_suite(void) {
     tcase_add_test(tc, out_of_memory);
     tcase_add_test(tc, one_side_required);
     tcase_add_test(tc, gzip_trailing_data_refused);
+    tcase_add_test(tc, gzip_megabytes_past_the_data);
+    tcase_add_test(tc, read_from_a_pipe);
     tcase_add_test(tc, gzip_crc_error_is_corruption);
     tcase_add_test(tc, batch_null_arguments);
     tcase_add_test(tc, header_limits_at_their_edges);
