@@ -172,9 +172,9 @@ fail:
     return st;
 }
 
-/* Bytes after the announced data that a gzip file may decode to before it is refused; past this,
- * "at least" this many are reported. */
-#define GZ_TRAILING_MAX ((size_t)1 << 20)
+/* Trailing bytes counted after the announced data (read from a raw file, or decoded from a gzip
+ * one) before the file is refused; past this, "at least" this many are reported. */
+#define TRAILING_COUNT_MAX ((size_t)1 << 20)
 
 /* The output side of decoding one IDX file: the header is checked once its first 16 bytes are out
  * (before any large allocation), then the buffer grows with the data, up to what it announces. */
@@ -204,13 +204,13 @@ static int gz_more(void *ctx, unsigned char **buf, size_t *cap) {
             s->have_hdr = 1;
         }
         size_t total = s->h.header_bytes + s->h.data_bytes; /* <= 16 + the checked cap */
-        if (*cap >= total + GZ_TRAILING_MAX) {
+        if (*cap >= total + TRAILING_COUNT_MAX) {
             s->st = ifail(s->err, s->errsize, AG_ERR_FORMAT, s->name,
-                          "at least %zu bytes of trailing data (decompressed) after the %zu %s", GZ_TRAILING_MAX,
+                          "at least %zu bytes of trailing data (decompressed) after the %zu %s", TRAILING_COUNT_MAX,
                           s->h.count, kind_name(s->h.magic));
             return 1;
         }
-        if (*cap >= total) want = total + GZ_TRAILING_MAX; /* more than announced: count it for the message */
+        if (*cap >= total) want = total + TRAILING_COUNT_MAX; /* more than announced: count it for the message */
         else {
             want = *cap < ((size_t)2 << 20) ? ((size_t)4 << 20) : *cap * 2; /* grow with the data present */
             if (want > total) want = total;
@@ -413,14 +413,14 @@ ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out,
     { /* anything after the announced data? */
         unsigned char extra[4096];
         size_t more = 0;
-        while (more < GZ_TRAILING_MAX) {
+        while (more < TRAILING_COUNT_MAX) {
             n = read_full(fd, extra, sizeof extra);
             if (n <= 0) break;
             more += (size_t)n;
         }
         if (more) {
             st = ifail(err, errsize, AG_ERR_FORMAT, path, "%s%zu bytes of trailing data after the %zu %s",
-                       more >= GZ_TRAILING_MAX ? "at least " : "", more, h.count, kind_name(h.magic));
+                       more >= TRAILING_COUNT_MAX ? "at least " : "", more, h.count, kind_name(h.magic));
             goto done;
         }
     }
