@@ -86,7 +86,8 @@ typedef struct fx {
     ag_real snapshot[16];
     char err[AG_IO_ERRMSG_SIZE];
     const char *msg;       /* the message the row's call left */
-    char dir[64], model[128], idx_img[128], idx_lab[128], junk[128];
+    const char *dir;       /* the scratch directory */
+    char model[512], idx_img[512], idx_lab[512], junk[512];
 } fx;
 
 static fx F;
@@ -130,12 +131,11 @@ static void fixture_once(void) {
     ck_assert_int_eq(ag_optim_new(&F.opt, F.ps, &(ag_optim_config){.kind = AG_OPT_ADAM, .lr = 1e-3}, NULL, 0),
                      AG_OK);
 
-    strcpy(F.dir, "/tmp/ag_bad_input_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(F.dir));
-    snprintf(F.model, sizeof F.model, "%s/model.safetensors", F.dir);
-    snprintf(F.idx_img, sizeof F.idx_img, "%s/img.idx", F.dir);
-    snprintf(F.idx_lab, sizeof F.idx_lab, "%s/lab.idx", F.dir);
-    snprintf(F.junk, sizeof F.junk, "%s/junk.bin", F.dir);
+    F.dir = ag_test_scratch_dir();
+    ag_test_scratch_path(F.model, sizeof F.model, "model.safetensors");
+    ag_test_scratch_path(F.idx_img, sizeof F.idx_img, "img.idx");
+    ag_test_scratch_path(F.idx_lab, sizeof F.idx_lab, "lab.idx");
+    ag_test_scratch_path(F.junk, sizeof F.junk, "junk.bin");
     ck_assert_int_eq(ag_model_save(F.model, F.ps, NULL, 0, (ag_kv[]){{"arch", "3-4"}}, 1, F.err, sizeof F.err),
                      AG_OK);
     uint8_t buf[256];
@@ -150,9 +150,7 @@ static void fixture_free(void) {
     ag_tape_free(F.t2);
     ag_tape_free(F.tl);
     ag_params_free(F.ps);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", F.dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", F.dir);
+    ag_test_scratch_remove();
 }
 
 /* Fresh tensors for one row; `stale` was recorded before the last reset. */
@@ -881,8 +879,8 @@ static ag_status h_load(fx *f, const char *path, ag_params *ps, ag_named_buf *ex
     return st;
 }
 static ag_status h_load_missing(fx *f) {
-    char p[160];
-    snprintf(p, sizeof p, "%s/missing.st", f->dir);
+    char p[512];
+    ag_test_scratch_path(p, sizeof p, "missing.st");
     return h_load(f, p, f->ps, NULL, 0);
 }
 static ag_status h_load_dir(fx *f) { return h_load(f, f->dir, f->ps, NULL, 0); }
@@ -1137,8 +1135,8 @@ static ag_status h_idx_read_null(fx *f) { return h_idx_read(f, NULL); }
 static ag_status h_idx_read_junk(fx *f) { return h_idx_read(f, f->junk); }
 static ag_status h_idx_read_model(fx *f) { return h_idx_read(f, f->model); }
 static ag_status h_idx_read_badgz(fx *f) {
-    char p[160];
-    snprintf(p, sizeof p, "%s/bad.gz", f->dir);
+    char p[512];
+    ag_test_scratch_path(p, sizeof p, "bad.gz");
     write_file(p, "\x1f\x8b\x08\x00garbage-not-deflate", 23);
     return h_idx_read(f, p);
 }

@@ -18,17 +18,8 @@
 
 /* ---- scratch directory for the gzip program's files */
 
-static char dir[256];
-
-static void setup(void) {
-    strcpy(dir, "/tmp/ag_test_gunzip_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-static void teardown(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
-}
+static void setup(void) { ag_test_scratch_dir(); }
+static void teardown(void) { ag_test_scratch_remove(); }
 
 /* ---- CRC-32 (RFC 1952 section 8), bit at a time: slow and obviously right */
 
@@ -144,8 +135,8 @@ static void gen_mix(bytes *b, size_t n) {
 /* gzip -n -<level> of data; checks the trailer against our CRC-32 (which also checks the CRC). */
 static bytes gzip_prog(const void *data, size_t len, int level) {
     char in[300], out[300], cmd[800];
-    snprintf(in, sizeof in, "%s/in", dir);
-    snprintf(out, sizeof out, "%s/in.gz", dir);
+    ag_test_scratch_path(in, sizeof in, "in");
+    ag_test_scratch_path(out, sizeof out, "in.gz");
     FILE *f = fopen(in, "wb");
     ck_assert_ptr_nonnull(f);
     if (len) ck_assert_uint_eq(fwrite(data, 1, len, f), len);

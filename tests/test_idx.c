@@ -13,17 +13,8 @@
 #include "ag_io.h"
 #include "testutil.h"
 
-static char dir[256];
-
-static void setup(void) {
-    strcpy(dir, "/tmp/ag_test_idx_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-static void teardown(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
-}
+static void setup(void) { ag_test_scratch_dir(); }
+static void teardown(void) { ag_test_scratch_remove(); }
 
 static void put32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)(v >> 24);
@@ -54,7 +45,7 @@ static const char *write_file(const char *name, const void *data, size_t len, in
     static char path[2][512];
     static int which;
     char *p = path[which ^= 1];
-    snprintf(p, 512, "%s/%s", dir, name);
+    ag_test_scratch_path(p, 512 - strlen(".gz"), name); /* room for the suffix gzip adds */
     FILE *f = fopen(p, "wb");
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(data, 1, len, f), len);
@@ -236,11 +227,12 @@ END_TEST
 START_TEST(missing_and_unreadable) {
     ag_dataset ds;
     char p[600];
-    snprintf(p, sizeof p, "%s/nope-idx3-ubyte.gz", dir);
+    ag_test_scratch_path(p, sizeof p, "nope-idx3-ubyte.gz");
     ck_assert_int_eq(ag_dataset_load(&ds, p, p, NULL, err, sizeof err), AG_ERR_IO);
     char want[700];
     snprintf(want, sizeof want, "idx: %s: no such file", p);
     ck_assert_str_eq(err, want);
+    const char *dir = ag_test_scratch_dir();
     ck_assert_int_eq(ag_dataset_load(&ds, dir, dir, NULL, err, sizeof err), AG_ERR_IO);
     ck_assert_ptr_nonnull(strstr(err, "is a directory"));
     /* NULL arguments, no crash; err may be NULL */
@@ -265,7 +257,7 @@ START_TEST(corrupt_gzip) {
     size_t gl = fread(gzbuf, 1, sizeof gzbuf, f);
     fclose(f);
     char cut[600];
-    snprintf(cut, sizeof cut, "%s/cut.gz", dir);
+    ag_test_scratch_path(cut, sizeof cut, "cut.gz");
     f = fopen(cut, "wb");
     fwrite(gzbuf, 1, gl / 2, f);
     fclose(f);
@@ -420,7 +412,7 @@ END_TEST
  * unknown. The status of ag_idx_read; *f as it leaves it. */
 static ag_status read_through_fifo(const char *path, size_t write_len, ag_idx *f) {
     char fifo[600];
-    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    ag_test_scratch_path(fifo, sizeof fifo, "fifo");
     unlink(fifo);
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
     pid_t pid = fork();
@@ -474,11 +466,10 @@ START_TEST(gzip_trailing_data_refused) {
         size_t len;
     } tails[] = {{"garbage!", 8}, {"ab", 2}, {"a longer text after the stream\n", 31}};
     for (size_t i = 0; i < sizeof tails / sizeof tails[0]; i++) {
-        char cmd[1300];
-        snprintf(cmd, sizeof cmd, "cp '%s' '%s/t.gz'", gp, dir);
+        char tp[600], cmd[1300];
+        ag_test_scratch_path(tp, sizeof tp, "t.gz");
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", gp, tp);
         ck_assert_int_eq(system(cmd), 0);
-        char tp[600];
-        snprintf(tp, sizeof tp, "%s/t.gz", dir);
         FILE *fp = fopen(tp, "ab");
         ck_assert_ptr_nonnull(fp);
         ck_assert_uint_eq(fwrite(tails[i].tail, 1, tails[i].len, fp), tails[i].len);

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include "internal.h"
 #include "testutil.h"
@@ -612,11 +611,9 @@ START_TEST(graphviz_renders_the_dot) {
     graph_build(&g, "W \"in\"\\x\nrow\t1 \xc3\xa9"); /* quotes, backslash, control bytes, UTF-8 */
     ck_assert_ptr_nonnull(ag_call(g.t, &odd_op, (ag_tensor *[]){g.loss}, 1, NULL));
     ck_assert_int_eq(ag_backward(g.t, g.loss), AG_OK);
-    char dir[] = "/tmp/ag_inspect_XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    char dotf[64], svg[64], cmd[256];
-    snprintf(dotf, sizeof dotf, "%s/tape.dot", dir);
-    snprintf(svg, sizeof svg, "%s/tape.svg", dir);
+    char dotf[512], svg[512], cmd[1100];
+    ag_test_scratch_path(dotf, sizeof dotf, "tape.dot");
+    ag_test_scratch_path(svg, sizeof svg, "tape.svg");
     FILE *f = fopen(dotf, "w");
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(ag_tape_write_dot(g.t, f, AG_DOT_NORMS), AG_OK);
@@ -632,9 +629,7 @@ START_TEST(graphviz_renders_the_dot) {
     fclose(f);
     ck_assert_uint_gt(n, 0);
     ck_assert_ptr_nonnull(strstr(head, "<svg"));
-    remove(svg);
-    remove(dotf);
-    rmdir(dir);
+    ag_test_scratch_remove();
     graph_free(&g);
 }
 END_TEST

@@ -5,15 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ag_io.h"
 #include "testutil.h"
 
 START_TEST(extra_buffer_names_must_be_their_own) {
-    char dir[] = "/tmp/ag_io_edges_XXXXXX", path[64];
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/m.safetensors", dir);
+    char path[512];
+    ag_test_scratch_path(path, sizeof path, "m.safetensors");
     char err[AG_ERRMSG_SIZE];
     ag_params *ps;
     ag_tensor *w;
@@ -38,8 +36,7 @@ START_TEST(extra_buffer_names_must_be_their_own) {
     ck_assert_int_eq(ag_model_load(path, ps, (ag_named_buf[]){{"m", got, 2}}, 1, err, sizeof err), AG_OK);
     ck_assert(got[0] == 5 && got[1] == 6 && w->value[0] == 1 && w->value[1] == 2);
     ag_params_free(ps);
-    unlink(path);
-    rmdir(dir);
+    ag_test_scratch_remove();
 }
 END_TEST
 

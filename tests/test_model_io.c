@@ -21,19 +21,11 @@
 #define DT "F32"
 #endif
 
-static char dir[256], path[512];
+static char path[512];
 static char err[AG_IO_ERRMSG_SIZE];
 
-static void setup(void) {
-    strcpy(dir, "/tmp/ag_test_model_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-}
-static void teardown(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", dir);
-}
+static void setup(void) { ag_test_scratch_path(path, sizeof path, "model.safetensors"); }
+static void teardown(void) { ag_test_scratch_remove(); }
 
 /* W1 4x3 (decay), b1 4, W2 2x4, b2 2, s scalar; values from seed (0: zeros). */
 static ag_params *make_store(uint64_t seed, size_t w1_rows) {
@@ -399,10 +391,10 @@ static size_t count_entries(const char *d) {
 START_TEST(atomic_write_leaves_no_temp_files) {
     ag_params *a = make_store(5, 4), *b = make_store(6, 4);
     ck_assert_int_eq(ag_model_save(path, a, NULL, 0, META, 1, err, sizeof err), AG_OK);
-    ck_assert_uint_eq(count_entries(dir), 1);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 1);
     /* overwrite: the new content replaces the old one in place */
     ck_assert_int_eq(ag_model_save(path, b, NULL, 0, META, 1, err, sizeof err), AG_OK);
-    ck_assert_uint_eq(count_entries(dir), 1);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 1);
     ag_params *c = make_store(0, 4);
     ck_assert_int_eq(ag_model_load(path, c, NULL, 0, err, sizeof err), AG_OK);
     static unsigned char sb[4096], sc[4096];
@@ -411,14 +403,14 @@ START_TEST(atomic_write_leaves_no_temp_files) {
     ck_assert_int_eq(memcmp(sb, sc, n), 0);
     /* a directory as the target is refused before any temporary file is made */
     char sub[600];
-    snprintf(sub, sizeof sub, "%s/adir", dir);
+    ag_test_scratch_path(sub, sizeof sub, "adir");
     ck_assert_int_eq(mkdir(sub, 0755), 0);
     ck_assert_int_eq(ag_model_save(sub, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
     ck_assert_msg(strstr(err, "cannot replace it: it exists and is not a regular file"), "%s", err);
-    ck_assert_uint_eq(count_entries(dir), 2);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 2);
     ck_assert_uint_eq(count_entries(sub), 0);
     /* a missing directory */
-    snprintf(sub, sizeof sub, "%s/no/such/dir/m.safetensors", dir);
+    ag_test_scratch_path(sub, sizeof sub, "no/such/dir/m.safetensors");
     ck_assert_int_eq(ag_model_save(sub, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
     ck_assert_msg(strstr(err, "cannot create a temporary file"), "%s", err);
     /* bad arguments write nothing */
@@ -427,13 +419,13 @@ START_TEST(atomic_write_leaves_no_temp_files) {
                      AG_ERR_ARG);
     ck_assert_msg(strstr(err, "W1 is used twice"), "%s", err);
     ck_assert_int_eq(ag_model_save(NULL, a, NULL, 0, NULL, 0, NULL, 0), AG_ERR_ARG);
-    ck_assert_uint_eq(count_entries(dir), 2);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 2);
     /* the model still holds b */
     ck_assert_int_eq(ag_model_load(path, c, NULL, 0, err, sizeof err), AG_OK);
     snapshot(c, sc);
     ck_assert_int_eq(memcmp(sb, sc, n), 0);
     /* loading a missing file */
-    snprintf(sub, sizeof sub, "%s/none.safetensors", dir);
+    ag_test_scratch_path(sub, sizeof sub, "none.safetensors");
     ck_assert_int_eq(ag_model_load(sub, c, NULL, 0, err, sizeof err), AG_ERR_IO);
     char want[700];
     snprintf(want, sizeof want, "load: %s: no such file", sub);
@@ -452,20 +444,20 @@ START_TEST(save_replaces_regular_files_only) {
     ag_params *a = make_store(5, 4), *c = make_store(0, 4);
     char p2[600], real[600];
     struct stat sb;
-    snprintf(p2, sizeof p2, "%s/fifo", dir);
+    ag_test_scratch_path(p2, sizeof p2, "fifo");
     ck_assert_int_eq(mkfifo(p2, 0600), 0);
     ck_assert_int_eq(ag_model_save(p2, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
     ck_assert_msg(strstr(err, "cannot replace it: it exists and is not a regular file"), "%s", err);
     ck_assert_int_eq(lstat(p2, &sb), 0);
     ck_assert(S_ISFIFO(sb.st_mode));
-    ck_assert_uint_eq(count_entries(dir), 1);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 1);
     /* a link to a regular file: written through */
-    snprintf(real, sizeof real, "%s/real.safetensors", dir);
+    ag_test_scratch_path(real, sizeof real, "real.safetensors");
     FILE *f = fopen(real, "w");
     ck_assert_ptr_nonnull(f);
     fputs("old", f);
     fclose(f);
-    snprintf(p2, sizeof p2, "%s/link.safetensors", dir);
+    ag_test_scratch_path(p2, sizeof p2, "link.safetensors");
     ck_assert_int_eq(symlink("real.safetensors", p2), 0);
     ck_assert_msg(ag_model_save(p2, a, NULL, 0, META, 1, err, sizeof err) == AG_OK, "%s", err);
     ck_assert_int_eq(lstat(p2, &sb), 0);
@@ -475,19 +467,19 @@ START_TEST(save_replaces_regular_files_only) {
     size_t n = snapshot(a, sa);
     snapshot(c, sc);
     ck_assert_int_eq(memcmp(sa, sc, n), 0);
-    ck_assert_uint_eq(count_entries(dir), 3); /* fifo, real, link: no temporary file */
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 3); /* fifo, real, link: no temporary file */
     /* a link to a FIFO, and a link to nothing */
-    snprintf(p2, sizeof p2, "%s/link2", dir);
+    ag_test_scratch_path(p2, sizeof p2, "link2");
     ck_assert_int_eq(symlink("fifo", p2), 0);
     ck_assert_int_eq(ag_model_save(p2, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
     ck_assert_msg(strstr(err, "symbolic link to something that is not a regular file"), "%s", err);
-    snprintf(p2, sizeof p2, "%s/link3", dir);
+    ag_test_scratch_path(p2, sizeof p2, "link3");
     ck_assert_int_eq(symlink("nowhere/m.safetensors", p2), 0);
     ck_assert_int_eq(ag_model_save(p2, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
     ck_assert_msg(strstr(err, "symbolic link to nothing"), "%s", err);
     ck_assert_int_eq(lstat(p2, &sb), 0);
     ck_assert(S_ISLNK(sb.st_mode));
-    ck_assert_uint_eq(count_entries(dir), 5);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 5);
     ag_params_free(a);
     ag_params_free(c);
 }
@@ -500,7 +492,7 @@ static void assert_save_refused(ag_status st, const char *want) {
     ck_assert_int_eq(st, AG_ERR_ARG);
     ck_assert_str_eq(err, full);
     ck_assert_int_ne(access(path, F_OK), 0);
-    ck_assert_uint_eq(count_entries(dir), 0);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 0);
 }
 
 /* np + n_extra was compared after adding: near SIZE_MAX it wrapped, the check passed and the
@@ -533,7 +525,7 @@ START_TEST(save_tensor_count_cannot_wrap) {
     free(ex);
     /* and a count within the limit still saves */
     ck_assert_int_eq(ag_model_save(path, a, one, 1, NULL, 0, err, sizeof err), AG_OK);
-    ck_assert_uint_eq(count_entries(dir), 1);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 1);
     ag_params_free(a);
 }
 END_TEST
@@ -617,14 +609,14 @@ START_TEST(save_long_file_name) {
     static unsigned char sa[4096], sb[4096];
     size_t n = snapshot(a, sa);
     char p[1100];
-    int k = snprintf(p, sizeof p, "%s/", dir);
+    int k = snprintf(p, sizeof p, "%s/", ag_test_scratch_dir());
     const size_t lens[] = {250, 255};
     for (size_t i = 0; i < 2; i++) {
         memset(p + k, 'n', lens[i]);
         p[(size_t)k + lens[i]] = '\0';
         ck_assert_int_eq(ag_model_save(p, a, NULL, 0, META, 1, err, sizeof err), AG_OK);
         ck_assert_str_eq(err, "");
-        ck_assert_uint_eq(count_entries(dir), i + 1); /* no temporary file left */
+        ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), i + 1); /* no temporary file left */
         ck_assert_int_eq(ag_model_load(p, b, NULL, 0, err, sizeof err), AG_OK);
         snapshot(b, sb);
         ck_assert_int_eq(memcmp(sa, sb, n), 0);
@@ -634,13 +626,13 @@ START_TEST(save_long_file_name) {
     for (int i = 0; i < 127; i++) memcpy(p + k + 1 + 2 * i, "\xc3\xa9", 2);
     p[k + 1 + 254] = '\0';
     ck_assert_int_eq(ag_model_save(p, a, NULL, 0, NULL, 0, err, sizeof err), AG_OK);
-    ck_assert_uint_eq(count_entries(dir), 3);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 3);
     ck_assert_int_eq(ag_model_load(p, b, NULL, 0, err, sizeof err), AG_OK);
     /* a name over NAME_MAX is refused by the file system, and nothing is left behind */
     memset(p + k, 'n', 300);
     p[k + 300] = '\0';
     ck_assert_int_eq(ag_model_save(p, a, NULL, 0, NULL, 0, err, sizeof err), AG_ERR_IO);
-    ck_assert_uint_eq(count_entries(dir), 3);
+    ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), 3);
     ag_params_free(a);
     ag_params_free(b);
 }
@@ -883,7 +875,7 @@ START_TEST(out_of_memory) {
         if (st == AG_OK) saved = 1;
         else ck_assert_int_eq(st, AG_ERR_NOMEM);
         ck_assert_uint_eq(ag_test_alloc_live(), live);
-        ck_assert_uint_eq(count_entries(dir), saved);
+        ck_assert_uint_eq(count_entries(ag_test_scratch_dir()), saved);
     }
     for (size_t n = 1; n < 200 && !loaded; n++, tries++) {
         ag_test_alloc_fail_at(n);

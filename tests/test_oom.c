@@ -251,21 +251,15 @@ END_TEST
 
 /* ---------------------------------------------------------------- b), c) model files */
 
-static char g_dir[64], g_path[128];
+static char g_path[512];
 static char g_err[AG_IO_ERRMSG_SIZE];
 
 static void tmpdir_make(void) {
-    strcpy(g_dir, "/tmp/ag_test_oom_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
-    snprintf(g_path, sizeof g_path, "%s/model.safetensors", g_dir);
-}
-static void tmpdir_remove(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", g_dir);
+    ag_test_scratch_remove(); /* one left by a test that failed under CK_FORK=no: start empty */
+    ag_test_scratch_path(g_path, sizeof g_path, "model.safetensors");
 }
 static size_t dir_entries(void) {
-    DIR *d = opendir(g_dir);
+    DIR *d = opendir(ag_test_scratch_dir());
     ck_assert_ptr_nonnull(d);
     size_t n = 0;
     struct dirent *e;
@@ -337,7 +331,7 @@ START_TEST(oom_model_save) {
     ag_params_free(c.ps);
     ag_params_free(c.other);
     end("b) model save", points);
-    tmpdir_remove();
+    ag_test_scratch_remove();
 }
 END_TEST
 
@@ -402,7 +396,7 @@ START_TEST(oom_model_load) {
     ag_params_free(c.ps);
     ag_params_free(c.other);
     end("c) model load, open, parse (+ read)", points);
-    tmpdir_remove();
+    ag_test_scratch_remove();
 }
 END_TEST
 
@@ -427,7 +421,7 @@ static void make_idx(void) {
 typedef struct idxc {
     ag_dataset ds;
     int how;
-    char im_path[160], lb_path[160];
+    char im_path[512], lb_path[512];
 } idxc;
 
 static ag_status idx_op(void *ctx) {
@@ -456,13 +450,13 @@ START_TEST(oom_idx) {
     make_idx();
     tmpdir_make();
     idxc c = {0};
-    snprintf(c.im_path, sizeof c.im_path, "%s/images.idx", g_dir);
-    snprintf(c.lb_path, sizeof c.lb_path, "%s/labels.idx.gz", g_dir);
+    ag_test_scratch_path(c.im_path, sizeof c.im_path, "images.idx");
+    ag_test_scratch_path(c.lb_path, sizeof c.lb_path, "labels.idx.gz");
     FILE *fp = fopen(c.im_path, "wb");
     ck_assert_uint_eq(fwrite(g_im, 1, g_im_len, fp), g_im_len);
     fclose(fp);
-    char raw[160], cmd[400];
-    snprintf(raw, sizeof raw, "%s/labels.idx", g_dir);
+    char raw[512], cmd[1100];
+    ag_test_scratch_path(raw, sizeof raw, "labels.idx");
     fp = fopen(raw, "wb");
     ck_assert_uint_eq(fwrite(g_lb, 1, g_lb_len, fp), g_lb_len);
     fclose(fp);
@@ -477,7 +471,7 @@ START_TEST(oom_idx) {
         points += run_sweep(&s);
     }
     end("d) IDX dataset parse and load", points);
-    tmpdir_remove();
+    ag_test_scratch_remove();
 }
 END_TEST
 

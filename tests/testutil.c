@@ -1,5 +1,12 @@
+#if !defined(_XOPEN_SOURCE) || _XOPEN_SOURCE < 700
+#undef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700 /* nftw (XSI in glibc's headers) */
+#endif
+
 #include "testutil.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,6 +81,46 @@ void ag_test_alloc_fail_at(size_t n) {
 }
 
 int ag_test_alloc_failed(void) { return g_failed; }
+
+/* ---- scratch directory; removed by a file walk, not `rm -rf`: no shell, no quoting of the path */
+
+static char g_scratch[4096]; /* empty: none made yet, or removed */
+
+const char *ag_test_scratch_dir(void) {
+    if (!g_scratch[0]) {
+        const char *tmp = getenv("TMPDIR");
+        if (!tmp || !*tmp) tmp = "/tmp";
+        char d[sizeof g_scratch]; /* g_scratch stays empty if mkdtemp fails */
+        int n = snprintf(d, sizeof d, "%s/tapegrad-test-XXXXXX", tmp);
+        ck_assert_msg(n > 0 && (size_t)n < sizeof d, "TMPDIR too long: %s", tmp);
+        ck_assert_msg(mkdtemp(d) != NULL, "cannot make a directory %s: %s", d, strerror(errno));
+        memcpy(g_scratch, d, sizeof d);
+    }
+    return g_scratch;
+}
+
+void ag_test_scratch_path(char *buf, size_t size, const char *name) {
+    const char *d = ag_test_scratch_dir();
+    int n = snprintf(buf, size, "%s/%s", d, name);
+    ck_assert_msg(n > 0 && (size_t)n < size, "%s/%s does not fit in %zu bytes", d, name, size);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+    (void)st;
+    (void)type;
+    (void)ftw;
+    if (remove(path) != 0) fprintf(stderr, "cannot remove %s: %s\n", path, strerror(errno));
+    return 0; /* remove what can be removed */
+}
+
+void ag_test_scratch_remove(void) {
+    if (!g_scratch[0]) return;
+    /* depth first, so a directory is empty when its turn comes; physical, so a link is removed
+     * and not what it points to */
+    if (nftw(g_scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        fprintf(stderr, "cannot remove %s: %s\n", g_scratch, strerror(errno));
+    g_scratch[0] = '\0';
+}
 
 int ag_test_quick(void) {
     const char *q = getenv("AG_TEST_QUICK");

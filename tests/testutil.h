@@ -1,6 +1,7 @@
 /*
  * testutil.h - shared by the Check suites: a main() per suite, tolerances, comparison helpers
- * that print the worst pairs on failure (llm.c's check_tensor), and an allocation counter.
+ * that print the worst pairs on failure (llm.c's check_tensor), an allocation counter, and a
+ * scratch directory for suites that write files.
  */
 #ifndef AG_TESTUTIL_H
 #define AG_TESTUTIL_H
@@ -31,6 +32,14 @@ size_t ag_test_alloc_count(void);   /* malloc + realloc calls since install */
 size_t ag_test_alloc_live(void);    /* blocks allocated and not yet freed */
 void ag_test_alloc_fail_at(size_t n); /* the n-th call from now fails (1-based); 0 = never */
 int ag_test_alloc_failed(void);     /* did a forced failure happen since fail_at? */
+
+/* A scratch directory, tapegrad-test-XXXXXX under $TMPDIR or /tmp, made on first use in this
+ * process and again after ag_test_scratch_remove. Under Check's fork mode it belongs to the
+ * process that made it: from a checked fixture or a test, the child; from an unchecked fixture,
+ * the parent, and every child shares it. Failures to make it or to fit a path fail the test. */
+const char *ag_test_scratch_dir(void);
+void ag_test_scratch_path(char *buf, size_t size, const char *name); /* scratch dir + "/" + name */
+void ag_test_scratch_remove(void); /* it and all in it (links are not followed); no-op if none */
 
 /* True when running under valgrind or with AG_TEST_QUICK set: suites shrink their sweeps. */
 int ag_test_quick(void);
