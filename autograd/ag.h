@@ -19,13 +19,22 @@
  * result tensor or NULL. The tape keeps the status and a message naming the op and the shapes
  * ("matmul: a is 32x784 but b is 256x10"). An op given a NULL input while the tape holds an error
  * returns NULL without touching the message, so a chain of calls can be checked once at the end.
- * Nothing in the library aborts or exits on bad input.
+ * Each object keeps its own message: ag_tape_errmsg for ops and backward, ag_params_errmsg for the
+ * store, ag_optim_errmsg for an optimizer; calls that have no object to keep it (ag_mlp_new,
+ * ag_optim_new, the file I/O of ag_io.h) write it into a caller's buffer (AG_ERRMSG_SIZE,
+ * AG_IO_ERRMSG_SIZE). Nothing in the library aborts or exits on bad input.
  *
  * OWNERSHIP. What ag_X_new creates, ag_X_free releases (every free accepts NULL). Tensors from ops
  * and leaf constructors belong to their tape until the next ag_tape_reset; parameters belong to
  * their store until ag_params_free. Pointers returned by getters are borrowed from the object
  * they came from. A getter given a NULL object returns 0, NULL or AG_ERR_ARG (the *_errmsg getters:
  * a constant message such as "tape is NULL"), unless its comment says the argument must not be NULL.
+ *
+ * THREADS. Objects are not locked: a tape, store, model or optimizer is used by one thread at a
+ * time. Distinct objects may be used from different threads at once (a model per thread, say):
+ * each calling thread has its own GEMM packing buffers, and a product that uses the library's
+ * worker threads has the pool to itself while it runs (others wait for it). ag_set_threads is
+ * process-wide; ag_set_allocator comes before any other call.
  *
  * WORKED EXAMPLE: one SGD step of a 2-layer net on a batch x (K x 3) with targets y (K x 1).
  *
@@ -531,10 +540,10 @@ void ag_rng_shuffle(ag_rng *r, uint32_t *idx, size_t n); /* Fisher-Yates */
 
 /* C[m x n] = alpha op(A) op(B) + beta C, row-major. op(A) is m x k: A is m x k (lda >= k), or
  * k x m (lda >= m) when trans_a. op(B) is k x n: B is k x n (ldb >= n), or n x k (ldb >= k)
- * when trans_b. beta == 0 does not read C. Results do not depend on the thread count. The
- * library's thread pool serves one calling thread at a time: like a tape, use it from one user
- * thread (or serialise the calls). A product may start another from a gradient sink's consume
- * (one level; a product started from inside that one is AG_ERR_STATE). m or n of 0 is a no-op.
+ * when trans_b. beta == 0 does not read C. Results do not depend on the thread count, and
+ * several user threads may call it at once (see THREADS above). A product may start another
+ * from a gradient sink's consume (one level; a product started from inside that one is
+ * AG_ERR_STATE). m or n of 0 is a no-op.
  * AG_ERR_ARG for a NULL matrix or a leading dimension too small; AG_ERR_NOMEM if packing scratch
  * cannot be allocated. */
 ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,

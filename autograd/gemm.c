@@ -234,6 +234,12 @@ typedef struct {
 static _Thread_local int gemm_level;
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+
+static ag_status gemm_nomem(ag__par *par)
+{
+    ag__parallel_end(par);
+    return AG_ERR_NOMEM;
+}
 static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
@@ -563,18 +569,18 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
         int shared = tasks > 1 && AG__SHARE_SPIN && J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
                      sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
         size_t abytes = shared ? 0 : J.sh_len * J.kc * sizeof(ag_real);
-        int base, used = ag__parallel_plan(tasks, &base);
-        for (int t = base; abytes && t < base + used; t++)
-            if (!ag__thread_scratch(t, GEMM_SLOTS * J.level, abytes)) return AG_ERR_NOMEM;
+        ag__par par = ag__parallel_begin(tasks);
+        for (int t = par.base; abytes && t < par.base + par.used; t++)
+            if (!ag__thread_scratch(t, GEMM_SLOTS * J.level, abytes)) return gemm_nomem(&par);
         if (shared) {
-            char *sh = ag__thread_scratch(base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
-            if (!sh) return AG_ERR_NOMEM;
+            char *sh = ag__thread_scratch(par.base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
+            if (!sh) return gemm_nomem(&par);
             J.sh = (ag_real *)(void *)sh;
             J.flags = (atomic_uchar *)(sh + sh_bytes);
             for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J.flags[i], 0);
         }
-        if (tasks == 1) gemm_task(&J, 0, base);
-        else ag__parallel_for(tasks, gemm_task, &J);
+        ag__parallel_run(&par, tasks, gemm_task, &J);
+        ag__parallel_end(&par);
         return AG_OK;
     }
 
@@ -595,21 +601,21 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
     size_t abytes = J.mc * J.kc * sizeof(ag_real), bbytes = J.nc * J.kc * sizeof(ag_real);
     if (use_shared && J.split_n) abytes = 0;
     if ((use_shared && !J.split_n) || J.b_inplace) bbytes = 0;
-    int base, used = ag__parallel_plan(tasks, &base);
-    for (int t = base; t < base + used; t++)
+    ag__par par = ag__parallel_begin(tasks);   /* holds the pool while the workers' scratch is sized */
+    for (int t = par.base; t < par.base + par.used; t++)
         if ((abytes && !ag__thread_scratch(t, GEMM_SLOTS * J.level, abytes)) ||
             (bbytes && !ag__thread_scratch(t, GEMM_SLOTS * J.level + 1, bbytes)))
-            return AG_ERR_NOMEM;
+            return gemm_nomem(&par);
     if (use_shared) {
-        char *sh = ag__thread_scratch(base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
-        if (!sh) return AG_ERR_NOMEM;
+        char *sh = ag__thread_scratch(par.base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
+        if (!sh) return gemm_nomem(&par);
         J.sh = (ag_real *)(void *)sh;
         J.flags = (atomic_uchar *)(sh + sh_bytes);
         for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J.flags[i], 0);
     }
 
-    if (tasks == 1) gemm_task(&J, 0, base);
-    else ag__parallel_for(tasks, gemm_task, &J);
+    ag__parallel_run(&par, tasks, gemm_task, &J);
+    ag__parallel_end(&par);
     return AG_OK;
 }
 

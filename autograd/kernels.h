@@ -11,26 +11,37 @@
 /* ---- thread pool (threads.c) ----
  * One process-wide pool of pthreads. The caller of ag__parallel_for always works too (as thread `base`),
  * workers sleep on a condition variable between jobs. Calls from inside a task run serially on the calling
- * worker, so nesting is safe. Like the tape, the pool and its scratch buffers are meant to be driven from
- * one user thread at a time. */
+ * worker, so nesting is safe. User threads may call concurrently: each has its own scratch as slot 0, and
+ * a job that uses workers holds the pool (other user threads' jobs wait) from ag__parallel_begin to _end. */
 typedef void (*ag__task_fn)(void *ctx, size_t task, int thread);
 
 #define AG__MAX_THREADS 64
 
-/* Runs fn(ctx, t, thread) for every t in [0, n_tasks) and returns when all are done. `thread` is a slot
- * index in [base, base + used) as reported by ag__parallel_plan, stable for the duration of the task. */
+/* A planned parallel call: `thread` arguments will be slots in [base, base + used). */
+typedef struct {
+    int base, used;
+    int held;   /* the pool is held: release with ag__parallel_end */
+} ag__par;
+
+/* Plans n_tasks from this thread; with more than one thread it holds the pool until ag__parallel_end,
+ * so the caller can size the workers' scratch (ag__thread_scratch) before ag__parallel_run. */
+ag__par ag__parallel_begin(size_t n_tasks);
+/* Runs fn(ctx, t, thread) for every t in [0, n_tasks) and returns when all are done; `thread` is stable
+ * for the duration of the task. */
+void ag__parallel_run(const ag__par *p, size_t n_tasks, ag__task_fn fn, void *ctx);
+void ag__parallel_end(ag__par *p);
+/* begin, run, end */
 void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx);
 
-/* How many threads ag__parallel_for(n_tasks, ...) would use from this caller, and the first slot index. */
-int ag__parallel_plan(size_t n_tasks, int *base);
-
 /* Grow-only scratch buffer `slot` (0 .. AG__SCRATCH_SLOTS-1; the GEMM uses 3 per nesting level: A, B, shared) owned by
- * pool slot `thread`, 64-byte aligned, contents not preserved when it grows. Returns NULL if it had to grow
- * and could not (the old buffer is released then). Freed by ag__threads_shutdown. */
+ * pool slot `thread` (0: the calling user thread's own), 64-byte aligned, contents not preserved when it grows.
+ * A worker's (thread > 0) only while the pool is held. Returns NULL if it had to grow and could not (the old
+ * buffer is released then). A user thread's are freed when it exits, or by ag__threads_shutdown. */
 #define AG__SCRATCH_SLOTS 6
 void *ag__thread_scratch(int thread, int slot, size_t bytes);
 
-/* Joins the workers and frees every scratch buffer. The pool restarts lazily on the next parallel call. */
+/* Joins the workers and frees their scratch and the calling thread's. The pool restarts lazily on the next
+ * parallel call. */
 void ag__threads_shutdown(void);
 
 /* ---- GEMM kernels (gemm.c, gemm_x86.c) ----

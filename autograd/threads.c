@@ -1,7 +1,9 @@
 /* threads.c - the pthread pool behind ag__parallel_for, and per-thread scratch buffers.
  * Workers are started lazily on the first parallel job and sleep on a condition variable between jobs.
  * Tasks are handed out through an atomic counter; results never depend on which thread runs a task,
- * because callers give each task its own disjoint output. See kernels.h for the contract. */
+ * because callers give each task its own disjoint output. See kernels.h for the contract.
+ * User threads may call in concurrently: each has its own scratch for the work it runs itself (slot 0),
+ * and a job that uses the workers holds the pool, workers' scratch included, from plan to finish. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <sched.h>
@@ -40,7 +42,22 @@ static struct {
     .done = PTHREAD_COND_INITIALIZER,
 };
 
+/* Workers' scratch, by pool slot (row 0 unused: slot 0 is always the calling user thread, which uses
+ * its own set below). Sized and used only while the pool is held (call_mu). */
 static scratch scr[AG__MAX_THREADS][AG__SCRATCH_SLOTS];
+
+/* A user thread's own scratch. Every set is listed, so it stays reachable and shutdown can find it;
+ * a thread's set is freed when the thread exits (the key's destructor). */
+typedef struct scratch_set {
+    scratch s[AG__SCRATCH_SLOTS];
+    struct scratch_set *prev, *next;
+} scratch_set;
+static pthread_mutex_t sets_mu = PTHREAD_MUTEX_INITIALIZER;
+static scratch_set *sets;
+static pthread_key_t set_key;
+static int set_key_ok;
+static pthread_once_t set_key_once = PTHREAD_ONCE_INIT;
+static _Thread_local scratch_set *tls_set;
 
 /* Job generation each worker was created at: it is created under mu just before gen++, so reading
  * pool.gen itself later would skip the job it was started for. */
@@ -138,6 +155,7 @@ static void atfork_child(void)
 {
     pthread_mutex_init(&pool.mu, NULL);
     pthread_mutex_init(&pool.call_mu, NULL);
+    pthread_mutex_init(&sets_mu, NULL);
     pthread_cond_init(&pool.wake, NULL);
     pthread_cond_init(&pool.done, NULL);
     pool.n_workers = 0;
@@ -161,32 +179,34 @@ static int ensure_workers(int want)
     return want < pool.n_workers + 1 ? want : pool.n_workers + 1;
 }
 
-int ag__parallel_plan(size_t n_tasks, int *base)
+ag__par ag__parallel_begin(size_t n_tasks)
 {
-    if (tls_slot >= 0) {   /* nested: serial on this worker's slot */
-        if (base) *base = tls_slot;
-        return 1;
-    }
-    if (base) *base = 0;
+    if (tls_slot >= 0)   /* nested: serial on this worker's slot, inside a job that holds the pool */
+        return (ag__par){.base = tls_slot, .used = 1, .held = 0};
     int nt = ag_get_threads();
     if (n_tasks < (size_t)nt) nt = n_tasks ? (int)n_tasks : 1;
-    return nt;
+    if (nt > 1) pthread_mutex_lock(&pool.call_mu);
+    return (ag__par){.base = 0, .used = nt, .held = nt > 1};
 }
 
-void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx)
+void ag__parallel_end(ag__par *p)
+{
+    if (p->held) pthread_mutex_unlock(&pool.call_mu);
+    p->held = 0;
+}
+
+void ag__parallel_run(const ag__par *p, size_t n_tasks, ag__task_fn fn, void *ctx)
 {
     if (n_tasks == 0) return;
-    int base, nt = ag__parallel_plan(n_tasks, &base);
-    if (nt <= 1) {
+    if (!p->held) {
         int saved = tls_slot;
-        tls_slot = base;
-        for (size_t t = 0; t < n_tasks; t++) fn(ctx, t, base);
+        tls_slot = p->base;
+        for (size_t t = 0; t < n_tasks; t++) fn(ctx, t, p->base);
         tls_slot = saved;
         return;
     }
-    pthread_mutex_lock(&pool.call_mu);
     pthread_mutex_lock(&pool.mu);
-    nt = ensure_workers(nt);
+    int nt = ensure_workers(p->used);
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n_tasks = n_tasks;
@@ -205,13 +225,65 @@ void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx)
     pthread_mutex_lock(&pool.mu);
     while (pool.active > 0) pthread_cond_wait(&pool.done, &pool.mu);
     pthread_mutex_unlock(&pool.mu);
-    pthread_mutex_unlock(&pool.call_mu);
+}
+
+void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx)
+{
+    if (n_tasks == 0) return;
+    ag__par p = ag__parallel_begin(n_tasks);
+    ag__parallel_run(&p, n_tasks, fn, ctx);
+    ag__parallel_end(&p);
+}
+
+static void free_set(scratch_set *set)
+{
+    for (int s = 0; s < AG__SCRATCH_SLOTS; s++) ag__free(set->s[s].raw);
+    pthread_mutex_lock(&sets_mu);
+    if (set->prev) set->prev->next = set->next;
+    else sets = set->next;
+    if (set->next) set->next->prev = set->prev;
+    pthread_mutex_unlock(&sets_mu);
+    ag__free(set);
+}
+
+static void set_at_thread_exit(void *set) { free_set(set); }
+
+static void make_set_key(void)
+{
+    set_key_ok = pthread_key_create(&set_key, set_at_thread_exit) == 0;
+    pthread_once(&atfork_once, atfork_register);   /* sets_mu may be held at a fork */
+}
+
+/* The calling user thread's set, made on first use; NULL if it cannot be allocated. */
+static scratch_set *own_set(void)
+{
+    if (tls_set) return tls_set;
+    pthread_once(&set_key_once, make_set_key);
+    scratch_set *set = ag__malloc(sizeof *set);
+    if (!set) return NULL;
+    *set = (scratch_set){0};
+    pthread_mutex_lock(&sets_mu);
+    set->next = sets;
+    if (sets) sets->prev = set;
+    sets = set;
+    pthread_mutex_unlock(&sets_mu);
+    /* without the key the set is only freed by ag__threads_shutdown, but stays listed (reachable) */
+    if (set_key_ok) pthread_setspecific(set_key, set);
+    tls_set = set;
+    return set;
 }
 
 void *ag__thread_scratch(int thread, int slot, size_t bytes)
 {
     if (thread < 0 || thread >= AG__MAX_THREADS || slot < 0 || slot >= AG__SCRATCH_SLOTS) return NULL;
-    scratch *s = &scr[thread][slot];
+    scratch *s;
+    if (thread == 0) {
+        scratch_set *set = own_set();
+        if (!set) return NULL;
+        s = &set->s[slot];
+    } else {
+        s = &scr[thread][slot];
+    }
     if (bytes <= s->cap) return s->p;
     /* free first: the contents need not survive, and peak memory stays lower */
     ag__free(s->raw);
@@ -255,10 +327,15 @@ void ag__threads_shutdown(void)
 {
     pthread_mutex_lock(&pool.call_mu);
     join_workers();
-    for (int t = 0; t < AG__MAX_THREADS; t++)
+    for (int t = 1; t < AG__MAX_THREADS; t++)
         for (int s = 0; s < AG__SCRATCH_SLOTS; s++) {
             ag__free(scr[t][s].raw);
             scr[t][s] = (scratch){0};
         }
     pthread_mutex_unlock(&pool.call_mu);
+    if (tls_set) {   /* only the caller's own set: another thread's may be in use */
+        if (set_key_ok) pthread_setspecific(set_key, NULL);
+        free_set(tls_set);
+        tls_set = NULL;
+    }
 }

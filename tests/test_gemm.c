@@ -2,6 +2,7 @@
  * transposes, odd sizes that fit no tile, padded leading dimensions, alpha/beta (beta = 0 over NaN),
  * thread counts 1..4, bit-identical results across thread counts, errors and allocation behaviour. */
 #include <float.h>
+#include <pthread.h>
 #include <math.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -409,6 +410,71 @@ START_TEST(test_parallel_for)
 }
 END_TEST
 
+/* User threads may run products at the same time: each gets what it would alone, bit for bit, whether
+ * its products stay on the calling thread or use the pool (which the threads then take in turn). Each
+ * thread runs the shapes in its own order, so different paths and sizes overlap. */
+#define UT_PROBS 5
+#define UT_THREADS 3
+typedef struct {
+    prob *probs;
+    ag_real *const *want;
+    int first, reps;
+    int mismatches, failures;
+} ut_job;
+
+static void *ut_run(void *arg)
+{
+    ut_job *j = arg;
+    for (int r = 0; r < j->reps; r++)
+        for (int i = 0; i < UT_PROBS; i++) {
+            const prob *p = &j->probs[(j->first + i) % UT_PROBS];
+            size_t nc = p->m * p->ldc;
+            ag_real *c = malloc(nc * sizeof(ag_real));
+            if (!c || prob_run(p, c) != AG_OK) j->failures++;
+            else if (memcmp(c, j->want[(j->first + i) % UT_PROBS], nc * sizeof(ag_real)) != 0) j->mismatches++;
+            free(c);
+        }
+    ag__threads_shutdown();   /* frees this thread's own scratch (thread exit would too) */
+    return NULL;
+}
+
+START_TEST(test_user_threads)
+{
+    prob probs[UT_PROBS];
+    prob_init(&probs[0], 0, 1, 90, 300, 200, 0, 1, (ag_real)0.5); /* packed */
+    prob_init(&probs[1], 0, 1, 32, 256, 784, 0, 1, 0);            /* small batch X W^T */
+    prob_init(&probs[2], 0, 0, 32, 784, 256, 0, 1, 0);            /* small batch dY W, B in place */
+    prob_init(&probs[3], 1, 0, 256, 300, 128, 3, 1, 1);           /* dY^T X, parallel at 2 threads */
+    prob_init(&probs[4], 0, 0, 17, 19, 23, 0, 1, 0);              /* direct */
+    ag_real *want[UT_PROBS];
+    for (int nt = 1; nt <= 2; nt++) {
+        ag_set_threads(nt);
+        for (int i = 0; i < UT_PROBS; i++) {
+            want[i] = malloc(probs[i].m * probs[i].ldc * sizeof(ag_real));
+            ck_assert_ptr_nonnull(want[i]);
+            ck_assert_int_eq(prob_run(&probs[i], want[i]), AG_OK);
+            prob_check(&probs[i], want[i], "reference run for the user threads");
+        }
+        ut_job jobs[UT_THREADS];
+        pthread_t tid[UT_THREADS];
+        for (int t = 0; t < UT_THREADS; t++) {
+            jobs[t] = (ut_job){.probs = probs, .want = want, .first = t, .reps = ag_test_quick() ? 2 : 20};
+            ck_assert_int_eq(pthread_create(&tid[t], NULL, ut_run, &jobs[t]), 0);
+        }
+        for (int t = 0; t < UT_THREADS; t++) {
+            ck_assert_int_eq(pthread_join(tid[t], NULL), 0);
+            ck_assert_msg(jobs[t].failures == 0 && jobs[t].mismatches == 0,
+                          "%d threads: user thread %d: %d failed products, %d differ from a lone run", nt, t,
+                          jobs[t].failures, jobs[t].mismatches);
+        }
+        for (int i = 0; i < UT_PROBS; i++) free(want[i]);
+    }
+    for (int i = 0; i < UT_PROBS; i++) prob_free(&probs[i]);
+    ag__threads_shutdown();
+    ag_set_threads(0);
+}
+END_TEST
+
 /* A child forked after the workers started has none of them: its products must still complete. */
 START_TEST(test_fork)
 {
@@ -455,6 +521,7 @@ static Suite *gemm_suite(void)
     tcase_add_test(tc, test_errors);
     tcase_add_test(tc, test_alloc);
     tcase_add_test(tc, test_parallel_for);
+    tcase_add_test(tc, test_user_threads);
     tcase_add_test(tc, test_fork);
     suite_add_tcase(s, tc);
     return s;

@@ -4,6 +4,7 @@
  * and XOR trained to 100% within a fixed seeded budget with bit-identical weights per seed.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -565,6 +566,84 @@ START_TEST(xor_trains_and_is_reproducible) {
 }
 END_TEST
 
+/* Models on different user threads train as they would alone, bit for bit: two sizes, so that one
+ * thread's products are packed and parallel while the other's are small, with the fused step. */
+typedef struct {
+    const char *spec;
+    size_t batch, in;
+    int steps;
+    ag_real params[64]; /* the first values of the trained store */
+    int ok;
+} mt_job;
+
+static void *mt_train(void *arg) {
+    mt_job *j = arg;
+    j->ok = 0;
+    ag_params *ps = NULL;
+    ag_tape *t = NULL;
+    ag_mlp *m = NULL;
+    ag_optim *opt = NULL;
+    char err[AG_ERRMSG_SIZE];
+    ag_real *x = malloc(j->batch * j->in * sizeof(ag_real)), *y = malloc(j->batch * sizeof(ag_real));
+    ag_mlp_config cfg = {.spec = j->spec, .hidden = AG_ACT_TANH, .init = AG_INIT_GLOROT_NORMAL, .seed = 7};
+    if (!x || !y || ag_params_new(&ps) != AG_OK || ag_tape_new(&t, NULL) != AG_OK ||
+        ag_mlp_new(&m, ps, &cfg, err, sizeof err) != AG_OK ||
+        ag_optim_new(&opt, ps, &(ag_optim_config){.kind = AG_OPT_MOMENTUM, .lr = 0.01, .momentum = 0.9}, err,
+                     sizeof err) != AG_OK)
+        goto done;
+    ag_rng r;
+    ag_rng_seed(&r, 11);
+    ag_rng_fill_uniform(&r, x, j->batch * j->in, -1, 1);
+    for (size_t k = 0; k < j->batch; k++) y[k] = x[k * j->in];
+    for (int s = 0; s < j->steps; s++) {
+        ag_tape_reset(t);
+        ag_tensor *h = ag_mlp_forward(t, m, ag_tensor_wrap(t, 2, (size_t[]){j->batch, j->in}, x), NULL, NULL);
+        ag_tensor *J = ag_mlp_cost_squared_error(t, m, h, ag_tensor_wrap(t, 2, (size_t[]){j->batch, 1}, y), 0);
+        if (ag_optim_backward_step(opt, t, J) != AG_OK) goto done;
+    }
+    memcpy(j->params, ag_params_values(ps), sizeof j->params);
+    j->ok = 1;
+done:
+    ag_optim_free(opt);
+    ag_mlp_free(m);
+    ag_tape_free(t);
+    ag_params_free(ps);
+    free(x);
+    free(y);
+    return NULL;
+}
+
+START_TEST(models_on_user_threads) {
+    const int steps = ag_test_quick() ? 3 : 20;
+    for (int nt = 1; nt <= 2; nt++) {
+        ag_set_threads(nt);
+        mt_job alone[2] = {{.spec = "256-256-64-1", .batch = 128, .in = 256, .steps = steps},
+                           {.spec = "16-8-1", .batch = 4, .in = 16, .steps = steps}};
+        for (int i = 0; i < 2; i++) {
+            mt_train(&alone[i]);
+            ck_assert(alone[i].ok);
+        }
+        for (int trial = 0; trial < (ag_test_quick() ? 1 : 4); trial++) {
+            mt_job jobs[4];
+            pthread_t tid[4];
+            for (int i = 0; i < 4; i++) {
+                jobs[i] = alone[i % 2];
+                memset(jobs[i].params, 0, sizeof jobs[i].params);
+                ck_assert_int_eq(pthread_create(&tid[i], NULL, mt_train, &jobs[i]), 0);
+            }
+            for (int i = 0; i < 4; i++) {
+                ck_assert_int_eq(pthread_join(tid[i], NULL), 0);
+                ck_assert_msg(jobs[i].ok, "%d threads: user thread %d failed", nt, i);
+                ck_assert_msg(memcmp(jobs[i].params, alone[i % 2].params, sizeof jobs[i].params) == 0,
+                              "%d threads: user thread %d (%s) trained other weights than alone", nt, i,
+                              jobs[i].spec);
+            }
+        }
+    }
+    ag_set_threads(0);
+}
+END_TEST
+
 /* A whole training step (reset, MLP forward, cost, backward, Adam step) allocates nothing once
  * the tape arena has grown to its size. */
 START_TEST(training_step_allocates_nothing) {
@@ -677,6 +756,7 @@ static Suite *layers_suite(void) {
     tcase_add_test(tc, l2_terms_beyond_one_node);
     tcase_add_test(tc, cross_entropy_cost_gradcheck);
     tcase_add_test(tc, xor_trains_and_is_reproducible);
+    tcase_add_test(tc, models_on_user_threads);
     tcase_add_test(tc, training_step_allocates_nothing);
     tcase_add_test(tc, init_zeroes_every_bias);
     tcase_add_test(tc, spec_size_limit_and_digits);
