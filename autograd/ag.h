@@ -288,7 +288,8 @@ void ag_params_free(ag_params *ps);
  * AG_DECAY for weights (nothing else is accepted). The name keys saved files, so it is what a model
  * file can hold: 1..128 bytes of valid UTF-8, not "__metadata__" (reserved there), and unique.
  * Adding may move the flat buffers: re-read ->value and ->grad pointers (the ag_tensor itself stays
- * put). On failure the store is unchanged, *out is NULL and ag_params_errmsg says why: AG_ERR_ARG
+ * put). A view of a parameter already on a tape (ag_reshape) then points at the old buffers: ops
+ * and ag_backward refuse it (AG_ERR_STATE) until the tape is reset. On failure the store is unchanged, *out is NULL and ag_params_errmsg says why: AG_ERR_ARG
  * (NULL argument; empty, long, not UTF-8, reserved or used name; rank, flags), AG_ERR_SHAPE (a zero
  * or overflowing dimension), AG_ERR_NOMEM. */
 ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t *shape,
@@ -296,7 +297,7 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
 /* Roll the store back to its first count tensors: the ones added after them are freed (with
  * their names; pointers to them dangle) and numel returns to what it was when tensor count was
  * added. The rest keep their ag_tensor objects, names, values and gradients, but the flat buffers
- * may move (re-read pointers). Never fails for a valid count: the buffers shrink when a smaller
+ * may move (re-read pointers; views on a tape are refused, as after ag_params_add). Never fails for a valid count: the buffers shrink when a smaller
  * copy can be allocated and stay as they are otherwise. Builders use it to undo a partial
  * construction (ag_dense_init, ag_mlp_new). Reset every tape that recorded a removed tensor before
  * its next backward, and make a new optimizer: an old one refuses a changed numel (AG_ERR_STATE)
@@ -372,7 +373,7 @@ ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x);
 ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x);
 
 /* Shape ops. reshape keeps the element count and is a view (the result shares x's values, has its
- * own gradient): AG_ERR_ARG for ndim outside 0..AG_MAX_DIMS or a NULL shape, AG_ERR_SHAPE for
+ * own gradient; of a parameter, it is refused once the store moves its buffers): AG_ERR_ARG for ndim outside 0..AG_MAX_DIMS or a NULL shape, AG_ERR_SHAPE for
  * another count. transpose copies; AG_ERR_SHAPE unless x is 2-D. */
 ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape);
 ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
@@ -452,7 +453,7 @@ ag_status ag_node_set_shape(ag_node *n, int ndim, const size_t *shape);
 void *ag_node_alloc(ag_node *n, size_t bytes); /* arena memory (aligned as AG_ALIGN says) until reset */
 int ag_node_needs_grad(const ag_node *n);      /* will backward run for this node? */
 /* Record an error "<op name>: <message>" (printf format, cut at AG_ERRMSG_SIZE) on the node's
- * tape and return st. */
+ * tape and return st. The op (or backward) has failed then, even if its function returns AG_OK. */
 ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
     __attribute__((format(printf, 3, 4)))

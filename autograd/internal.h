@@ -59,6 +59,8 @@ struct ag_tape {
     struct ag__defer *defer; /* this backward's deferred c * value terms (ag__grad_add_scaled_value) */
     ag_status status;
     int op_failed;          /* an op or leaf returned no result since the last reset/clear */
+    struct ag__param_view *param_views; /* views of parameter memory recorded since the last reset */
+    unsigned long n_fails;  /* errors recorded so far: an op that recorded one failed, whatever it returned */
     char errmsg[AG_ERRMSG_SIZE];
 };
 
@@ -84,6 +86,17 @@ struct ag_tape {
 /* The sink's accepts() refused this parameter for the current sweep: its gradient stays in ->grad,
  * as without a sink. Set or cleared for every parameter a sweep with a sink visits. */
 #define AG__SINK_REFUSED (1u << 26)
+/* A tape result whose value lies in a parameter's memory (a view such as a reshape of a weight).
+ * The store may move its buffers afterwards (ag_params_add, ag_params_truncate), so the tape keeps
+ * where the parameter was when the view was recorded; ops and backward refuse a view it moved
+ * under. Records live in the arena, listed from ag_tape.param_views. */
+#define AG__PARAM_VIEW (1u << 25)
+typedef struct ag__param_view {
+    const ag_tensor *view;
+    const ag_tensor *param;
+    const ag_real *param_value; /* param->value when the view was recorded */
+    struct ag__param_view *next;
+} ag__param_view;
 
 /* For built-in ops, inside backward: 1 if input i is a parameter whose gradient this node
  * completes (no other op left to add to it) while the tape has a sink and ->grad holds nothing to

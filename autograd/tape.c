@@ -40,6 +40,7 @@ static ag_status vfail(ag_tape *t, ag_status st, const char *prefix, const char 
     if (n < 0 || (size_t)n >= sizeof t->errmsg) n = 0;
     vsnprintf(t->errmsg + n, sizeof t->errmsg - (size_t)n, fmt, ap);
     t->status = st;
+    t->n_fails++;
     return st;
 }
 
@@ -248,6 +249,7 @@ void ag_tape_reset(ag_tape *t) {
     t->step++;
     if (t->gen == 0) t->gen = 1; /* 0 marks parameters */
     t->backward_done = 0;
+    t->param_views = NULL;
     t->op_failed = 0;
     t->status = AG_OK;
     t->errmsg[0] = '\0';
@@ -409,6 +411,41 @@ static ag_real *node_value(ag_tape *t, ag_tensor *x, int may_need_grad) {
     return ag__arena_alloc(t, bytes);
 }
 
+/* The view record of x (AG__PARAM_VIEW set), or NULL. */
+static const ag__param_view *param_view_of(const ag_tape *t, const ag_tensor *x) {
+    for (const ag__param_view *v = t->param_views; v; v = v->next)
+        if (v->view == x) return v;
+    return NULL;
+}
+
+static ag_status view_moved(ag_tape *t, const char *who, const ag__param_view *v) {
+    return ag__fail(t, AG_ERR_STATE,
+                    "%s: a view of parameter '%s' was recorded before its store moved its buffers "
+                    "(ag_params_add or ag_params_truncate); reset the tape and record again",
+                    who, v->param->name ? v->param->name : "?");
+}
+
+/* After shape() pointed n's value into an input's memory: if that memory is a parameter's, remember
+ * where the parameter was (see AG__PARAM_VIEW). */
+static ag_status note_param_view(ag_tape *t, ag_node *n) {
+    const ag_tensor *param = NULL;
+    for (int i = 0; i < n->n_in && !param; i++) {
+        const ag_tensor *x = n->in[i];
+        uintptr_t at = (uintptr_t)n->out.value, lo = (uintptr_t)x->value; /* may be unrelated objects */
+        if (at < lo || at >= lo + x->size * sizeof(ag_real)) continue;
+        if (x->flags & AG_PARAM) param = x;
+        else if (x->flags & AG__PARAM_VIEW) param = param_view_of(t, x)->param;
+        else return AG_OK;
+    }
+    if (!param) return AG_OK;
+    ag__param_view *v = ag__arena_alloc(t, sizeof *v);
+    if (!v) return ag_node_fail(n, AG_ERR_NOMEM, "tape arena is full (%zu bytes in use)", ag_tape_mem_used(t));
+    *v = (ag__param_view){&n->out, param, param->value, t->param_views};
+    t->param_views = v;
+    n->out.flags |= AG__PARAM_VIEW;
+    return AG_OK;
+}
+
 static void node_link(ag_tape *t, ag_node *n) {
     n->prev = t->last;
     t->last = n;
@@ -422,7 +459,11 @@ static ag_status check_input(ag_tape *t, const char *name, ag_tensor *x, int i) 
         return ag__fail(t, AG_ERR_ARG, "%s: input %d is NULL", name, i);
     }
     if (x->tape == t) {
-        if (x->gen == t->gen) return AG_OK;
+        if (x->gen == t->gen) {
+            if (!(x->flags & AG__PARAM_VIEW)) return AG_OK;
+            const ag__param_view *v = param_view_of(t, x);
+            return v->param->value == v->param_value ? AG_OK : view_moved(t, name, v);
+        }
         return ag__fail(t, AG_ERR_STATE, "%s: input %d was recorded before the last ag_tape_reset",
                         name, i);
     }
@@ -464,8 +505,11 @@ static ag_status apply_impl(ag_tape *t, const ag_op *op, ag_tensor *const *in, i
     if (op->params_size) memcpy(n->params, params, op->params_size);
     if (needs_grad && t->grad_enabled && op->backward) n->out.flags |= AG_REQUIRES_GRAD;
 
+    unsigned long fails_before = t->n_fails;
     ag_status st = op->shape(n);
     if (st == AG_OK && n->out.size == 0) st = ag_node_set_shape(n, 0, NULL); /* shape() set none: scalar */
+    ag__param_view *views_before = t->param_views;
+    if (st == AG_OK && n->out.value) st = note_param_view(t, n);
     if (st == AG_OK && !n->out.value) {
         n->out.value = node_value(t, &n->out, (n->out.flags & AG_REQUIRES_GRAD) != 0);
         if (!n->out.value) {
@@ -475,9 +519,11 @@ static ag_status apply_impl(ag_tape *t, const ag_op *op, ag_tensor *const *in, i
         }
     }
     if (st == AG_OK) st = op->forward(n);
+    if (st == AG_OK && t->n_fails != fails_before) st = t->status; /* ag_node_fail, then AG_OK returned */
     if (st == AG_OK && t->check_numerics) st = numeric_fail(n, "forward produced", n->out.value, n->out.size);
     if (st != AG_OK) {
         if (t->status == AG_OK) ag_node_fail(n, st, "failed with status %d", (int)st);
+        t->param_views = views_before;
         rewind_arena(t, m);
         return st;
     }
@@ -765,6 +811,8 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
                         "%s: loss does not depend on anything that requires a gradient "
                         "(parameters, or leaves marked with ag_requires_grad; no-grad mode records none)",
                         who);
+    for (const ag__param_view *v = t->param_views; v; v = v->next)
+        if (v->param->value != v->param_value) return view_moved(t, who, v);
     ag_status st = grad_buffer(t, loss);
     if (st != AG_OK) return st;
     for (size_t i = 0; i < loss->size; i++) loss->grad[i] += seed ? seed[i] : (ag_real)1;
@@ -790,7 +838,9 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
                     }
                 }
             }
+            unsigned long fails_before = t->n_fails;
             st = n->op->backward(n);
+            if (st == AG_OK && t->n_fails != fails_before) st = t->status; /* failed, yet AG_OK returned */
             for (int i = 0; st == AG_OK && t->check_numerics && i < n->n_in; i++) {
                 char what[64];
                 snprintf(what, sizeof what, "backward put, in the gradient of input %d,", i);

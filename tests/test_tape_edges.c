@@ -1,8 +1,9 @@
 /*
  * test_tape_edges.c - input checks of the tape and the parameter store that the other suites do
  * not reach: a tensor that belongs to no tape and is no parameter, UTF-8 names at the edges of
- * each encoded length (overlong forms are refused, the shortest ones accepted), and gradcheck's
- * numeric derivative against the step actually taken.
+ * each encoded length (overlong forms are refused, the shortest ones accepted), gradcheck's
+ * numeric derivative against the step actually taken, views of parameters whose store moved, and
+ * op functions that record an error yet return AG_OK.
  */
 #include <math.h>
 #include <stdio.h>
@@ -126,6 +127,133 @@ START_TEST(gradcheck_error_measure) {
 }
 END_TEST
 
+/* A view of a parameter (reshape, or a user op whose shape() points its value into an input)
+ * shares the store's memory. When the store moves its buffers afterwards (adding a parameter grows
+ * them), the view's pointer would dangle: ops and backward must refuse it, and a reset tape records
+ * again with the right values. A user's view op, for the engine's generic aliasing rule. */
+static ag_status first_row_shape(ag_node *n) {
+    ag_status st = ag_node_set_shape(n, 1, (size_t[]){n->in[0]->shape[1]});
+    n->out.value = n->in[0]->value; /* a view: row 0 */
+    return st;
+}
+static ag_status first_row_forward(ag_node *n) {
+    (void)n;
+    return AG_OK;
+}
+static ag_status first_row_backward(ag_node *n) {
+    if (n->in[0]->grad)
+        for (size_t j = 0; j < n->out.size; j++) n->in[0]->grad[j] += n->out.grad[j];
+    return AG_OK;
+}
+static const ag_op first_row_op = {"first_row", 1, 0, first_row_shape, first_row_forward, first_row_backward};
+
+START_TEST(views_of_moved_parameters_are_refused) {
+    for (int how = 0; how < 4; how++) { /* op after the move; backward after it; view of a view; user op */
+        ag_params *ps;
+        ag_tape *t;
+        ag_tensor *W, *V;
+        ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+        ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+        ck_assert_int_eq(ag_params_add(ps, "W", 2, (size_t[]){2, 3}, 0, &W), AG_OK);
+        for (int i = 0; i < 6; i++) W->value[i] = (ag_real)(i + 1);
+        ag_tensor *view = how == 3 ? ag_call(t, &first_row_op, &W, 1, NULL) : ag_reshape(t, W, 1, (size_t[]){6});
+        if (how == 2) view = ag_reshape(t, view, 2, (size_t[]){3, 2});
+        ck_assert_ptr_nonnull(view);
+        ag_tensor *J = how == 1 ? ag_sum(t, ag_mul(t, view, view)) : NULL;
+        const ag_real *old_values = ag_params_values(ps);
+        ck_assert_int_eq(ag_params_add(ps, "V", 2, (size_t[]){64, 64}, 0, &V), AG_OK);
+        ck_assert_ptr_ne(ag_params_values(ps), old_values); /* the buffers did move */
+        if (how == 1) {
+            ck_assert_int_eq(ag_backward(t, J), AG_ERR_STATE);
+            ck_assert_msg(strstr(ag_tape_errmsg(t), "backward: a view of parameter 'W' was recorded before its "
+                                                    "store moved its buffers"),
+                          "%s", ag_tape_errmsg(t));
+        } else {
+            ck_assert_ptr_null(ag_mul(t, view, view));
+            ck_assert_int_eq(ag_tape_status(t), AG_ERR_STATE);
+            ck_assert_msg(strstr(ag_tape_errmsg(t), "mul: a view of parameter 'W' was recorded before"), "%s",
+                          ag_tape_errmsg(t));
+        }
+        /* recorded again after a reset: the view reads W where it is now, and W's gradient is 2 W */
+        ag_tape_reset(t);
+        view = how == 3 ? ag_call(t, &first_row_op, &W, 1, NULL) : ag_reshape(t, W, 1, (size_t[]){6});
+        J = ag_sum(t, ag_mul(t, view, view));
+        ck_assert_ptr_nonnull(J);
+        size_t n = how == 3 ? 3 : 6;
+        double want = 0;
+        for (size_t i = 0; i < n; i++) want += (i + 1.0) * (i + 1.0);
+        ck_assert_double_eq_tol((double)J->value[0], want, 1e-9);
+        ck_assert_int_eq(ag_backward(t, J), AG_OK);
+        for (size_t i = 0; i < 6; i++)
+            ck_assert_double_eq_tol((double)W->grad[i], i < n ? 2.0 * (double)(i + 1) : 0.0, 1e-9);
+        ag_tape_free(t);
+        ag_params_free(ps);
+    }
+}
+END_TEST
+
+/* A view of a tape tensor is no parameter view, and a parameter used directly (not as a view) reads
+ * the store where it is when the op runs: neither is refused after the store moves. */
+START_TEST(moved_store_leaves_other_results_alone) {
+    ag_params *ps;
+    ag_tape *t;
+    ag_tensor *W, *V;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "W", 1, (size_t[]){4}, 0, &W), AG_OK);
+    for (int i = 0; i < 4; i++) W->value[i] = (ag_real)(i + 1);
+    ag_tensor *x = ag_tensor_from(t, 1, (size_t[]){4}, (ag_real[]){1, 1, 1, 1});
+    ag_tensor *xv = ag_reshape(t, x, 2, (size_t[]){2, 2});
+    ag_tensor *p = ag_mul(t, W, x); /* W used directly */
+    ck_assert_int_eq(ag_params_add(ps, "V", 2, (size_t[]){64, 64}, 0, &V), AG_OK);
+    ag_tensor *J = ag_add(t, ag_sum(t, ag_mul(t, xv, xv)), ag_sum(t, p));
+    ck_assert_msg(J != NULL, "%s", ag_tape_errmsg(t));
+    ck_assert_double_eq_tol((double)J->value[0], 4.0 + 10.0, 1e-9);
+    ck_assert_int_eq(ag_backward(t, J), AG_OK);
+    for (int i = 0; i < 4; i++) ck_assert_double_eq_tol((double)W->grad[i], 1.0, 1e-9);
+    ag_tape_free(t);
+    ag_params_free(ps);
+}
+END_TEST
+
+/* An op function that records an error with ag_node_fail has failed, even if it then returns AG_OK:
+ * the tape must not hold a result (or finish a backward) while its status says otherwise. */
+static ag_status same_shape(ag_node *n) { return ag_node_set_shape(n, n->in[0]->ndim, n->in[0]->shape); }
+static ag_status fail_forward(ag_node *n) {
+    ag_node_fail(n, AG_ERR_NUMERIC, "forward found %d bad values", 3);
+    return AG_OK;
+}
+static ag_status copy_forward(ag_node *n) {
+    memcpy(n->out.value, n->in[0]->value, n->out.size * sizeof(ag_real));
+    return AG_OK;
+}
+static ag_status fail_backward(ag_node *n) {
+    ag_node_fail(n, AG_ERR_NUMERIC, "backward found a bad value");
+    return AG_OK;
+}
+static const ag_op fail_fwd_op = {"fails_forward", 1, 0, same_shape, fail_forward, NULL};
+static const ag_op fail_bwd_op = {"fails_backward", 1, 0, same_shape, copy_forward, fail_backward};
+
+START_TEST(node_fail_fails_the_op_whatever_it_returns) {
+    ag_params *ps;
+    ag_tape *t;
+    ag_tensor *W;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "W", 1, (size_t[]){3}, 0, &W), AG_OK);
+    ck_assert_ptr_null(ag_call(t, &fail_fwd_op, &W, 1, NULL));
+    ck_assert_int_eq(ag_tape_status(t), AG_ERR_NUMERIC);
+    ck_assert_str_eq(ag_tape_errmsg(t), "fails_forward: forward found 3 bad values");
+    ag_tape_reset(t);
+    ag_tensor *J = ag_sum(t, ag_call(t, &fail_bwd_op, &W, 1, NULL));
+    ck_assert_ptr_nonnull(J);
+    ck_assert_int_eq(ag_backward(t, J), AG_ERR_NUMERIC);
+    ck_assert_str_eq(ag_tape_errmsg(t), "fails_backward: backward found a bad value");
+    ag_tape_free(t);
+    ag_params_free(ps);
+}
+END_TEST
+
 static Suite *tape_edges_suite(void) {
     Suite *s = suite_create("tape_edges");
     TCase *tc = tcase_create("tape_edges");
@@ -133,6 +261,9 @@ static Suite *tape_edges_suite(void) {
     tcase_add_test(tc, utf8_names_at_the_length_edges);
     tcase_add_test(tc, gradcheck_divides_by_the_step_taken);
     tcase_add_test(tc, gradcheck_error_measure);
+    tcase_add_test(tc, views_of_moved_parameters_are_refused);
+    tcase_add_test(tc, moved_store_leaves_other_results_alone);
+    tcase_add_test(tc, node_fail_fails_the_op_whatever_it_returns);
     suite_add_tcase(s, tc);
     return s;
 }
