@@ -475,6 +475,8 @@ static void consume_piece(ag_optim *opt, ag_tensor *x, size_t off, size_t rows, 
         atomic_fetch_add_explicit(&opt->nonfinite, 1, memory_order_relaxed);
         size_t none = 0;
         atomic_compare_exchange_strong(&opt->first_bad, &none, idx + 1);
+        /* reached: the end of the sweep must not update it as a parameter no gradient reached */
+        atomic_store_explicit(&opt->delivered[idx], 1, memory_order_relaxed);
         return;
     }
     const int decay = c->weight_decay != 0 && (x->flags & AG_DECAY);

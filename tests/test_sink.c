@@ -767,6 +767,53 @@ START_TEST(nonfinite_gradient_skips_only_its_piece) {
 }
 END_TEST
 
+/* A parameter whose every piece is skipped for NaN/Inf keeps its value and its optimizer state:
+ * with momentum or Adam it must not take the update of a parameter no gradient reached (velocity
+ * and decay). Both ways a gradient arrives: a bias whole, a weight tile by tile from the GEMM. */
+START_TEST(nonfinite_parameter_keeps_value_and_state) {
+    const ag_optim_kind kinds[] = {AG_OPT_MOMENTUM, AG_OPT_ADAM};
+    for (int k = 0; k < 2; k++) {
+        ag_params *ps;
+        ag_tensor *W, *b;
+        ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+        ck_assert_int_eq(ag_params_add(ps, "W", 2, (size_t[]){2, 3}, AG_DECAY, &W), AG_OK);
+        ck_assert_int_eq(ag_params_add(ps, "b", 1, (size_t[]){2}, 0, &b), AG_OK);
+        for (int i = 0; i < 6; i++) W->value[i] = (ag_real)(0.1 * (i + 1));
+        b->value[0] = (ag_real)0.5, b->value[1] = (ag_real)-0.5;
+        ag_optim *o;
+        ck_assert_int_eq(ag_optim_new(&o, ps, &(ag_optim_config){.kind = kinds[k], .lr = 0.1, .weight_decay = 0.01},
+                                      NULL, 0),
+                         AG_OK);
+        ag_tape *t;
+        ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+        ag_real x[3] = {1, 2, 3};
+        for (int step = 0; step < 2; step++) { /* step 0 builds up velocity / moments; step 1 is NaN */
+            if (step == 1) x[0] = x[1] = x[2] = (ag_real)NAN;
+            ag_real W_before[6], b_before[2];
+            memcpy(W_before, W->value, sizeof W_before);
+            memcpy(b_before, b->value, sizeof b_before);
+            ag_tape_reset(t);
+            ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){1, 3}, x);
+            ag_tensor *J = ag_sum(t, ag_linear(t, X, W, b));
+            ag_status st = ag_optim_backward_step(o, t, J);
+            if (step == 0) {
+                ck_assert_int_eq(st, AG_OK);
+                continue;
+            }
+            /* dJ/db = 1 is finite, dJ/dW = x is not: b moves, W stays, state and all */
+            ck_assert_int_eq(st, AG_ERR_NUMERIC);
+            ck_assert_msg(strstr(ag_optim_errmsg(o), "NaN or Inf in the gradient of W"), "%s", ag_optim_errmsg(o));
+            ck_assert_msg(memcmp(W_before, W->value, sizeof W_before) == 0, "%s: W moved",
+                          k ? "adam" : "momentum");
+            ck_assert(b->value[0] != b_before[0] && b->value[1] != b_before[1]);
+        }
+        ag_tape_free(t);
+        ag_optim_free(o);
+        ag_params_free(ps);
+    }
+}
+END_TEST
+
 /* An L2 term on a weight holding Inf or NaN, with a product gradient that is finite (J is linear
  * in Z = X W^T): the fused step folds lambda W into the update, and the L2 forward's sum of squares
  * is what proves W finite. Here it cannot, so the update checks g + lambda W itself and skips the
@@ -934,6 +981,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, transposed_weight_operands_under_a_sink);
     tcase_add_test(tc, consume_may_run_products);
     tcase_add_test(tc, nonfinite_gradient_skips_only_its_piece);
+    tcase_add_test(tc, nonfinite_parameter_keeps_value_and_state);
     tcase_add_test(tc, sink_with_numeric_check);
     tcase_add_test(tc, fused_steady_state_allocates_nothing);
     tcase_add_test(tc, failed_backward_drops_deferred_terms);
