@@ -92,11 +92,21 @@ struct ag_tape {
  * under. Records live in the arena, listed from ag_tape.param_views. */
 #define AG__PARAM_VIEW (1u << 25)
 typedef struct ag__param_view {
-    const ag_tensor *view;
-    const ag_tensor *param;
-    const ag_real *param_value; /* param->value when the view was recorded */
+    const ag_node *node;     /* the view */
+    const ag_params *store;  /* whose memory it lies in */
+    uint64_t moves;          /* ag__params_moves(store) when it was recorded */
     struct ag__param_view *next;
 } ag__param_view;
+/* A parameter's ag_tensor is the first member of this (params.c), so its store can be found. */
+typedef struct ag__param_tensor {
+    ag_tensor t;
+    ag_params *store;
+} ag__param_tensor;
+static inline ag_params *ag__param_store(const ag_tensor *param) {
+    return ((const ag__param_tensor *)(const void *)param)->store;
+}
+/* Bumped whenever the store's buffers move or tensors are removed: views into it are then stale. */
+uint64_t ag__params_moves(const ag_params *ps);
 
 /* For built-in ops, inside backward: 1 if input i is a parameter whose gradient this node
  * completes (no other op left to add to it) while the tape has a sink and ->grad holds nothing to

@@ -10,6 +10,7 @@
 #define AG_PARAM_NAME_MAX 128
 
 struct ag_params {
+    uint64_t moves;          /* buffers moved or tensors removed: see ag__params_moves */
     ag_tensor **tensors;     /* stable ag_tensor objects; views into the flat buffers */
     size_t *offsets;         /* element offset of each tensor in the flat buffers */
     size_t count, cap;
@@ -131,7 +132,8 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
         ps->offsets = ov;
         ps->cap = cap;
     }
-    ag_tensor *x = ag__calloc(1, sizeof *x);
+    ag__param_tensor *pt = ag__calloc(1, sizeof *pt);
+    ag_tensor *x = pt ? &pt->t : NULL;
     char *name_copy = ag__malloc(name_len + 1);
     size_t total = ps->numel + padded;
     ag_real *values = ag__aligned_alloc(total * sizeof(ag_real));
@@ -154,6 +156,8 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
     ps->values = values;
     ps->grads = grads;
 
+    ps->moves++;
+    pt->store = ps;
     memcpy(name_copy, name, name_len + 1);
     x->name = name_copy;
     x->ndim = ndim;
@@ -174,6 +178,7 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
 ag_status ag_params_truncate(ag_params *ps, size_t count) {
     if (!ps || count > ps->count) return AG_ERR_ARG;
     if (count == ps->count) return AG_OK;
+    ps->moves++;
     for (size_t i = count; i < ps->count; i++) {
         ag__free((void *)ps->tensors[i]->name);
         ag__free(ps->tensors[i]);
@@ -210,6 +215,7 @@ ag_status ag_params_truncate(ag_params *ps, size_t count) {
 }
 
 size_t ag_params_count(const ag_params *ps) { return ps ? ps->count : 0; }
+uint64_t ag__params_moves(const ag_params *ps) { return ps->moves; }
 
 ag_tensor *ag_params_at(const ag_params *ps, size_t i) {
     return ps && i < ps->count ? ps->tensors[i] : NULL;

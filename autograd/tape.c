@@ -414,33 +414,43 @@ static ag_real *node_value(ag_tape *t, ag_tensor *x, int may_need_grad) {
 /* The view record of x (AG__PARAM_VIEW set), or NULL. */
 static const ag__param_view *param_view_of(const ag_tape *t, const ag_tensor *x) {
     for (const ag__param_view *v = t->param_views; v; v = v->next)
-        if (v->view == x) return v;
+        if (&v->node->out == x) return v;
     return NULL;
 }
 
+static int view_stale(const ag__param_view *v) { return ag__params_moves(v->store) != v->moves; }
+
 static ag_status view_moved(ag_tape *t, const char *who, const ag__param_view *v) {
     return ag__fail(t, AG_ERR_STATE,
-                    "%s: a view of parameter '%s' was recorded before its store moved its buffers "
-                    "(ag_params_add or ag_params_truncate); reset the tape and record again",
-                    who, v->param->name ? v->param->name : "?");
+                    "%s: a view of a parameter (the result of %s) was recorded before its store moved "
+                    "its buffers (ag_params_add or ag_params_truncate); reset the tape and record again",
+                    who, v->node->op->name);
 }
 
 /* After shape() pointed n's value into an input's memory: if that memory is a parameter's, remember
  * where the parameter was (see AG__PARAM_VIEW). */
 static ag_status note_param_view(ag_tape *t, ag_node *n) {
-    const ag_tensor *param = NULL;
-    for (int i = 0; i < n->n_in && !param; i++) {
+    const ag_params *store = NULL;
+    uint64_t moves = 0;
+    for (int i = 0; i < n->n_in && !store; i++) {
         const ag_tensor *x = n->in[i];
         uintptr_t at = (uintptr_t)n->out.value, lo = (uintptr_t)x->value; /* may be unrelated objects */
         if (at < lo || at >= lo + x->size * sizeof(ag_real)) continue;
-        if (x->flags & AG_PARAM) param = x;
-        else if (x->flags & AG__PARAM_VIEW) param = param_view_of(t, x)->param;
-        else return AG_OK;
+        if (x->flags & AG_PARAM) {
+            store = ag__param_store(x);
+            moves = ag__params_moves(store);
+        } else if (x->flags & AG__PARAM_VIEW) { /* a view of a view: as old as the first */
+            const ag__param_view *of = param_view_of(t, x);
+            store = of->store;
+            moves = of->moves;
+        } else {
+            return AG_OK;
+        }
     }
-    if (!param) return AG_OK;
+    if (!store) return AG_OK;
     ag__param_view *v = ag__arena_alloc(t, sizeof *v);
     if (!v) return ag_node_fail(n, AG_ERR_NOMEM, "tape arena is full (%zu bytes in use)", ag_tape_mem_used(t));
-    *v = (ag__param_view){&n->out, param, param->value, t->param_views};
+    *v = (ag__param_view){n, store, moves, t->param_views};
     t->param_views = v;
     n->out.flags |= AG__PARAM_VIEW;
     return AG_OK;
@@ -462,7 +472,7 @@ static ag_status check_input(ag_tape *t, const char *name, ag_tensor *x, int i) 
         if (x->gen == t->gen) {
             if (!(x->flags & AG__PARAM_VIEW)) return AG_OK;
             const ag__param_view *v = param_view_of(t, x);
-            return v->param->value == v->param_value ? AG_OK : view_moved(t, name, v);
+            return view_stale(v) ? view_moved(t, name, v) : AG_OK;
         }
         return ag__fail(t, AG_ERR_STATE, "%s: input %d was recorded before the last ag_tape_reset",
                         name, i);
@@ -812,7 +822,7 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
                         "(parameters, or leaves marked with ag_requires_grad; no-grad mode records none)",
                         who);
     for (const ag__param_view *v = t->param_views; v; v = v->next)
-        if (v->param->value != v->param_value) return view_moved(t, who, v);
+        if (view_stale(v)) return view_moved(t, who, v);
     ag_status st = grad_buffer(t, loss);
     if (st != AG_OK) return st;
     for (size_t i = 0; i < loss->size; i++) loss->grad[i] += seed ? seed[i] : (ag_real)1;
