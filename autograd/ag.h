@@ -151,8 +151,7 @@ typedef struct ag_tensor {
     const char *name;           /* parameter name, or NULL */
 } ag_tensor;
 
-/* Examples in a batch: shape[0] for ndim >= 2, else 1 (a vector is one example). x must not
- * be NULL. */
+/* Examples in a batch: shape[0] for ndim >= 2, else 1 (a vector is one example); 0 for NULL. */
 size_t ag_tensor_rows(const ag_tensor *x);
 
 /* Write "32x784" ("scalar"; "NULL" for a NULL x) into buf, truncated to bufsize; returns buf, or a
@@ -530,7 +529,7 @@ typedef struct ag_rng { uint64_t s[4]; } ag_rng;
 void ag_rng_seed(ag_rng *r, uint64_t seed);      /* any seed, 0 included */
 uint64_t ag_rng_next(ag_rng *r);                 /* 64 random bits */
 double ag_rng_uniform(ag_rng *r);                /* [0, 1) */
-uint64_t ag_rng_below(ag_rng *r, uint64_t n);    /* [0, n), unbiased; n >= 1 */
+uint64_t ag_rng_below(ag_rng *r, uint64_t n);    /* [0, n), unbiased; 0 for n = 0 (an empty range) */
 double ag_rng_normal(ag_rng *r);                 /* N(0, 1) */
 /* x[0..n) uniform between lo and hi, or normal N(mean, std^2), each rounded to ag_real. */
 void ag_rng_fill_uniform(ag_rng *r, ag_real *x, size_t n, double lo, double hi);

@@ -336,7 +336,7 @@ static ptrdiff_t read_full(int fd, void *buf, size_t n) {
 ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err, size_t errsize) {
     if (out) memset(out, 0, sizeof *out);
     set_ok(err, errsize);
-    if (!path || !out) return ifail(err, errsize, AG_ERR_ARG, path, "NULL argument");
+    if (!path || !out) return ifail(err, errsize, AG_ERR_ARG, path ? path : "", path ? "out is NULL" : "path is NULL");
     int fd;
     do fd = open(path, O_RDONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
@@ -490,7 +490,8 @@ ag_status ag_dataset_load(ag_dataset *ds, const char *images_path, const char *l
     if (ds) memset(ds, 0, sizeof *ds);
     set_ok(err, errsize);
     if (!ds || !images_path || !labels_path)
-        return ifail(err, errsize, AG_ERR_ARG, images_path, "NULL argument");
+        return ifail(err, errsize, AG_ERR_ARG, images_path ? images_path : "",
+                     !ds ? "ds is NULL" : !images_path ? "images_path is NULL" : "labels_path is NULL");
     ag_idx im, lb;
     ag_status st = ag_idx_read(images_path, opts, &im, err, errsize);
     if (st != AG_OK) return st;

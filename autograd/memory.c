@@ -85,7 +85,9 @@ int ag__shape_numel(int ndim, const size_t *shape, size_t *numel) {
 ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
                         const char *fmt, va_list ap) {
     if (!err || !errsize) return st;
-    int k = snprintf(err, errsize, "%s: %s: ", what, name ? name : "<memory>");
+    /* NULL: data in memory; "": none to name (a NULL path) */
+    int k = name && !name[0] ? snprintf(err, errsize, "%s: ", what)
+                             : snprintf(err, errsize, "%s: %s: ", what, name ? name : "<memory>");
     if (k < 0) k = 0;
     if ((size_t)k < errsize) vsnprintf(err + k, errsize - (size_t)k, fmt, ap);
     return st;

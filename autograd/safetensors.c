@@ -230,7 +230,7 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
                         const ag_kv *meta, size_t n_meta, char *err, size_t errsize) {
     const char *W = "save";
     if (err && errsize) err[0] = '\0';
-    if (!path || !path[0]) return mfail(err, errsize, AG_ERR_ARG, W, path, "path is NULL or empty");
+    if (!path || !path[0]) return mfail(err, errsize, AG_ERR_ARG, W, "", path ? "path is empty" : "path is NULL");
     if ((n_extra && !extra) || (n_meta && !meta)) return mfail(err, errsize, AG_ERR_ARG, W, path, "NULL array");
     size_t np = ag_params_count(ps);
     /* compare before adding: np + n_extra or n_meta + 1 would wrap for counts near SIZE_MAX */
@@ -1055,7 +1055,8 @@ ag_status ag_model_parse(const void *buf, size_t len, const char *name, ag_model
 ag_status ag_model_open(const char *path, ag_model_file **out, char *err, size_t errsize) {
     if (out) *out = NULL;
     if (err && errsize) err[0] = '\0';
-    if (!path || !out) return mfail(err, errsize, AG_ERR_ARG, "load", path, "NULL argument");
+    if (!path || !out)
+        return mfail(err, errsize, AG_ERR_ARG, "load", path ? path : "", path ? "out is NULL" : "path is NULL");
     int fd;
     do fd = open(path, O_RDONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);

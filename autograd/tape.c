@@ -100,7 +100,7 @@ const char *ag_shape_str(const ag_tensor *x, char *buf, size_t bufsize) {
     return buf;
 }
 
-size_t ag_tensor_rows(const ag_tensor *x) { return x->ndim >= 2 ? x->shape[0] : 1; }
+size_t ag_tensor_rows(const ag_tensor *x) { return !x ? 0 : x->ndim >= 2 ? x->shape[0] : 1; }
 
 /* ---------------------------------------------------------------- arena */
 

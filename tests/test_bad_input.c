@@ -1242,6 +1242,8 @@ static ag_status h_rng(fx *f) {
     ag_rng r;
     ag_rng_seed(&r, 3);
     ck_assert_uint_eq(ag_rng_below(&r, 1), 0);
+    ck_assert_uint_eq(ag_rng_below(&r, 0), 0); /* an empty range: 0, documented */
+    ck_assert_uint_eq(ag_tensor_rows(NULL), 0);
     ag_rng_fill_normal(&r, NULL, 0, 0, 1);
     ag_rng_fill_uniform(&r, NULL, 0, 0, 1);
     ag_rng_shuffle(&r, NULL, 0);
@@ -1638,8 +1640,8 @@ static ag_status h_seed_null(fx *f) {
     X(H, ref_calls, h_ref_calls, AG_ERR_ARG, "", "")                                                         \
     /* model files */                                                                                        \
     X(H, save_nodir, h_save_nodir, AG_ERR_IO, "save: /nonexistent_dir_ag/x/model.st:", "cannot create a temporary file") \
-    X(H, save_null_path, h_save_null_path, AG_ERR_ARG, "save:", "path is NULL or empty")                     \
-    X(H, save_empty_path, h_save_empty_path, AG_ERR_ARG, "save:", "path is NULL or empty")                   \
+    X(H, save_null_path, h_save_null_path, AG_ERR_ARG, "save:", "path is NULL")                              \
+    X(H, save_empty_path, h_save_empty_path, AG_ERR_ARG, "save:", "path is empty")                           \
     X(H, save_dir, h_save_dir, AG_ERR_IO, "save:", "")                                                       \
     X(H, save_extra_null, h_save_extra_null, AG_ERR_ARG, "save:", "NULL array")                              \
     X(H, save_extra_nodata, h_save_extra_nodata, AG_ERR_ARG, "save:", "extra buffer 0 has no data")          \
@@ -1655,7 +1657,7 @@ static ag_status h_seed_null(fx *f) {
     X(H, save_bad_name, h_save_bad_name, AG_ERR_ARG, "save:", "invalid name")                                \
     X(H, load_missing, h_load_missing, AG_ERR_IO, "load:", "missing.st: no such file")                       \
     X(H, load_dir, h_load_dir, AG_ERR_IO, "load:", "not a regular file")                                     \
-    X(H, load_null_path, h_load_null_path, AG_ERR_ARG, "load:", "NULL argument")                             \
+    X(H, load_null_path, h_load_null_path, AG_ERR_ARG, "load:", "path is NULL")                              \
     X(H, load_null_ps, h_load_null_ps, AG_ERR_SHAPE, "load:", "tensor W in the file is not in the model")                                          \
     X(H, load_junk, h_load_junk, AG_ERR_FORMAT, "load:", "junk.bin")                                         \
     X(H, load_idx, h_load_idx, AG_ERR_FORMAT, "load:", "img.idx")                                            \
@@ -1725,7 +1727,7 @@ static ag_status h_seed_null(fx *f) {
     X(H, idx_null_out, h_idx_null_out, AG_ERR_ARG, "idx: mem.idx:", "NULL argument")                         \
     X(H, idx_read_missing, h_idx_read_missing, AG_ERR_IO, "idx: /nonexistent_ag/x.idx:", "no such file")     \
     X(H, idx_read_dir, h_idx_read_dir, AG_ERR_IO, "idx:", "is a directory")                                  \
-    X(H, idx_read_null, h_idx_read_null, AG_ERR_ARG, "idx:", "NULL argument")                                \
+    X(H, idx_read_null, h_idx_read_null, AG_ERR_ARG, "idx:", "path is NULL")                                 \
     X(H, idx_read_junk, h_idx_read_junk, AG_ERR_FORMAT, "idx:", "junk.bin")                                  \
     X(H, idx_read_model, h_idx_read_model, AG_ERR_FORMAT, "idx:", "model.safetensors")                       \
     X(H, idx_read_badgz, h_idx_read_badgz, AG_ERR_FORMAT, "idx:", "bad.gz")                                  \
@@ -1737,7 +1739,7 @@ static ag_status h_seed_null(fx *f) {
     X(H, ds_null_images, h_ds5, AG_ERR_FORMAT, "idx:", "")                                                   \
     X(H, ds_load_swapped, h_ds_load_swapped, AG_ERR_FORMAT, "idx:", "lab.idx")                               \
     X(H, ds_load_missing, h_ds_load_missing, AG_ERR_IO, "idx: /nonexistent_ag/l.idx:", "no such file")       \
-    X(H, ds_load_null, h_ds_load_null, AG_ERR_ARG, "idx:", "NULL argument")                                  \
+    X(H, ds_load_null, h_ds_load_null, AG_ERR_ARG, "idx:", "images_path is NULL")                                  \
     X(H, ds_batch, h_ds_batch, AG_ERR_ARG, "", "")                                                           \
     /* kernels, threads, rng, allocator */                                                                   \
     X(H, gemm_lda, h_gemm0, AG_ERR_ARG, "", "")                                                              \
