@@ -82,9 +82,19 @@ extern "C" {
 #ifdef AG_DOUBLE
 typedef double ag_real; /* built with -DAG_DOUBLE (CMake AG_DOUBLE=ON) */
 #define AG_REAL_NAME "double"
+#define AG__REAL_ANCHOR ag_library_real_is_double
 #else
 typedef float ag_real;
 #define AG_REAL_NAME "float"
+#define AG__REAL_ANCHOR ag_library_real_is_float
+#endif
+/* A program compiled with the other ag_real than the library was built with would pass floats
+ * where doubles are read: instead it fails to link, with "undefined reference to
+ * ag_library_real_is_double" (or _float). Define AG_DOUBLE exactly when the library has it
+ * (pkg-config's Cflags and the CMake target carry it). */
+extern const int AG__REAL_ANCHOR;
+#if defined(__GNUC__) || defined(__clang__)
+__attribute__((used, unused)) static const int *const ag__real_anchor = &AG__REAL_ANCHOR;
 #endif
 
 #define AG_MAX_DIMS 4     /* tensors have 0..4 dimensions; 0 is a scalar of one element */

@@ -32,6 +32,8 @@
 #define AG__PREFETCH_R(p) ((void)0)
 #endif
 
+const int AG__REAL_ANCHOR = 1; /* see ag.h: links only with programs built for the same ag_real */
+
 /* ---------------------------------------------------------------- errors */
 
 static ag_status vfail(ag_tape *t, ag_status st, const char *prefix, const char *fmt, va_list ap) {
