@@ -118,7 +118,8 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
                      rc == -2 ? "has a zero dimension" : "overflows size_t");
     }
     size_t padded = (numel + ALIGN_ELEMS - 1) / ALIGN_ELEMS * ALIGN_ELEMS;
-    if (ps->numel > SIZE_MAX / 4 / sizeof(ag_real) - padded)
+    const size_t max_numel = SIZE_MAX / 4 / sizeof(ag_real);
+    if (padded > max_numel || ps->numel > max_numel - padded)
         return pfail(ps, AG_ERR_SHAPE, "params_add %s: total parameter count overflows", name);
 
     /* grow the bookkeeping arrays first: nothing observable changes until all allocations succeed */

@@ -246,7 +246,11 @@ static void free_set(scratch_set *set)
     ag__free(set);
 }
 
-static void set_at_thread_exit(void *set) { free_set(set); }
+static void set_at_thread_exit(void *set)
+{
+    free_set(set);
+    tls_set = NULL;   /* a later destructor calling in again gets a new set, freed the same way */
+}
 
 static void make_set_key(void)
 {

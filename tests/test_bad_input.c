@@ -472,6 +472,8 @@ static ag_status h_ps_m1(fx *f) { return h_params(f, "p", 1, SH(BIG), 0, 0); }
 static ag_status h_ps_m1x2(fx *f) { return h_params(f, "p", 2, SH(2, BIG), 0, 0); }
 static ag_status h_ps_ovf(fx *f) { return h_params(f, "p", 2, SH(HALF, HALF), 0, 0); }
 static ag_status h_ps_ovf4(fx *f) { return h_params(f, "p", 4, SH(1 << 16, 1 << 16, 1 << 16, 1 << 16), 0, 0); }
+/* the largest count a shape may have, one short: rounded up to the alignment it passes the limit */
+static ag_status h_ps_round_ovf(fx *f) { return h_params(f, "p", 1, SH(SIZE_MAX / 4 / sizeof(ag_real) - 1), 0, 0); }
 static ag_status h_ps_too_big(fx *f) { return h_params(f, "p", 1, SH(BIG / 2 / sizeof(ag_real)), 0, 0); }
 static ag_status h_ps_null_store(fx *f) {
     ag_tensor *x = (ag_tensor *)1;
@@ -1550,6 +1552,7 @@ static ag_status h_seed_null(fx *f) {
     X(H, ps_ovf, h_ps_ovf, AG_ERR_SHAPE, "params_add p", "4294967297x4294967297 overflows")                  \
     X(H, ps_ovf4, h_ps_ovf4, AG_ERR_SHAPE, "params_add p", "overflows")                                      \
     X(H, ps_too_big, h_ps_too_big, AG_ERR_SHAPE, "params_add p", "overflows")                                \
+    X(H, ps_round_ovf, h_ps_round_ovf, AG_ERR_SHAPE, "params_add p", "total parameter count overflows")      \
     X(H, ps_null_store, h_ps_null_store, AG_ERR_ARG, "params is NULL", "")                                   \
     X(H, ps_new_null, h_ps_new_null, AG_ERR_ARG, "", "")                                                     \
     X(H, ps_accessors, h_ps_accessors, AG_ERR_ARG, "params is NULL", "")                                     \
