@@ -46,8 +46,8 @@ static struct {
  * its own set below). Sized and used only while the pool is held (call_mu). */
 static scratch scr[AG__MAX_THREADS][AG__SCRATCH_SLOTS];
 
-/* A user thread's own scratch. Every set is listed, so it stays reachable and shutdown can find it;
- * a thread's set is freed when the thread exits (the key's destructor). */
+/* A user thread's own scratch, freed when the thread exits (the key's destructor) or by its
+ * ag__threads_shutdown. Every set is listed, so a leak checker sees the ones still in use. */
 typedef struct scratch_set {
     scratch s[AG__SCRATCH_SLOTS];
     struct scratch_set *prev, *next;
