@@ -234,14 +234,15 @@ typedef struct {
 static _Thread_local int gemm_level;
 
 static size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
+static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
+static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
+/* A buffer could not be had: release the pool (if held) and report it; C is still untouched. */
 static ag_status gemm_nomem(ag__par *par)
 {
     ag__parallel_end(par);
     return AG_ERR_NOMEM;
 }
-static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
-static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
 /* Even blocks no larger than `max`, rounded up to `mult`: avoids a thin last block (784 -> 392+392). */
 static size_t balanced_block(size_t len, size_t max, size_t mult)
