@@ -140,6 +140,29 @@ if [ "$mode" = resume ]; then
     "$BIN" --eval "$W/nowhere.st" > x.log 2>&1 && fail "missing model accepted"
     grep -q "no such file" x.log || { cat x.log; fail "missing model message"; }
     "$BIN" --bogus 1 > x.log 2>&1 && fail "unknown flag accepted"
+    # refused before any training, nothing written: an output directory that cannot take the file,
+    # an empty --eval or --resume (an unset variable), --momentum 0 (the library's "default" 0.9),
+    # a training flag with --eval
+    outs="--checkpoint q.ck --metrics q.csv --plot q.svg"
+    "$BIN" $q --model "$W/nowhere/m.st" $outs > x.log 2>&1 && fail "an output in a missing directory accepted"
+    grep -q -- "--model $W/nowhere/m.st: cannot write in $W/nowhere: No such file" x.log || { cat x.log; fail "output directory message"; }
+    "$BIN" --eval "" --data "$W/data" > x.log 2>&1 && fail "--eval \"\" accepted"
+    grep -q -- "--eval needs the model file" x.log || { cat x.log; fail "--eval empty message"; }
+    "$BIN" --resume "" --data "$W/data" > x.log 2>&1 && fail "--resume \"\" accepted"
+    grep -q -- "--resume needs the checkpoint file" x.log || { cat x.log; fail "--resume empty message"; }
+    "$BIN" $q --momentum 0 --model q.st $outs > x.log 2>&1 && fail "--momentum 0 accepted"
+    grep -q -- "--momentum 0: give a value in (0, 1)" x.log || { cat x.log; fail "--momentum 0 message"; }
+    "$BIN" --eval q.st --epochs 5 --data "$W/data" > x.log 2>&1 && fail "--epochs with --eval accepted"
+    grep -q -- "--epochs has no effect with --eval" x.log || { cat x.log; fail "--eval conflict message"; }
+    [ -e q.st ] || [ -e q.ck ] || [ -e q.csv ] || [ -e q.svg ] && fail "a refused run wrote an output"
+    # a resume with fewer steps per epoch (--limit) under the cosine schedule: the schedule spans the
+    # steps done and those to come, so the last epoch still trains (it ran at lr 0 before)
+    cos="--data $W/data --arch 784-8-10 --batch 24 --threads 1 --schedule cosine --epochs 3"
+    "$BIN" $cos --limit 192 --stop-after 2 --model q.st --checkpoint q.ck --metrics q.csv > x.log 2>&1 || { cat x.log; fail "run to resume with another --limit"; }
+    "$BIN" --resume q.ck --limit 48 --data "$W/data" --model q.st --metrics q.csv > x.log 2>&1 || { cat x.log; fail "resume with another --limit"; }
+    l2=$(sed -n 3p q.csv | cut -d, -f3) l3=$(sed -n 4p q.csv | cut -d, -f3)
+    [ -n "$l3" ] && [ "$l2" != "$l3" ] || { cat q.csv; fail "the resumed epoch did not train (test loss $l2 then $l3)"; }
+    rm -f q.st q.ck q.csv x.log
     "$BIN" --help | grep -q -- "--resume" || fail "help"
     echo "resume test passed"
     exit 0

@@ -72,7 +72,7 @@ static const opt_def OPTS[] = {
     {"init", T_STR, S(init), 1, "he | glorot | glorot-uniform | small"},
     {"optim", T_STR, S(optim), 1, "sgd | momentum | nesterov | adam | adamw"},
     {"lr", T_DBL, S(lr), 1, "learning rate"},
-    {"momentum", T_DBL, S(momentum), 1, "momentum for momentum/nesterov"},
+    {"momentum", T_DBL, S(momentum), 1, "momentum for momentum/nesterov, in (0, 1)"},
     {"lambda", T_DBL, S(lambda), 1, "L2 weight decay on the weights (never biases), where --l2 says"},
     {"weight-decay", T_DBL, S(lambda), 0, "same as --lambda"},
     {"l2", T_STR, S(l2), 1,
@@ -84,19 +84,20 @@ static const opt_def OPTS[] = {
     {"clip", T_DBL, S(clip), 1, "clip the gradient to this global norm (0 = off)"},
     {"batch", T_LONG, S(batch), 1, "mini-batch size"},
     {"epochs", T_LONG, S(epochs), 1, "number of epochs (with --resume: the total to reach)"},
-    {"stop-after", T_LONG, S(stop_after), 0, "stop after this many epochs in total (as if interrupted; resume later)"},
+    {"stop-after", T_LONG, S(stop_after), 0,
+     "end after this many epochs in total, with the model written; --resume continues to --epochs (0 = off)"},
     {"target-acc", T_DBL, S(target_acc), 0, "stop after the first epoch whose test accuracy reaches this (0 = off)"},
     {"limit", T_LONG, S(limit), 1, "train on the first N training images only (0 = all)"},
     {"test-limit", T_LONG, S(test_limit), 0, "evaluate on the first N test images only (0 = all)"},
     {"seed", T_U64, S(seed), 1, "seed of the weights and of every epoch's shuffle"},
     {"threads", T_LONG, S(threads), 0, "worker threads (0 = all online cores)"},
     {"data", T_STR, S(data), 0, "directory of the IDX files (.gz or raw)"},
-    {"model", T_STR, S(model), 0, "final model file (safetensors)"},
+    {"model", T_STR, S(model), 0, "final model file (safetensors); for this and the next three, \"\" = none"},
     {"checkpoint", T_STR, S(checkpoint), 0, "checkpoint written after each epoch (with --resume: the resumed file)"},
     {"metrics", T_STR, S(metrics), 0, "per-epoch metrics CSV"},
     {"plot", T_STR, S(plot), 0, "SVG plot of the loss and accuracy curves"},
     {"resume", T_STR, S(resume), 0, "continue training from a checkpoint, with its saved settings"},
-    {"eval", T_STR, S(eval), 0, "evaluate a saved model on the test set and exit"},
+    {"eval", T_STR, S(eval), 0, "evaluate a saved model on the test set and exit (with --data, --test-limit, --threads)"},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 
@@ -355,6 +356,16 @@ static void output_target(const char *flag, const char *path, char *out, size_t 
     if (!S_ISREG(st.st_mode))
         die("--%s %s: exists and is %s; refusing to replace it (give a regular file)", flag, path,
             file_kind(st.st_mode));
+}
+
+/* The directory an output goes to must take a new file (the temporary one renamed over it), checked
+ * before training rather than found out when the first file is written. */
+static void output_dir_writable(const char *flag, const char *path) {
+    char dir[1100];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (access(dir, W_OK | X_OK) != 0) die("--%s %s: cannot write in %s: %s", flag, path, dir, strerror(errno));
 }
 
 /* path made absolute with its directory's symbolic links resolved (the file itself may not exist) */
@@ -845,7 +856,21 @@ int main(int argc, char **argv) {
     if (ag_set_threads((int)c.threads) != AG_OK) die("--threads %ld is invalid", c.threads);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
-    if (c.eval[0]) return run_eval(&c);
+    /* an empty --eval or --resume (an unset shell variable, say) must not start a fresh training run */
+    if (given[find_opt("eval") - OPTS] && !c.eval[0]) die("--eval needs the model file to evaluate");
+    if (given[find_opt("resume") - OPTS] && !c.resume[0]) die("--resume needs the checkpoint file to continue");
+    if (c.eval[0]) {
+        static const char *const eval_flags[] = {"eval", "data", "test-limit", "threads"};
+        for (size_t i = 0; i < N_OPTS; i++) {
+            int used = 0;
+            for (size_t j = 0; j < sizeof eval_flags / sizeof *eval_flags; j++) used |= !strcmp(OPTS[i].name, eval_flags[j]);
+            if (given[i] && !used)
+                die("--%s has no effect with --eval, which only evaluates the saved model (--data, --test-limit and "
+                    "--threads apply); drop it",
+                    OPTS[i].name);
+        }
+        return run_eval(&c);
+    }
 
     /* --resume: settings from the checkpoint, then the flags given explicitly. Every entry read is
      * checked (numbers parsed whole and in range, names from the known sets) before use. A flag that
@@ -904,6 +929,10 @@ int main(int argc, char **argv) {
     if (c.batch < 1) bad_setting(&c, from_ck, "batch", "must be at least 1");
     if (c.epochs < 1) bad_setting(&c, from_ck, "epochs", "must be at least 1");
     if (!(c.lr > 0)) bad_setting(&c, from_ck, "lr", "must be positive");
+    /* the library takes 0 as "the default, 0.9": a 0 given here would silently mean 0.9 */
+    if ((!strcmp(c.optim, "momentum") || !strcmp(c.optim, "nesterov")) && given[find_opt("momentum") - OPTS] &&
+        !(c.momentum > 0 && c.momentum < 1))
+        die("--momentum %g: give a value in (0, 1) (for no momentum, --optim sgd)", c.momentum);
     if (c.target_acc > 1) die("--target-acc %g: a test accuracy is at most 1 (give a value in (0, 1], 0 = off)", c.target_acc);
 
     /* the checkpoint's counters and history, and its arch against its tensors, before anything is
@@ -946,7 +975,10 @@ int main(int argc, char **argv) {
         if (c.resume[0] && !given[find_opt("checkpoint") - OPTS]) flag[1] = "resume"; /* the checkpoint's path */
         const char *path[4] = {c.model, c.checkpoint, c.metrics, c.plot};
         for (int i = 0; i < 4; i++)
-            if (path[i][0]) output_target(flag[i], path[i], NULL, 0);
+            if (path[i][0]) {
+                output_target(flag[i], path[i], NULL, 0);
+                output_dir_writable(flag[i], path[i]);
+            }
         for (int i = 0; i < 4; i++)
             for (int j = i + 1; j < 4; j++)
                 if (path[i][0] && path[j][0] && same_file(path[i], path[j]))
@@ -979,7 +1011,12 @@ int main(int argc, char **argv) {
      * on the AG_DECAY weights only, as the cost's term */
     const int l2_in_cost = !strcmp(c.l2, "cost");
     if (!l2_in_cost) oc.weight_decay = c.lambda;
+    /* the schedule spans the steps done and the steps to come: on a resume with another --batch or
+     * --limit the steps per epoch change, and steps * epochs could end before the checkpoint's step
+     * count (lr 0 for the rest of the run) */
     uint64_t total_steps = (uint64_t)steps * (uint64_t)c.epochs;
+    if (ck && start_epoch < (size_t)c.epochs)
+        total_steps = ck_steps + (uint64_t)steps * (uint64_t)((size_t)c.epochs - start_epoch);
     if (!strcmp(c.schedule, "cosine")) oc.schedule = (ag_schedule){.kind = AG_SCHED_COSINE, .total_steps = total_steps};
     else if (!strcmp(c.schedule, "step")) /* x0.1 after a third and after two thirds of the steps */
         oc.schedule = (ag_schedule){.kind = AG_SCHED_STEP, .step_size = total_steps / 3 ? total_steps / 3 : 1, .gamma = 0.1};
