@@ -14,7 +14,7 @@ while [ $# -gt 0 ]; do
     --valgrind) valgrind=ON ;;
     --coverage) coverage=ON ;;
     --clang) cc=clang ;;
-    --build) build=$2; shift ;;
+    --build) [ $# -ge 2 ] || { echo "tests/run.sh: --build needs a directory" >&2; exit 2; }; build=$2; shift ;;
     -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
     *) echo "tests/run.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac

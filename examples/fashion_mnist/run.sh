@@ -16,14 +16,16 @@ command -v make >/dev/null 2>&1 || need="$need make"   # cmake's default generat
 command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || need="$need gcc"
 [ -e /usr/include/stdio.h ] || need="$need libc6-dev"   # the C library headers (Debian's path)
 if [ -n "$need" ]; then
-    if [ "$(id -u)" = 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "run.sh: installing:$need"
         apt-get update
         DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $need
     else
         echo "run.sh: missing:$need" >&2
         echo "run.sh: install it with:" >&2
-        if command -v sudo >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ]; then # root without apt-get: not Debian, say what Debian calls it
+            echo "    apt-get update && apt-get install -y$need   (Debian package names)" >&2
+        elif command -v sudo >/dev/null 2>&1; then
             echo "    sudo apt-get update && sudo apt-get install -y$need" >&2
         else # a minimal Debian has no sudo
             echo "    su -c 'apt-get update && apt-get install -y$need'" >&2
