@@ -186,7 +186,18 @@ double ag_grad_norm(ag_params *ps) {
     size_t n = ag_params_numel(ps);
     double sum = 0;
     for (size_t i = 0; i < n; i++) sum += (double)g[i] * (double)g[i];
-    return sqrt(sum);
+    if (sum <= DBL_MAX || isnan(sum)) return sqrt(sum);
+    /* the squares overflowed (double build, elements past 1e154): finite elements still have a
+     * finite norm, summed relative to the largest */
+    double big = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = fabs((double)g[i]);
+        if (!(a <= DBL_MAX)) return a; /* Inf or NaN: the norm is that */
+        if (a > big) big = a;
+    }
+    sum = 0;
+    for (size_t i = 0; i < n; i++) sum += ((double)g[i] / big) * ((double)g[i] / big);
+    return big * sqrt(sum);
 }
 
 double ag_clip_grad_norm(ag_params *ps, double max_norm) {
@@ -425,6 +436,8 @@ ag_status ag_optim_step(ag_optim *opt) {
                         decay && !c->decoupled ? wd : 0, decay && c->decoupled ? wd : 0, bc1, bc2);
         }
     }
+    if (c->zero_grad) /* the gradients are zero now, as after ag_params_zero_grad */
+        for (size_t k = 0; k < ag_params_count(ps); k++) ag_params_at(ps, k)->flags &= ~AG__GRAD_DIRTY;
     opt->steps = t;
     return AG_OK;
 }
@@ -522,6 +535,7 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
     opt->step_values = ag_params_values(ps);
     /* clipping needs every gradient before any update */
     if (c->clip_norm > 0) return two_pass_step(opt, t, loss);
+    opt->last_norm = 0; /* no norm without clipping; NaN below if a piece was skipped */
     uint64_t steps = opt->steps + 1;
     opt->step_lr = (ag_real)ag_optim_lr(opt);
     opt->step_bc1 = opt->step_bc2 = 1;
@@ -562,6 +576,7 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
     }
     opt->steps = steps;
     size_t bad = atomic_load(&opt->first_bad);
+    if (bad) opt->last_norm = NAN;
     if (bad)
         return ofail(opt, AG_ERR_NUMERIC,
                      "optim: NaN or Inf in the gradient of %s: %zu piece(s) of it left unchanged, "

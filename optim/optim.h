@@ -154,7 +154,8 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss);
 
 double ag_optim_lr(const ag_optim *opt);        /* the rate the next step will use */
 /* pre-clip global norm at the last step with clip_norm > 0; without clipping only a failed
- * (non-finite) step computes it, and a successful one reports 0 */
+ * (non-finite) ag_optim_step computes it, a successful step reports 0, and a fused step
+ * (ag_optim_backward_step) that skipped a non-finite piece reports NaN */
 double ag_optim_grad_norm(const ag_optim *opt);
 const ag_optim_config *ag_optim_get_config(const ag_optim *opt); /* with defaults filled in */
 const char *ag_optim_errmsg(const ag_optim *opt); /* "" if none */

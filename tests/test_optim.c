@@ -729,6 +729,98 @@ START_TEST(gradcheck_with_a_sink_set) {
 }
 END_TEST
 
+/* ag_optim_grad_norm follows the step just taken: a fused step without clipping reports 0 (also
+ * after a failed two-pass step left NaN), and NaN when it skipped a non-finite piece. */
+START_TEST(grad_norm_after_fused_steps) {
+    ag_params *ps;
+    ag_tensor *w;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "w", 1, (size_t[]){2}, 0, &w), AG_OK);
+    ag_optim *o;
+    ck_assert_int_eq(ag_optim_new(&o, ps, &(ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.1}, NULL, 0), AG_OK);
+    w->grad[0] = (ag_real)NAN;
+    ck_assert_int_eq(ag_optim_step(o), AG_ERR_NUMERIC);
+    ck_assert(isnan(ag_optim_grad_norm(o)));
+    ag_params_zero_grad(ps);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_real x[2] = {1, 2};
+    ag_tensor *J = ag_sum(t, ag_mul(t, w, ag_tensor_wrap(t, 1, (size_t[]){2}, x)));
+    ck_assert_int_eq(ag_optim_backward_step(o, t, J), AG_OK);
+    ck_assert(ag_optim_grad_norm(o) == 0);
+    ag_tape_reset(t);
+    x[1] = (ag_real)INFINITY;
+    J = ag_sum(t, ag_mul(t, w, ag_tensor_wrap(t, 1, (size_t[]){2}, x)));
+    ck_assert_int_eq(ag_optim_backward_step(o, t, J), AG_ERR_NUMERIC);
+    ck_assert(isnan(ag_optim_grad_norm(o)));
+    ag_tape_free(t);
+    ag_optim_free(o);
+    ag_params_free(ps);
+}
+END_TEST
+
+/* The global norm of finite gradients is finite even when their squares overflow (the double
+ * build's range; in float the squares fit a double): ||(g, g)|| = sqrt(2) g. */
+START_TEST(grad_norm_of_huge_finite_gradients) {
+    ag_params *ps;
+    ag_tensor *w;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "w", 1, (size_t[]){3}, 0, &w), AG_OK);
+#ifdef AG_DOUBLE
+    const double g = 1e200;
+#else
+    const double g = 1e38;
+#endif
+    w->grad[0] = (ag_real)g, w->grad[1] = (ag_real)-g, w->grad[2] = 0;
+    ck_assert_double_eq_tol(ag_grad_norm(ps) / (sqrt(2.0) * g), 1.0, 1e-6);
+    /* clipping takes it down to the bound instead of refusing the step */
+    ck_assert_double_eq_tol(ag_clip_grad_norm(ps, 1.0) / (sqrt(2.0) * g), 1.0, 1e-6);
+    ck_assert_double_eq_tol((double)w->grad[0], 1 / sqrt(2.0), 1e-6);
+    w->grad[2] = (ag_real)INFINITY;
+    ck_assert(isinf(ag_grad_norm(ps)));
+    ag_params_free(ps);
+}
+END_TEST
+
+/* zero_grad in the config zeroes the gradients in the update's pass, as ag_params_zero_grad does,
+ * flags included: the next sweep with a sink streams a weight's gradient from the GEMM in tiles
+ * (many pieces) instead of delivering it whole from ->grad (one piece), as a dirty one must be. */
+static int w_pieces;
+static void count_w(void *ctx, ag_tensor *x, size_t off, size_t rows, size_t cols, size_t ld, const ag_real *g,
+                    size_t ldg, unsigned flags) {
+    (void)ctx, (void)off, (void)rows, (void)cols, (void)ld, (void)g, (void)ldg, (void)flags;
+    if (!strcmp(x->name, "W")) w_pieces++;
+}
+START_TEST(zero_grad_config_clears_like_zero_grad) {
+    ag_params *ps;
+    ag_tensor *W;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "W", 2, (size_t[]){256, 256}, AG_DECAY, &W), AG_OK);
+    ag_rng r;
+    ag_rng_seed(&r, 1);
+    ag_rng_fill_normal(&r, W->value, W->size, 0, 0.1);
+    static ag_real x[64 * 256];
+    ag_rng_fill_normal(&r, x, 64 * 256, 0, 1);
+    ag_optim *o;
+    ck_assert_int_eq(ag_optim_new(&o, ps, &(ag_optim_config){.kind = AG_OPT_SGD, .lr = 0.1, .zero_grad = 1}, NULL, 0),
+                     AG_OK);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){64, 256}, x);
+    ck_assert_int_eq(ag_backward(t, ag_mean(t, ag_square(t, ag_linear(t, X, W, NULL)))), AG_OK);
+    ck_assert_int_eq(ag_optim_step(o), AG_OK);
+    ag_tape_reset(t);
+    ck_assert_int_eq(ag_tape_set_grad_sink(t, &(ag_grad_sink){.consume = count_w}), AG_OK);
+    w_pieces = 0;
+    X = ag_tensor_wrap(t, 2, (size_t[]){64, 256}, x);
+    ck_assert_int_eq(ag_backward(t, ag_mean(t, ag_square(t, ag_linear(t, X, W, NULL)))), AG_OK);
+    ck_assert_msg(w_pieces > 1, "W delivered in %d piece(s): its gradient was taken as dirty", w_pieces);
+    ag_tape_free(t);
+    ag_optim_free(o);
+    ag_params_free(ps);
+}
+END_TEST
+
 static Suite *optim_suite(void) {
     Suite *s = suite_create("optim");
     TCase *tc = tcase_create("optim");
@@ -749,6 +841,9 @@ static Suite *optim_suite(void) {
     tcase_add_test(tc, errors_have_messages);
     tcase_add_test(tc, config_validation_checks_used_fields);
     tcase_add_test(tc, gradcheck_with_a_sink_set);
+    tcase_add_test(tc, grad_norm_after_fused_steps);
+    tcase_add_test(tc, grad_norm_of_huge_finite_gradients);
+    tcase_add_test(tc, zero_grad_config_clears_like_zero_grad);
     suite_add_tcase(s, tc);
     return s;
 }
