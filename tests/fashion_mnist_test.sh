@@ -136,7 +136,9 @@ if [ "$mode" = resume ]; then
 
     # bad input: a clear message, no crash
     "$BIN" --data "$W/nowhere" --epochs 1 > x.log 2>&1 && fail "missing data accepted"
-    grep -q "no such file" x.log || { cat x.log; fail "missing data message"; }
+    grep -q -- "--data \"$W/nowhere\": no such directory" x.log || { cat x.log; fail "missing data message"; }
+    "$BIN" --data "$W/data/t10k-labels-idx1-ubyte" --epochs 1 > x.log 2>&1 && fail "a file as --data accepted"
+    grep -q "not a directory" x.log || { cat x.log; fail "--data file message"; }
     "$BIN" --eval "$W/nowhere.st" > x.log 2>&1 && fail "missing model accepted"
     grep -q "no such file" x.log || { cat x.log; fail "missing model message"; }
     "$BIN" --bogus 1 > x.log 2>&1 && fail "unknown flag accepted"

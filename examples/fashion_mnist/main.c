@@ -436,6 +436,18 @@ static int data_file(char *out, size_t size, const char *dir, const char *name) 
 
 static void load_split(ag_dataset *ds, const char *dir, const char *prefix, long limit) {
     char ip[1200], lp[1200], name[64], err[AG_IO_ERRMSG_SIZE];
+    struct stat st;
+    int rc = stat(dir, &st);
+    if (rc != 0 || !S_ISDIR(st.st_mode)) { /* say so, rather than name a file in it */
+        const char *why = !dir[0]            ? "empty"
+                          : rc != 0          ? (errno == ENOENT ? "no such directory" : strerror(errno))
+                                             : "not a directory";
+        fprintf(stderr, "fashion_mnist: --data \"%s\": %s\n", dir, why);
+        if (strcmp(dir, DEFAULT_DATA) == 0)
+            fprintf(stderr, "fashion_mnist: the data set is not installed; install it with:\n"
+                            "    sudo apt-get install dataset-fashion-mnist\n");
+        exit(1);
+    }
     snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
     int found = data_file(ip, sizeof ip, dir, name);
     snprintf(name, sizeof name, "%s-labels-idx1-ubyte", prefix);
@@ -958,7 +970,7 @@ int main(int argc, char **argv) {
         start_epoch = (size_t)ev;
         h_cap += start_epoch;
         h = calloc(h_cap, sizeof *h);
-        if (!h) die("out of memory");
+        if (!h) die("%s: epoch %zu in the checkpoint: out of memory for the history of that many epochs", c.resume, start_epoch);
         char *hj = hist_join(ck);
         if (hj && hist_decode(hj, h, start_epoch) != 0)
             die("%s: history in the checkpoint is not the metrics of its %zu epochs", c.resume, start_epoch);
@@ -1057,9 +1069,9 @@ int main(int argc, char **argv) {
     if (c.threads > ag_get_threads())
         snprintf(capped, sizeof capped, "; --threads %ld is capped at %d", c.threads, ag_get_threads());
     printf("fashion_mnist: %s: %s %s, %s loss, %s lr %g %s, lambda %g (in the %s), batch %zu, %ld epochs, seed %llu, "
-           "%d threads (%s kernels%s), " AG_REAL_NAME ", denormals %s\n",
+           "%d thread%s (%s kernels%s), " AG_REAL_NAME ", denormals %s\n",
            head, c.arch, c.act, c.loss, c.optim, c.lr, c.schedule,
-           c.lambda, c.l2, bs, c.epochs, c.seed, ag_get_threads(), ag_kernel_name(), capped,
+           c.lambda, c.l2, bs, c.epochs, c.seed, ag_get_threads(), ag_get_threads() == 1 ? "" : "s", ag_kernel_name(), capped,
            flushed ? "flushed (FTZ/DAZ; --no-flush-denormal keeps them)" : "kept");
     printf("data: %zu training and %zu test images from %s; %zu parameters\n", train.n, test.n, c.data, numel);
 
@@ -1121,9 +1133,9 @@ int main(int argc, char **argv) {
             if (st == AG_ERR_NUMERIC) {
                 if (tty) fputc('\n', stderr);
                 fprintf(stderr,
-                        "fashion_mnist: numerical blow-up: the loss is %g at epoch %zu step %zu/%zu (learning rate %g "
-                        "too high?); stopping.\n",
-                        lv, epoch + 1, s + 1, steps, ag_optim_lr(opt));
+                        "fashion_mnist: numerical blow-up: the loss is %g at epoch %zu step %zu/%zu (learning rate %g"
+                        "%s too high?); stopping.\n",
+                        lv, epoch + 1, s + 1, steps, ag_optim_lr(opt), c.lambda > 0 ? " or lambda" : "");
                 fputs("fashion_mnist: ", stderr);
                 last_checkpoint(&c, epochs_done, start_epoch);
                 blown = 1;
