@@ -298,16 +298,18 @@ void ag_params_free(ag_params *ps);
  * file can hold: 1..128 bytes of valid UTF-8, not "__metadata__" (reserved there), and unique.
  * Adding may move the flat buffers: re-read ->value and ->grad pointers (the ag_tensor itself stays
  * put). A view of a parameter already on a tape (ag_reshape) then points at the old buffers: ops
- * and ag_backward refuse it (AG_ERR_STATE) until the tape is reset. On failure the store is unchanged, *out is NULL and ag_params_errmsg says why: AG_ERR_ARG
- * (NULL argument; empty, long, not UTF-8, reserved or used name; rank, flags), AG_ERR_SHAPE (a zero
- * or overflowing dimension), AG_ERR_NOMEM. */
+ * and ag_backward refuse it (AG_ERR_STATE) until the tape is reset. On failure the store is
+ * unchanged, *out is NULL and ag_params_errmsg says why: AG_ERR_ARG (NULL argument; empty, long,
+ * not UTF-8, reserved or used name; rank, flags), AG_ERR_SHAPE (a zero or overflowing dimension),
+ * AG_ERR_NOMEM. */
 ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t *shape,
                         unsigned flags, ag_tensor **out);
 /* Roll the store back to its first count tensors: the ones added after them are freed (with
  * their names; pointers to them dangle) and numel returns to what it was when tensor count was
  * added. The rest keep their ag_tensor objects, names, values and gradients, but the flat buffers
- * may move (re-read pointers; views on a tape are refused, as after ag_params_add). Never fails for a valid count: the buffers shrink when a smaller
- * copy can be allocated and stay as they are otherwise. Builders use it to undo a partial
+ * may move (re-read pointers; views on a tape are refused, as after ag_params_add). Never fails
+ * for a valid count: the buffers shrink when a smaller copy can be allocated and stay as they are
+ * otherwise. Builders use it to undo a partial
  * construction (ag_dense_init, ag_mlp_new). Reset every tape that recorded a removed tensor before
  * its next backward, and make a new optimizer: an old one refuses a changed numel (AG_ERR_STATE)
  * but cannot tell a store re-grown to the same size. AG_ERR_ARG, nothing changed, if ps is NULL or
@@ -382,8 +384,8 @@ ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x);
 ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x);
 
 /* Shape ops. reshape keeps the element count and is a view (the result shares x's values, has its
- * own gradient; of a parameter, it is refused once the store moves its buffers): AG_ERR_ARG for ndim outside 0..AG_MAX_DIMS or a NULL shape, AG_ERR_SHAPE for
- * another count. transpose copies; AG_ERR_SHAPE unless x is 2-D. */
+ * own gradient; of a parameter, it is refused once the store moves its buffers): AG_ERR_ARG for
+ * ndim outside 0..AG_MAX_DIMS or a NULL shape, AG_ERR_SHAPE for another count. transpose copies; AG_ERR_SHAPE unless x is 2-D. */
 ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape);
 ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
 

@@ -97,7 +97,8 @@ static const opt_def OPTS[] = {
     {"metrics", T_STR, S(metrics), 0, "per-epoch metrics CSV"},
     {"plot", T_STR, S(plot), 0, "SVG plot of the loss and accuracy curves"},
     {"resume", T_STR, S(resume), 0, "continue training from a checkpoint, with its saved settings"},
-    {"eval", T_STR, S(eval), 0, "evaluate a saved model on the test set and exit (with --data, --test-limit, --threads)"},
+    {"eval", T_STR, S(eval), 0,
+     "evaluate a saved model on the test set and exit (with --data, --test-limit, --threads)"},
 };
 #define N_OPTS (sizeof OPTS / sizeof OPTS[0])
 
@@ -875,7 +876,8 @@ int main(int argc, char **argv) {
         static const char *const eval_flags[] = {"eval", "data", "test-limit", "threads"};
         for (size_t i = 0; i < N_OPTS; i++) {
             int used = 0;
-            for (size_t j = 0; j < sizeof eval_flags / sizeof *eval_flags; j++) used |= !strcmp(OPTS[i].name, eval_flags[j]);
+            for (size_t j = 0; j < sizeof eval_flags / sizeof *eval_flags; j++)
+                used |= !strcmp(OPTS[i].name, eval_flags[j]);
             if (given[i] && !used)
                 die("--%s has no effect with --eval, which only evaluates the saved model (--data, --test-limit and "
                     "--threads apply); drop it",
@@ -970,7 +972,9 @@ int main(int argc, char **argv) {
         start_epoch = (size_t)ev;
         h_cap += start_epoch;
         h = calloc(h_cap, sizeof *h);
-        if (!h) die("%s: epoch %zu in the checkpoint: out of memory for the history of that many epochs", c.resume, start_epoch);
+        if (!h)
+            die("%s: epoch %zu in the checkpoint: out of memory for the history of that many epochs", c.resume,
+                start_epoch);
         char *hj = hist_join(ck);
         if (hj && hist_decode(hj, h, start_epoch) != 0)
             die("%s: history in the checkpoint is not the metrics of its %zu epochs", c.resume, start_epoch);
@@ -1071,7 +1075,8 @@ int main(int argc, char **argv) {
     printf("fashion_mnist: %s: %s %s, %s loss, %s lr %g %s, lambda %g (in the %s), batch %zu, %ld epochs, seed %llu, "
            "%d thread%s (%s kernels%s), " AG_REAL_NAME ", denormals %s\n",
            head, c.arch, c.act, c.loss, c.optim, c.lr, c.schedule,
-           c.lambda, c.l2, bs, c.epochs, c.seed, ag_get_threads(), ag_get_threads() == 1 ? "" : "s", ag_kernel_name(), capped,
+           c.lambda, c.l2, bs, c.epochs, c.seed, ag_get_threads(), ag_get_threads() == 1 ? "" : "s", ag_kernel_name(),
+           capped,
            flushed ? "flushed (FTZ/DAZ; --no-flush-denormal keeps them)" : "kept");
     printf("data: %zu training and %zu test images from %s; %zu parameters\n", train.n, test.n, c.data, numel);
 

@@ -32,7 +32,8 @@ int main(int argc, char **argv) {
                  ag_model_load(path, back, NULL, 0, err, sizeof err) == AG_OK &&
                  ag_params_numel(back) == ag_params_numel(ps) &&
                  memcmp(ag_params_values(back), ag_params_values(ps), ag_params_numel(ps) * sizeof(ag_real)) == 0;
-    if (ok) printf("consumer ok: %s build, kernel %s, loss %.4f\n", AG_REAL_NAME, ag_kernel_name(), (double)J->value[0]);
+    if (ok)
+        printf("consumer ok: %s build, kernel %s, loss %.4f\n", AG_REAL_NAME, ag_kernel_name(), (double)J->value[0]);
     else fprintf(stderr, "consumer failed: %s %s\n", err, t ? ag_tape_errmsg(t) : "");
     ag_optim_free(opt);
     ag_mlp_free(m);
