@@ -426,8 +426,8 @@ int main(int argc, char **argv)
     if (scaling) return bench_scaling(quick, threads > 1 ? threads : 2);
     openblas_set_num_threads(threads);
 
-    printf("bench_gemm: ag_gemm (%s kernel, %s) vs OpenBLAS %s, %d thread%s%s%s\n", ag_kernel_name(),
-           sizeof(ag_real) == 4 ? "float" : "double", BLAS_NAME, threads, threads > 1 ? "s" : "",
+    printf("bench_gemm: ag_gemm (%s kernel, %s, %s) vs OpenBLAS %s, %d thread%s%s%s\n", ag_kernel_name(),
+           sizeof(ag_real) == 4 ? "float" : "double", BENCH_COMPILER, BLAS_NAME, threads, threads > 1 ? "s" : "",
            quick ? ", quick" : "", use_cpu_clock ? ", CPU time" : "");
     printf("OpenBLAS core: %s | config: %s\n", openblas_get_corename(), openblas_get_config());
     const char *probe_what;

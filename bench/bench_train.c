@@ -349,10 +349,11 @@ int main(int argc, char **argv) {
         }                                                                                        \
     } while (0)
 
-    fprintf(stderr, "# bench_train: net %s (%s), batch %zu, threads %d, kernel %s, %s, denormals %s, l2 %s, step %s\n",
+    fprintf(stderr, "# bench_train: net %s (%s), batch %zu, threads %d, kernel %s, %s, %s, denormals %s, l2 %s, "
+            "step %s\n",
             net_name, seed_net ? "784-256-10 sigmoid, squared error, SGD lr 0.5" :
                                  "784-512-256-10 relu, cross-entropy, SGD momentum 0.9 lr 0.05",
-            B, ag_get_threads(), ag_kernel_name(), AG_REAL_NAME, denormals_flushed() ? "flushed (FTZ/DAZ)" : "kept",
+            B, ag_get_threads(), ag_kernel_name(), AG_REAL_NAME, BENCH_COMPILER, denormals_flushed() ? "flushed (FTZ/DAZ)" : "kept",
             seed_net ? (l2_loss ? "as ag_l2 on the tape (lambda 1e-4)" : "as SGD weight decay on weights (lambda 1e-4)")
                      : "none",
             m.two_pass ? "two-pass (ag_backward, ag_optim_step)" : "fused (ag_optim_backward_step)");
