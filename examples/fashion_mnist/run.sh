@@ -9,8 +9,18 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD_DIR:-$ROOT/build}
 DATA=/usr/share/datasets/fashion-mnist
 
+# The data package is needed unless the arguments name another directory (--data) or ask for help;
+# the program itself says when a --data directory lacks the files.
+want_data=1
+for a in "$@"; do
+    case "$a" in
+    --data | --data=* | --help | -h) want_data=0 ;;
+    esac
+done
 need=""
-[ -e "$DATA/train-images-idx3-ubyte.gz" ] || [ -e "$DATA/train-images-idx3-ubyte" ] || need="$need dataset-fashion-mnist"
+if [ $want_data = 1 ]; then
+    [ -e "$DATA/train-images-idx3-ubyte.gz" ] || [ -e "$DATA/train-images-idx3-ubyte" ] || need="$need dataset-fashion-mnist"
+fi
 command -v cmake >/dev/null 2>&1 || need="$need cmake"
 command -v make >/dev/null 2>&1 || need="$need make"   # cmake's default generator (Unix Makefiles)
 command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || need="$need gcc"
