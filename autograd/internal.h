@@ -105,6 +105,9 @@ typedef struct ag__param_tensor {
 static inline ag_params *ag__param_store(const ag_tensor *param) {
     return ((const ag__param_tensor *)(const void *)param)->store;
 }
+/* Record a failure on the store (ag_params_status/errmsg), as ag_params_add does: for builders
+ * such as ag_dense_init that fail before adding. Returns st. */
+ag_status ag__params_fail(ag_params *ps, ag_status st, const char *msg);
 /* Bumped whenever the store's buffers move or tensors are removed: views into it are then stale. */
 uint64_t ag__params_moves(const ag_params *ps);
 

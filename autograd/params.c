@@ -34,6 +34,8 @@ static ag_status pfail(ag_params *ps, ag_status st, const char *fmt, ...) {
     return st;
 }
 
+ag_status ag__params_fail(ag_params *ps, ag_status st, const char *msg) { return pfail(ps, st, "%s", msg); }
+
 ag_status ag_params_new(ag_params **out) {
     if (!out) return AG_ERR_ARG;
     *out = ag__calloc(1, sizeof **out);

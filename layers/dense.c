@@ -53,7 +53,12 @@ ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z) {
 static int act_valid(ag_act act) { return act >= AG_ACT_IDENTITY && act <= AG_ACT_RELU; }
 
 ag_status ag_dense_init(ag_dense *d, ag_params *ps, const char *name, size_t in, size_t out, ag_act act) {
-    if (!d || !ps || !name || !act_valid(act)) return AG_ERR_ARG;
+    if (!d || !ps || !name) return AG_ERR_ARG;
+    if (!act_valid(act)) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "dense %.128s: unknown activation %d", name, (int)act);
+        return ag__params_fail(ps, AG_ERR_ARG, msg);
+    }
     memset(d, 0, sizeof *d);
     char wname[160], bname[160];
     int nw = snprintf(wname, sizeof wname, "%s.W", name), nb = snprintf(bname, sizeof bname, "%s.b", name);

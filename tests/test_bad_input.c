@@ -1590,7 +1590,7 @@ static ag_status h_seed_null(fx *f) {
     X(H, dense_ovf, h_dense_ovf, AG_ERR_SHAPE, "fc.W", "overflows")                                          \
     X(H, dense_m1, h_dense_m1, AG_ERR_SHAPE, "fc.W", "overflows")                                            \
     X(H, dense_dup, h_dense_dup, AG_ERR_ARG, "fc.W", "already used")                                         \
-    X(H, dense_act, h_dense_act, AG_ERR_ARG, "", "")                                                         \
+    X(H, dense_act, h_dense_act, AG_ERR_ARG, "dense fc:", "unknown activation 17")                           \
     X(H, dense_null_ps, h_dense_null_ps, AG_ERR_ARG, "", "")                                                 \
     X(H, dense_null_name, h_dense_null_name, AG_ERR_ARG, "", "")                                             \
     X(H, dense_weights, h_dense_weights, AG_ERR_ARG, "", "")                                                 \
