@@ -44,6 +44,8 @@ if [ "$mode" = resume ]; then
         # --eval of the saved model agrees with training
         "$BIN" --eval a.st --data "$W/data" > e.log 2>&1 || { cat e.log; fail "$optim: eval"; }
         grep -q "eval test_accuracy=$acc" e.log || { cat e.log; fail "$optim: eval accuracy differs from $acc"; }
+        n_test=$(sed -n 's/.* images=\([0-9]*\) .*/\1/p' e.log)
+        grep -q "saved test_accuracy $acc on $n_test images" e.log || { cat e.log; fail "$optim: saved accuracy not shown"; }
         # numerical blow-up: stops with a message, exit 3, last good checkpoint kept intact
         "$BIN" --resume b2.ck --epochs 4 --lr 1e300 --data "$W/data" --model n.st --checkpoint b2.ck > n.log 2>&1
         rc=$?

@@ -677,8 +677,17 @@ static int run_eval(const cfg *c) {
     net_build(&n, arch, act, loss, "he", 1);
     if (ag_model_read(mf, n.ps, NULL, 0, err, sizeof err) != AG_OK) die("%s", err);
     check_finite(c->eval, n.ps, NULL, 0);
-    if (ep) printf("model %s: %s %s, %s loss, trained %llu epochs\n", c->eval, arch, act, loss, epochs);
-    else printf("model %s: %s %s, %s loss, trained ? epochs\n", c->eval, arch, act, loss);
+    if (ep) printf("model %s: %s %s, %s loss, trained %llu epochs", c->eval, arch, act, loss, epochs);
+    else printf("model %s: %s %s, %s loss, trained ? epochs", c->eval, arch, act, loss);
+    /* the accuracy saved with it, and on how many test images (files before test_images: unknown) */
+    const char *sa = ag_model_meta(mf, "test_accuracy"), *ti = ag_model_meta(mf, "test_images");
+    double sav;
+    unsigned long long tin;
+    if (sa && meta_number(sa, &sav) == 0 && sav <= 1) {
+        if (ti && meta_count(ti, 1000000000ULL, &tin) == 0) printf(", saved test_accuracy %.4f on %llu images", sav, tin);
+        else printf(", saved test_accuracy %.4f", sav);
+    }
+    printf("\n");
     ag_model_close(mf);
     ag_dataset test;
     load_split(&test, c->data, "t10k", c->test_limit);
@@ -1262,12 +1271,14 @@ int main(int argc, char **argv) {
     }
 
     /* the model: parameters and what is needed to rebuild it (deterministic content) */
-    char es[32], accs[32];
+    char es[32], accs[32], tis[32];
     snprintf(es, sizeof es, "%zu", epochs_done);
     snprintf(accs, sizeof accs, "%.4f", acc);
+    snprintf(tis, sizeof tis, "%zu", test.n); /* what test_accuracy was measured on (--test-limit) */
     ag_kv mm[] = {{"kind", "fashion_mnist model"}, {"arch", c.arch}, {"activation", c.act}, {"loss", c.loss},
                   {"classes", "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"},
-                  {"epochs", es}, {"test_accuracy", accs}, {"optim", c.optim}, {"dtype", AG_REAL_NAME}};
+                  {"epochs", es}, {"test_accuracy", accs}, {"test_images", tis}, {"optim", c.optim},
+                  {"dtype", AG_REAL_NAME}};
     if (c.model[0] && ag_model_save(c.model, n.ps, NULL, 0, mm, sizeof mm / sizeof mm[0], err, sizeof err) != AG_OK)
         die("%s", err);
     print_classes(correct, total);
