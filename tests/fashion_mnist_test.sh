@@ -166,6 +166,16 @@ if [ "$mode" = resume ]; then
     "$BIN" --resume q.ck --limit 48 --data "$W/data" --model q.st --metrics q.csv > x.log 2>&1 || { cat x.log; fail "resume with another --limit"; }
     l2=$(sed -n 3p q.csv | cut -d, -f3) l3=$(sed -n 4p q.csv | cut -d, -f3)
     [ -n "$l3" ] && [ "$l2" != "$l3" ] || { cat q.csv; fail "the resumed epoch did not train (test loss $l2 then $l3)"; }
+    # exit status: 2 for any bad command line (unparsable or out of range), 1 for a missing file
+    for args in "--bogus 1" "--epochs" "--epochs -1" "--epochs 0" "--lr 0" "--momentum 2" "--threads -3" \
+                "--eval q.st --epochs 5" "--target-acc 2"; do
+        "$BIN" --data "$W/data" $args > x.log 2>&1
+        rc=$?
+        [ $rc -eq 2 ] || { cat x.log; fail "$args: exit status $rc, want 2"; }
+    done
+    "$BIN" --eval "$W/nowhere.st" > x.log 2>&1
+    rc=$?
+    [ $rc -eq 1 ] || { cat x.log; fail "missing model: exit status $rc, want 1"; }
     rm -f q.st q.ck q.csv x.log
     "$BIN" --help | grep -q -- "--resume" || fail "help"
     echo "resume test passed"

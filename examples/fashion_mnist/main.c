@@ -149,7 +149,9 @@ static void usage(FILE *f) {
                "                    optimizer), batch 128, 15 epochs\n"
                "  seed              784-256-10 sigmoid, squared error + L2 1e-5, plain SGD lr 1.0, batch 32, 15 epochs\n"
                "Flags given after or before --preset override it. Output ends with the line\n"
-               "  final test_accuracy=<x> epochs=<n> train_seconds=<s> samples_per_second=<n>\n");
+               "  final test_accuracy=<x> epochs=<n> train_seconds=<s> samples_per_second=<n>\n"
+               "Exit status: 0 done, 1 an error while running (files, data), 2 a bad command line,\n"
+               "3 a numerical blow-up (the last good checkpoint is kept), 128+n stopped by signal n.\n");
 }
 
 /* s for a message: at most 48 bytes, anything but printable ASCII shown as '?' (metadata read
@@ -283,6 +285,18 @@ static _Noreturn void die(const char *fmt, ...) {
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
+}
+
+/* A bad command line (a flag's value out of range, flags that conflict): status 2, as for a flag
+ * that cannot be parsed; die's 1 is for what goes wrong after (files, data). */
+static _Noreturn void usage_die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fashion_mnist: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    exit(2);
 }
 
 /* Standard output checked at exit: a full disk or a closed pipe must not end in status 0. */
@@ -837,7 +851,7 @@ static void bad_setting(const cfg *c, const unsigned char *from_ck, const char *
         die("%s: cfg.%s %s in the checkpoint %s (no --%s was given; the checkpoint holds it)", c->resume, name, v, rule,
             name);
     }
-    die("--%s %s", name, rule);
+    usage_die("--%s %s", name, rule);
 }
 
 static void progress(int epoch, int epochs, size_t step, size_t steps, double loss, double sps, double eta) {
@@ -875,12 +889,12 @@ int main(int argc, char **argv) {
 #endif
     ag_allocator al = {c_malloc, c_realloc, c_free, NULL};
     ag_set_allocator(&al);
-    if (ag_set_threads((int)c.threads) != AG_OK) die("--threads %ld is invalid", c.threads);
+    if (ag_set_threads((int)c.threads) != AG_OK) usage_die("--threads %ld is invalid", c.threads);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     /* an empty --eval or --resume (an unset shell variable, say) must not start a fresh training run */
-    if (given[find_opt("eval") - OPTS] && !c.eval[0]) die("--eval needs the model file to evaluate");
-    if (given[find_opt("resume") - OPTS] && !c.resume[0]) die("--resume needs the checkpoint file to continue");
+    if (given[find_opt("eval") - OPTS] && !c.eval[0]) usage_die("--eval needs the model file to evaluate");
+    if (given[find_opt("resume") - OPTS] && !c.resume[0]) usage_die("--resume needs the checkpoint file to continue");
     if (c.eval[0]) {
         static const char *const eval_flags[] = {"eval", "data", "test-limit", "threads"};
         for (size_t i = 0; i < N_OPTS; i++) {
@@ -888,7 +902,7 @@ int main(int argc, char **argv) {
             for (size_t j = 0; j < sizeof eval_flags / sizeof *eval_flags; j++)
                 used |= !strcmp(OPTS[i].name, eval_flags[j]);
             if (given[i] && !used)
-                die("--%s has no effect with --eval, which only evaluates the saved model (--data, --test-limit and "
+                usage_die("--%s has no effect with --eval, which only evaluates the saved model (--data, --test-limit and "
                     "--threads apply); drop it",
                     OPTS[i].name);
         }
@@ -904,7 +918,7 @@ int main(int argc, char **argv) {
     unsigned char from_ck[N_OPTS] = {0}; /* the value was read from the checkpoint (for messages) */
     if (c.resume[0]) {
         if (given[find_opt("preset") - OPTS])
-            die("--preset cannot be combined with --resume: a resumed run keeps the settings saved in %s "
+            usage_die("--preset cannot be combined with --resume: a resumed run keeps the settings saved in %s "
                 "(flags such as --epochs or --lr change what may change)",
                 c.resume);
         if (ag_model_open(c.resume, &ck, err, sizeof err) != AG_OK) die("%s", err);
@@ -940,7 +954,7 @@ int main(int argc, char **argv) {
             opt_str(&saved, o, theirs, sizeof theirs);
             if (!strcmp(mine, theirs) || !strcmp(o->name, "epochs")) continue; /* --epochs: the total to reach */
             if (model_setting)
-                die("--%s %s conflicts with %s, saved with %s %s: a resumed run keeps the checkpoint's network and "
+                usage_die("--%s %s conflicts with %s, saved with %s %s: a resumed run keeps the checkpoint's network and "
                     "optimizer (drop the flag, or train anew without --resume)",
                     o->name, mine, c.resume, key, shown(theirs, sv, sizeof sv));
             fprintf(stderr, "fashion_mnist: --%s %s replaces %s %s saved in %s\n", o->name, mine, key,
@@ -955,8 +969,8 @@ int main(int argc, char **argv) {
     /* the library takes 0 as "the default, 0.9": a 0 given here would silently mean 0.9 */
     if ((!strcmp(c.optim, "momentum") || !strcmp(c.optim, "nesterov")) && given[find_opt("momentum") - OPTS] &&
         !(c.momentum > 0 && c.momentum < 1))
-        die("--momentum %g: give a value in (0, 1) (for no momentum, --optim sgd)", c.momentum);
-    if (c.target_acc > 1) die("--target-acc %g: a test accuracy is at most 1 (give a value in (0, 1], 0 = off)", c.target_acc);
+        usage_die("--momentum %g: give a value in (0, 1) (for no momentum, --optim sgd)", c.momentum);
+    if (c.target_acc > 1) usage_die("--target-acc %g: a test accuracy is at most 1 (give a value in (0, 1], 0 = off)", c.target_acc);
 
     /* the checkpoint's counters and history, and its arch against its tensors, before anything is
      * built or allocated from them */
@@ -1007,11 +1021,11 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 4; i++)
             for (int j = i + 1; j < 4; j++)
                 if (path[i][0] && path[j][0] && same_file(path[i], path[j]))
-                    die("--%s %s and --%s %s name the same file: give each output its own path", flag[i], path[i],
+                    usage_die("--%s %s and --%s %s name the same file: give each output its own path", flag[i], path[i],
                         flag[j], path[j]);
         for (int i = 0; i < 4; i++)
             if (c.resume[0] && i != 1 && strcmp(flag[1], "resume") && path[i][0] && same_file(path[i], c.resume))
-                die("--%s %s is the checkpoint given to --resume: give the %s another path", flag[i], path[i], flag[i]);
+                usage_die("--%s %s is the checkpoint given to --resume: give the %s another path", flag[i], path[i], flag[i]);
     }
     catch_signals();
 
