@@ -173,6 +173,8 @@ if [ "$mode" = resume ]; then
         rc=$?
         [ $rc -eq 2 ] || { cat x.log; fail "$args: exit status $rc, want 2"; }
     done
+    "$BIN" --epochs --model m.st > x.log 2>&1 && fail "--epochs --model accepted"
+    grep -q -- "--epochs needs a value (the next argument is the flag --model)" x.log || { cat x.log; fail "missing value message"; }
     "$BIN" --eval "$W/nowhere.st" > x.log 2>&1
     rc=$?
     [ $rc -eq 1 ] || { cat x.log; fail "missing model: exit status $rc, want 1"; }

@@ -220,6 +220,19 @@ static const opt_def *find_opt(const char *name) {
 }
 
 /* Apply argv (skipping --preset, handled first). given[i] marks options set on the command line. */
+/* "--name" or "--name=..." for a flag the program knows: taken for a forgotten value before it
+ * ("--epochs --model m.st"), not as the value. */
+static int is_flag(const char *a) {
+    if (strncmp(a, "--", 2) != 0) return 0;
+    if (!strcmp(a, "--help") || !strcmp(a, "--no-flush-denormal")) return 1;
+    char name[64];
+    size_t nl = strcspn(a + 2, "=");
+    if (nl >= sizeof name) return 0;
+    memcpy(name, a + 2, nl);
+    name[nl] = '\0';
+    return find_opt(name) != NULL;
+}
+
 static int parse_args(cfg *c, int argc, char **argv, int pass, unsigned char *given) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -247,8 +260,11 @@ static int parse_args(cfg *c, int argc, char **argv, int pass, unsigned char *gi
             return -1;
         }
         if (eq) val = eq + 1;
-        else if (i + 1 < argc) val = argv[++i];
-        else {
+        else if (i + 1 < argc && !is_flag(argv[i + 1])) val = argv[++i];
+        else if (i + 1 < argc) {
+            fprintf(stderr, "fashion_mnist: --%s needs a value (the next argument is the flag %s)\n", name, argv[i + 1]);
+            return -1;
+        } else {
             fprintf(stderr, "fashion_mnist: --%s needs a value\n", name);
             return -1;
         }
