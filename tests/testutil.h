@@ -24,6 +24,9 @@
 
 /* Largest |a[i] - b[i]|; prints the first few mismatches beyond tol with label. */
 double ag_test_max_abs_diff(const char *label, const ag_real *a, const double *b, size_t n, double tol);
+/* The larger of a running maximum and d, NaN winning (fmax drops a NaN, so a NaN gradient would pass
+ * a check; and gcc 12 for aarch64 crashes vectorising fmax reductions). */
+static inline double ag_test_worse(double worst, double d) { return d <= worst ? worst : d; }
 
 /* Allocation counting through ag_set_allocator: wraps libc, optionally fails the n-th call. */
 void ag_test_alloc_install(void);   /* start counting (and stop failing) */
