@@ -452,6 +452,57 @@ START_TEST(cross_entropy_large_logits) {
 }
 END_TEST
 
+/* The row maximum that keeps softmax, log_softmax and cross-entropy finite must be found wherever
+ * it sits: 1e4 at each position k of rows of several widths (scalar tails and SIMD bodies), the
+ * rest 0 with one -1e4. Hand values: softmax is the one-hot of k; log_softmax is 0 at k, -1e4 at
+ * the zeros, -2e4 at -1e4; cross-entropy is 0 for label k and 1e4 - x[y] for another label y, with
+ * dJ/dz = softmax - onehot(y) (one row, K = 1). */
+START_TEST(huge_logit_at_every_position) {
+    static const size_t widths[] = {2, 3, 5, 16, 17, 33};
+    ag_tape *t = new_tape();
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
+        const size_t C = widths[w];
+        for (size_t k = 0; k < C; k++) {
+            ag_real x[33];
+            double p_ref[33], l_ref[33];
+            const size_t low = (k + 1) % C; /* the -1e4 entry, when C > 2 */
+            for (size_t j = 0; j < C; j++) {
+                const int is_low = j == low && C > 2;
+                x[j] = j == k ? (ag_real)1e4 : is_low ? (ag_real)-1e4 : 0;
+                p_ref[j] = j == k;
+                l_ref[j] = j == k ? 0 : is_low ? -2e4 : -1e4;
+            }
+            ag_tape_reset(t);
+            ag_tensor *X = ag_tensor_from(t, 1, (size_t[]){C}, x);
+            ag_tensor *p = ag_softmax(t, X), *l = ag_log_softmax(t, X);
+            ck_assert_ptr_nonnull(p);
+            ck_assert_ptr_nonnull(l);
+            char label[64];
+            snprintf(label, sizeof label, "softmax C=%zu k=%zu", C, k);
+            ck_assert_double_le(ag_test_max_abs_diff(label, p->value, p_ref, C, 1e-12), 1e-12);
+            snprintf(label, sizeof label, "log_softmax C=%zu k=%zu", C, k);
+            ck_assert_double_le(ag_test_max_abs_diff(label, l->value, l_ref, C, 1e-2), 1e-2);
+            for (int right = 0; right <= 1; right++) {
+                const int32_t y = (int32_t)(right ? k : low);
+                ag_tape_reset(t);
+                ag_tensor *Z = ag_tensor_from(t, 2, (size_t[]){1, C}, x);
+                ag_requires_grad(Z);
+                ag_tensor *J = ag_cross_entropy(t, Z, &y);
+                ck_assert_ptr_nonnull(J);
+                const double J_ref = right ? 0 : 1e4 - x[low];
+                ck_assert_double_eq_tol(J->value[0], J_ref, 1e-2);
+                ck_assert_int_eq(ag_backward(t, J), AG_OK);
+                double g_ref[33];
+                for (size_t j = 0; j < C; j++) g_ref[j] = p_ref[j] - (j == (size_t)y);
+                snprintf(label, sizeof label, "dJ/dz C=%zu k=%zu y=%d", C, k, (int)y);
+                ck_assert_double_le(ag_test_max_abs_diff(label, Z->grad, g_ref, C, 1e-12), 1e-12);
+            }
+        }
+    }
+    ag_tape_free(t);
+}
+END_TEST
+
 START_TEST(sigmoid_tanh_relu_extremes) {
     ag_tape *t = new_tape();
     ag_tensor *x = ag_tensor_from(t, 1, (size_t[]){6}, (ag_real[]){-100, 100, -1000, 0, 2, -2});
@@ -1254,6 +1305,7 @@ static Suite *ops_suite(void) {
     tcase_set_timeout(v, 120);
     tcase_add_test(v, softmax_values);
     tcase_add_test(v, cross_entropy_large_logits);
+    tcase_add_test(v, huge_logit_at_every_position);
     tcase_add_test(v, sigmoid_tanh_relu_extremes);
     tcase_add_test(v, tanh_accuracy);
     tcase_add_test(v, log_pow_domain_like_libm);

@@ -90,6 +90,33 @@ START_TEST(momentum_two_steps) {
 }
 END_TEST
 
+/* Zero fields take the documented defaults (optim.h): momentum 0.9, and Adam's eps 1e-8, seen in
+ * the updates. Momentum: the same two steps as momentum_two_steps. Adam, one step from w = 0 with
+ * g = 1e-8 and lr 1: m_hat = g, v_hat = g^2, so w = -g / (|g| + eps) = -0.5 with eps = 1e-8. */
+START_TEST(zero_fields_take_the_defaults) {
+    ag_tensor *w;
+    ag_params *ps = make_store(&w, NULL);
+    ag_optim *opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_MOMENTUM, .lr = 0.1});
+    ck_assert_double_eq(ag_optim_get_config(opt)->momentum, 0.9);
+    two_steps(opt, w);
+    ck_assert_double_eq_tol(w->value[0], 0.88, TOL);
+    ck_assert_double_eq_tol(w->value[1], -2.14, TOL);
+    ag_optim_free(opt);
+    opt = make_opt(ps, (ag_optim_config){.kind = AG_OPT_ADAM, .lr = 1});
+    const ag_optim_config *c = ag_optim_get_config(opt);
+    ck_assert_double_eq(c->beta1, 0.9);
+    ck_assert_double_eq(c->beta2, 0.999);
+    ck_assert_double_eq(c->eps, 1e-8);
+    w->value[0] = w->value[1] = 0;
+    set_grad(w, 1e-8, -1e-8);
+    ck_assert_int_eq(ag_optim_step(opt), AG_OK);
+    ck_assert_double_eq_tol(w->value[0], -0.5, 1e-5);
+    ck_assert_double_eq_tol(w->value[1], 0.5, 1e-5);
+    ag_optim_free(opt);
+    ag_params_free(ps);
+}
+END_TEST
+
 START_TEST(nesterov_two_steps) {
     ag_tensor *w;
     ag_params *ps = make_store(&w, NULL);
@@ -299,8 +326,16 @@ START_TEST(schedules_at_chosen_steps) {
     ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 50), 0.5, 1e-15);
     ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 100), 0, 1e-15);
     ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 500), 0, 1e-15); /* stays at min_lr */
+    ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 150), 0, 1e-15); /* past T the cosine would climb again */
+    ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 200), 0, 1e-15);
     co.min_lr = 0.1; /* 0.1 + 0.9 * 0.5 = 0.55 halfway */
     ck_assert_double_eq_tol(ag_schedule_lr(&co, 1, 50), 0.55, 1e-15);
+    ck_assert_double_eq(ag_schedule_lr(&co, 1, 101), 0.1);
+    /* total_steps not beyond warmup_steps: no cosine part, lr once warmed up (documented) */
+    ag_schedule no_cos = {.kind = AG_SCHED_COSINE, .total_steps = 10, .warmup_steps = 10, .min_lr = 0.1};
+    ck_assert_double_eq_tol(ag_schedule_lr(&no_cos, 1, 4), 0.5, 1e-15); /* warm-up: 5/10 */
+    ck_assert_double_eq(ag_schedule_lr(&no_cos, 1, 10), 1);
+    ck_assert_double_eq(ag_schedule_lr(&no_cos, 1, 1000), 1);
     ag_schedule wu = {.kind = AG_SCHED_COSINE, .total_steps = 110, .warmup_steps = 10};
     ck_assert_double_eq_tol(ag_schedule_lr(&wu, 2, 0), 0.2, 1e-15);  /* 2 * 1/10 */
     ck_assert_double_eq_tol(ag_schedule_lr(&wu, 2, 9), 2, 1e-15);    /* 2 * 10/10 */
@@ -826,6 +861,7 @@ static Suite *optim_suite(void) {
     TCase *tc = tcase_create("optim");
     tcase_add_test(tc, sgd_two_steps);
     tcase_add_test(tc, momentum_two_steps);
+    tcase_add_test(tc, zero_fields_take_the_defaults);
     tcase_add_test(tc, nesterov_two_steps);
     tcase_add_test(tc, adam_two_steps);
     tcase_add_test(tc, adamw_decays_weights_not_biases);

@@ -262,12 +262,45 @@ START_TEST(node_fail_fails_the_op_whatever_it_returns) {
 }
 END_TEST
 
+/* identity whose backward puts NaN into element 1 of the gradient: the analytic side is NaN there
+ * while the numeric one is 1, so that element is the worst one, with an infinite error */
+static ag_status nan_at_1_backward(ag_node *n) {
+    for (size_t i = 0; i < n->out.size; i++) n->in[0]->grad[i] += i == 1 ? (ag_real)NAN : n->out.grad[i];
+    return AG_OK;
+}
+static const ag_op nan_at_1_op = {"nan_at_1", 1, 0, same_shape, copy_forward, nan_at_1_backward};
+static ag_tensor *nan_grad_loss(ag_tape *t, void *ctx) {
+    return ag_sum(t, ag_call(t, &nan_at_1_op, (ag_tensor *[]){ctx}, 1, NULL));
+}
+
+START_TEST(gradcheck_reports_a_nan_gradient) {
+    ag_params *ps;
+    ag_tensor *w;
+    ck_assert_int_eq(ag_params_new(&ps), AG_OK);
+    ck_assert_int_eq(ag_params_add(ps, "w", 1, (size_t[]){3}, 0, &w), AG_OK);
+    for (int i = 0; i < 3; i++) w->value[i] = (ag_real)(i + 1);
+    ag_tape *t;
+    ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
+    ag_gradcheck_result res;
+    ck_assert_int_eq(ag_gradcheck(t, nan_grad_loss, w, &w, 1, 1e-2, &res), AG_OK);
+    ck_assert_uint_eq(res.n_checked, 3);
+    ck_assert(isinf(res.max_rel_err) && res.max_rel_err > 0);
+    ck_assert(isinf(res.max_abs_err) && res.max_abs_err > 0);
+    ck_assert_uint_eq(res.worst_index, 1);
+    ck_assert(isnan(res.analytic));
+    ck_assert_double_eq_tol(res.numeric, 1, 1e-4);
+    ag_tape_free(t);
+    ag_params_free(ps);
+}
+END_TEST
+
 static Suite *tape_edges_suite(void) {
     Suite *s = suite_create("tape_edges");
     TCase *tc = tcase_create("tape_edges");
     tcase_add_test(tc, tapeless_non_parameter_is_refused);
     tcase_add_test(tc, utf8_names_at_the_length_edges);
     tcase_add_test(tc, gradcheck_divides_by_the_step_taken);
+    tcase_add_test(tc, gradcheck_reports_a_nan_gradient);
     tcase_add_test(tc, gradcheck_error_measure);
     tcase_add_test(tc, views_of_moved_parameters_are_refused);
     tcase_add_test(tc, moved_store_leaves_other_results_alone);
