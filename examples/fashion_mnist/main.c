@@ -293,24 +293,27 @@ static double now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static _Noreturn void die(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
+static void report(const char *fmt, va_list ap) {
     fputs("fashion_mnist: ", stderr);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
+}
+
+/* What goes wrong while running (files, data): status 1. */
+static _Noreturn void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    report(fmt, ap);
     va_end(ap);
     exit(1);
 }
 
 /* A bad command line (a flag's value out of range, flags that conflict): status 2, as for a flag
- * that cannot be parsed; die's 1 is for what goes wrong after (files, data). */
+ * that cannot be parsed. */
 static _Noreturn void usage_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("fashion_mnist: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    report(fmt, ap);
     va_end(ap);
     exit(2);
 }
