@@ -219,7 +219,6 @@ static const opt_def *find_opt(const char *name) {
     return NULL;
 }
 
-/* Apply argv (skipping --preset, handled first). given[i] marks options set on the command line. */
 /* "--name" or "--name=..." for a flag the program knows: taken for a forgotten value before it
  * ("--epochs --model m.st"), not as the value. */
 static int is_flag(const char *a) {
@@ -233,6 +232,7 @@ static int is_flag(const char *a) {
     return find_opt(name) != NULL;
 }
 
+/* Apply argv (skipping --preset, handled first). given[i] marks options set on the command line. */
 static int parse_args(cfg *c, int argc, char **argv, int pass, unsigned char *given) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -262,7 +262,8 @@ static int parse_args(cfg *c, int argc, char **argv, int pass, unsigned char *gi
         if (eq) val = eq + 1;
         else if (i + 1 < argc && !is_flag(argv[i + 1])) val = argv[++i];
         else if (i + 1 < argc) {
-            fprintf(stderr, "fashion_mnist: --%s needs a value (the next argument is the flag %s)\n", name, argv[i + 1]);
+            fprintf(stderr, "fashion_mnist: --%s needs a value (the next argument is the flag %s)\n", name,
+                    argv[i + 1]);
             return -1;
         } else {
             fprintf(stderr, "fashion_mnist: --%s needs a value\n", name);
@@ -717,8 +718,10 @@ static int run_eval(const cfg *c) {
     double sav;
     unsigned long long tin;
     if (sa && meta_number(sa, &sav) == 0 && sav <= 1) {
-        if (ti && meta_count(ti, 1000000000ULL, &tin) == 0) printf(", saved test_accuracy %.4f on %llu images", sav, tin);
-        else printf(", saved test_accuracy %.4f", sav);
+        if (ti && meta_count(ti, 1000000000ULL, &tin) == 0)
+            printf(", saved test_accuracy %.4f on %llu images", sav, tin);
+        else
+            printf(", saved test_accuracy %.4f", sav);
     }
     printf("\n");
     ag_model_close(mf);
@@ -921,9 +924,9 @@ int main(int argc, char **argv) {
             for (size_t j = 0; j < sizeof eval_flags / sizeof *eval_flags; j++)
                 used |= !strcmp(OPTS[i].name, eval_flags[j]);
             if (given[i] && !used)
-                usage_die("--%s has no effect with --eval, which only evaluates the saved model (--data, --test-limit and "
-                    "--threads apply); drop it",
-                    OPTS[i].name);
+                usage_die("--%s has no effect with --eval, which only evaluates the saved model (--data, --test-limit "
+                          "and --threads apply); drop it",
+                          OPTS[i].name);
         }
         return run_eval(&c);
     }
@@ -938,8 +941,8 @@ int main(int argc, char **argv) {
     if (c.resume[0]) {
         if (given[find_opt("preset") - OPTS])
             usage_die("--preset cannot be combined with --resume: a resumed run keeps the settings saved in %s "
-                "(flags such as --epochs or --lr change what may change)",
-                c.resume);
+                      "(flags such as --epochs or --lr change what may change)",
+                      c.resume);
         if (ag_model_open(c.resume, &ck, err, sizeof err) != AG_OK) die("%s", err);
         const char *kind = ag_model_meta(ck, "kind");
         if (kind && !strcmp(kind, "fashion_mnist model"))
@@ -973,9 +976,9 @@ int main(int argc, char **argv) {
             opt_str(&saved, o, theirs, sizeof theirs);
             if (!strcmp(mine, theirs) || !strcmp(o->name, "epochs")) continue; /* --epochs: the total to reach */
             if (model_setting)
-                usage_die("--%s %s conflicts with %s, saved with %s %s: a resumed run keeps the checkpoint's network and "
-                    "optimizer (drop the flag, or train anew without --resume)",
-                    o->name, mine, c.resume, key, shown(theirs, sv, sizeof sv));
+                usage_die("--%s %s conflicts with %s, saved with %s %s: a resumed run keeps the checkpoint's "
+                          "network and optimizer (drop the flag, or train anew without --resume)",
+                          o->name, mine, c.resume, key, shown(theirs, sv, sizeof sv));
             fprintf(stderr, "fashion_mnist: --%s %s replaces %s %s saved in %s\n", o->name, mine, key,
                     shown(theirs, sv, sizeof sv), c.resume);
         }
@@ -989,7 +992,8 @@ int main(int argc, char **argv) {
     if ((!strcmp(c.optim, "momentum") || !strcmp(c.optim, "nesterov")) && given[find_opt("momentum") - OPTS] &&
         !(c.momentum > 0 && c.momentum < 1))
         usage_die("--momentum %g: give a value in (0, 1) (for no momentum, --optim sgd)", c.momentum);
-    if (c.target_acc > 1) usage_die("--target-acc %g: a test accuracy is at most 1 (give a value in (0, 1], 0 = off)", c.target_acc);
+    if (c.target_acc > 1)
+        usage_die("--target-acc %g: a test accuracy is at most 1 (give a value in (0, 1], 0 = off)", c.target_acc);
 
     /* the checkpoint's counters and history, and its arch against its tensors, before anything is
      * built or allocated from them */
@@ -1040,11 +1044,12 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 4; i++)
             for (int j = i + 1; j < 4; j++)
                 if (path[i][0] && path[j][0] && same_file(path[i], path[j]))
-                    usage_die("--%s %s and --%s %s name the same file: give each output its own path", flag[i], path[i],
-                        flag[j], path[j]);
+                    usage_die("--%s %s and --%s %s name the same file: give each output its own path", flag[i],
+                              path[i], flag[j], path[j]);
         for (int i = 0; i < 4; i++)
             if (c.resume[0] && i != 1 && strcmp(flag[1], "resume") && path[i][0] && same_file(path[i], c.resume))
-                usage_die("--%s %s is the checkpoint given to --resume: give the %s another path", flag[i], path[i], flag[i]);
+                usage_die("--%s %s is the checkpoint given to --resume: give the %s another path", flag[i], path[i],
+                          flag[i]);
     }
     catch_signals();
 
