@@ -67,10 +67,11 @@ typedef struct ag_dense {
 /* Register "<name>.W" (out x in, AG_DECAY) and "<name>.b" (out) in ps, both zero; ps owns them.
  * AG_ERR_ARG with no message for a NULL argument; otherwise the status with its message in
  * ag_params_errmsg(ps): AG_ERR_ARG for an unknown activation ("dense fc1: unknown activation 9"),
- * or ag_params_add's (a name already used or too long, a zero size, no memory). All or nothing: on failure ps holds exactly the tensors, numel,
- * names and values it had before the call (when "<name>.b" fails, "<name>.W" is removed again;
- * the flat buffers may have moved) and only ag_params_status/errmsg tell of the failure; d is
- * not initialised (W and b NULL once the arguments were valid). */
+ * or ag_params_add's (a name already used or too long, a zero size, no memory). All or nothing:
+ * on failure ps holds exactly the tensors, numel, names and values it had before the call (when
+ * "<name>.b" fails, "<name>.W" is removed again; the flat buffers may have moved) and only
+ * ag_params_status/errmsg tell of the failure; d is not initialised (W and b NULL once the
+ * arguments were valid). */
 ag_status ag_dense_init(ag_dense *d, ag_params *ps, const char *name, size_t in, size_t out, ag_act act);
 
 /* Fill W from rng by the given rule (row-major order, so a seed always gives the same weights)
