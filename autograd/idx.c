@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -526,16 +527,49 @@ AG__CLONES static void bytes_to_real(const uint8_t *restrict src, ag_real *restr
     for (size_t j = 0; j < f; j++) dst[j] = (ag_real)src[j] / (ag_real)255;
 }
 
+/* (v / 255 - mean) / std: a subtraction between two divisions leaves nothing to contract into an FMA, so
+ * every clone rounds the same three operations */
+AG__CLONES static void bytes_to_std(const uint8_t *restrict src, ag_real *restrict dst, size_t f, ag_real mean,
+                                    ag_real std) {
+    for (size_t j = 0; j < f; j++) dst[j] = ((ag_real)src[j] / (ag_real)255 - mean) / std;
+}
+
+ag_status ag_dataset_pixel_stats(const ag_dataset *ds, double *mean, double *std) {
+    if (!ds || !mean || !std || !ds->images || ds->n == 0 || ds->rows * ds->cols == 0) return AG_ERR_ARG;
+    size_t count[256] = {0};
+    const size_t total = ds->n * ds->rows * ds->cols;
+    for (size_t i = 0; i < total; i++) count[ds->images[i]]++;
+    /* integer sums: S <= 255 total, Q <= 255^2 total, far below 2^64 for any loadable set */
+    uint64_t s = 0, q = 0;
+    for (uint64_t v = 0; v < 256; v++) s += v * count[v], q += v * v * count[v];
+    const double n = (double)total, m = (double)s / n;
+    double var = (double)q / n - m * m;
+    *mean = m / 255;
+    *std = var > 0 ? sqrt(var) / 255 : 0;
+    return AG_OK;
+}
+
+ag_status ag_dataset_standardize(ag_dataset *ds, double mean, double std) {
+    if (!ds || !isfinite(mean) || !isfinite(std) || std < 0 || (std == 0 && mean != 0)) return AG_ERR_ARG;
+    ds->mean = mean;
+    ds->std = std;
+    return AG_OK;
+}
+
 ag_status ag_dataset_batch(const ag_dataset *ds, const uint32_t *idx, size_t n, ag_real *x, int32_t *labels,
                            ag_real *onehot) {
     if (!ds || !idx || !x) return AG_ERR_ARG; /* even for n == 0: the contract does not depend on n */
     for (size_t i = 0; i < n; i++)
         if (idx[i] >= ds->n) return AG_ERR_ARG;
     const size_t f = ds->rows * ds->cols;
+    const int standard = ds->std > 0;
     for (size_t i = 0; i < n; i++) {
         if (i + 1 < n) /* rows are gathered at random: fetch the next one while converting this one */
             for (size_t b = 0; b < f; b += 64) __builtin_prefetch(ds->images + (size_t)idx[i + 1] * f + b, 0, 0);
-        bytes_to_real(ds->images + (size_t)idx[i] * f, x + i * f, f);
+        if (standard)
+            bytes_to_std(ds->images + (size_t)idx[i] * f, x + i * f, f, (ag_real)ds->mean, (ag_real)ds->std);
+        else
+            bytes_to_real(ds->images + (size_t)idx[i] * f, x + i * f, f);
     }
     if (labels)
         for (size_t i = 0; i < n; i++) labels[i] = ds->labels[idx[i]];

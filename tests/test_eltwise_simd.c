@@ -369,6 +369,11 @@ static int hash_all(void) {
         ag_real x[50 * 63];
         if (ag_dataset_batch(&ds, idx, 50, x, NULL, NULL) != AG_OK) return 1;
         printf("%-28s fwd %016" PRIx64 "\n", "dataset_batch", fnv(0xcbf29ce484222325ull, x, 50 * 63));
+        /* and standardised: (v / 255 - mean) / std */
+        if (ag_dataset_standardize(&ds, 0.2860, 0.3530) != AG_OK ||
+            ag_dataset_batch(&ds, idx, 50, x, NULL, NULL) != AG_OK)
+            return 1;
+        printf("%-28s fwd %016" PRIx64 "\n", "dataset_batch_standard", fnv(0xcbf29ce484222325ull, x, 50 * 63));
     }
     ag_tape_free(t);
     return 0;

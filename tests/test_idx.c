@@ -3,6 +3,7 @@
  * files load; wrong magic, wrong dimensions, count mismatch, truncation, trailing data, labels
  * out of range, absurd headers and missing files are refused with their status and message.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -513,6 +514,81 @@ START_TEST(batch_null_arguments) {
 }
 END_TEST
 
+/* Pixel statistics against hand values: bytes 0, 51, 102, 255 are 0, 0.2, 0.4, 1 after / 255, so the
+ * mean is 1.6 / 4 = 0.4 and the variance (0 + 0.04 + 0.16 + 1) / 4 - 0.16 = 0.14. Standardised, the
+ * batch holds (v - 0.4) / sqrt(0.14); byte 102 is exactly 0, as v / 255 and the mean round alike. */
+START_TEST(standardize_with_hand_statistics) {
+    uint8_t pix[8] = {0, 51, 102, 255, 255, 102, 51, 0}, lb[2] = {0, 1};
+    ag_dataset ds = {.n = 2, .rows = 2, .cols = 2, .classes = 2, .images = pix, .labels = lb};
+    double mean = -1, sd = -1;
+    ck_assert_int_eq(ag_dataset_pixel_stats(&ds, &mean, &sd), AG_OK);
+    ck_assert_double_eq_tol(mean, 0.4, 1e-15);
+    ck_assert_double_eq_tol(sd, sqrt(0.14), 1e-15);
+    ck_assert_int_eq(ag_dataset_standardize(&ds, mean, sd), AG_OK);
+    uint32_t idx[2] = {1, 0};
+    ag_real x[8];
+    ck_assert_int_eq(ag_dataset_batch(&ds, idx, 2, x, NULL, NULL), AG_OK);
+    const double want[8] = {1.6035674514745464, 0, -0.53452248382484879, -1.0690449676496976,
+                            -1.0690449676496976, -0.53452248382484879, 0, 1.6035674514745464};
+    for (int i = 0; i < 8; i++) ck_assert_double_eq_tol((double)x[i], want[i], 4e-7);
+    ck_assert(x[1] == 0 && x[6] == 0);
+    /* the statistics ignore the scaling in use */
+    double m2, s2;
+    ck_assert_int_eq(ag_dataset_pixel_stats(&ds, &m2, &s2), AG_OK);
+    ck_assert(m2 == mean && s2 == sd);
+    /* std 0 with mean 0 is the plain byte / 255 again, bit for bit */
+    ck_assert_int_eq(ag_dataset_standardize(&ds, 0, 0), AG_OK);
+    ck_assert_int_eq(ag_dataset_batch(&ds, idx, 2, x, NULL, NULL), AG_OK);
+    for (int r = 0; r < 2; r++)
+        for (int j = 0; j < 4; j++) ck_assert(x[r * 4 + j] == (ag_real)pix[idx[r] * 4 + j] / (ag_real)255);
+}
+END_TEST
+
+/* A standardised training set has mean 0 and std 1 over all its pixels (rows of 37, so every vector
+ * width leaves a tail); a constant set has std 0; the refusals leave the set as it was. */
+START_TEST(standardize_properties_and_refusals) {
+    enum { N = 40, F = 37 };
+    static uint8_t pix[N * F];
+    uint8_t lb[N] = {0};
+    uint64_t r = 12345;
+    for (size_t i = 0; i < sizeof pix; i++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        pix[i] = (uint8_t)(r >> 56) & 0x7f; /* skewed: 0..127 */
+    }
+    ag_dataset ds = {.n = N, .rows = 1, .cols = F, .classes = 1, .images = pix, .labels = lb};
+    double mean, sd;
+    ck_assert_int_eq(ag_dataset_pixel_stats(&ds, &mean, &sd), AG_OK);
+    ck_assert_int_eq(ag_dataset_standardize(&ds, mean, sd), AG_OK);
+    uint32_t idx[N];
+    for (uint32_t i = 0; i < N; i++) idx[i] = i;
+    static ag_real x[N * F];
+    ck_assert_int_eq(ag_dataset_batch(&ds, idx, N, x, NULL, NULL), AG_OK);
+    double s = 0, q = 0;
+    for (size_t i = 0; i < N * F; i++) s += (double)x[i], q += (double)x[i] * (double)x[i];
+    ck_assert_double_eq_tol(s / (N * F), 0, 1e-6);
+    ck_assert_double_eq_tol(q / (N * F), 1, 1e-5);
+
+    /* refusals: NULL arguments, no pixels, bad numbers; ds keeps its scaling */
+    ck_assert_int_eq(ag_dataset_pixel_stats(NULL, &mean, &sd), AG_ERR_ARG);
+    ck_assert_int_eq(ag_dataset_pixel_stats(&ds, NULL, &sd), AG_ERR_ARG);
+    ck_assert_int_eq(ag_dataset_pixel_stats(&ds, &mean, NULL), AG_ERR_ARG);
+    ag_dataset empty = {.rows = 1, .cols = F};
+    ck_assert_int_eq(ag_dataset_pixel_stats(&empty, &mean, &sd), AG_ERR_ARG);
+    const double bad[][2] = {{NAN, 1}, {INFINITY, 1}, {0, -1}, {0, NAN}, {0, INFINITY}, {0.5, 0}, {0, -1e-300}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(ag_dataset_standardize(&ds, bad[i][0], bad[i][1]), AG_ERR_ARG);
+        ck_assert(ds.mean == mean && ds.std == sd);
+    }
+    ck_assert_int_eq(ag_dataset_standardize(NULL, 0, 1), AG_ERR_ARG);
+
+    /* every pixel the same: std 0, mean that value */
+    memset(pix, 51, sizeof pix);
+    ck_assert_int_eq(ag_dataset_pixel_stats(&ds, &mean, &sd), AG_OK);
+    ck_assert_double_eq_tol(mean, 0.2, 1e-15);
+    ck_assert(sd == 0);
+}
+END_TEST
+
 /* The header's limits, each at and past its edge: a zero column count (a 3x0 image holds no pixels,
  * so its header needs no data and would otherwise load), a column count over 4096 (refused by its
  * size, not reported as truncation), a count of 0 for labels as for images, and max_bytes as an
@@ -673,6 +749,8 @@ static Suite *idx_suite(void) {
     tcase_add_test(tc, read_from_a_pipe);
     tcase_add_test(tc, gzip_crc_error_is_corruption);
     tcase_add_test(tc, batch_null_arguments);
+    tcase_add_test(tc, standardize_with_hand_statistics);
+    tcase_add_test(tc, standardize_properties_and_refusals);
     tcase_add_test(tc, header_limits_at_their_edges);
     tcase_add_test(tc, non_square_images);
     tcase_add_test(tc, classes_from_largest_label);
