@@ -90,11 +90,37 @@ if [ "$mode" = resume ]; then
     cp my.ck my1.ck
     "$BIN" --resume my.ck --data "$W/data" --threads 1 --model r.st --metrics q.csv --plot q.svg > x.log 2>&1 || { cat x.log; fail "resume without --checkpoint"; }
     [ -e fashion_mnist.ckpt.safetensors ] && fail "--resume my.ck wrote the default checkpoint"
+    cp x.log resumed.log
     grep -q "^checkpoint: my.ck" x.log && grep -q "resumed from my.ck: 784-16-10 relu" x.log || { cat x.log; fail "resumed checkpoint path or settings line"; }
     cmp -s my.ck my1.ck && fail "my.ck was not advanced by the resumed run"
     "$BIN" --resume my1.ck --preset seed --data "$W/data" > x.log 2>&1 && fail "--preset with --resume accepted"
     "$BIN" --resume my1.ck --act tanh --data "$W/data" > x.log 2>&1 && fail "--act conflicting with the checkpoint accepted"
     grep -q -- "--act tanh conflicts with my1.ck" x.log || { cat x.log; fail "conflict message"; }
+    # input standardisation (the modern preset's): the training set's statistics, saved with the model and
+    # the checkpoint, applied by --eval, kept by --resume (a model fitted to them cannot switch)
+    grep -q "inputs: standardised, (pixel / 255 - 0\.[0-9]*) / 0\.[0-9]* (the training set's mean and std, as saved in the checkpoint)" resumed.log \
+        || { cat resumed.log; fail "resumed standardisation line"; }
+    "$BIN" --eval r.st --data "$W/data" > x.log 2>&1 || { cat x.log; fail "eval of a standardised model"; }
+    grep -q "; inputs standardised, (pixel / 255 - 0\.[0-9]*) / 0\.[0-9]*$" x.log || { cat x.log; fail "eval standardisation line"; }
+    "$BIN" --resume my1.ck --normalize none --data "$W/data" > x.log 2>&1 && fail "--normalize conflicting with the checkpoint accepted"
+    grep -q -- "--normalize none conflicts with my1.ck, saved with cfg.normalize standard" x.log || { cat x.log; fail "normalize conflict message"; }
+    "$BIN" $q --normalize none --epochs 1 --model n0.st --checkpoint n0.ck --metrics q.csv --plot q.svg > x.log 2>&1 || { cat x.log; fail "--normalize none"; }
+    grep -q "^inputs: pixel / 255 (--normalize none)$" x.log || { cat x.log; fail "--normalize none line"; }
+    grep -q "input_mean" n0.st && fail "a --normalize none model holds input_mean"
+    "$BIN" --eval n0.st --data "$W/data" > x.log 2>&1 || { cat x.log; fail "eval of an unstandardised model"; }
+    grep -q "standardised" x.log && { cat x.log; fail "an unstandardised model was evaluated standardised"; }
+    # files from before --normalize (no such entries): pixels / 255; a model with half the pair, or a bad
+    # number, is refused
+    LC_ALL=C sed 's/"cfg\.normalize"/"cfg\.normalizX"/; s/"input_mean"/"input_meaX"/; s/"input_std"/"input_stX"/' my1.ck > old.ck
+    "$BIN" --resume old.ck --data "$W/data" --threads 1 --model o.st --checkpoint o.ck --metrics q.csv --plot q.svg > x.log 2>&1 \
+        || { cat x.log; fail "resume of a checkpoint from before --normalize"; }
+    grep -q "^inputs: pixel / 255 (--normalize none)$" x.log || { cat x.log; fail "old checkpoint: inputs line"; }
+    LC_ALL=C sed 's/"input_std"/"input_stX"/' r.st > half.st
+    "$BIN" --eval half.st --data "$W/data" > x.log 2>&1 && fail "a model with input_mean alone accepted"
+    grep -q "half.st: the model has input_mean but not input_std" x.log || { cat x.log; fail "half pair message"; }
+    "$SYNTH" --set-meta r.st sd.st input_std -1 && "$BIN" --eval sd.st --data "$W/data" > x.log 2>&1 && fail "input_std -1 accepted"
+    grep -q 'sd.st: input_std "-1" in the model is not a standard deviation in (0, 1\]' x.log || { cat x.log; fail "input_std message"; }
+    rm -f n0.st n0.ck old.ck o.st o.ck half.st sd.st resumed.log
     # --eval of a checkpoint; model and checkpoint metadata checked before anything is built from them
     "$BIN" --eval my1.ck --data "$W/data" > x.log 2>&1 && fail "--eval of a checkpoint accepted"
     grep -q "my1.ck is a training checkpoint, not a model" x.log || { cat x.log; fail "--eval checkpoint message"; }
@@ -163,12 +189,15 @@ if [ "$mode" = resume ]; then
     # steps done and those to come, so the last epoch still trains (it ran at lr 0 before)
     cos="--data $W/data --arch 784-8-10 --batch 24 --threads 1 --schedule cosine --epochs 3"
     "$BIN" $cos --limit 192 --stop-after 2 --model q.st --checkpoint q.ck --metrics q.csv > x.log 2>&1 || { cat x.log; fail "run to resume with another --limit"; }
+    in1=$(sed -n 's/^inputs: standardised, \(.*\) (the training.*/\1/p' x.log)
     "$BIN" --resume q.ck --limit 48 --data "$W/data" --model q.st --metrics q.csv > x.log 2>&1 || { cat x.log; fail "resume with another --limit"; }
+    in2=$(sed -n 's/^inputs: standardised, \(.*\) (the training.*as saved in the checkpoint)$/\1/p' x.log)
+    [ -n "$in1" ] && [ "$in1" = "$in2" ] || { cat x.log; fail "resume with another --limit: input statistics \"$in1\", then \"$in2\""; }
     l2=$(sed -n 3p q.csv | cut -d, -f3) l3=$(sed -n 4p q.csv | cut -d, -f3)
     [ -n "$l3" ] && [ "$l2" != "$l3" ] || { cat q.csv; fail "the resumed epoch did not train (test loss $l2 then $l3)"; }
     # exit status: 2 for any bad command line (unparsable or out of range), 1 for a missing file
     for args in "--bogus 1" "--epochs" "--epochs -1" "--epochs 0" "--lr 0" "--momentum 2" "--threads -3" \
-                "--eval q.st --epochs 5" "--target-acc 2"; do
+                "--eval q.st --epochs 5" "--target-acc 2" "--normalize foo" "--act foo" "--l2 both"; do
         "$BIN" --data "$W/data" $args > x.log 2>&1
         rc=$?
         [ $rc -eq 2 ] || { cat x.log; fail "$args: exit status $rc, want 2"; }

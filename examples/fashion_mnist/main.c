@@ -45,7 +45,7 @@ static const char *const CLASS_NAMES[10] = {"T-shirt/top", "Trouser", "Pullover"
 /* ---------------------------------------------------------------- options */
 
 typedef struct cfg {
-    char arch[256], act[32], loss[16], optim[16], schedule[16], init[32], l2[16];
+    char arch[256], act[32], loss[16], optim[16], schedule[16], init[32], l2[16], normalize[16];
     double lr, momentum, lambda, clip, target_acc;
     long batch, epochs, threads, limit, test_limit, stop_after;
     unsigned long long seed;
@@ -81,6 +81,9 @@ static const opt_def OPTS[] = {
      "                  adam unless --clip, which clips the cost's term with the gradient; adamw's decoupled\n"
      "                  decay), which skips the cost's sum of W^2 each step"},
     {"schedule", T_STR, S(schedule), 1, "constant | cosine (to 0 over the run) | step (x0.1 at 1/3 and 2/3)"},
+    {"normalize", T_STR, S(normalize), 1,
+     "none (pixels / 255) | standard (pixels / 255 minus the training set's mean, over its std; the two\n"
+     "                  numbers are saved with the model and the checkpoint)"},
     {"clip", T_DBL, S(clip), 1, "clip the gradient to this global norm (0 = off)"},
     {"batch", T_LONG, S(batch), 1, "mini-batch size"},
     {"epochs", T_LONG, S(epochs), 1, "number of epochs (with --resume: the total to reach)"},
@@ -115,6 +118,7 @@ static void preset(cfg *c, const char *name) {
         c->momentum = 0;
         c->lambda = 1e-5;
         snprintf(c->l2, sizeof c->l2, "cost");
+        snprintf(c->normalize, sizeof c->normalize, "none"); /* the derivation's inputs in [0, 1] */
         c->batch = 32;
         c->epochs = 15;
     } else {
@@ -131,6 +135,7 @@ static void preset(cfg *c, const char *name) {
         c->momentum = 0.9;
         c->lambda = 1e-4;
         snprintf(c->l2, sizeof c->l2, "optimizer");
+        snprintf(c->normalize, sizeof c->normalize, "standard");
         c->batch = 128;
         c->epochs = 15;
     }
@@ -146,8 +151,9 @@ static void usage(FILE *f) {
                "  --help          this text\n\n"
                "presets:\n"
                "  modern (default)  784-512-256-10 relu, cross-entropy, SGD momentum 0.9, lr 0.05 cosine, L2 1e-4 (in the\n"
-               "                    optimizer), batch 128, 15 epochs\n"
-               "  seed              784-256-10 sigmoid, squared error + L2 1e-5, plain SGD lr 1.0, batch 32, 15 epochs\n"
+               "                    optimizer), standardised inputs, batch 128, 15 epochs\n"
+               "  seed              784-256-10 sigmoid, squared error + L2 1e-5, plain SGD lr 1.0, inputs in [0, 1],\n"
+               "                    batch 32, 15 epochs\n"
                "Flags given after or before --preset override it. Output ends with the line\n"
                "  final test_accuracy=<x> epochs=<n> train_seconds=<s> samples_per_second=<n>\n"
                "Exit status: 0 done, 1 an error while running (files, data), 2 a bad command line,\n"
@@ -563,6 +569,7 @@ static const char *unknown_name(const char *key, const char *value) {
                    ? NULL
                    : "sgd, momentum, nesterov, adam, adamw";
     if (!strcmp(key, "l2")) return !strcmp(value, "cost") || !strcmp(value, "optimizer") ? NULL : "cost, optimizer";
+    if (!strcmp(key, "normalize")) return !strcmp(value, "none") || !strcmp(value, "standard") ? NULL : "none, standard";
     if (!strcmp(key, "schedule"))
         return !strcmp(value, "constant") || !strcmp(value, "cosine") || !strcmp(value, "step") ? NULL
                                                                                                 : "constant, cosine, step";
@@ -638,6 +645,19 @@ static int meta_number(const char *s, double *out) {
     if (*end || errno || !isfinite(v) || v < 0) return -1;
     *out = v;
     return 0;
+}
+
+/* The input standardisation saved in a model or checkpoint: both input_mean and input_std, or neither
+ * (pixels / 255: *std stays 0). */
+static void read_input_stats(const ag_model_file *mf, const char *file, const char *what, double *mean, double *std) {
+    const char *m = ag_model_meta(mf, "input_mean"), *s = ag_model_meta(mf, "input_std");
+    char sv[64];
+    if (!m && !s) return;
+    if (!m || !s) die("%s: the %s has %s but not %s", file, what, m ? "input_mean" : "input_std", m ? "input_std" : "input_mean");
+    if (meta_number(m, mean) != 0 || *mean > 1)
+        die("%s: input_mean \"%s\" in the %s is not a mean pixel value in [0, 1]", file, shown(m, sv, sizeof sv), what);
+    if (meta_number(s, std) != 0 || !(*std > 0) || *std > 1)
+        die("%s: input_std \"%s\" in the %s is not a standard deviation in (0, 1]", file, shown(s, sv, sizeof sv), what);
 }
 
 /* Test-set evaluation in no-grad mode: accuracy, mean loss, per-class correct counts. */
@@ -723,10 +743,14 @@ static int run_eval(const cfg *c) {
         else
             printf(", saved test_accuracy %.4f", sav);
     }
+    double in_mean = 0, in_std = 0;
+    read_input_stats(mf, c->eval, "model", &in_mean, &in_std);
+    if (in_std > 0) printf("; inputs standardised, (pixel / 255 - %.4f) / %.4f", in_mean, in_std);
     printf("\n");
     ag_model_close(mf);
     ag_dataset test;
     load_split(&test, c->data, "t10k", c->test_limit);
+    if (in_std > 0 && ag_dataset_standardize(&test, in_mean, in_std) != AG_OK) die("%s: unusable input_mean/input_std", c->eval);
     size_t bs = 1000;
     ag_real *x = alloc_aligned(bs * 784 * sizeof *x), *oh = alloc_aligned(bs * 10 * sizeof *oh);
     int32_t *y = malloc(bs * sizeof *y);
@@ -959,7 +983,9 @@ int main(int argc, char **argv) {
             snprintf(key, sizeof key, "cfg.%s", o->name);
             const char *v = ag_model_meta(ck, key), *known;
             int model_setting = !strcmp(o->name, "arch") || !strcmp(o->name, "act") || !strcmp(o->name, "loss") ||
-                                !strcmp(o->name, "init") || !strcmp(o->name, "optim");
+                                !strcmp(o->name, "init") || !strcmp(o->name, "optim") ||
+                                !strcmp(o->name, "normalize"); /* the weights are fitted to the inputs' scaling */
+            if (!v && !strcmp(o->name, "normalize")) v = "none"; /* checkpoints from before --normalize */
             if (!v) {
                 if (model_setting) die("%s: the checkpoint lacks the %s metadata", c.resume, key);
                 continue;
@@ -988,6 +1014,12 @@ int main(int argc, char **argv) {
     if (c.batch < 1) bad_setting(&c, from_ck, "batch", "must be at least 1");
     if (c.epochs < 1) bad_setting(&c, from_ck, "epochs", "must be at least 1");
     if (!(c.lr > 0)) bad_setting(&c, from_ck, "lr", "must be positive");
+    /* names from the command line (a checkpoint's were checked as they were read) */
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const char *known;
+        if (given[i] && OPTS[i].type == T_STR && (known = unknown_name(OPTS[i].name, (char *)&c + OPTS[i].off)))
+            usage_die("unknown --%s \"%s\" (%s)", OPTS[i].name, (char *)&c + OPTS[i].off, known);
+    }
     /* the library takes 0 as "the default, 0.9": a 0 given here would silently mean 0.9 */
     if ((!strcmp(c.optim, "momentum") || !strcmp(c.optim, "nesterov")) && given[find_opt("momentum") - OPTS] &&
         !(c.momentum > 0 && c.momentum < 1))
@@ -1056,6 +1088,19 @@ int main(int argc, char **argv) {
     ag_dataset train, test;
     load_split(&train, c.data, "train", c.limit);
     load_split(&test, c.data, "t10k", c.test_limit);
+    /* input standardisation with the training set's statistics; a resumed run keeps its checkpoint's, so
+     * that it goes on bit for bit (and --data or --limit cannot shift them) */
+    double in_mean = 0, in_std = 0;
+    if (!strcmp(c.normalize, "standard")) {
+        if (ck) read_input_stats(ck, c.resume, "checkpoint", &in_mean, &in_std);
+        if (!(in_std > 0) && ag_dataset_pixel_stats(&train, &in_mean, &in_std) != AG_OK) die("pixel statistics: no data");
+        if (!(in_std > 0)) die("--normalize standard: every training pixel has the same value (std 0)");
+        if (ag_dataset_standardize(&train, in_mean, in_std) != AG_OK || ag_dataset_standardize(&test, in_mean, in_std) != AG_OK)
+            die("--normalize standard: mean %g, std %g are unusable", in_mean, in_std);
+    }
+    char in_mean_s[32] = "", in_std_s[32] = ""; /* round-trip text for the files */
+    snprintf(in_mean_s, sizeof in_mean_s, "%.17g", in_mean);
+    snprintf(in_std_s, sizeof in_std_s, "%.17g", in_std);
 
     net n;
     net_build(&n, c.arch, c.act, c.loss, c.init, c.seed);
@@ -1126,6 +1171,11 @@ int main(int argc, char **argv) {
            capped,
            flushed ? "flushed (FTZ/DAZ; --no-flush-denormal keeps them)" : "kept");
     printf("data: %zu training and %zu test images from %s; %zu parameters\n", train.n, test.n, c.data, numel);
+    if (in_std > 0)
+        printf("inputs: standardised, (pixel / 255 - %.4f) / %.4f (the training set's mean and std%s)\n", in_mean, in_std,
+               c.resume[0] ? ", as saved in the checkpoint" : "");
+    else
+        printf("inputs: pixel / 255 (--normalize none)\n");
 
     /* buffers for one batch, reused by every step: the step allocates nothing */
     size_t ebs = bs < train.n ? bs : train.n; /* a batch larger than the data is the whole data */
@@ -1261,6 +1311,10 @@ int main(int argc, char **argv) {
         meta[nm++] = (ag_kv){"train_seconds", tss};
         meta[nm++] = (ag_kv){"samples", sds};
         meta[nm++] = (ag_kv){"shuffle", "order of epoch e = ag_dataset_shuffle(seed, e)"};
+        if (in_std > 0) {
+            meta[nm++] = (ag_kv){"input_mean", in_mean_s};
+            meta[nm++] = (ag_kv){"input_std", in_std_s};
+        }
         for (size_t i = 0; i < n_hc; i++) {
             if (i) snprintf(hkeys[i], sizeof hkeys[i], "history.%zu", i);
             else snprintf(hkeys[i], sizeof hkeys[i], "history");
@@ -1316,8 +1370,10 @@ int main(int argc, char **argv) {
     ag_kv mm[] = {{"kind", "fashion_mnist model"}, {"arch", c.arch}, {"activation", c.act}, {"loss", c.loss},
                   {"classes", "T-shirt/top,Trouser,Pullover,Dress,Coat,Sandal,Shirt,Sneaker,Bag,Ankle boot"},
                   {"epochs", es}, {"test_accuracy", accs}, {"test_images", tis}, {"optim", c.optim},
-                  {"dtype", AG_REAL_NAME}};
-    if (c.model[0] && ag_model_save(c.model, n.ps, NULL, 0, mm, sizeof mm / sizeof mm[0], err, sizeof err) != AG_OK)
+                  {"dtype", AG_REAL_NAME}, {"input_mean", in_mean_s}, {"input_std", in_std_s}};
+    /* a model without standardisation leaves the two out: what --eval and files from before it expect */
+    size_t n_mm = sizeof mm / sizeof mm[0] - (in_std > 0 ? 0 : 2);
+    if (c.model[0] && ag_model_save(c.model, n.ps, NULL, 0, mm, n_mm, err, sizeof err) != AG_OK)
         die("%s", err);
     print_classes(correct, total);
     printf("\nsteady-state heap allocations in training steps: %zu\n", steady_allocs);
