@@ -9,11 +9,13 @@
 #                         (skipped with status 77 otherwise), accuracy > 70%
 if(AG_BUILD_EXAMPLES AND EXISTS ${PROJECT_SOURCE_DIR}/examples/fashion_mnist/CMakeLists.txt)
   add_executable(fashion_mnist_synth ${CMAKE_CURRENT_LIST_DIR}/fashion_mnist_synth.c)
+  ag_test_program(fashion_mnist_run fashion_mnist)
+  ag_test_program(fashion_mnist_synth_run fashion_mnist_synth)
   add_test(NAME fashion_mnist_resume
-    COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/fashion_mnist_test.sh resume $<TARGET_FILE:fashion_mnist>
-            $<TARGET_FILE:fashion_mnist_synth> ${CMAKE_CURRENT_BINARY_DIR}/fashion_mnist_resume)
+    COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/fashion_mnist_test.sh resume ${fashion_mnist_run}
+            ${fashion_mnist_synth_run} ${CMAKE_CURRENT_BINARY_DIR}/fashion_mnist_resume)
   add_test(NAME fashion_mnist_real
-    COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/fashion_mnist_test.sh real $<TARGET_FILE:fashion_mnist>
+    COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/fashion_mnist_test.sh real ${fashion_mnist_run}
             ${CMAKE_CURRENT_BINARY_DIR}/fashion_mnist_real)
   set_tests_properties(fashion_mnist_resume fashion_mnist_real PROPERTIES TIMEOUT 300 SKIP_RETURN_CODE 77)
   # the program's SVG curve writer on its own (axis ticks for flat, huge and nearly-equal values)
