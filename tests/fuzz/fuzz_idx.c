@@ -67,6 +67,17 @@ int AG_FUZZ_ENTRY(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < 2 * f; i++)
             if (!(x[i] >= 0 && x[i] <= 1)) abort();
         if (lab[0] < 0 || lab[0] >= 10 || onehot[lab[0]] != 1) abort();
+        /* standardised with the set's own statistics: finite, within (0 - mean) / std .. (1 - mean) / std */
+        double mean, sd;
+        if (ag_dataset_pixel_stats(&ds, &mean, &sd) != AG_OK) abort();
+        if (!(mean >= 0 && mean <= 1 && sd >= 0 && sd <= 0.5 + 1e-12)) abort();
+        if (sd > 0) {
+            if (ag_dataset_standardize(&ds, mean, sd) != AG_OK) abort();
+            if (ag_dataset_batch(&ds, idx, 2, x, NULL, NULL) != AG_OK) abort();
+            const double lo = -mean / sd - 1e-3 * (1 + mean / sd), hi = (1 - mean) / sd + 1e-3 * (1 + (1 - mean) / sd);
+            for (size_t i = 0; i < 2 * f; i++)
+                if (!((double)x[i] >= lo && (double)x[i] <= hi)) abort();
+        }
         free(x);
         free(onehot);
         ag_dataset_free(&ds);
