@@ -4,7 +4,7 @@
  *   pc over k by KC      (the k-blocking depends on k only, so the summation order never changes)
  *     jc over n by NC    B block  kc x nc  packed, stays in L2
  *       ic over m by MC  A block  mc x kc  packed
- *         ir by MR       A micro-panel MR x kc stays in L1
+ *         ir by MR       A micro-panel MR x kc (op(A) = A: read in place, see a_inplace)
  *           jr by NR     B micro-panel kc x NR streams from L2 -> micro-kernel on an MR x NR tile of C
  * Threads split C into disjoint row or column strips (whole tiles) and run this nest on their strip, each
  * packing its own blocks (AG__SHARE_SPIN); a single task packs the operand it reuses once, whole (see
@@ -213,6 +213,7 @@ typedef struct {
     size_t mc, nc;        /* m and n blocks of the task-local packing */
     int direct;           /* unpacked kernel (kr->direct) instead of the packed nest */
     int b_inplace;        /* op(B) = B read in place by kr->ukr_bs (few rows of A: packing B would not pay) */
+    int a_inplace;        /* op(A) = A read in place by kr->ukr_as on the packed path (full-height tiles) */
     int t_small;          /* A B^T with few rows of A: C^T tiles by kr->ukr_t, B read in place, only A packed */
     int split_n;          /* tasks are column strips (else row strips) */
     size_t strip;         /* strip width in rows or columns, a multiple of the tile */
@@ -341,24 +342,23 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
             }
             for (size_t ic = i0; ic < i1; ic += J->mc) {
                 size_t mc = min_sz(i1 - ic, J->mc);
-                if (!sh_a) pack_a_any(J, ic, mc, pc, kc, abuf);
+                /* with A read in place only a last, partial panel is packed */
+                size_t full = J->a_inplace ? mc / MR * MR : 0;
+                if (!sh_a && full < mc) pack_a_any(J, ic + full, mc - full, pc, kc, abuf + full * kc);
                 for (size_t ir = 0; ir < mc; ir += MR) {
                     int mr = (int)min_sz(mc - ir, MR);
-                    const ag_real *ap = sh_a ? shared_panel(J, pc, kc, (ic + ir) / MR) : abuf + ir * kc;
+                    const int inplace = ir < full;
+                    const ag_real *ap = inplace ? J->a + (ic + ir) * J->lda + pc
+                                        : sh_a  ? shared_panel(J, pc, kc, (ic + ir) / MR)
+                                                : abuf + ir * kc;
                     ag_real *crow = J->c + (ic + ir) * J->ldc + jc;
-                    /* Pull the next A micro-panel towards L2 in slices while this one is in use: it often
-                     * comes from L3 or memory, and its first kernel call would otherwise wait for it. */
-                    const char *next = ir + MR < mc ? (const char *)(ap + MR * kc) : NULL;
-                    size_t pf_lines = MR * kc * sizeof(ag_real) / 64, pf_step = pf_lines / ceil_div(nc, NR) + 1;
-                    size_t pf = 0;
                     for (size_t jr = 0; jr < nc; jr += NR) {
                         int nr = (int)min_sz(nc - jr, NR);
-                        for (size_t e = pf + pf_step; next && pf < e && pf < pf_lines; pf++)
-                            __builtin_prefetch(next + 64 * pf, 0, 2);
                         const ag_real *bp = sh_b ? shared_panel(J, pc, kc, (jc + jr) / NR) : bbuf + jr * kc;
                         ag_real *cp = hot ? tbuf : crow + jr;
                         size_t ldc = hot ? NR : J->ldc;
-                        kr->ukr(kc, ap, bp, cp, ldc, mr, nr, J->alpha, beta);
+                        if (inplace) kr->ukr_as(kc, ap, J->lda, bp, cp, ldc, nr, J->alpha, beta);
+                        else kr->ukr(kc, ap, bp, cp, ldc, mr, nr, J->alpha, beta);
                         if (deliver) J->fn(J->fn_ctx, ic + ir, jc + jr, (size_t)mr, (size_t)nr, cp, ldc);
                     }
                 }
@@ -545,6 +545,7 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
     J.split_n = n >= m;
     J.b_inplace = !J.direct && !J.tb && kr->ukr_bs && J.split_n && m <= bs_max_m(kr);
     J.t_small = !J.direct && J.tb && !J.ta && kr->ukr_t && J.split_n && m <= t_max_m(kr);
+    J.a_inplace = !J.direct && !J.b_inplace && !J.t_small && !J.ta && kr->ukr_as;
     size_t len = J.split_n ? n : m, tile = J.split_n ? NR : MR;
     if (J.direct) tile = J.split_n ? 64 : 12;   /* whole direct tiles */
     if (J.t_small) tile = MR;                   /* whole C^T tiles */
@@ -591,7 +592,8 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
     size_t n_kblocks = ceil_div(k, J.kc);
     size_t sh_bytes = J.sh_len * k * sizeof(ag_real);
     size_t flag_bytes = n_kblocks * J.sh_panels;
-    int use_shared = (tasks == 1 || AG__SHARE_SPIN) && J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
+    int use_shared = (tasks == 1 || AG__SHARE_SPIN) && !(J.split_n && J.a_inplace) &&
+                     J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
                      sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
     if (use_shared) {
         if (J.split_n) J.mc = J.sh_len;   /* A comes whole from the shared buffer */

@@ -57,6 +57,12 @@ typedef void (*ag__ukr_fn)(size_t kc, const ag_real *a, const ag_real *b, ag_rea
 typedef void (*ag__ukr_bs_fn)(size_t kc, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, size_t ldc,
                               int mr, int nr, ag_real alpha, ag_real beta);
 
+/* The same as ukr for a full-height tile (mr = MR) with op(A) = A read in place instead of from a packed panel:
+ * row r of the panel at a + r * lda, kc values. Same operations in the same order as ukr, so results are
+ * identical. */
+typedef void (*ag__ukr_as_fn)(size_t kc, const ag_real *a, size_t lda, const ag_real *b, ag_real *c, size_t ldc,
+                              int nr, ag_real alpha, ag_real beta);
+
 /* For C = A B^T with few rows of A, the tile of C^T = B A^T: `rows` (<= MR) rows of B read in place (row r at
  * b + r * ldb, kc values) against a packed panel of nr (<= NR) rows of A in the B micro-panel layout (packed by
  * pack_b with trans_b = 1). Stores C[i][j] = alpha * sum + beta * C[i][j] at c + i * ldc + j, i < nr, j < rows. */
@@ -82,6 +88,7 @@ typedef struct ag__gemm_kernel {
     size_t mc, kc, nc;    /* cache blocks: A block mc x kc, B block kc x nc (L2) */
     ag__ukr_fn ukr;
     ag__ukr_bs_fn ukr_bs; /* NULL: B is always packed */
+    ag__ukr_as_fn ukr_as; /* NULL: A is always packed */
     ag__ukr_t_fn ukr_t;   /* NULL: no transposed small-m path for A B^T */
     ag__packa_fn pack_a;  /* NULL: generic C packing */
     ag__packb_fn pack_b;  /* NULL: generic C packing */
@@ -120,7 +127,7 @@ typedef void (*ag__tile_fn)(void *ctx, size_t i0, size_t j0, size_t rows, size_t
  * ag_gemm(.., beta = 0, ..) stores, for any thread count. Same argument checks and statuses as ag_gemm
  * (AG_ERR_ARG, AG_ERR_NOMEM before any tile is delivered). k == 0 or alpha == 0 delivers zeros.
  * Tiles: one micro-tile (MR x NR) on the packed, b_inplace and t_small paths, blocks of up to 12 x 256 on the
- * direct path. When k fits one k block (kernel kc: 512 floats / 256 doubles on avx512, 256 otherwise) a packed or
+ * direct path. When k fits one k block (kernel kc: 1024 floats / 512 doubles on avx512, 256 otherwise) a packed or
  * b_inplace micro-tile is computed into an L1 buffer and work is not touched; with several k blocks it is
  * accumulated in work and handed over right after its last block. work is also unused on the direct path.
  * fn == NULL, work == NULL or ldw < n: AG_ERR_ARG (unless m or n is 0: AG_OK, nothing delivered). */

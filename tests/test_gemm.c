@@ -167,16 +167,19 @@ START_TEST(test_paths_small)
 }
 END_TEST
 
-/* Sizes that cross the cache blocks (KC, MC, NC) with several alpha/beta pairs. */
+/* Sizes that cross the cache blocks (KC, MC, NC) with several alpha/beta pairs. The last two are column splits
+ * with enough rows for the packed path in every transpose (on avx512 op(A) = A is read in place, ukr_as, and
+ * its m edge 150 = 12 x 12 + 6 packed), n edges of one and two vectors (308 = 9 x 32 + 20, also cut at 256),
+ * and k in one or two blocks. */
 START_TEST(test_paths_blocked)
 {
     static const struct { size_t m, n, k; } shp[] = {
-        {200, 67, 401}, {13, 700, 130}, {197, 45, 800}, {70, 1100, 9},
+        {200, 67, 401}, {13, 700, 130}, {197, 45, 800}, {70, 1100, 9}, {150, 308, 1100}, {150, 300, 700},
     };
     static const ag_real ab[][2] = {{1, 0}, {-0.5, 0}, {1.5, -0.75}, {1, 1}};
     int quick = ag_test_quick();
     ck_assert_int_eq(ag_set_threads(1), AG_OK);
-    for (size_t s = 0; s < (quick ? 2 : 4); s++) {
+    for (size_t s = 0; s < sizeof shp / sizeof shp[0]; s += quick ? 2 : 1) {
         for (int t = 0; t < 4; t++) {
             prob p;
             prob_init(&p, t & 1, t >> 1, shp[s].m, shp[s].n, shp[s].k, 3, ab[(s + t) % 4][0], ab[(s + t) % 4][1]);
@@ -205,7 +208,7 @@ START_TEST(test_small_m)
         if (ag__kernel_force(paths[path]) != 0) continue;
         for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i += quick ? 3 : 1) {
             for (int t = 0; t < 4; t++) {
-                size_t m = ms[i], n = i % 2 ? 2 * m + 37 : 300 + m, k = i % 3 ? 530 : 301;
+                size_t m = ms[i], n = i % 2 ? 2 * m + 37 : 300 + m, k = i % 3 == 1 ? 1030 : i % 3 ? 530 : 301;
                 prob p;
                 prob_init(&p, t & 1, t >> 1, m, n, k, (i + (size_t)t) % 3, (ag_real)0.75,
                           i % 2 ? (ag_real)0 : (ag_real)-1.5);

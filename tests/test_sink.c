@@ -522,8 +522,8 @@ START_TEST(user_sink_sees_each_gradient_once) {
     sink_matches_backward(5, 1, -1e-3);
     sink_matches_backward(64, 2, -1e-3);
     sink_matches_backward(64, 3, 0);
-    if (!ag_test_quick()) sink_matches_backward(700, 2, 0);
-    if (!ag_test_quick()) sink_matches_backward(700, 1, 1e-3);
+    if (!ag_test_quick()) sink_matches_backward(1100, 2, 0);   /* several k blocks on every kernel */
+    if (!ag_test_quick()) sink_matches_backward(1100, 1, 1e-3);
 }
 END_TEST
 
@@ -532,9 +532,9 @@ END_TEST
  * Each element once, from a tile, equal to the product written out here: with dC = R,
  *   W as a:  dop(W) = R op(X)^T;   W as b:  dop(W) = op(X)^T R;   dW = dop(W), transposed back if
  *   the flag is set, plus lambda W when an L2 term on W is recorded last (it rides on the tiles).
- * The inner size 600 spans more than one k block (512 floats, 256 doubles). */
+ * The inner size 1100 spans more than one k block (1024 floats, 512 doubles on avx512). */
 START_TEST(transposed_weight_operands_under_a_sink) {
-    enum { M = 13, KK = 21, NN = 600 };
+    enum { M = 13, KK = 21, NN = 1100 };
     ag_rng rng;
     ag_rng_seed(&rng, 77);
     static ag_real xv[KK * NN], rv[M * NN];
