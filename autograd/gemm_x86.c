@@ -80,7 +80,7 @@ typedef __mmask16 zmask;
  * (`inplace`, ukr_as: row r at a + r * lda, one value per step). The in-place rows are addressed from four
  * bases (rows 0, 3, 6, 9) plus 1, 2, 4 or 8 row strides, which x86 addressing does for free, so the loop does
  * not need twelve row pointers (too many registers). lb = lda in bytes. */
-static inline __attribute__((always_inline)) ag_real a5_a(const int inplace, const int r, const ag_real *a, size_t lb)
+static inline __attribute__((always_inline)) ag_real a_at(const int inplace, const int r, const ag_real *a, size_t lb)
 {
     if (!inplace) return a[r];
     static const signed char base[12] = {0, 0, 0, 3, 0, 3, 6, 3, 0, 9, 6, 3};
@@ -94,7 +94,7 @@ static inline __attribute__((always_inline)) T512 void
 a5_tile(const int rows, const int V, const int strided, const int a_inplace, size_t kc, const ag_real *a, size_t lda,
         const ag_real *b, size_t bs, ag_real *c, size_t ldc, zmask m0, zmask m1, ag_real alpha, ag_real beta)
 {
-    const size_t astep = a_inplace ? 1 : A5_MR, lb = lda * sizeof(ag_real);   /* see a5_a */
+    const size_t astep = a_inplace ? 1 : A5_MR, lb = lda * sizeof(ag_real);   /* see a_at */
     /* V = 2 vectors of NR; V = 1 at the n edge when nr fits one vector: the second column of accumulators
      * would only sum zeros (784 = 24.5 x 32, so 2% of such a product's FMAs). Each element of C sees the same
      * FMAs in the same order either way. */
@@ -112,7 +112,7 @@ a5_tile(const int rows, const int V, const int strided, const int a_inplace, siz
             if (V == 2) _mm_prefetch((const char *)(b + A5_PF_BS * bs + A5_NR - 1), _MM_HINT_T0);
             zv b0 = z_mload(m0, b), b1 = V == 2 ? z_mload(m1, b + Z_W) : z_zero();
             AG__UNROLL for (int r = 0; r < rows; r++) {
-                zv ar = z_set1(a5_a(a_inplace, r, a, lb));
+                zv ar = z_set1(a_at(a_inplace, r, a, lb));
                 c0[r] = z_fma(ar, b0, c0[r]);
                 if (V == 2) c1[r] = z_fma(ar, b1, c1[r]);
             }
@@ -125,7 +125,7 @@ a5_tile(const int rows, const int V, const int strided, const int a_inplace, siz
             _mm_prefetch((const char *)(b + A5_PF_B + Z_W), _MM_HINT_T0);
             zv b0 = z_load(b), b1 = V == 2 ? z_load(b + Z_W) : z_zero();
             AG__UNROLL for (int r = 0; r < rows; r++) {
-                zv ar = z_set1(a5_a(a_inplace, r, a, lb));
+                zv ar = z_set1(a_at(a_inplace, r, a, lb));
                 c0[r] = z_fma(ar, b0, c0[r]);
                 if (V == 2) c1[r] = z_fma(ar, b1, c1[r]);
             }
@@ -573,9 +573,10 @@ typedef __m256 yv;
 
 /* bs: distance between k steps of B (A2_NR packed, ldb in place with masked loads when `strided`) */
 static inline __attribute__((always_inline)) T256 void
-a2_tile(const int rows, const int strided, size_t kc, const ag_real *a, const ag_real *b, size_t bs, ag_real *c,
-        size_t ldc, __m256i m0, __m256i m1, ag_real alpha, ag_real beta)
+a2_tile(const int rows, const int strided, const int a_inplace, size_t kc, const ag_real *a, size_t lda, const ag_real *b,
+        size_t bs, ag_real *c, size_t ldc, __m256i m0, __m256i m1, ag_real alpha, ag_real beta)
 {
+    const size_t astep = a_inplace ? 1 : A2_MR, lb = lda * sizeof(ag_real);   /* see a_at */
     yv c0[A2_MR], c1[A2_MR];
     AG__UNROLL for (int r = 0; r < rows; r++) c0[r] = c1[r] = y_zero();
     for (size_t p = 0; p < kc; p++) {
@@ -587,11 +588,11 @@ a2_tile(const int rows, const int strided, size_t kc, const ag_real *a, const ag
             b0 = y_load(b), b1 = y_load(b + Y_W);
         }
         AG__UNROLL for (int r = 0; r < rows; r++) {
-            yv ar = y_set1(a[r]);
+            yv ar = y_set1(a_at(a_inplace, r, a, lb));
             c0[r] = y_fma(ar, b0, c0[r]);
             c1[r] = y_fma(ar, b1, c1[r]);
         }
-        a += A2_MR;
+        a += astep;
         b += strided ? bs : (size_t)A2_NR;
     }
     yv va = y_set1(alpha);
@@ -706,7 +707,7 @@ T256 static void ukr_avx2(size_t kc, const ag_real *a, const ag_real *b, ag_real
 {
     __m256i m0 = y_cmpgt(y_splat(nr), y_lanes()), m1 = y_cmpgt(y_splat(nr - Y_W), y_lanes());
     switch (mr) {
-#define A2_CASE(R) case R: a2_tile(R, 0, kc, a, b, A2_NR, c, ldc, m0, m1, alpha, beta); break;
+#define A2_CASE(R) case R: a2_tile(R, 0, 0, kc, a, 0, b, A2_NR, c, ldc, m0, m1, alpha, beta); break;
         A2_CASE(6) A2_CASE(5) A2_CASE(4) A2_CASE(3) A2_CASE(2) A2_CASE(1)
 #undef A2_CASE
     default: break;
@@ -718,11 +719,19 @@ T256 static void ukr_bs_avx2(size_t kc, const ag_real *a, const ag_real *b, size
 {
     __m256i m0 = y_cmpgt(y_splat(nr), y_lanes()), m1 = y_cmpgt(y_splat(nr - Y_W), y_lanes());
     switch (mr) {
-#define A2_CASE(R) case R: a2_tile(R, 1, kc, a, b, ldb, c, ldc, m0, m1, alpha, beta); break;
+#define A2_CASE(R) case R: a2_tile(R, 1, 0, kc, a, 0, b, ldb, c, ldc, m0, m1, alpha, beta); break;
         A2_CASE(6) A2_CASE(5) A2_CASE(4) A2_CASE(3) A2_CASE(2) A2_CASE(1)
 #undef A2_CASE
     default: break;
     }
+}
+
+/* As ukr_avx2 for a full-height tile with op(A) = A read in place (see ag__ukr_as_fn). */
+T256 static void ukr_as_avx2(size_t kc, const ag_real *a, size_t lda, const ag_real *b, ag_real *c, size_t ldc, int nr,
+                             ag_real alpha, ag_real beta)
+{
+    __m256i m0 = y_cmpgt(y_splat(nr), y_lanes()), m1 = y_cmpgt(y_splat(nr - Y_W), y_lanes());
+    a2_tile(A2_MR, 0, 1, kc, a, lda, b, A2_NR, c, ldc, m0, m1, alpha, beta);
 }
 
 _Static_assert(A2_MR * A2_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag__gemm_tiles");
@@ -734,7 +743,7 @@ const ag__gemm_kernel ag__gemm_avx2 = {
 #else
     .mc = 144, .kc = 256, .nc = 1024,
 #endif
-    .ukr = ukr_avx2, .ukr_bs = ukr_bs_avx2, .pack_a = pack_a_avx2, .pack_b = pack_b_avx2,
+    .ukr = ukr_avx2, .ukr_bs = ukr_bs_avx2, .ukr_as = ukr_as_avx2, .pack_a = pack_a_avx2, .pack_b = pack_b_avx2,
 };
 
 #else
