@@ -573,8 +573,8 @@ typedef __m256 yv;
 
 /* bs: distance between k steps of B (A2_NR packed, ldb in place with masked loads when `strided`) */
 static inline __attribute__((always_inline)) T256 void
-a2_tile(const int rows, const int strided, const int a_inplace, size_t kc, const ag_real *a, size_t lda, const ag_real *b,
-        size_t bs, ag_real *c, size_t ldc, __m256i m0, __m256i m1, ag_real alpha, ag_real beta)
+a2_tile(const int rows, const int strided, const int a_inplace, size_t kc, const ag_real *a, size_t lda,
+        const ag_real *b, size_t bs, ag_real *c, size_t ldc, __m256i m0, __m256i m1, ag_real alpha, ag_real beta)
 {
     const size_t astep = a_inplace ? 1 : A2_MR, lb = lda * sizeof(ag_real);   /* see a_at */
     yv c0[A2_MR], c1[A2_MR];

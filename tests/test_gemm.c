@@ -168,8 +168,8 @@ START_TEST(test_paths_small)
 END_TEST
 
 /* Sizes that cross the cache blocks (KC, MC, NC) with several alpha/beta pairs. The last two are column splits
- * with enough rows for the packed path in every transpose (on avx512 op(A) = A is read in place, ukr_as, and
- * its m edge 150 = 12 x 12 + 6 packed), n edges of one and two vectors (308 = 9 x 32 + 20, also cut at 256),
+ * with enough rows for the packed path in every transpose (on avx512 and avx2 op(A) = A is read in place,
+ * ukr_as, and the avx512 m edge 150 = 12 x 12 + 6 packed), n edges of one and two vectors (308 = 9 x 32 + 20, also cut at 256),
  * and k in one or two blocks. */
 START_TEST(test_paths_blocked)
 {
