@@ -3,8 +3,9 @@
  * Loop nest (Goto/BLIS style, mirrored for row-major C so SIMD vectors run along a row of C):
  *   pc over k by KC      (the k-blocking depends on k only, so the summation order never changes)
  *     jc over n by NC    B block  kc x nc  packed, stays in L2
- *       ic over m by MC  A block  mc x kc  packed
- *         ir by MR       A micro-panel MR x kc (op(A) = A: read in place, see a_inplace)
+ *       ic over m by MC  A block  mc x kc  packed (op(A) = A: read in place, only a partial panel packed;
+ *                                            see a_inplace)
+ *         ir by MR       A micro-panel MR x kc
  *           jr by NR     B micro-panel kc x NR streams from L2 -> micro-kernel on an MR x NR tile of C
  * Threads split C into disjoint row or column strips (whole tiles) and run this nest on their strip, each
  * packing its own blocks (AG__SHARE_SPIN); a single task packs the operand it reuses once, whole (see
