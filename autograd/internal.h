@@ -5,33 +5,14 @@
 #ifndef AG_INTERNAL_H
 #define AG_INTERNAL_H
 
-#include "ag.h"
+#include "base.h"
+#include "kernels/eltwise.h"
 
 #include <float.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
-
-/* Allocator hooks (see ag_set_allocator). Every heap block of the library goes through these. */
-void *ag__malloc(size_t size);
-void *ag__calloc(size_t n, size_t size); /* overflow-checked, zeroed */
-void *ag__realloc(void *ptr, size_t size);
-void ag__free(void *ptr);
-/* AG_ALIGN-aligned block from the hooks; free with ag__aligned_free. */
-void *ag__aligned_alloc(size_t size);
-void ag__aligned_free(void *ptr);
-
-/* a * b into *out, 0 on overflow. */
-static inline int ag__mul_ok(size_t a, size_t b, size_t *out) {
-    if (b != 0 && a > SIZE_MAX / b) return 0;
-    *out = a * b;
-    return 1;
-}
-
-/* Element count of a shape with overflow and zero checks: 0 on success, else -1 (overflow)
- * or -2 (a zero dimension). Counts are bounded so that size * sizeof(ag_real) fits size_t. */
-int ag__shape_numel(int ndim, const size_t *shape, size_t *numel);
 
 /* Arena chunk: a block the tape bump-allocates from. */
 typedef struct ag__chunk {
@@ -138,15 +119,6 @@ int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c, double *bound);
 /* Arena allocation, AG_ALIGN-aligned. NULL if full (no message set). */
 void *ag__arena_alloc(ag_tape *t, size_t bytes);
 
-/* Write "<what>: <name>: <formatted>" into a caller's error buffer (err may be NULL); returns st.
- * The loaders and model files report through such buffers. */
-ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
-                        const char *fmt, va_list ap);
-
-/* Offset of the first byte of s[0..n) that is not part of strict UTF-8 (no overlongs, no
- * surrogates, <= U+10FFFF), n if none: parameter names and the model files' strings (params.c). */
-size_t ag__utf8_bad_at(const unsigned char *s, size_t n);
-
 /* Record an error on the tape and return st. */
 ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...)
 #if defined(__GNUC__) || defined(__clang__)
@@ -189,163 +161,12 @@ static inline ag_status ag__node_shape_like(ag_node *n, const ag_tensor *x) {
     ag_call((t), (op), (ag_tensor *[]){__VA_ARGS__}, \
             (int)(sizeof((ag_tensor *[]){__VA_ARGS__}) / sizeof(ag_tensor *)), (params))
 
-/* AG__CLONES before a function: GCC/clang compile it three times, for AVX-512F, AVX2 and the
- * baseline, and the loader picks one for the machine (ifunc, resolved once). For the element-wise
- * streams (ops_*.c, optim.c): wider vectors, the same results, because the build has no FMA
- * (-ffp-contract=off), no reassociation (no -ffast-math, so sums stay in order) and every clone
- * does exactly the baseline's IEEE operations per element. Not under sanitizers (their runtimes
- * are not ready when the resolvers run at load time) nor with -DAG_NO_CLONES (the A/B builds and
- * the clones-vs-baseline test, tests/noclones.cmake). */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define AG__NO_CLONES_SAN 1
-#endif
-#endif
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(AG__NO_CLONES_SAN) && \
-    !defined(AG_NO_CLONES)
-#define AG__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define AG__CLONES
-#endif
-
-/* sum_i x_i and sum_i x_i^2 over n elements in double (ops_reduce.c): interleaved partial sums
- * combined in a fixed order, so vectorised yet the same bits on every call. */
-double ag__sum(const ag_real *x, size_t n);
-double ag__sum_sq(const ag_real *x, size_t n);
-
-/* Test hook for the hand-written SIMD variants of ag__sigmoid_array (ops_elementwise.c): runs the
- * variant named "scalar", "sse2", "avx2" or "avx512" on x[0, n) into o and returns 0, or returns
- * -1 if this build or CPU has no such variant. The variant ag__sigmoid_array dispatches to (once,
- * from the CPU; the baseline with -DAG_NO_CLONES) is in *ag__sigmoid_variant_name(). */
-int ag__sigmoid_variant(const char *name, const ag_real *x, ag_real *o, size_t n);
-const char *ag__sigmoid_variant_name(void);
-
-/* Thread pool teardown (threads.c); called by nothing in steady state. */
-void ag__threads_shutdown(void);
-
-/* ---- for the built-in ops (ops_*.c, gradcheck.c): libm on ag_real, so the float build calls
- * expf/tanhf/... (no double round trips) and the double build exp/tanh/... */
-#include <math.h>
-#ifdef AG_DOUBLE
-#define ag__exp exp
-#define ag__log log
-#define ag__tanh tanh
-#define ag__sqrt sqrt
-#define ag__pow pow
-#define ag__fabs fabs
-#else
-#define ag__exp expf
-#define ag__log logf
-#define ag__tanh tanhf
-#define ag__sqrt sqrtf
-#define ag__pow powf
-#define ag__fabs fabsf
-#endif
-
-
-/* ---- scalar activations shared by the element-wise ops and the fused linear_act (ops_*.c) */
-
-/* sigmoid: f(x) = 1/(1+e^-x);  f'(x) = f(x)(1 - f(x)) (backprop-derivation.md, "Notation").
- * Stable for any |x|: with e = e^-|x| in (0, 1], f = 1/(1+e) for x >= 0 and e/(1+e) for x < 0,
- * so exp never overflows and f(-100) is a tiny positive number, not 0/0. */
-#ifdef AG_DOUBLE
-#define ag__exp_nonpos ag__exp
-#else
-/* e^x for x <= 0 (or NaN), branch-free so that the sigmoid loop vectorises (libm's expf is a call
- * per element and was most of a sigmoid layer's time). Cephes' expf: x = n ln2 + r with
- * n = round(x log2 e) (rounded by the 1.5 * 2^23 trick, exact for |n| < 2^22), r in
- * [-ln2/2, ln2/2] from a two-part ln2, a degree-7 polynomial for e^r, 2^n from the exponent bits.
- * About 1 ulp; IEEE operations only, so every machine and vector width gives the same bits.
- * Below -87.3 (where 2^n would leave the normal range) the result is 0, and NaN stays NaN. */
-static inline float ag__exp_nonpos(float x) {
-    const float xc = x < -87.3f ? -87.3f : x;
-    const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    const float t = xc * 1.44269504088896341f + magic;
-    const float n = t - magic;
-    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float y = p * (r * r) + r + 1.0f;
-    uint32_t ti, mi; /* unsigned: a NaN's bits wrap harmlessly (the NaN survives in y) */
-    memcpy(&ti, &t, sizeof ti);
-    memcpy(&mi, &magic, sizeof mi);
-    const uint32_t bits = (ti - mi + 127u) << 23; /* 2^n, n in [-126, 0] */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    const float v = y * scale; /* computed unconditionally: a select of values, which GCC if-converts
-                                  (with -ftrapping-math it will not speculate an FP op in a branch) */
-    return x < -87.3f ? 0.0f : v;
-}
-#endif
-static inline ag_real ag__sigmoid1(ag_real x) {
-    const ag_real e = ag__exp_nonpos(-ag__fabs(x));
-    const ag_real s = 1 / (1 + e), es = e * s; /* both always computed, then selected: vectorises */
-    return x >= 0 ? s : es;
-}
-
-/* o[i] = ag__sigmoid1(x[i]) for i < n, bit for bit, SIMD where available (ops_elementwise.c);
- * o == x is allowed (in place). */
-void ag__sigmoid_array(const ag_real *x, ag_real *o, size_t n);
-
-/* tanh: f'(x) = 1 - f(x)^2 (backprop-derivation.md, "Notation").
- * In float, glibc's tanhf goes through expm1f and costs ~3x an expf, which dominates chains of tiny
- * ops. So: |x| < 0.3, the odd Taylor series to x^11 (next term < 2e-9 relative); otherwise
- * (1 - e)/(1 + e) with e = e^(-2|x|) <= 0.55, where the subtraction loses at most ~1 bit. Within a
- * few ulp of tanhf (a test holds it to 4e-7 relative); exact +-1 for large |x|, NaN stays NaN.
- * The double build uses libm's tanh. */
-#ifdef AG_DOUBLE
-#define ag__tanh1 tanh
-#else
-static inline float ag__tanh1(float x) {
-    const float ax = fabsf(x);
-    if (ax < 0.3f) {
-        const float x2 = x * x;
-        return x + x * x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835 +
-                                                                                    x2 * (-1382.0f / 155925)))));
-    }
-    const float e = expf(-2 * ax);
-    return copysignf((1 - e) / (1 + e), x);
-}
-#endif
-
-/* Activations a fused op can apply (the values of layers/dense.h's ag_act). */
+/* Activations a fused op can apply (the values of layers/include/tapegrad/dense.h's ag_act). */
 enum { AG__ACT_IDENTITY = 0, AG__ACT_SIGMOID = 1, AG__ACT_TANH = 2, AG__ACT_RELU = 3 };
 
-/* Fused dense layer: a = f(x W^T + b) as one node (ops_matmul.c, "linear_act"). Shapes as
+/* Fused dense layer: a = f(x W^T + b) as one node (ops/matmul.c, "linear_act"). Shapes as
  * ag_linear (b may be NULL: no bias); act is one of AG__ACT_*. The pre-activation is never
  * stored: backward takes f' from a, for a sigmoid a(1-a), for tanh 1-a^2, for relu [a > 0]. */
 ag_tensor *ag__linear_act(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, int act);
-
-/* ---- gunzip.c: gzip files (RFC 1952) of DEFLATE data (RFC 1951), decoded in process ----
- * Streaming both ways: input is pulled through `read`, output goes to one contiguous buffer that
- * the caller grows in `more` (and may refuse to grow: a header check before the big allocation). */
-
-/* Up to cap bytes of input into buf: the count, 0 at the end of the input, -1 on a read error. */
-typedef ptrdiff_t (*ag__gz_read_fn)(void *ctx, unsigned char *buf, size_t cap);
-/* Called when all *cap bytes of *buf hold output (first with *buf NULL and *cap 0): enlarge it,
- * keeping its bytes (*buf may move), and return 0; or return nonzero to stop decoding. */
-typedef int (*ag__gz_more_fn)(void *ctx, unsigned char **buf, size_t *cap);
-
-typedef enum ag__gz_result {
-    AG__GZ_OK = 0,     /* every member decoded, CRC-32 and length checked; nothing but zero bytes after */
-    AG__GZ_STOPPED,    /* `more` returned nonzero */
-    AG__GZ_READ_ERROR, /* `read` returned -1 */
-    AG__GZ_NOMEM,      /* the decoder's own state (about 80 KiB) could not be allocated */
-    AG__GZ_NOT_GZIP,   /* the input does not start with gzip's magic bytes 1f 8b */
-    AG__GZ_CORRUPT,    /* bad header, bad DEFLATE data, truncated input, CRC-32 or length mismatch */
-    AG__GZ_TRAILING,   /* bytes after the last member that are neither a member nor zero padding */
-} ag__gz_result;
-
-/* Decode every member of a gzip file, in order, into *buf (capacity *cap, grown only through
- * `more`); *len receives the bytes decoded, also when decoding stops early. `why` (may be NULL)
- * gets a one-line reason for NOT_GZIP, CORRUPT and TRAILING, e.g. "invalid distance too far back".
- * The buffer stays the caller's to free, whatever the result. */
-ag__gz_result ag__gunzip(ag__gz_read_fn read, void *read_ctx, ag__gz_more_fn more, void *more_ctx,
-                         unsigned char **buf, size_t *cap, size_t *len, char *why, size_t whysize);
 
 #endif /* AG_INTERNAL_H */

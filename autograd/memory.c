@@ -2,7 +2,7 @@
  * memory.c - the allocator hooks every heap block of the library goes through, and status names.
  * Tests swap the hooks to count allocations or to fail the n-th one (sqlite's approach).
  */
-#include "internal.h"
+#include "base.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,32 +54,6 @@ void *ag__aligned_alloc(size_t size) {
 
 void ag__aligned_free(void *ptr) {
     if (ptr) ag__free(((void **)ptr)[-1]);
-}
-
-const char *ag_status_str(ag_status s) {
-    switch (s) {
-    case AG_OK: return "ok";
-    case AG_ERR_ARG: return "invalid argument";
-    case AG_ERR_SHAPE: return "shape mismatch";
-    case AG_ERR_NOMEM: return "out of memory";
-    case AG_ERR_STATE: return "invalid state";
-    case AG_ERR_IO: return "i/o error";
-    case AG_ERR_FORMAT: return "bad file format";
-    case AG_ERR_NUMERIC: return "non-finite value";
-    }
-    return "unknown status";
-}
-
-int ag__shape_numel(int ndim, const size_t *shape, size_t *numel) {
-    size_t n = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] == 0) return -2;
-        if (!ag__mul_ok(n, shape[i], &n)) return -1;
-    }
-    /* leave room for the grad buffer and alignment: bytes must fit comfortably in size_t */
-    if (n > (SIZE_MAX / 4) / sizeof(ag_real)) return -1;
-    *numel = n;
-    return 0;
 }
 
 ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,

@@ -82,28 +82,6 @@ void ag_tape_clear_error(ag_tape *t) {
     t->errmsg[0] = '\0';
 }
 
-const char *ag_shape_str(const ag_tensor *x, char *buf, size_t bufsize) {
-    if (!buf || bufsize == 0) return "";
-    buf[0] = '\0';
-    if (!x) {
-        snprintf(buf, bufsize, "NULL");
-        return buf;
-    }
-    if (x->ndim == 0) {
-        snprintf(buf, bufsize, "scalar");
-        return buf;
-    }
-    size_t len = 0;
-    for (int i = 0; i < x->ndim && len < bufsize; i++) {
-        int w = snprintf(buf + len, bufsize - len, i ? "x%zu" : "%zu", x->shape[i]);
-        if (w < 0) break;
-        len += (size_t)w;
-    }
-    return buf;
-}
-
-size_t ag_tensor_rows(const ag_tensor *x) { return !x ? 0 : x->ndim >= 2 ? x->shape[0] : 1; }
-
 /* ---------------------------------------------------------------- arena */
 
 static ag__chunk *chunk_new(size_t size) {

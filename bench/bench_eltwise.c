@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "ag.h"
+#include <tapegrad/ag.h>
 #include "bench_util.h"
 
 enum { OP_ADD_BCAST, OP_MUL, OP_RELU, OP_SIGMOID, OP_TANH, OP_SOFTMAX, OP_CE, N_OPS };

@@ -7,7 +7,7 @@
  *   --cpu: time with process CPU time (on a shared VM, 1 thread: leaves out time the core was taken away)
  *   --only: just the shapes whose label contains one of the comma-separated substrings
  *   --scaling: instead, ag_gemm alone with N (default 2) threads against 1, no OpenBLAS calls in between
- *   --tiles: instead, optimizer in backward: dW = dZ^T X handed tile by tile to an SGD update (ag__gemm_tiles)
+ *   --tiles: instead, optimizer in backward: dW = dZ^T X handed tile by tile to an SGD update (ag_gemm_tiles)
  *            against ag_gemm into a gradient buffer plus a separate update pass (see bench_tiles)
  * Last line: gemm_vs_openblas min_mlp=<ratio> geomean=<ratio> peak_fraction_1024=<fraction> */
 #define _POSIX_C_SOURCE 200809L
@@ -18,9 +18,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "ag.h"
+#include <tapegrad/ag.h>
 #include "bench_util.h"
-#include "kernels.h"   /* ag__gemm_tiles (internal) */
+
 
 #ifdef AG_DOUBLE
 #define BLAS_GEMM cblas_dgemm
@@ -250,7 +250,7 @@ static result bench_shape(const shape *s, int repeats, int threads, double min_s
 
 /* ---- --tiles: optimizer in backward ----
  * SGD with weight decay on W (m x n) from the gradient dW = dZ^T X (dZ: K x m, X: K x n): either
- *   fused:    ag__gemm_tiles hands every finished tile of dW to sgd_rows (on the thread that computed it), or
+ *   fused:    ag_gemm_tiles hands every finished tile of dW to sgd_rows (on the thread that computed it), or
  *   two-pass: ag_gemm(beta = 0) stores dW in a gradient buffer, then one sgd_rows pass over all of it.
  * Both call the same update function; the fused one also runs it on every worker thread. */
 typedef struct {
@@ -281,7 +281,7 @@ static double time_dw(int mode, size_t m, size_t n, size_t k, const ag_real *dz,
     for (int r = 0; r < reps; r++) {
         ag_status st = AG_OK;
         if (mode == 0) {
-            st = ag__gemm_tiles(1, 0, m, n, k, 1, dz, m, x, n, g, n, sgd_tile, S);
+            st = ag_gemm_tiles(1, 0, m, n, k, 1, dz, m, x, n, g, n, sgd_tile, S);
         } else {
             st = ag_gemm(1, 0, m, n, k, 1, dz, m, x, n, 0, g, n);
             if (mode == 1) sgd_rows(S, 0, 0, m, n, g, n);
@@ -399,7 +399,7 @@ static int bench_tiles(int quick, int threads)
             free(w);
         }
     printf("gemm: ag_gemm alone; 2-pass: ag_gemm into a gradient buffer, then the update over it; fused: "
-           "ag__gemm_tiles with the update per tile. Medians of %d interleaved repeats; spread of fused.\n",
+           "ag_gemm_tiles with the update per tile. Medians of %d interleaved repeats; spread of fused.\n",
            repeats);
     return 0;
 }

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "ag.h"
+#include <tapegrad/ag.h>
 #include "bench_util.h"
 
 int main(int argc, char **argv) {

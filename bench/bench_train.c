@@ -45,9 +45,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "ag_io.h"
-#include "mlp.h"
-#include "optim.h"
+#include <tapegrad/ag_io.h>
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 #include "bench_util.h"
 
 #define SKIP 77

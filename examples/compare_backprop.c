@@ -2,7 +2,7 @@
  * compare_backprop.c - the tape against the hand-derived backpropagation, layer by layer.
  *
  * Builds a random MLP (sigmoid or tanh, squared error + L2), runs it on one batch both on the
- * tape (layers/mlp.h) and with the literal delta recursion (layers/backprop_ref.h), and prints,
+ * tape (layers/include/tapegrad/mlp.h) and with the literal delta recursion (layers/include/tapegrad/backprop_ref.h), and prints,
  * for every layer, the largest absolute difference of
  *     delta   the tape's z^(l)->grad * K   vs  the reference's delta^(l), every example
  *     dW      the tape's W^(l)->grad       vs  (1/K) DeltaW^(l) + lambda W^(l)
@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backprop_ref.h"
-#include "mlp.h"
+#include <tapegrad/backprop_ref.h>
+#include <tapegrad/mlp.h>
 
 static double max_abs_diff(const ag_real *a, const double *b, size_t n, double scale) {
     double worst = 0;

@@ -25,8 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dense.h"
-#include "optim.h"
+#include <tapegrad/dense.h>
+#include <tapegrad/optim.h>
 
 /* ---------------------------------------------------------------- softplus (element-wise) */
 

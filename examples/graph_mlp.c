@@ -16,8 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "mlp.h"
-#include "optim.h"
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 
 #define K 5 /* examples in the batch */
 

@@ -16,8 +16,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dense.h"
-#include "optim.h"
+#include <tapegrad/dense.h>
+#include <tapegrad/optim.h>
 
 enum { CLASSES = 3, DIM = 2, N = 300, BATCH = 20, EPOCHS = 40 };
 

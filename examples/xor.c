@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "mlp.h"
-#include "optim.h"
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 
 #define STEPS 3000    /* fixed budget of full-batch steps */
 #define ALPHA 2.0     /* learning rate */

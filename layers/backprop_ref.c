@@ -6,7 +6,7 @@
  *
  * Read next: layers/dense.c (the same network recorded on the tape).
  */
-#include "backprop_ref.h"
+#include <tapegrad/backprop_ref.h>
 
 #include <math.h>
 

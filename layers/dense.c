@@ -5,7 +5,7 @@
  * (tests/test_delta.c checks this against layers/backprop_ref.c). Also the initialisers and
  * the seed's costs.
  */
-#include "dense.h"
+#include <tapegrad/dense.h>
 
 #include <math.h>
 #include <stdio.h>

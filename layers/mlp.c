@@ -1,7 +1,7 @@
 /*
  * mlp.c - a stack of dense layers from a spec string; forward records each layer's two ops.
  */
-#include "mlp.h"
+#include <tapegrad/mlp.h>
 
 #include <stdarg.h>
 #include <stdio.h>

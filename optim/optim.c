@@ -7,7 +7,7 @@
  * the padding between tensors then stays untouched at zero). Both paths run the same
  * per-element code, so their results are identical.
  */
-#include "optim.h"
+#include <tapegrad/optim.h>
 
 #include <assert.h>
 #include <math.h>

@@ -13,7 +13,7 @@
 #
 # Run:   cmake [-DHEADERS="a.h|b.h"] -P tests/check_api_docs.cmake
 # HEADERS is '|'-separated (a CMake list would be split by add_test); the default is the public
-# headers as CMakeLists.txt installs them (autograd/, layers/, optim/ minus internal.h, kernels.h).
+# headers as CMakeLists.txt installs them (each room's include/tapegrad/).
 # Fails listing "header:line name" for every undocumented declaration. Before the headers, the
 # parser checks itself on a fixture with known answers, so a parser that finds nothing fails too.
 #
@@ -519,8 +519,8 @@ get_filename_component(_ad_root "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 if(DEFINED HEADERS AND NOT HEADERS STREQUAL "")
   string(REPLACE "|" ";" _ad_headers "${HEADERS}")
 else()
-  file(GLOB _ad_headers "${_ad_root}/autograd/*.h" "${_ad_root}/layers/*.h" "${_ad_root}/optim/*.h")
-  list(FILTER _ad_headers EXCLUDE REGEX "/(internal|kernels)\\.h$")
+  file(GLOB _ad_headers "${_ad_root}/autograd/include/tapegrad/*.h" "${_ad_root}/layers/include/tapegrad/*.h"
+    "${_ad_root}/optim/include/tapegrad/*.h")
 endif()
 list(SORT _ad_headers)
 set(_ad_all "")

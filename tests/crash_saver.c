@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ag_io.h"
+#include <tapegrad/ag_io.h>
 
 static ag_params *store(size_t elems) {
     ag_params *ps;

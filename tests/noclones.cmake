@@ -7,8 +7,7 @@
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$" AND NOT AG_SANITIZE
    AND NOT CMAKE_C_FLAGS MATCHES "AG_NO_CLONES" AND CMAKE_C_COMPILER_ID MATCHES "GNU|Clang")
   add_library(tapegrad_noclones STATIC ${AG_SOURCES})
-  target_include_directories(tapegrad_noclones PUBLIC
-    ${PROJECT_SOURCE_DIR}/autograd ${PROJECT_SOURCE_DIR}/layers ${PROJECT_SOURCE_DIR}/optim)
+  target_include_directories(tapegrad_noclones PUBLIC ${AG_INCLUDE_DIRS} ${PROJECT_SOURCE_DIR}/autograd)
   target_compile_definitions(tapegrad_noclones PRIVATE _POSIX_C_SOURCE=200809L PUBLIC AG_NO_CLONES)
   if(AG_DOUBLE)
     target_compile_definitions(tapegrad_noclones PUBLIC AG_DOUBLE)

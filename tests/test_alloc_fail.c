@@ -13,8 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mlp.h"
-#include "optim.h"
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 #include "testutil.h"
 
 #define SH(...) ((size_t[]){__VA_ARGS__})

@@ -18,12 +18,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ag_io.h"
-#include "backprop_ref.h"
-#include "dense.h"
+#include <tapegrad/ag_io.h>
+#include <tapegrad/backprop_ref.h>
+#include <tapegrad/dense.h>
 #include "internal.h"
-#include "mlp.h"
-#include "optim.h"
+#include "kernels/kernels.h"
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 #include "testutil.h"
 
 #define SH(...) ((size_t[]){__VA_ARGS__})

@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backprop_ref.h"
-#include "mlp.h"
-#include "optim.h"
+#include <tapegrad/backprop_ref.h>
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 #include "testutil.h"
 
 /* One random network held twice: on the tape (MLP in a params store) and in the reference. */

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ag_io.h"
+#include <tapegrad/ag_io.h>
 #include "internal.h"
 #include "testutil.h"
 

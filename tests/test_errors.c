@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "mlp.h"
+#include <tapegrad/mlp.h>
 #include "testutil.h"
 
 static ag_tape *new_tape(void) {

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "dense.h"
+#include <tapegrad/dense.h>
 #include "internal.h"
 #include "testutil.h"
 

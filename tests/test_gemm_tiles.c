@@ -1,4 +1,4 @@
-/* test_gemm_tiles.c - ag__gemm_tiles (the product handed to a callback tile by tile, for optimizer-in-backward):
+/* test_gemm_tiles.c - ag_gemm_tiles (the product handed to a callback tile by tile, for optimizer-in-backward):
  * on every kernel path the CPU runs and every GEMM path (direct, B in place, transposed small-m, packed, several
  * k blocks), all transposes, odd and tile-crossing sizes, alpha != 1 and 1..4 threads, the tiles cover the
  * product exactly once and hold exactly what ag_gemm(beta = 0) stores; `work` stays untouched when k fits one
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 #include "testutil.h"
 
 static const char *const paths[] = {"portable", "avx2", "avx512"};
@@ -85,7 +85,7 @@ static void prob_ref(const prob *p, ag_real *ref)
                      AG_OK);
 }
 
-/* ag__gemm_tiles of p against ref; work filled with a sentinel, and if `untouched` it must keep it. */
+/* ag_gemm_tiles of p against ref; work filled with a sentinel, and if `untouched` it must keep it. */
 static void check_tiles(const prob *p, const ag_real *ref, int untouched, const char *what)
 {
     size_t mn = p->m * p->n, wl = p->m * p->ldw;
@@ -97,7 +97,7 @@ static void check_tiles(const prob *p, const ag_real *ref, int untouched, const 
     for (size_t i = 0; i < mn; i++) C.out[i] = (ag_real)NAN;
     for (size_t i = 0; i < wl; i++) work[i] = (ag_real)-777;
     if (untouched) C.work = work, C.work_len = wl;
-    ck_assert_int_eq(ag__gemm_tiles(p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, work,
+    ck_assert_int_eq(ag_gemm_tiles(p->ta, p->tb, p->m, p->n, p->k, p->alpha, p->a, p->lda, p->b, p->ldb, work,
                                     p->ldw, collect_fn, &C),
                      AG_OK);
     ck_assert_msg(C.bad == 0, "%s: %zu tiles out of bounds (m=%zu n=%zu k=%zu ta=%d tb=%d)", what, C.bad, p->m,
@@ -128,7 +128,7 @@ static void check_tiles(const prob *p, const ag_real *ref, int untouched, const 
     free(work);
 }
 
-/* ag_gemm reference on this kernel path, then ag__gemm_tiles on every thread count in [t0, t1]. */
+/* ag_gemm reference on this kernel path, then ag_gemm_tiles on every thread count in [t0, t1]. */
 static void check_prob(prob *p, int t0, int t1, int untouched, const char *what)
 {
     size_t mn = p->m * p->n;
@@ -267,7 +267,7 @@ START_TEST(test_tiles_degenerate)
         ag_real *work = malloc(mn * sizeof(ag_real));
         ck_assert(C.out && C.count && work);
         for (size_t i = 0; i < mn; i++) C.out[i] = nan;
-        ck_assert_int_eq(ag__gemm_tiles(0, 0, m, n, cs[s].k, cs[s].alpha, cs[s].k ? a : NULL, cs[s].k,
+        ck_assert_int_eq(ag_gemm_tiles(0, 0, m, n, cs[s].k, cs[s].alpha, cs[s].k ? a : NULL, cs[s].k,
                                         cs[s].k ? b : NULL, n, work, n, collect_fn, &C),
                          AG_OK);
         free(work);
@@ -280,8 +280,8 @@ START_TEST(test_tiles_degenerate)
         free(C.count);
     }
     collect C = {.m = 1, .n = 1};
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 0, 3, 5, 1, NULL, 5, NULL, 3, NULL, 3, collect_fn, &C), AG_OK);
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 3, 0, 5, 1, NULL, 5, NULL, 0, NULL, 0, NULL, NULL), AG_OK);
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 0, 3, 5, 1, NULL, 5, NULL, 3, NULL, 3, collect_fn, &C), AG_OK);
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 3, 0, 5, 1, NULL, 5, NULL, 0, NULL, 0, NULL, NULL), AG_OK);
     ck_assert_uint_eq(C.calls, 0);
 }
 END_TEST
@@ -290,18 +290,18 @@ START_TEST(test_tiles_errors)
 {
     ag_real a[12] = {0}, b[12] = {0}, w[12] = {0};
     collect C = {.m = 2, .n = 3};
-    ag__tile_fn f = collect_fn;
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 2, 3, 2, 1, NULL, 2, b, 3, w, 3, f, &C), AG_ERR_ARG);
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, NULL, 3, w, 3, f, &C), AG_ERR_ARG);
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, b, 3, NULL, 3, f, &C), AG_ERR_ARG);
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, b, 3, w, 3, NULL, &C), AG_ERR_ARG);
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 2, 3, 2, 1, a, 1, b, 3, w, 3, f, &C), AG_ERR_ARG);   /* lda < k */
-    ck_assert_int_eq(ag__gemm_tiles(1, 0, 2, 3, 2, 1, a, 1, b, 3, w, 3, f, &C), AG_ERR_ARG);   /* lda < m */
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, b, 2, w, 3, f, &C), AG_ERR_ARG);   /* ldb < n */
-    ck_assert_int_eq(ag__gemm_tiles(0, 1, 2, 3, 2, 1, a, 2, b, 1, w, 3, f, &C), AG_ERR_ARG);   /* ldb < k */
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, b, 3, w, 2, f, &C), AG_ERR_ARG);   /* ldw < n */
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, 2, 3, 0, 1, a, 2, b, 3, w, 2, f, &C), AG_ERR_ARG);   /* also k == 0 */
-    ck_assert_int_eq(ag__gemm_tiles(0, 0, SIZE_MAX / 2, 3, 2, 1, a, 2, b, 3, w, 3, f, &C), AG_ERR_ARG);
+    ag_gemm_tile_fn f = collect_fn;
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 2, 3, 2, 1, NULL, 2, b, 3, w, 3, f, &C), AG_ERR_ARG);
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, NULL, 3, w, 3, f, &C), AG_ERR_ARG);
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, b, 3, NULL, 3, f, &C), AG_ERR_ARG);
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, b, 3, w, 3, NULL, &C), AG_ERR_ARG);
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 2, 3, 2, 1, a, 1, b, 3, w, 3, f, &C), AG_ERR_ARG);   /* lda < k */
+    ck_assert_int_eq(ag_gemm_tiles(1, 0, 2, 3, 2, 1, a, 1, b, 3, w, 3, f, &C), AG_ERR_ARG);   /* lda < m */
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, b, 2, w, 3, f, &C), AG_ERR_ARG);   /* ldb < n */
+    ck_assert_int_eq(ag_gemm_tiles(0, 1, 2, 3, 2, 1, a, 2, b, 1, w, 3, f, &C), AG_ERR_ARG);   /* ldb < k */
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 2, 3, 2, 1, a, 2, b, 3, w, 2, f, &C), AG_ERR_ARG);   /* ldw < n */
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, 2, 3, 0, 1, a, 2, b, 3, w, 2, f, &C), AG_ERR_ARG);   /* also k == 0 */
+    ck_assert_int_eq(ag_gemm_tiles(0, 0, SIZE_MAX / 2, 3, 2, 1, a, 2, b, 3, w, 3, f, &C), AG_ERR_ARG);
     ck_assert_uint_eq(C.calls, 0);
 }
 END_TEST
@@ -332,7 +332,7 @@ START_TEST(test_tiles_oom)
                 ag_test_alloc_fail_at(at);
                 memset(C.count, 0, mn * sizeof(int));
                 C.calls = 0;
-                ag_status st = ag__gemm_tiles(p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a, p.lda, p.b, p.ldb, work, p.ldw,
+                ag_status st = ag_gemm_tiles(p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a, p.lda, p.b, p.ldb, work, p.ldw,
                                               collect_fn, &C);
                 int failed = ag_test_alloc_failed();
                 ag_test_alloc_fail_at(0);

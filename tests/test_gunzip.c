@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "io/io.h"
 #include "testutil.h"
 
 /* ---- scratch directory for the gzip program's files */

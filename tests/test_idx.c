@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "ag_io.h"
+#include <tapegrad/ag_io.h>
 #include "testutil.h"
 
 static void setup(void) { ag_test_scratch_dir(); }

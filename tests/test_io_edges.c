@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ag_io.h"
+#include <tapegrad/ag_io.h>
 #include "testutil.h"
 
 START_TEST(extra_buffer_names_must_be_their_own) {

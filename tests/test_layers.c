@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h" /* ag__threads_shutdown: GEMM packing scratch is kept between calls */
-#include "mlp.h"
-#include "optim.h"
+#include "internal.h"
+#include "kernels/kernels.h" /* ag__threads_shutdown: GEMM packing scratch is kept between calls */
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 #include "testutil.h"
 
 /* ---------------------------------------------------------------- initialisers */

@@ -11,8 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ag_io.h"
-#include "mlp.h"
+#include <tapegrad/ag_io.h>
+#include <tapegrad/mlp.h>
 #include "testutil.h"
 
 #ifdef AG_DOUBLE

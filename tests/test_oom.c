@@ -24,10 +24,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "ag_io.h"
+#include <tapegrad/ag_io.h>
 #include "internal.h"
-#include "mlp.h"
-#include "optim.h"
+#include "kernels/kernels.h"
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 #include "testutil.h"
 
 #define SH(...) ((size_t[]){__VA_ARGS__})

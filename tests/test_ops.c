@@ -687,7 +687,7 @@ START_TEST(losses_values) {
 }
 END_TEST
 
-/* Whole-tensor sums run 32 interleaved lanes plus a tail (ops_reduce.c): every length around the
+/* Whole-tensor sums run 32 interleaved lanes plus a tail (ops/reduce.c): every length around the
  * lane count, against closed forms on integer data (exact in any order) and a long double sum of
  * random data. */
 START_TEST(lane_sums_all_lengths) {

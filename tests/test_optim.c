@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "optim.h"
+#include <tapegrad/optim.h>
 #include "testutil.h"
 
 #ifdef AG_DOUBLE

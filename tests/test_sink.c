@@ -17,9 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dense.h"
+#include <tapegrad/dense.h>
 #include "internal.h" /* AG__GRAD_DEFERRED */
-#include "optim.h"
+#include <tapegrad/optim.h>
 #include "testutil.h"
 
 typedef struct net {

@@ -9,7 +9,7 @@
 #include <check.h>
 #include <stddef.h>
 
-#include "ag.h"
+#include <tapegrad/ag.h>
 
 /* Tolerances by scalar type: the double build is held to near machine precision. */
 #ifdef AG_DOUBLE

@@ -31,9 +31,9 @@
 #include <xmmintrin.h>
 #endif
 
-#include "ag_io.h"
-#include "mlp.h"
-#include "optim.h"
+#include <tapegrad/ag_io.h>
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 #include "svg.h"
 
 #define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"

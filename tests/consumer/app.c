@@ -3,9 +3,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "ag_io.h"
-#include "mlp.h"
-#include "optim.h"
+#include <tapegrad/ag_io.h>
+#include <tapegrad/mlp.h>
+#include <tapegrad/optim.h>
 
 int main(int argc, char **argv) {
     const char *path = argc > 1 ? argv[1] : "app.safetensors";

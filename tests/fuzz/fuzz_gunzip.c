@@ -28,6 +28,7 @@
 #include <zlib.h>
 
 #include "internal.h"
+#include "io/io.h"
 
 #ifndef AG_FUZZ_ENTRY
 #define AG_FUZZ_ENTRY LLVMFuzzerTestOneInput

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ag_io.h"
+#include <tapegrad/ag_io.h>
 
 #ifndef AG_FUZZ_ENTRY
 #define AG_FUZZ_ENTRY LLVMFuzzerTestOneInput

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ag_io.h"
+#include <tapegrad/ag_io.h>
 
 static const char *g_root;
 

@@ -1,5 +1,5 @@
 /*
- * ops_matmul.c - 2-D products: matmul, matmul_ex (either operand transposed) and linear.
+ * ops/matmul.c - 2-D products: matmul, matmul_ex (either operand transposed) and linear.
  *
  * Every product is one ag_gemm call with transpose flags; no transpose is ever materialised. The
  * three products of backprop (backprop-derivation.md, "Vectorised form", rows are examples):
@@ -11,9 +11,10 @@
  * All backward products run with beta = 1, so they accumulate into the gradients, except a
  * parameter's gradient under a gradient sink, which goes to the sink (see "gradients into a sink").
  *
- * Read next: ops_reduce.c.
+ * Read next: ops/reduce.c.
  */
-#include "kernels.h"
+#include "../internal.h"
+#include "../kernels/kernels.h"
 
 /* Record a failure of ag_gemm (out of scratch memory) on the node. */
 static ag_status gemm_check(ag_node *n, ag_status st) {
@@ -118,7 +119,7 @@ ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size
     double bound = (double)k * max_abs(a, ta ? k : m, ta ? m : k, lda) * max_abs(b, tb ? nn : k, tb ? k : nn, ldb);
     sink_tile_ctx c = {&n->out.tape->sink, x, nn, bound < 0.25 * AG__REAL_MAX ? AG_SINK_FINITE : 0u, 0};
     double decay_bound;
-    ag__tile_fn to_sink = sink_tile;
+    ag_gemm_tile_fn to_sink = sink_tile;
     if (ag__take_deferred(n->out.tape, x, &c.decay, &decay_bound)) {
         /* a deferred term comes last. A sink that reads x anyway adds it in that pass (one read of
          * W per step, not two: main job batch 32 +15%); finite when both bounds leave room. Else
@@ -130,7 +131,7 @@ ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size
             to_sink = sink_tile_decay;
         }
     }
-    return ag__gemm_tiles(ta, tb, m, nn, k, 1, a, lda, b, ldb, work, nn, to_sink, &c);
+    return ag_gemm_tiles(ta, tb, m, nn, k, 1, a, lda, b, ldb, work, nn, to_sink, &c);
 }
 
 /* ---------------------------------------------------------------- matmul

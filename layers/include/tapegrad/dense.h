@@ -21,14 +21,14 @@
  *     ag_dense_init_weights(&d, AG_INIT_HE_NORMAL, &rng);
  *     ag_tensor *z, *a = ag_dense_forward(t, &d, x, &z);   // after backward, z->grad = dJ/dz
  *
- * Read next: layers/mlp.h (a stack of dense layers from a spec such as "784-256-10").
+ * Read next: layers/include/tapegrad/mlp.h (a stack of dense layers from a spec such as "784-256-10").
  */
 #ifndef AG_DENSE_H
 #define AG_DENSE_H
 
 #include <stdint.h>
 
-#include "ag.h"
+#include <tapegrad/ag.h>
 
 #ifdef __cplusplus
 extern "C" {

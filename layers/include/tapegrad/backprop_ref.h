@@ -30,7 +30,7 @@
 
 #include <stddef.h>
 
-#include "ag.h"
+#include <tapegrad/ag.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,5 +1,5 @@
 /*
- * ops_loss.c - the scalar losses: squared error, the L2 weight penalty, softmax cross-entropy.
+ * ops/loss.c - the scalar losses: squared error, the L2 weight penalty, softmax cross-entropy.
  *
  * Conventions (backprop-derivation.md, "Cost"): K is the number of rows (examples), shape[0] of a
  * tensor with 2 or more dimensions and 1 for a 1-D tensor or a scalar (one example). The cost
@@ -12,7 +12,7 @@
  *
  * Read next: gradcheck.c.
  */
-#include "internal.h"
+#include "../internal.h"
 
 static size_t loss_rows(const ag_tensor *x) { return x->ndim >= 2 ? x->shape[0] : 1; }
 

@@ -526,7 +526,7 @@ T512 static void ukr_t_avx512(size_t kc, const ag_real *b, size_t ldb, const ag_
     }
 }
 
-_Static_assert(A5_MR * A5_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag__gemm_tiles");
+_Static_assert(A5_MR * A5_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag_gemm_tiles");
 
 const ag__gemm_kernel ag__gemm_avx512 = {
     .name = "avx512", .mr = A5_MR, .nr = A5_NR,
@@ -734,7 +734,7 @@ T256 static void ukr_as_avx2(size_t kc, const ag_real *a, size_t lda, const ag_r
     a2_tile(A2_MR, 0, 1, kc, a, lda, b, A2_NR, c, ldc, m0, m1, alpha, beta);
 }
 
-_Static_assert(A2_MR * A2_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag__gemm_tiles");
+_Static_assert(A2_MR * A2_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag_gemm_tiles");
 
 const ag__gemm_kernel ag__gemm_avx2 = {
     .name = "avx2", .mr = A2_MR, .nr = A2_NR,

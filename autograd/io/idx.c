@@ -4,8 +4,7 @@
  * before anything is allocated from it; gzip data is decoded in process (gunzip.c), its header
  * checked as soon as its first 16 bytes are out.
  */
-#include "ag_io.h"
-#include "internal.h"
+#include "io.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -65,7 +65,7 @@ static void ukr_bs_portable(size_t kc, const ag_real *a, const ag_real *b, size_
     store_portable(acc, c, ldc, mr, nr, alpha, beta);
 }
 
-_Static_assert(P_MR * P_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag__gemm_tiles");
+_Static_assert(P_MR * P_NR <= AG__GEMM_TILE_MAX, "tile buffer of ag_gemm_tiles");
 
 const ag__gemm_kernel ag__gemm_portable = {
     .name = "portable", .mr = P_MR, .nr = P_NR, .mc = 128, .kc = 256, .nc = 1024,
@@ -222,7 +222,7 @@ typedef struct {
     atomic_uchar *flags;  /* [k block][panel] state of sh */
     size_t sh_len;        /* rows (or columns) of sh: m (or n) rounded up to the tile */
     size_t sh_panels;     /* sh_len / tile */
-    ag__tile_fn fn;       /* ag__gemm_tiles: finished tiles go here (c is then its `work`); NULL for ag_gemm */
+    ag_gemm_tile_fn fn;       /* ag_gemm_tiles: finished tiles go here (c is then its `work`); NULL for ag_gemm */
     void *fn_ctx;
     int level;            /* nesting level: scratch slots GEMM_SLOTS * level .. (see gemm_level) */
 } gemm_job;
@@ -307,7 +307,7 @@ static const ag_real *shared_panel(const gemm_job *J, size_t pc, size_t kc, size
 }
 
 /* C[i0:i1, j0:j1] of the product; loops as in the file comment, with one operand from the shared buffer.
- * With J->fn (ag__gemm_tiles) each micro-tile goes to fn after its last k block: when k is a single block it is
+ * With J->fn (ag_gemm_tiles) each micro-tile goes to fn after its last k block: when k is a single block it is
  * computed into tbuf (MR x NR, stays in L1) and never touches C (= work), else it is accumulated in C as usual
  * and handed over from there. */
 static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_t j1, ag_real *abuf,
@@ -394,7 +394,7 @@ static void gemm_t_strip(const gemm_job *J, size_t j0, size_t j1, ag_real *abuf,
     }
 }
 
-/* Direct blocks for ag__gemm_tiles: at most this many values, DIRECT_ROWS rows x 128 columns (256 for 6 rows or
+/* Direct blocks for ag_gemm_tiles: at most this many values, DIRECT_ROWS rows x 128 columns (256 for 6 rows or
  * fewer), computed into a stack buffer and handed to fn. The direct kernels compute every element from its row
  * of op(A) and column of op(B) alone, in the same order whatever the block bounds, so blocks change nothing. */
 #define DIRECT_ROWS 12
@@ -428,7 +428,7 @@ static void gemm_task(void *ctx, size_t task, int thread)
 static void gemm_task_at(const gemm_job *J, size_t task, int thread)
 {
     size_t lo = task * J->strip;
-    _Alignas(64) ag_real tbuf[AG__GEMM_TILE_MAX];   /* ag__gemm_tiles: the micro-tile handed to fn */
+    _Alignas(64) ag_real tbuf[AG__GEMM_TILE_MAX];   /* ag_gemm_tiles: the micro-tile handed to fn */
     if (J->t_small) {
         gemm_t_strip(J, lo, min_sz(lo + J->strip, J->n), ag__thread_scratch(thread, GEMM_SLOTS * J->level, 0),
                      tbuf);
@@ -485,7 +485,7 @@ static void scale_c(size_t m, size_t n, ag_real beta, ag_real *c, size_t ldc)
     }
 }
 
-/* Argument checks shared by ag_gemm and ag__gemm_tiles (c, ldc: the output or the work matrix). */
+/* Argument checks shared by ag_gemm and ag_gemm_tiles (c, ldc: the output or the work matrix). */
 static ag_status gemm_check(int trans_a, int trans_b, size_t m, size_t n, size_t k, const ag_real *a, size_t lda,
                             const ag_real *b, size_t ldb, const ag_real *c, size_t ldc)
 {
@@ -504,7 +504,7 @@ static ag_status gemm_check(int trans_a, int trans_b, size_t m, size_t n, size_t
 /* The product for checked arguments with k > 0, alpha != 0: into C, or with fn to fn tile by tile (C = work). */
 static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                           const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
-                          ag_real beta, ag_real *c, size_t ldc, ag__tile_fn fn, void *fn_ctx)
+                          ag_real beta, ag_real *c, size_t ldc, ag_gemm_tile_fn fn, void *fn_ctx)
 {
     const ag__gemm_kernel *kr = kernel();
     double flops = 2.0 * (double)m * (double)n * (double)k;
@@ -522,7 +522,7 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
     };
     /* every level's scratch is in use: nested too deep (a callback of a callback's product) */
     if (J.level >= GEMM_LEVELS) return AG_ERR_STATE;
-    if (direct && flops < AG__GEMM_PAR_FLOPS) {   /* the same for ag__gemm_tiles, block by block */
+    if (direct && flops < AG__GEMM_PAR_FLOPS) {   /* the same for ag_gemm_tiles, block by block */
         direct_tiles(&J, 0, m, 0, n);
         return AG_OK;
     }
@@ -637,14 +637,14 @@ ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_rea
     return gemm_run(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, NULL, NULL);
 }
 
-/* Zeros for the degenerate products of ag__gemm_tiles, handed over in blocks of ZROWS x ZCOLS. */
+/* Zeros for the degenerate products of ag_gemm_tiles, handed over in blocks of ZROWS x ZCOLS. */
 #define ZROWS 8
 #define ZCOLS 256
 static const ag_real g_zeros[ZROWS * ZCOLS];
 
-ag_status ag__gemm_tiles(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
+ag_status ag_gemm_tiles(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                          const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
-                         ag_real *work, size_t ldw, ag__tile_fn fn, void *ctx)
+                         ag_real *work, size_t ldw, ag_gemm_tile_fn fn, void *ctx)
 {
     if (m == 0 || n == 0) return AG_OK;
     if (!fn) return AG_ERR_ARG;

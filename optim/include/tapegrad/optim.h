@@ -54,7 +54,7 @@
 
 #include <stdint.h>
 
-#include "ag.h"
+#include <tapegrad/ag.h>
 
 #ifdef __cplusplus
 extern "C" {

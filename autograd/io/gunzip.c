@@ -9,8 +9,7 @@
  * Huffman codes are decoded through a table indexed by the next FAST_BITS input bits; the rare
  * longer codes fall back to a canonical bit-by-bit decode (count of codes per length).
  */
-#include "ag_io.h"
-#include "internal.h"
+#include "io.h"
 
 #define IN_SIZE (64 * 1024)
 #define FAST_BITS 10

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "internal.h"   /* ag.h, allocator hooks */
+#include "../base.h"   /* ag.h, allocator hooks */
 
 /* ---- thread pool (threads.c) ----
  * One process-wide pool of pthreads. The caller of ag__parallel_for always works too (as thread `base`),
@@ -111,31 +111,7 @@ void ag__pack_a_generic(int mr, int trans_a, const ag_real *a, size_t lda, size_
 void ag__pack_b_generic(int nr, int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc,
                         size_t j0, size_t nc, ag_real *dst);
 
-/* ---- GEMM with the result handed over tile by tile (gemm.c) ---- */
-
-/* Receives rows [i0, i0+rows) x columns [j0, j0+cols) of the product P = alpha op(A) op(B), final, at p
- * (row stride ldp; p[r * ldp + c] is P[i0 + r][j0 + c]). Called from whichever pool thread computed the tile;
- * tiles are disjoint and cover P exactly once, several may be in flight at once on different threads. p is only
- * valid during the call (often a per-thread buffer that the next tile overwrites). fn must not run a GEMM itself
- * (ag_gemm, ag__gemm_tiles, anything using ag__thread_scratch): it would reuse the packing buffers of its thread
- * while the product still reads them. */
-typedef void (*ag__tile_fn)(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p, size_t ldp);
-
-/* P = alpha op(A) op(B) (m x n, shapes and transposes as ag_gemm), handed to fn tile by tile instead of stored.
- * work (m x n, row stride ldw >= n) is scratch the product may use for partial sums; its contents afterwards are
- * unspecified, and the fast paths do not touch it at all. Every value fn sees is bit-identical to what
- * ag_gemm(.., beta = 0, ..) stores, for any thread count. Same argument checks and statuses as ag_gemm
- * (AG_ERR_ARG, AG_ERR_NOMEM before any tile is delivered). k == 0 or alpha == 0 delivers zeros.
- * Tiles: one micro-tile (MR x NR) on the packed, b_inplace and t_small paths, blocks of up to 12 x 256 on the
- * direct path. When k fits one k block (kernel kc: 1024 floats / 512 doubles on avx512, 256 otherwise) a packed or
- * b_inplace micro-tile is computed into an L1 buffer and work is not touched; with several k blocks it is
- * accumulated in work and handed over right after its last block. work is also unused on the direct path.
- * fn == NULL, work == NULL or ldw < n: AG_ERR_ARG (unless m or n is 0: AG_OK, nothing delivered). */
-ag_status ag__gemm_tiles(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
-                         const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
-                         ag_real *work, size_t ldw, ag__tile_fn fn, void *ctx);
-
-/* mr * nr of every kernel is at most this (the per-thread tile buffer of ag__gemm_tiles) */
+/* mr * nr of every kernel is at most this (the per-thread tile buffer of ag_gemm_tiles) */
 #define AG__GEMM_TILE_MAX 512
 
 /* Products below this many flops (2mnk) stay on one thread: waking a sleeping worker costs ~10-30 us on

@@ -25,7 +25,7 @@
 #ifndef AG_MLP_H
 #define AG_MLP_H
 
-#include "dense.h"
+#include <tapegrad/dense.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -57,13 +57,13 @@
  *                                ag_l2(t, lambda, (ag_tensor *[]){W1, W2}, 2));
  *         ag_params_zero_grad(ps);
  *         if (ag_backward(t, J) != AG_OK) { fprintf(stderr, "%s\n", ag_tape_errmsg(t)); break; }
- *         ... W -= alpha * W->grad for every parameter (see optim/optim.h) ...
+ *         ... W -= alpha * W->grad for every parameter (see optim/include/tapegrad/optim.h) ...
  *         // the L2 term on the tape gives the same step as SGD's weight_decay = lambda on
  *         // AG_DECAY tensors: W := W - alpha [(1/K) DeltaW + lambda W] (backprop-derivation.md)
  *     }
  *     ag_tape_free(t); ag_params_free(ps);
  *
- * Read next: examples/xor.c, autograd/ops_elementwise.c, layers/dense.h.
+ * Read next: examples/xor.c, autograd/ops/elementwise.c, layers/include/tapegrad/dense.h.
  */
 #ifndef AG_H
 #define AG_H
@@ -561,6 +561,30 @@ void ag_rng_shuffle(ag_rng *r, uint32_t *idx, size_t n); /* Fisher-Yates */
 ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                   const ag_real *a, size_t lda, const ag_real *b, size_t ldb, ag_real beta,
                   ag_real *c, size_t ldc);
+/* GEMM with the result handed over tile by tile, for fused epilogues (an optimizer update per
+ * tile, as the gradient sink does). */
+/* Receives rows [i0, i0+rows) x columns [j0, j0+cols) of the product P = alpha op(A) op(B), final, at p
+ * (row stride ldp; p[r * ldp + c] is P[i0 + r][j0 + c]). Called from whichever pool thread computed the tile;
+ * tiles are disjoint and cover P exactly once, several may be in flight at once on different threads. p is only
+ * valid during the call (often a per-thread buffer that the next tile overwrites). fn must not run a GEMM itself
+ * (ag_gemm, ag_gemm_tiles, anything using the library's packing scratch): it would reuse the packing buffers of its thread
+ * while the product still reads them. */
+typedef void (*ag_gemm_tile_fn)(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p, size_t ldp);
+
+/* P = alpha op(A) op(B) (m x n, shapes and transposes as ag_gemm), handed to fn tile by tile instead of stored.
+ * work (m x n, row stride ldw >= n) is scratch the product may use for partial sums; its contents afterwards are
+ * unspecified, and the fast paths do not touch it at all. Every value fn sees is bit-identical to what
+ * ag_gemm(.., beta = 0, ..) stores, for any thread count. Same argument checks and statuses as ag_gemm
+ * (AG_ERR_ARG, AG_ERR_NOMEM before any tile is delivered). k == 0 or alpha == 0 delivers zeros.
+ * Tiles: one micro-tile (MR x NR) on the packed, b_inplace and t_small paths, blocks of up to 12 x 256 on the
+ * direct path. When k fits one k block (kernel kc: 1024 floats / 512 doubles on avx512, 256 otherwise) a packed or
+ * b_inplace micro-tile is computed into an L1 buffer and work is not touched; with several k blocks it is
+ * accumulated in work and handed over right after its last block. work is also unused on the direct path.
+ * fn == NULL, work == NULL or ldw < n: AG_ERR_ARG (unless m or n is 0: AG_OK, nothing delivered). */
+ag_status ag_gemm_tiles(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
+                         const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
+                         ag_real *work, size_t ldw, ag_gemm_tile_fn fn, void *ctx);
+
 /* Threads for the products: n >= 1 (at most 64 are used), or 0 for the number of online cores;
  * n < 0 is AG_ERR_ARG. ag_get_threads: the count in use, 0 resolved to the online cores. */
 ag_status ag_set_threads(int n);

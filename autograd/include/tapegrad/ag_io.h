@@ -71,7 +71,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ag.h"
+#include <tapegrad/ag.h>
 
 #ifdef __cplusplus
 extern "C" {

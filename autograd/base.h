@@ -1,0 +1,68 @@
+/*
+ * base.h - what every room of the library shares (engine, ops, kernels, io); not installed.
+ * The allocator hooks, overflow-checked sizes, the error-buffer helper, the printf-format
+ * attribute and the multi-ISA clone attribute. Includes only the public ag.h.
+ */
+#ifndef AG_BASE_H
+#define AG_BASE_H
+
+#include <tapegrad/ag.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* AG__PRINTF(f, a) after a declaration: argument f is a printf format whose arguments start at a. */
+#if defined(__GNUC__) || defined(__clang__)
+#define AG__PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define AG__PRINTF(f, a)
+#endif
+
+/* Allocator hooks (see ag_set_allocator). Every heap block of the library goes through these. */
+void *ag__malloc(size_t size);
+void *ag__calloc(size_t n, size_t size); /* overflow-checked, zeroed */
+void *ag__realloc(void *ptr, size_t size);
+void ag__free(void *ptr);
+/* AG_ALIGN-aligned block from the hooks; free with ag__aligned_free. */
+void *ag__aligned_alloc(size_t size);
+void ag__aligned_free(void *ptr);
+
+/* a * b into *out, 0 on overflow. */
+static inline int ag__mul_ok(size_t a, size_t b, size_t *out) {
+    if (b != 0 && a > SIZE_MAX / b) return 0;
+    *out = a * b;
+    return 1;
+}
+
+/* Element count of a shape with overflow and zero checks: 0 on success, else -1 (overflow)
+ * or -2 (a zero dimension). Counts are bounded so that size * sizeof(ag_real) fits size_t. */
+int ag__shape_numel(int ndim, const size_t *shape, size_t *numel);
+
+/* Write "<what>: <name>: <formatted>" into a caller's error buffer (err may be NULL); returns st.
+ * The loaders and model files report through such buffers. */
+ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
+                        const char *fmt, va_list ap);
+
+/* AG__CLONES before a function: GCC/clang compile it three times, for AVX-512F, AVX2 and the
+ * baseline, and the loader picks one for the machine (ifunc, resolved once). For the element-wise
+ * streams (ops_*.c, optim.c): wider vectors, the same results, because the build has no FMA
+ * (-ffp-contract=off), no reassociation (no -ffast-math, so sums stay in order) and every clone
+ * does exactly the baseline's IEEE operations per element. Not under sanitizers (their runtimes
+ * are not ready when the resolvers run at load time) nor with -DAG_NO_CLONES (the A/B builds and
+ * the clones-vs-baseline test, tests/noclones.cmake). */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define AG__NO_CLONES_SAN 1
+#endif
+#endif
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(AG__NO_CLONES_SAN) && \
+    !defined(AG_NO_CLONES)
+#define AG__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define AG__CLONES
+#endif
+
+#endif /* AG_BASE_H */
