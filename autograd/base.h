@@ -40,8 +40,15 @@ static inline int ag__mul_ok(size_t a, size_t b, size_t *out) {
  * or -2 (a zero dimension). Counts are bounded so that size * sizeof(ag_real) fits size_t. */
 int ag__shape_numel(int ndim, const size_t *shape, size_t *numel);
 
-/* Write "<what>: <name>: <formatted>" into a caller's error buffer (err may be NULL); returns st.
- * The loaders and model files report through such buffers. */
+/* The one error-message helper: write the printf-formatted message into err[errsize] (nothing
+ * when err is NULL or errsize 0; cut to fit, always terminated) and return st. Every object's
+ * message (tape, store, optimizer) and every caller's buffer (loaders, model files, builders) is
+ * written through it. */
+ag_status ag__errf(char *err, size_t errsize, ag_status st, const char *fmt, ...) AG__PRINTF(4, 5);
+ag_status ag__verrf(char *err, size_t errsize, ag_status st, const char *fmt, va_list ap);
+
+/* The same with a "<what>: <name>: " prefix (name NULL: "<memory>", data in memory; "": none):
+ * the loaders and model files report through such buffers. */
 ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
                         const char *fmt, va_list ap);
 

@@ -56,13 +56,25 @@ void ag__aligned_free(void *ptr) {
     if (ptr) ag__free(((void **)ptr)[-1]);
 }
 
+ag_status ag__verrf(char *err, size_t errsize, ag_status st, const char *fmt, va_list ap) {
+    if (err && errsize) vsnprintf(err, errsize, fmt, ap);
+    return st;
+}
+
+ag_status ag__errf(char *err, size_t errsize, ag_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ag__verrf(err, errsize, st, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
 ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
                         const char *fmt, va_list ap) {
     if (!err || !errsize) return st;
-    /* NULL: data in memory; "": none to name (a NULL path) */
     int k = name && !name[0] ? snprintf(err, errsize, "%s: ", what)
                              : snprintf(err, errsize, "%s: %s: ", what, name ? name : "<memory>");
     if (k < 0) k = 0;
-    if ((size_t)k < errsize) vsnprintf(err + k, errsize - (size_t)k, fmt, ap);
+    if ((size_t)k < errsize) ag__verrf(err + k, errsize - (size_t)k, st, fmt, ap);
     return st;
 }
