@@ -495,6 +495,7 @@ static const op_bad SE_BAD[] = {
 static const l2_args L2_N0 = {(ag_real)0.1, 1, 0}, L2_N65 = {(ag_real)0.1, 1, 65}, L2_NMAX = {(ag_real)0.1, 1, (size_t)-1};
 static const op_bad L2_BAD[] = {
     {"weights NULL", 1, {SHP(2, 4, 3)}, &L2, NULL, OP_NULL_ARRAY, AG_ERR_ARG, "weights is NULL"},
+    {"second weight NULL", 2, {SHP(2, 4, 3), SHP(2, 4, 3)}, &L2, NULL, OP_NULL_IN(1), AG_ERR_ARG, "input 1 is NULL"},
     {"n 0", 1, {SHP(2, 4, 3)}, &L2_N0, NULL, 0, AG_ERR_ARG, "n is 0"},
     {"n 65", 1, {SHP(2, 4, 3)}, &L2_N65, NULL, 0, AG_ERR_ARG, "n is 65"},
     {"n SIZE_MAX", 1, {SHP(2, 4, 3)}, &L2_NMAX, NULL, 0, AG_ERR_ARG, "expects 1..64"},
