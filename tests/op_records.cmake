@@ -28,9 +28,10 @@ foreach(_rec ${_rec_names})
     ENVIRONMENT "CK_RUN_CASE=${_rec};AG_SOURCE_DIR=${PROJECT_SOURCE_DIR};$<$<BOOL:${AG_VALGRIND}>:CK_FORK=no;AG_TEST_QUICK=1>")
 endforeach()
 # the list must be the binary's: a record the regex missed would go unrun
+string(REPLACE ";" " " _rec_words "${_rec_names}")
 add_test(NAME op_records_list COMMAND sh -c [=[
 want=$("$0" --list | sort) || exit 1
 got=$(printf '%s\n' $1 | sort)
 [ "$want" = "$got" ] || { echo "ctest entries: $got"; echo "records: $want"; exit 1; }
 echo "$(printf '%s\n' "$want" | wc -l) records, one ctest entry each"
-]=] $<TARGET_FILE:test_op_records> "${_rec_names}")
+]=] $<TARGET_FILE:test_op_records> "${_rec_words}")
