@@ -25,7 +25,11 @@
 #define CALL(ctx) ((const op_call *)(ctx))
 #define P(ctx, T) (*(const T *)CALL(ctx)->param)
 
-static const op_domain ANY = {-1, 1}, POS = {0.5, 2}, AWAY = {-1.5, 1.5};
+/* initializers (a const object is not a constant expression in C), and the same as objects */
+#define ANY {-1, 1}
+#define POS {0.5, 2}
+#define AWAY {-1.5, 1.5}
+static const op_domain DOM_ANY = ANY, DOM_POS = POS;
 #define AVOID_ZERO .avoid = {0}, .n_avoid = 1, .avoid_dist = 0.3
 
 /* ---------------------------------------------------------------- shared shape lists */
@@ -160,13 +164,13 @@ static const op_case SHIFT_LAYOUT[] = {{"RxC", 1, {SHP(2, OP_R, OP_C)}, &C_SHIFT
 /* pow: integer exponents on any sign, fractional and negative ones on positives */
 static const ag_real PW[] = {2, 3, 2.5, -1.5, 0.5};
 static const op_case POW_CASES[] = {
-    {"p=2", 1, {SHP(2, 3, 4)}, &PW[0], &ANY},   {"p=3", 1, {SHP(2, 4, 2)}, &PW[1], &ANY},
-    {"p=2.5", 1, {SHP(2, 2, 5)}, &PW[2], &POS}, {"p=-1.5", 1, {SHP(2, 3, 3)}, &PW[3], &POS},
-    {"p=0.5", 1, {SHP(2, 5, 1)}, &PW[4], &POS},
+    {"p=2", 1, {SHP(2, 3, 4)}, &PW[0], &DOM_ANY},   {"p=3", 1, {SHP(2, 4, 2)}, &PW[1], &DOM_ANY},
+    {"p=2.5", 1, {SHP(2, 2, 5)}, &PW[2], &DOM_POS}, {"p=-1.5", 1, {SHP(2, 3, 3)}, &PW[3], &DOM_POS},
+    {"p=0.5", 1, {SHP(2, 5, 1)}, &PW[4], &DOM_POS},
 };
 static const op_case POW_LAYOUTS[] = {
-    {"RxC p=2.5", 1, {SHP(2, OP_R, OP_C)}, &PW[2], &POS},
-    {"RxC p=3", 1, {SHP(2, OP_R, OP_C)}, &PW[1], &ANY},
+    {"RxC p=2.5", 1, {SHP(2, OP_R, OP_C)}, &PW[2], &DOM_POS},
+    {"RxC p=3", 1, {SHP(2, OP_R, OP_C)}, &PW[1], &DOM_ANY},
 };
 
 /* ---------------------------------------------------------------- products */
@@ -586,7 +590,7 @@ op_shape op_shape_at(op_shape s, size_t R, size_t C, size_t K) {
 
 op_domain op_domain_of(const op_record *r, const op_case *c, int i) {
     op_domain d = c && c->domain ? c->domain[i] : r->domain[i];
-    if (d.lo == 0 && d.hi == 0) d = ANY;
+    if (d.lo == 0 && d.hi == 0) d = DOM_ANY;
     return d;
 }
 
