@@ -393,12 +393,19 @@ static void t_composed(int ri) {
 
 /* ---------------------------------------------------------------- the suite */
 
+/* Check names a test after its TTest: one per record and kind, made here, freed after the run. */
+static TTest *g_tests;
+
+static void free_tests(void) {
+    for (size_t i = 0; g_tests && i < 3 * op_n_records; i++) free((char *)g_tests[i].name);
+    free(g_tests);
+    g_tests = NULL;
+}
+
 static Suite *op_records_suite(void) {
-    Suite *s = suite_create("op_records");
-    /* Check names a test after its TTest; these are made here, one per record and kind, and live
-     * as long as the process */
-    TTest *tests = calloc(3 * op_n_records, sizeof *tests);
+    TTest *tests = g_tests = calloc(3 * op_n_records, sizeof *tests);
     if (!tests) return NULL;
+    Suite *s = suite_create("op_records");
     static const struct {
         const char *kind;
         TFun fn;
@@ -433,7 +440,10 @@ int main(int argc, char **argv) {
     Suite *s = op_records_suite();
     if (!s) {
         fprintf(stderr, "test_op_records: out of memory\n");
+        free_tests();
         return 1;
     }
-    return ag_test_run(s);
+    int rc = ag_test_run(s);
+    free_tests();
+    return rc;
 }
