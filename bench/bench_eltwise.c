@@ -8,7 +8,8 @@
  * One line per case: bench_eltwise op=<op> shape=<R>x<C> fwd=<median ns/elem> bwd=<median ns/elem>
  *   fwd_min= fwd_max= bwd_min= bwd_max=   (the median and spread of R repeats of N iterations)
  * The inputs are wrapped (no copy); backward is ag_backward_seed with a fixed seed, so it
- * includes the zeroing of the input gradient buffers, as in training.
+ * includes the zeroing of the input gradient buffers, as in training. The ops are built by their
+ * records (tests/op_records.c); bench_ops gives every record's line.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -18,39 +19,44 @@
 
 #include <tapegrad/ag.h>
 #include "bench_util.h"
+#include "op_records.h"
 
-enum { OP_ADD_BCAST, OP_MUL, OP_RELU, OP_SIGMOID, OP_TANH, OP_SOFTMAX, OP_CE, N_OPS };
-static const char *const OP_NAMES[N_OPS] = {"add_bcast", "mul", "relu", "sigmoid", "tanh", "softmax",
-                                            "cross_entropy"};
+/* The ops timed here, as (record, layout) of tests/op_records.c: the builders and shapes are the records'. */
+static const struct {
+    const char *name, *record, *layout;
+} OPS[] = {{"add_bcast", "add", "RxC,C"}, {"mul", "mul", "RxC,RxC"},       {"relu", "relu", "RxC"},
+           {"sigmoid", "sigmoid", "RxC"}, {"tanh", "tanh", "RxC"},         {"softmax", "softmax", "RxC"},
+           {"cross_entropy", "cross_entropy", "RxC"}};
+enum { N_OPS = sizeof OPS / sizeof OPS[0] };
+
+static const op_case *layout_of(const op_record *r, const char *label) {
+    for (size_t i = 0; r && i < r->n_layouts; i++)
+        if (!strcmp(r->layouts[i].label, label)) return &r->layouts[i];
+    return NULL;
+}
 
 typedef struct bufs {
-    ag_real *a, *b, *row, *seed;
+    ag_real *in[OP_MAX_IN], *seed;
     int32_t *labels;
 } bufs;
 
 /* One forward (recording) and one backward of op; adds their times to *fwd, *bwd. */
 static int run_once(ag_tape *t, int op, size_t R, size_t C, const bufs *d, double *fwd, double *bwd) {
+    const op_record *r = op_record_find(OPS[op].record);
+    const op_case *c = layout_of(r, OPS[op].layout);
     ag_tape_reset(t);
-    const size_t shape[2] = {R, C};
-    ag_tensor *a = ag_tensor_wrap(t, 2, shape, d->a), *b = NULL;
-    ag_requires_grad(a);
-    if (op == OP_ADD_BCAST) b = ag_tensor_wrap(t, 1, &C, d->row);
-    if (op == OP_MUL) b = ag_tensor_wrap(t, 2, shape, d->b);
-    if (b) ag_requires_grad(b);
-    double t0 = now_ns();
-    ag_tensor *y = NULL;
-    switch (op) {
-    case OP_ADD_BCAST: y = ag_add(t, a, b); break;
-    case OP_MUL: y = ag_mul(t, a, b); break;
-    case OP_RELU: y = ag_relu(t, a); break;
-    case OP_SIGMOID: y = ag_sigmoid(t, a); break;
-    case OP_TANH: y = ag_tanh(t, a); break;
-    case OP_SOFTMAX: y = ag_softmax(t, a); break;
-    default: y = ag_cross_entropy(t, a, d->labels); break;
+    ag_tensor *in[OP_MAX_IN] = {0};
+    for (int i = 0; i < c->n_in; i++) {
+        op_shape s = op_shape_at(c->in[i], R, C, C);
+        in[i] = ag_tensor_wrap(t, s.ndim, s.d, d->in[i]);
+        ag_requires_grad(in[i]);
     }
+    const op_call call = {c->param, r->labels ? d->labels : NULL, c->n_in};
+    double t0 = now_ns();
+    ag_tensor *y = r->build(t, in, &call);
     double t1 = now_ns();
     if (!y || ag_backward_seed(t, y, d->seed) != AG_OK) {
-        fprintf(stderr, "bench_eltwise: %s: %s\n", OP_NAMES[op], ag_tape_errmsg(t));
+        fprintf(stderr, "bench_eltwise: %s: %s\n", OPS[op].name, ag_tape_errmsg(t));
         return -1;
     }
     double t2 = now_ns();
@@ -68,7 +74,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--op") && i + 1 < argc) {
             const char *name = argv[++i];
             for (int o = 0; o < N_OPS; o++)
-                if (!strcmp(name, OP_NAMES[o])) only = o;
+                if (!strcmp(name, OPS[o].name)) only = o;
             if (only < 0) {
                 fprintf(stderr, "bench_eltwise: unknown op %s\n", name);
                 return 2;
@@ -88,23 +94,25 @@ int main(int argc, char **argv) {
 #endif
     const size_t shapes[][2] = {{128, 1024}, {512, 784}};
     const size_t maxn = 512 * 1024;
+    for (int o = 0; o < N_OPS; o++)
+        if (!layout_of(op_record_find(OPS[o].record), OPS[o].layout)) {
+            fprintf(stderr, "bench_eltwise: no record %s with layout %s\n", OPS[o].record, OPS[o].layout);
+            return 1;
+        }
     bufs d;
-    d.a = malloc(maxn * sizeof(ag_real));
-    d.b = malloc(maxn * sizeof(ag_real));
-    d.row = malloc(1024 * sizeof(ag_real));
+    int ok = 1;
+    for (int i = 0; i < OP_MAX_IN; i++) ok &= (d.in[i] = malloc(maxn * sizeof(ag_real))) != NULL;
     d.seed = malloc(maxn * sizeof(ag_real));
     d.labels = malloc(512 * sizeof(int32_t));
     double *fs = malloc((size_t)repeats * sizeof *fs), *bs = malloc((size_t)repeats * sizeof *bs);
     ag_tape *t;
-    if (!d.a || !d.b || !d.row || !d.seed || !d.labels || !fs || !bs || ag_tape_new(&t, NULL) != AG_OK) {
+    if (!ok || !d.seed || !d.labels || !fs || !bs || ag_tape_new(&t, NULL) != AG_OK) {
         fprintf(stderr, "bench_eltwise: out of memory\n");
         return 1;
     }
     ag_rng rng;
     ag_rng_seed(&rng, 1);
-    ag_rng_fill_normal(&rng, d.a, maxn, 0, 2);
-    ag_rng_fill_normal(&rng, d.b, maxn, 0, 2);
-    ag_rng_fill_normal(&rng, d.row, 1024, 0, 1);
+    for (int i = 0; i < OP_MAX_IN; i++) ag_rng_fill_normal(&rng, d.in[i], maxn, 0, 2);
     ag_rng_fill_normal(&rng, d.seed, maxn, 0, 1);
     double checksum = 0;
     for (int op = 0; op < N_OPS; op++) {
@@ -122,21 +130,19 @@ int main(int argc, char **argv) {
                 fs[r] = f / ((double)iters * (double)n);
                 bs[r] = b / ((double)iters * (double)n);
             }
-            checksum += (double)d.a[0];
+            checksum += (double)d.in[0][0];
             qsort(fs, (size_t)repeats, sizeof *fs, cmp_double);
             qsort(bs, (size_t)repeats, sizeof *bs, cmp_double);
             printf("bench_eltwise op=%s shape=%zux%zu fwd=%.3f bwd=%.3f fwd_min=%.3f fwd_max=%.3f "
                    "bwd_min=%.3f bwd_max=%.3f\n",
-                   OP_NAMES[op], R, C, fs[repeats / 2], bs[repeats / 2], fs[0], fs[repeats - 1], bs[0],
+                   OPS[op].name, R, C, fs[repeats / 2], bs[repeats / 2], fs[0], fs[repeats - 1], bs[0],
                    bs[repeats - 1]);
             fflush(stdout);
         }
     }
     if (checksum != checksum) printf("(nan checksum)\n");
     ag_tape_free(t);
-    free(d.a);
-    free(d.b);
-    free(d.row);
+    for (int i = 0; i < OP_MAX_IN; i++) free(d.in[i]);
     free(d.seed);
     free(d.labels);
     free(fs);

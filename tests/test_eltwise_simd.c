@@ -7,8 +7,9 @@
  *    random bit patterns (denormals, NaNs with payloads, infinities), +-0, the edges of the exp
  *    clamp, overflow; every length 0..100 at 4 alignments, in place, and no write past the end.
  * 2. The AG__CLONES op bodies cannot be forced to one clone in-process, so `--hash` prints an
- *    FNV-1a hash of every op's forward value and input gradients on fixed random inputs (with
- *    specials) instead of running the suite; tests/noclones.cmake builds this file a second time
+ *    FNV-1a hash of the forward value and input gradients of every op record marked `clones`
+ *    (tests/op_records.c, each of its layouts) on fixed random inputs (with specials) instead of
+ *    running the suite; tests/noclones.cmake builds this file a second time
  *    against the library built with -DAG_NO_CLONES and a ctest compares the two outputs.
  */
 #include <float.h>
@@ -20,6 +21,7 @@
 
 #include <tapegrad/ag_io.h>
 #include "internal.h"
+#include "op_records.h"
 #include "testutil.h"
 
 #ifdef AG_DOUBLE
@@ -228,12 +230,6 @@ static ag_tensor *leaf(ag_tape *t, int nd, const size_t *shape, double scale, do
     return x;
 }
 
-typedef struct hcase {
-    const char *name;
-    ag_tensor *in[3];
-    int n_in;
-} hcase;
-
 static void hash_print(ag_tape *t, const char *name, ag_tensor *y, ag_tensor *const *in, int n_in) {
     if (!y) {
         printf("%s failed: %s\n", name, ag_tape_errmsg(t));
@@ -243,114 +239,69 @@ static void hash_print(ag_tape *t, const char *name, ag_tensor *y, ag_tensor *co
     for (size_t i = 0; i < y->size; i++) seed[i] = (ag_real)ag_rng_normal(&hrng);
     ag_status st = ag_backward_seed(t, y, seed);
     free(seed);
-    printf("%-28s fwd %016" PRIx64, name, fnv(0xcbf29ce484222325ull, y->value, y->size));
+    printf("%-40s fwd %016" PRIx64, name, fnv(0xcbf29ce484222325ull, y->value, y->size));
     if (st != AG_OK) printf(" backward: %s", ag_status_str(st));
     for (int i = 0; i < n_in; i++)
         if (in[i] && in[i]->grad) printf(" d%d %016" PRIx64, i, fnv(0xcbf29ce484222325ull, in[i]->grad, in[i]->size));
     printf("\n");
 }
 
-typedef ag_tensor *(*binop)(ag_tape *, ag_tensor *, ag_tensor *);
-typedef ag_tensor *(*unop)(ag_tape *, ag_tensor *);
+static int same_shape(const op_shape *a, const op_shape *b) {
+    int eq = a->ndim == b->ndim;
+    for (int i = 0; eq && i < a->ndim; i++) eq = a->d[i] == b->d[i];
+    return eq;
+}
 
+/* Every record with AG__CLONES bodies (tests/op_records.c), each of its layouts at three sizes
+ * (vector tails, one and several vectors per row), on clean values and with specials. */
 static int hash_all(void) {
     ag_tape *t;
     if (ag_tape_new(&t, NULL) != AG_OK) return 1;
     ag_rng_seed(&hrng, 20261128);
-    char name[64];
+    char name[96];
     const size_t sizes[][2] = {{7, 13}, {33, 100}, {64, 257}};
-    enum { NS = sizeof sizes / sizeof sizes[0] };
-
-    const struct {
-        const char *n;
-        binop f;
-    } bins[] = {{"add", ag_add}, {"sub", ag_sub}, {"mul", ag_mul}, {"div", ag_div}};
-    for (size_t o = 0; o < 4; o++)
-        for (int s = 0; s < NS; s++) {
-            const size_t R = sizes[s][0], C = sizes[s][1];
-            /* same shape, row operand either side, scalar either side, [R,1] x [1,C], [R,C] x [R,1] */
-            const size_t shp[][2][3] = {{{2, R, C}, {2, R, C}}, {{2, R, C}, {1, C, 0}}, {{1, C, 0}, {2, R, C}},
-                                        {{2, R, C}, {0, 0, 0}}, {{0, 0, 0}, {2, R, C}}, {{2, R, 1}, {2, 1, C}},
-                                        {{2, R, C}, {2, R, 1}}};
-            for (size_t k = 0; k < sizeof shp / sizeof shp[0]; k++) {
-                ag_tape_reset(t);
-                ag_tensor *a = leaf(t, (int)shp[k][0][0], shp[k][0] + 1, 1.5, 0, 0, 0);
-                ag_tensor *b = leaf(t, (int)shp[k][1][0], shp[k][1] + 1, 1.5, 0, 0, 0);
-                snprintf(name, sizeof name, "%s/%zux%zu/%zu", bins[o].n, R, C, k);
-                hash_print(t, name, bins[o].f(t, a, b), (ag_tensor *[]){a, b}, 2);
-            }
-            ag_tape_reset(t); /* x op x: both gradients into one buffer */
-            ag_tensor *a = leaf(t, 2, sizes[s], 1.5, 0, 0, 0);
-            snprintf(name, sizeof name, "%s/%zux%zu/self", bins[o].n, R, C);
-            hash_print(t, name, bins[o].f(t, a, a), (ag_tensor *[]){a}, 1);
-        }
-
-    const struct {
-        const char *n;
-        unop f;
-        int pos;
-    } uns[] = {{"neg", ag_neg, 0},   {"exp", ag_exp, 0},         {"log", ag_log, 1},   {"log-any", ag_log, 0},
-               {"square", ag_square, 0}, {"sqrt", ag_sqrt, 1}, {"sigmoid", ag_sigmoid, 0}, {"tanh", ag_tanh, 0},
-               {"relu", ag_relu, 0}, {"sum", ag_sum, 0},     {"mean", ag_mean, 0}, {"softmax", ag_softmax, 0},
-               {"log_softmax", ag_log_softmax, 0}, {"transpose", ag_transpose, 0}};
-    for (size_t o = 0; o < sizeof uns / sizeof uns[0]; o++)
-        for (int s = 0; s < NS; s++)
-            for (int clean = 0; clean < 2; clean++) {
-                ag_tape_reset(t);
-                ag_tensor *x = leaf(t, 2, sizes[s], strcmp(uns[o].n, "sigmoid") == 0 ? 20 : 3, 0, uns[o].pos,
-                                    clean);
-                snprintf(name, sizeof name, "%s/%zux%zu/%s", uns[o].n, sizes[s][0], sizes[s][1],
-                         clean ? "clean" : "specials");
-                hash_print(t, name, uns[o].f(t, x), (ag_tensor *[]){x}, 1);
-            }
-
-    for (int s = 0; s < NS; s++)
-        for (int clean = 0; clean < 2; clean++) {
-            const size_t R = sizes[s][0], C = sizes[s][1];
-            const char *cl = clean ? "clean" : "specials";
-#define H1(label, EXPR, POS)                                                                 \
-    do {                                                                                     \
-        ag_tape_reset(t);                                                                    \
-        ag_tensor *x = leaf(t, 2, sizes[s], 2, 0, POS, clean);                               \
-        snprintf(name, sizeof name, "%s/%zux%zu/%s", label, R, C, cl);                       \
-        hash_print(t, name, (EXPR), (ag_tensor *[]){x}, 1);                                  \
-    } while (0)
-            H1("scale", ag_scale(t, x, (ag_real)1.7), 0);
-            H1("add_scalar", ag_add_scalar(t, x, (ag_real)-0.3), 0);
-            H1("pow2.5", ag_pow(t, x, (ag_real)2.5), 1);
-            H1("pow3", ag_pow(t, x, (ag_real)3), 0);
-            H1("sum_axis0", ag_sum_axis(t, x, 0), 0);
-            H1("sum_axis1", ag_sum_axis(t, x, 1), 0);
-            H1("mean_axis0", ag_mean_axis(t, x, 0), 0);
-            H1("mean_axis-1", ag_mean_axis(t, x, -1), 0);
-            H1("reshape", ag_reshape(t, x, 1, (size_t[]){R * C}), 0);
-#undef H1
-            ag_tape_reset(t);
-            ag_tensor *h = leaf(t, 2, sizes[s], 1, 0, 0, clean), *y = leaf(t, 2, sizes[s], 1, 0, 0, clean);
-            snprintf(name, sizeof name, "squared_error/%zux%zu/%s", R, C, cl);
-            hash_print(t, name, ag_squared_error(t, h, y), (ag_tensor *[]){h, y}, 2);
-            ag_tape_reset(t);
-            ag_tensor *w1 = leaf(t, 2, sizes[s], 1, 0, 0, clean), *w2 = leaf(t, 1, (size_t[]){C}, 1, 0, 0, clean);
-            snprintf(name, sizeof name, "l2/%zux%zu/%s", R, C, cl);
-            hash_print(t, name, ag_l2(t, (ag_real)0.01, (ag_tensor *[]){w1, w2}, 2), (ag_tensor *[]){w1, w2}, 2);
-            ag_tape_reset(t);
-            ag_tensor *lg = leaf(t, 2, sizes[s], 4, 0, 0, clean);
-            int32_t *lab = malloc(R * sizeof *lab);
-            for (size_t k = 0; k < R; k++) lab[k] = (int32_t)ag_rng_below(&hrng, C);
-            snprintf(name, sizeof name, "cross_entropy/%zux%zu/%s", R, C, cl);
-            hash_print(t, name, ag_cross_entropy(t, lg, lab), (ag_tensor *[]){lg}, 1);
-            free(lab);
-            for (int act = AG__ACT_IDENTITY; act <= AG__ACT_RELU; act++)
-                for (int bias = 0; bias < 2; bias++) {
+    const size_t K = 19; /* inner size of the products */
+    for (size_t ri = 0; ri < op_n_records; ri++) {
+        const op_record *r = &op_records[ri];
+        if (!r->clones) continue;
+        for (size_t li = 0; li < r->n_layouts; li++)
+            for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)
+                for (int clean = 0; clean < 2; clean++) {
+                    const op_case *c = &r->layouts[li];
                     ag_tape_reset(t);
-                    const size_t in = 19;
-                    ag_tensor *x = leaf(t, 2, (size_t[]){R, in}, 1, 0, 0, clean);
-                    ag_tensor *W = leaf(t, 2, (size_t[]){C, in}, 0.5, 0, 0, 1);
-                    ag_tensor *b = bias ? leaf(t, 1, (size_t[]){C}, 0.5, 0, 0, 1) : NULL;
-                    snprintf(name, sizeof name, "linear_act%d%s/%zux%zu/%s", act, bias ? "b" : "", R, C, cl);
-                    hash_print(t, name, ag__linear_act(t, x, W, b, act), (ag_tensor *[]){x, W, b}, 3);
+                    ag_tensor *in[OP_MAX_IN] = {0};
+                    for (int i = 0; i < c->n_in; i++) {
+                        op_shape sh = op_shape_at(c->in[i], sizes[s][0], sizes[s][1], K);
+                        op_domain d = op_domain_of(r, c, i);
+                        in[i] = leaf(t, sh.ndim, sh.d, 3, 0, d.lo >= 0, clean);
+                    }
+                    int32_t *labels = NULL;
+                    if (r->labels) {
+                        size_t rows, classes;
+                        op_shape sh = op_shape_at(c->in[0], sizes[s][0], sizes[s][1], K);
+                        op_label_dims(&sh, &rows, &classes);
+                        labels = malloc(rows * sizeof *labels);
+                        if (!labels) return 1;
+                        for (size_t k = 0; k < rows; k++) labels[k] = (int32_t)ag_rng_below(&hrng, classes);
+                    }
+                    const op_call call = {c->param, labels, c->n_in};
+                    snprintf(name, sizeof name, "%s/%s/%zux%zu/%s", r->name, c->label, sizes[s][0], sizes[s][1],
+                             clean ? "clean" : "specials");
+                    hash_print(t, name, r->build(t, in, &call), in, c->n_in);
+                    free(labels);
                 }
-        }
+        /* x op x, where the first layout takes two inputs of one shape: both gradients into one buffer */
+        const op_case *c0 = &r->layouts[0];
+        if (c0->n_in == 2 && !r->labels && same_shape(&c0->in[0], &c0->in[1]))
+            for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+                ag_tape_reset(t);
+                op_shape sh = op_shape_at(c0->in[0], sizes[s][0], sizes[s][1], K);
+                ag_tensor *x = leaf(t, sh.ndim, sh.d, 1.5, 0, op_domain_of(r, c0, 1).lo >= 0, 0);
+                const op_call call = {c0->param, NULL, 2};
+                snprintf(name, sizeof name, "%s/self/%zux%zu", r->name, sizes[s][0], sizes[s][1]);
+                hash_print(t, name, r->build(t, (ag_tensor *[]){x, x}, &call), &x, 1);
+            }
+    }
 
     /* ag_dataset_batch's byte -> ag_real conversion: all 256 values, rows with tails */
     {

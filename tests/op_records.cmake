@@ -1,0 +1,37 @@
+# test_op_records (tests/op_records.c): one ctest entry per op record, op_records/<name>, running that
+# record's TCase (CK_RUN_CASE): gradcheck, bad_input and composed. The names are read from the
+# records' `.name = "..."` fields and their BIN/ELT macro calls; the configure step re-runs when the
+# file changes. Included by tests/CMakeLists.txt (which skips the suite's single entry).
+set(_rec_src ${CMAKE_CURRENT_SOURCE_DIR}/op_records.c)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_rec_src})
+file(STRINGS ${_rec_src} _rec_lines REGEX "^    (\\{\\.name = \"|BIN\\(|ELT\\()")
+set(_rec_names "")
+foreach(_line ${_rec_lines})
+  if(_line MATCHES "\\.name = \"([a-z0-9_]+)\"")
+    list(APPEND _rec_names ${CMAKE_MATCH_1})
+  elseif(_line MATCHES "^    (BIN|ELT)\\(([a-z0-9_]+)")
+    list(APPEND _rec_names ${CMAKE_MATCH_2})
+  endif()
+endforeach()
+if(NOT _rec_names)
+  message(FATAL_ERROR "tests/op_records.cmake: no record names found in ${_rec_src}")
+endif()
+foreach(_rec ${_rec_names})
+  if(AG_VALGRIND)
+    add_test(NAME op_records/${_rec} COMMAND valgrind --quiet --error-exitcode=99 --leak-check=full
+      --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible
+      $<TARGET_FILE:test_op_records>)
+  else()
+    add_test(NAME op_records/${_rec} COMMAND test_op_records)
+  endif()
+  set_tests_properties(op_records/${_rec} PROPERTIES TIMEOUT 300
+    ENVIRONMENT "CK_RUN_CASE=${_rec};AG_SOURCE_DIR=${PROJECT_SOURCE_DIR};$<$<BOOL:${AG_VALGRIND}>:CK_FORK=no;AG_TEST_QUICK=1>")
+endforeach()
+# the list must be the binary's: a record the regex missed would go unrun
+string(REPLACE ";" " " _rec_words "${_rec_names}")
+add_test(NAME op_records_list COMMAND sh -c [=[
+want=$("$0" --list | sort) || exit 1
+got=$(printf '%s\n' $1 | sort)
+[ "$want" = "$got" ] || { echo "ctest entries: $got"; echo "records: $want"; exit 1; }
+echo "$(printf '%s\n' "$want" | wc -l) records, one ctest entry each"
+]=] $<TARGET_FILE:test_op_records> "${_rec_words}")
