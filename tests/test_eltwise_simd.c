@@ -340,7 +340,7 @@ static int hash_all(void) {
             snprintf(name, sizeof name, "cross_entropy/%zux%zu/%s", R, C, cl);
             hash_print(t, name, ag_cross_entropy(t, lg, lab), (ag_tensor *[]){lg}, 1);
             free(lab);
-            for (int act = AG__ACT_IDENTITY; act <= AG__ACT_RELU; act++)
+            for (int act = AG_ACT_IDENTITY; act <= AG_ACT_RELU; act++)
                 for (int bias = 0; bias < 2; bias++) {
                     ag_tape_reset(t);
                     const size_t in = 19;
@@ -348,7 +348,7 @@ static int hash_all(void) {
                     ag_tensor *W = leaf(t, 2, (size_t[]){C, in}, 0.5, 0, 0, 1);
                     ag_tensor *b = bias ? leaf(t, 1, (size_t[]){C}, 0.5, 0, 0, 1) : NULL;
                     snprintf(name, sizeof name, "linear_act%d%s/%zux%zu/%s", act, bias ? "b" : "", R, C, cl);
-                    hash_print(t, name, ag__linear_act(t, x, W, b, act), (ag_tensor *[]){x, W, b}, 3);
+                    hash_print(t, name, ag_linear_act(t, x, W, b, act), (ag_tensor *[]){x, W, b}, 3);
                 }
         }
 
