@@ -55,23 +55,27 @@ ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...) {
     return st;
 }
 
-ag_status ag__op_fail(ag_tape *t, ag_status st, const char *fmt, ...) {
+/* A builder's failure: a result is missing, so backward refuses until the error is cleared. */
+static ag_status vop_fail(ag_tape *t, ag_status st, const char *fmt, va_list ap) {
     if (!t) return st;
-    va_list ap;
-    va_start(ap, fmt);
     vfail(t, st, NULL, fmt, ap);
-    va_end(ap);
-    t->op_failed = 1; /* a result is missing: backward refuses until the error is cleared */
+    t->op_failed = 1;
     return st;
 }
 
-ag_status ag_ext_op_fail(ag_tape *t, ag_status st, const char *fmt, ...) {
-    if (!t) return st;
+ag_status ag__op_fail(ag_tape *t, ag_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vfail(t, st, NULL, fmt, ap);
+    vop_fail(t, st, fmt, ap);
     va_end(ap);
-    t->op_failed = 1;
+    return st;
+}
+
+ag_status ag_ext_op_fail(ag_tape *t, ag_status st, const char *fmt, ...) { /* the same, for ag_ext.h */
+    va_list ap;
+    va_start(ap, fmt);
+    vop_fail(t, st, fmt, ap);
+    va_end(ap);
     return st;
 }
 

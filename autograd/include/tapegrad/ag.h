@@ -362,8 +362,8 @@ ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x); /* 1/(1+e^-x);  f' = f(1-f) */
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);    /* f' = 1 - f^2 */
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* max(x,0), NaN stays NaN; f'(0) = 0 */
 
-/* Activations, for ag_activate, ag_linear_act and the dense layer (tapegrad/dense.h). Each is an
- * element-wise op above with f' written from its output a = f(z). */
+/* Activations, for ag_activate, ag_linear_act and the dense layer (tapegrad/dense.h). Each but the
+ * identity is an element-wise op above, its f' written from its output a = f(z). */
 typedef enum ag_act {
     AG_ACT_IDENTITY = 0, /* a = z */
     AG_ACT_SIGMOID,      /* a = 1/(1+e^-z), f' = f(1-f) (ag_sigmoid) */
