@@ -1,24 +1,22 @@
 /*
  * base.h - what every room of the library shares (engine, ops, kernels, io); not installed.
  * The allocator hooks, overflow-checked sizes, the error-buffer helper, the printf-format
- * attribute and the multi-ISA clone attribute. Includes only the public ag.h.
+ * attribute and the multi-ISA clone attribute. Includes only the public ag.h and ag_ext.h.
  */
 #ifndef AG_BASE_H
 #define AG_BASE_H
 
 #include <tapegrad/ag.h>
+#include <tapegrad/ag_ext.h>
 
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-/* AG__PRINTF(f, a) after a declaration: argument f is a printf format whose arguments start at a. */
-#if defined(__GNUC__) || defined(__clang__)
-#define AG__PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define AG__PRINTF(f, a)
-#endif
+/* AG__PRINTF(f, a) after a declaration: argument f is a printf format whose arguments start at a
+ * (ag_ext.h's AG_EXT_PRINTF, which extensions outside the engine use). */
+#define AG__PRINTF(f, a) AG_EXT_PRINTF(f, a)
 
 /* Allocator hooks (see ag_set_allocator). Every heap block of the library goes through these. */
 void *ag__malloc(size_t size);
@@ -54,22 +52,11 @@ ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *wha
 
 /* AG__CLONES before a function: GCC/clang compile it three times, for AVX-512F, AVX2 and the
  * baseline, and the loader picks one for the machine (ifunc, resolved once). For the element-wise
- * streams (ops_*.c, optim.c): wider vectors, the same results, because the build has no FMA
+ * streams (the ops, optim.c): wider vectors, the same results, because the build has no FMA
  * (-ffp-contract=off), no reassociation (no -ffast-math, so sums stay in order) and every clone
- * does exactly the baseline's IEEE operations per element. Not under sanitizers (their runtimes
- * are not ready when the resolvers run at load time) nor with -DAG_NO_CLONES (the A/B builds and
- * the clones-vs-baseline test, tests/noclones.cmake). */
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define AG__NO_CLONES_SAN 1
-#endif
-#endif
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(AG__NO_CLONES_SAN) && \
-    !defined(AG_NO_CLONES)
-#define AG__CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define AG__CLONES
-#endif
+ * does exactly the baseline's IEEE operations per element. Not under sanitizers nor with
+ * -DAG_NO_CLONES (the A/B builds and the clones-vs-baseline test, tests/noclones.cmake): the
+ * conditions are ag_ext.h's AG_EXT_CLONES, which optim.c uses. */
+#define AG__CLONES AG_EXT_CLONES
 
 #endif /* AG_BASE_H */

@@ -63,12 +63,12 @@ ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wr
     for (size_t i = 0; i < n_wrt; i++) memset(wrt[i]->grad, 0, wrt[i]->size * sizeof(ag_real));
     ag_tensor *loss;
     ag_status st = eval(t, f, ctx, &loss);
-    if (st == AG_OK) { /* into ->grad: no sink during this backward (there is no public getter) */
-        const int had_sink = t->has_sink;
-        const ag_grad_sink sink = t->sink;
+    if (st == AG_OK) { /* into ->grad: no sink during this backward */
+        const ag_grad_sink *own = ag_tape_grad_sink(t);
+        const ag_grad_sink sink = own ? *own : (ag_grad_sink){0};
         ag_tape_set_grad_sink(t, NULL);
         st = ag_backward(t, loss);
-        if (had_sink) ag_tape_set_grad_sink(t, &sink);
+        if (own) ag_tape_set_grad_sink(t, &sink);
     }
     if (st != AG_OK) return st;
 

@@ -45,94 +45,67 @@ struct ag_tape {
     char errmsg[AG_ERRMSG_SIZE];
 };
 
-/* Tape tensors of at most this many bytes of data ("tiny") keep value and grad right behind their
- * node (tape.c, node_new). AG__GRAD_INLINE in flags: a zeroable grad slot of AG__TINY_BYTES
- * follows the value; backward takes it instead of allocating. Internal: never set on parameters. */
-#define AG__TINY_BYTES 16
-#define AG__GRAD_INLINE (1u << 30)
+/* The engine's private state lives outside the public ag_tensor: a tape tensor's in its node
+ * (ag_node.engine_flags, AG__NODE_*), a parameter's in its ag__param_tensor (sink state below). */
 
-/* Parameter flags kept by backward for gradient sinks (ag_tape_set_grad_sink). DIRTY: ->grad may
- * hold nonzero values (a backward wrote it since ag_params_zero_grad or a delivery zeroed it);
- * conservative: a stale DIRTY only costs a fused delivery. CLAIMED: during one node's backward, the
- * op delivered this input's gradient to the sink itself (ag__sink_claim). */
-#define AG__GRAD_DIRTY (1u << 29)
-#ifdef AG_DOUBLE
-#define AG__REAL_MAX DBL_MAX
-#else
-#define AG__REAL_MAX FLT_MAX
-#endif
-#define AG__SINK_CLAIMED (1u << 28)
-/* The parameter's gradient still owes a deferred c * value term (ag__grad_add_scaled_value). */
-#define AG__GRAD_DEFERRED (1u << 27)
-/* The sink's accepts() refused this parameter for the current sweep: its gradient stays in ->grad,
- * as without a sink. Set or cleared for every parameter a sweep with a sink visits. */
-#define AG__SINK_REFUSED (1u << 26)
+/* Tape tensors of at most this many bytes of data ("tiny") keep value and grad right behind their
+ * node (tape.c, node_new). AG__NODE_GRAD_INLINE: a zeroable grad slot of AG__TINY_BYTES follows
+ * the value; backward takes it instead of allocating. */
+#define AG__TINY_BYTES 16
+#define AG__NODE_GRAD_INLINE (1u << 0)
 /* A tape result whose value lies in a parameter's memory (a view such as a reshape of a weight).
  * The store may move its buffers afterwards (ag_params_add, ag_params_truncate), so the tape keeps
  * where the parameter was when the view was recorded; ops and backward refuse a view it moved
  * under. Records live in the arena, listed from ag_tape.param_views. */
-#define AG__PARAM_VIEW (1u << 25)
+#define AG__NODE_PARAM_VIEW (1u << 1)
 typedef struct ag__param_view {
     const ag_node *node;     /* the view */
     const ag_params *store;  /* whose memory it lies in */
     uint64_t moves;          /* ag__params_moves(store) when it was recorded */
     struct ag__param_view *next;
 } ag__param_view;
+
+#ifdef AG_DOUBLE
+#define AG__REAL_MAX DBL_MAX
+#else
+#define AG__REAL_MAX FLT_MAX
+#endif
+
+/* A parameter's gradient-sink state (sink.c), in ag__param_tensor.sink_flags. DIRTY: ->grad may
+ * hold nonzero values (a backward wrote it since ag_params_zero_grad or a delivery zeroed it);
+ * conservative: a stale DIRTY only costs a fused delivery. CLAIMED: during one node's backward,
+ * the op delivered this input's gradient to the sink itself (ag__sink_claim), or deferred its
+ * term. DEFERRED: the gradient still owes a deferred c * value term (ag__grad_add_scaled_value).
+ * REFUSED: the sink's accepts() refused it for the current sweep: its gradient stays in ->grad,
+ * as without a sink; set or cleared for every parameter a sweep with a sink visits. */
+#define AG__GRAD_DIRTY (1u << 0)
+#define AG__SINK_CLAIMED (1u << 1)
+#define AG__GRAD_DEFERRED (1u << 2)
+#define AG__SINK_REFUSED (1u << 3)
 /* A parameter's ag_tensor is the first member of this (params.c), so its store can be found. */
 typedef struct ag__param_tensor {
     ag_tensor t;
     ag_params *store;
+    uint32_t pending;    /* during a sweep with a sink: backward ops still to add to its gradient */
+    unsigned sink_flags; /* AG__GRAD_DIRTY | AG__SINK_CLAIMED | AG__GRAD_DEFERRED | AG__SINK_REFUSED */
 } ag__param_tensor;
+/* x must be a parameter (AG_PARAM). */
+static inline ag__param_tensor *ag__param(ag_tensor *x) { return (ag__param_tensor *)(void *)x; }
 static inline ag_params *ag__param_store(const ag_tensor *param) {
     return ((const ag__param_tensor *)(const void *)param)->store;
 }
-/* Record a failure on the store (ag_params_status/errmsg), as ag_params_add does: for builders
- * such as ag_dense_init that fail before adding. Returns st. */
-ag_status ag__params_fail(ag_params *ps, ag_status st, const char *msg);
 /* Bumped whenever the store's buffers move or tensors are removed: views into it are then stale. */
 uint64_t ag__params_moves(const ag_params *ps);
-
-/* For built-in ops, inside backward: 1 if input i is a parameter whose gradient this node
- * completes (no other op left to add to it) while the tape has a sink and ->grad holds nothing to
- * add. The op must then deliver the whole gradient of that input to the sink (ag__sink_gemm),
- * after every other product that reads the input's value, and not write ->grad. */
-int ag__sink_claim(ag_node *n, int i);
-/* Deliver P = op(A) op(B) (alpha 1, m x nn) as the gradient of parameter x, whose rows are nn
- * long, to the tape's sink tile by tile, straight from the GEMM. Statuses as ag_gemm. */
-ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size_t nn, size_t k,
-                        const ag_real *a, size_t lda, const ag_real *b, size_t ldb);
-
-/* Inside backward: input i's gradient += c * input i's value (the L2 term's lambda W). For a
- * parameter the term is deferred and added after every other contribution: when its gradient is
- * complete, or by the GEMM that completes it, tile by tile on its way to a sink (so a weight with
- * an L2 term in the cost still takes the fused update, and ->grad is never streamed twice). Both
- * with and without a sink the sum is (other contributions) + c * value, so the two agree bit for
- * bit. The op must write nothing else into that input's ->grad.
- * bound >= max |c * value| as proven by the caller (the L2 term's forward sum of squares bounds
- * every element), or INFINITY: a sink with consume_decay then gets the term with AG_SINK_FINITE and
- * skips its own scan. The proof assumes the value does not change between forward and backward. */
-void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c, double bound);
-/* For the op that completes x's gradient under a sink: 1, *c and *bound (see above) if x owes a
- * deferred term, which the caller now adds itself; else 0. */
-int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c, double *bound);
 
 /* Arena allocation, AG_ALIGN-aligned. NULL if full (no message set). */
 void *ag__arena_alloc(ag_tape *t, size_t bytes);
 
 /* Record an error on the tape and return st. */
-ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...) AG__PRINTF(3, 4);
 
 /* The same for an op builder that returns NULL (ag_l2, dense layers, ...): it also marks a result
  * missing, so backward refuses until ag_tape_clear_error, as after a failed ag_apply. t may be NULL. */
-ag_status ag__op_fail(ag_tape *t, ag_status st, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+ag_status ag__op_fail(ag_tape *t, ag_status st, const char *fmt, ...) AG__PRINTF(3, 4);
 
 /* An op builder returning NULL because the tape already holds an error (keeping that message):
  * the result is missing all the same, so backward must refuse. */
@@ -161,12 +134,64 @@ static inline ag_status ag__node_shape_like(ag_node *n, const ag_tensor *x) {
     ag_call((t), (op), (ag_tensor *[]){__VA_ARGS__}, \
             (int)(sizeof((ag_tensor *[]){__VA_ARGS__}) / sizeof(ag_tensor *)), (params))
 
-/* Activations a fused op can apply (the values of layers/include/tapegrad/dense.h's ag_act). */
-enum { AG__ACT_IDENTITY = 0, AG__ACT_SIGMOID = 1, AG__ACT_TANH = 2, AG__ACT_RELU = 3 };
+/* ---------------------------------------------------------------- gradient sinks (sink.c)
+ * Everything of "update in backward" (ag_tape_set_grad_sink) and of the deferred c * value terms
+ * lives in sink.c; ag_backward calls the three hooks, the ops the rest. */
 
-/* Fused dense layer: a = f(x W^T + b) as one node (ops/matmul.c, "linear_act"). Shapes as
- * ag_linear (b may be NULL: no bias); act is one of AG__ACT_*. The pre-activation is never
- * stored: backward takes f' from a, for a sigmoid a(1-a), for tanh 1-a^2, for relu [a > 0]. */
-ag_tensor *ag__linear_act(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, int act);
+/* For built-in ops, inside backward: 1 if input i is a parameter whose gradient this node
+ * completes (no other op left to add to it) while the tape has a sink and ->grad holds nothing to
+ * add. The op must then deliver the whole gradient of that input to the sink (ag__sink_gemm),
+ * after every other product that reads the input's value, and not write ->grad. */
+int ag__sink_claim(ag_node *n, int i);
+/* Deliver P = op(A) op(B) (alpha 1, m x nn) as the gradient of parameter x, whose rows are nn
+ * long, to the tape's sink tile by tile, straight from the GEMM. Statuses as ag_gemm. */
+ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size_t nn, size_t k,
+                        const ag_real *a, size_t lda, const ag_real *b, size_t ldb);
+
+/* Inside backward: input i's gradient += c * input i's value (the L2 term's lambda W). For a
+ * parameter the term is deferred and added after every other contribution: when its gradient is
+ * complete, or by the GEMM that completes it, tile by tile on its way to a sink (so a weight with
+ * an L2 term in the cost still takes the fused update, and ->grad is never streamed twice). Both
+ * with and without a sink the sum is (other contributions) + c * value, so the two agree bit for
+ * bit. The op must write nothing else into that input's ->grad.
+ * bound >= max |c * value| as proven by the caller (the L2 term's forward sum of squares bounds
+ * every element), or INFINITY: a sink with consume_decay then gets the term with AG_SINK_FINITE and
+ * skips its own scan. The proof assumes the value does not change between forward and backward. */
+void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c, double bound);
+/* For the op that completes x's gradient under a sink: 1, *c and *bound (see above) if x owes a
+ * deferred term, which the caller now adds itself; else 0. */
+int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c, double *bound);
+
+/* Hooks of ag_backward. begin: before the sweep (counts each parameter's uses when a sink is
+ * set). after_node: after node n's backward (or none, when no gradient reached it; st its
+ * status): the parameters among its inputs whose gradient is complete go to the sink. end: after
+ * the sweep, ok = 0 on failure: adds the deferred terms still owed, or drops them. */
+void ag__sink_begin(ag_tape *t, ag_tensor *loss);
+void ag__sink_param_done(ag_tape *t, ag__param_tensor *p, int reached, ag_status st);
+static inline void ag__sink_after_node(ag_tape *t, ag_node *n, int reached, ag_status st) {
+    for (int i = 0; i < n->n_in; i++) {
+        ag_tensor *x = n->in[i];
+        if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) == (AG_PARAM | AG_REQUIRES_GRAD))
+            ag__sink_param_done(t, ag__param(x), reached, st);
+    }
+}
+void ag__sink_end(ag_tape *t, int ok);
+/* 1 if x's gradient for the node just run did not go through ->grad (check_numerics skips it). */
+static inline int ag__grad_bypassed(const ag_tensor *x) {
+    return (x->flags & AG_PARAM) && (((const ag__param_tensor *)(const void *)x)->sink_flags & AG__SINK_CLAIMED);
+}
+
+/* ---------------------------------------------------------------- activations (ops/activation.c)
+ * One row per ag_act: adding an activation is an ag_act value in ag.h and a row in activation.c.
+ * f over an array, and f' written from the output a = f(z), applied to an incoming gradient da.
+ * The array forms are vectorised loops: callers go through the table once per array (or row),
+ * never per element. */
+typedef struct ag__act_row {
+    const char *name;
+    ag_op op; /* its element-wise op (ag_sigmoid, ...); never recorded for the identity */
+    void (*f)(const ag_real *z, ag_real *a, size_t n);                              /* a = f(z); a == z allowed */
+    void (*df_set)(const ag_real *a, const ag_real *da, ag_real *dz, size_t n); /* dz = da .* f'(a) */
+} ag__act_row;
+extern const ag__act_row ag__acts[AG_ACT_COUNT];
 
 #endif /* AG_INTERNAL_H */

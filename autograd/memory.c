@@ -4,6 +4,8 @@
  */
 #include "base.h"
 
+#include <tapegrad/ag_ext.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -76,5 +78,22 @@ ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *wha
                              : snprintf(err, errsize, "%s: %s: ", what, name ? name : "<memory>");
     if (k < 0) k = 0;
     if ((size_t)k < errsize) ag__verrf(err + k, errsize - (size_t)k, st, fmt, ap);
+    return st;
+}
+
+/* ---------------------------------------------------------------- for extensions (ag_ext.h) */
+
+void *ag_ext_malloc(size_t size) { return ag__malloc(size); }
+void *ag_ext_calloc(size_t n, size_t size) { return ag__calloc(n, size); }
+void *ag_ext_realloc(void *ptr, size_t size) { return ag__realloc(ptr, size); }
+void ag_ext_free(void *ptr) { ag__free(ptr); }
+void *ag_ext_aligned_alloc(size_t size) { return ag__aligned_alloc(size); }
+void ag_ext_aligned_free(void *ptr) { ag__aligned_free(ptr); }
+
+ag_status ag_ext_errf(char *err, size_t errsize, ag_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ag__verrf(err, errsize, st, fmt, ap);
+    va_end(ap);
     return st;
 }

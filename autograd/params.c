@@ -5,6 +5,8 @@
 #include "internal.h"
 #include "io/io.h"
 
+#include <tapegrad/ag_ext.h>
+
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -21,21 +23,28 @@ struct ag_params {
     char errmsg[AG_ERRMSG_SIZE];
 };
 
-static ag_status pfail(ag_params *ps, ag_status st, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+/* Record a failure on the store (ag_params_status/errmsg) and return st. */
+static ag_status vpfail(ag_params *ps, ag_status st, const char *fmt, va_list ap) {
+    ps->status = st;
+    return ag__verrf(ps->errmsg, sizeof ps->errmsg, st, fmt, ap);
+}
+static ag_status pfail(ag_params *ps, ag_status st, const char *fmt, ...) AG__PRINTF(3, 4);
 static ag_status pfail(ag_params *ps, ag_status st, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ps->errmsg, sizeof ps->errmsg, fmt, ap);
+    vpfail(ps, st, fmt, ap);
     va_end(ap);
-    ps->status = st;
     return st;
 }
 
-ag_status ag__params_fail(ag_params *ps, ag_status st, const char *msg) { return pfail(ps, st, "%s", msg); }
+ag_status ag_ext_params_fail(ag_params *ps, ag_status st, const char *fmt, ...) {
+    if (!ps) return st;
+    va_list ap;
+    va_start(ap, fmt);
+    vpfail(ps, st, fmt, ap);
+    va_end(ap);
+    return st;
+}
 
 ag_status ag_params_new(ag_params **out) {
     if (!out) return AG_ERR_ARG;
@@ -212,7 +221,7 @@ ag_real *ag_params_grads(ag_params *ps) { return ps ? ps->grads : NULL; }
 void ag_params_zero_grad(ag_params *ps) {
     if (!ps || !ps->numel) return;
     memset(ps->grads, 0, ps->numel * sizeof(ag_real));
-    for (size_t i = 0; i < ps->count; i++) ps->tensors[i]->flags &= ~AG__GRAD_DIRTY;
+    for (size_t i = 0; i < ps->count; i++) ag__param(ps->tensors[i])->sink_flags &= ~AG__GRAD_DIRTY;
 }
 
 ag_status ag_params_status(const ag_params *ps) { return ps ? ps->status : AG_ERR_ARG; }

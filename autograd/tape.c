@@ -9,7 +9,8 @@
 #define _DEFAULT_SOURCE /* madvise */
 #endif
 #include "internal.h"
-#include <assert.h>
+
+#include <tapegrad/ag_ext.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,11 +37,11 @@ const int AG__REAL_ANCHOR = 1; /* see ag.h: links only with programs built for t
 
 /* ---------------------------------------------------------------- errors */
 
+/* The message "<prefix>: <message>" (no prefix when NULL) on the tape; every failure counts. */
 static ag_status vfail(ag_tape *t, ag_status st, const char *prefix, const char *fmt, va_list ap) {
-    int n = 0;
-    if (prefix) n = snprintf(t->errmsg, sizeof t->errmsg, "%s: ", prefix);
-    if (n < 0 || (size_t)n >= sizeof t->errmsg) n = 0;
-    vsnprintf(t->errmsg + n, sizeof t->errmsg - (size_t)n, fmt, ap);
+    int n = prefix ? snprintf(t->errmsg, sizeof t->errmsg, "%s: ", prefix) : 0;
+    if (n < 0 || (size_t)n >= sizeof t->errmsg) n = 0; /* a prefix that does not fit is dropped */
+    ag__verrf(t->errmsg + n, sizeof t->errmsg - (size_t)n, st, fmt, ap);
     t->status = st;
     t->n_fails++;
     return st;
@@ -54,15 +55,31 @@ ag_status ag__fail(ag_tape *t, ag_status st, const char *fmt, ...) {
     return st;
 }
 
-ag_status ag__op_fail(ag_tape *t, ag_status st, const char *fmt, ...) {
+/* A builder's failure: a result is missing, so backward refuses until the error is cleared. */
+static ag_status vop_fail(ag_tape *t, ag_status st, const char *fmt, va_list ap) {
     if (!t) return st;
-    va_list ap;
-    va_start(ap, fmt);
     vfail(t, st, NULL, fmt, ap);
-    va_end(ap);
-    t->op_failed = 1; /* a result is missing: backward refuses until the error is cleared */
+    t->op_failed = 1;
     return st;
 }
+
+ag_status ag__op_fail(ag_tape *t, ag_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vop_fail(t, st, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+ag_status ag_ext_op_fail(ag_tape *t, ag_status st, const char *fmt, ...) { /* the same, for ag_ext.h */
+    va_list ap;
+    va_start(ap, fmt);
+    vop_fail(t, st, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+ag_tensor *ag_ext_op_missing(ag_tape *t) { return ag__op_missing(t); }
 
 ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...) {
     va_list ap;
@@ -373,25 +390,26 @@ static ag_node *node_new(ag_tape *t, const ag_op *op, int n_in, size_t params_si
     n->prev = NULL;
     n->in = (ag_tensor **)(void *)(n + 1);
     n->n_in = n_in;
+    n->engine_flags = 0;
     n->params = params_size ? (char *)n + params_off : NULL;
     n->saved = NULL;
     return n;
 }
 
 /* The value buffer of a fresh node whose shape is set (size elements). A tiny one comes with a
- * 16-byte grad slot reserved behind it when a gradient may reach it (AG__GRAD_INLINE; backward
+ * 16-byte grad slot reserved behind it when a gradient may reach it (AG__NODE_GRAD_INLINE; backward
  * zeroes and uses it instead of allocating). NULL if the arena is full (no message set). */
 static ag_real *node_value(ag_tape *t, ag_tensor *x, int may_need_grad) {
     size_t bytes = x->size * sizeof(ag_real);
     if (bytes <= AG__TINY_BYTES) {
         ag_real *v = arena_take(t, may_need_grad ? 2 * AG__TINY_BYTES : AG__TINY_BYTES, 16, 0);
-        if (v && may_need_grad) x->flags |= AG__GRAD_INLINE;
+        if (v && may_need_grad) ag__node_of(x)->engine_flags |= AG__NODE_GRAD_INLINE;
         return v;
     }
     return ag__arena_alloc(t, bytes);
 }
 
-/* The view record of x (AG__PARAM_VIEW set), or NULL. */
+/* The view record of x (AG__NODE_PARAM_VIEW set), or NULL. */
 static const ag__param_view *param_view_of(const ag_tape *t, const ag_tensor *x) {
     for (const ag__param_view *v = t->param_views; v; v = v->next)
         if (&v->node->out == x) return v;
@@ -408,18 +426,18 @@ static ag_status view_moved(ag_tape *t, const char *who, const ag__param_view *v
 }
 
 /* After shape() pointed n's value into an input's memory: if that memory is a parameter's, remember
- * where the parameter was (see AG__PARAM_VIEW). */
+ * where the parameter was (see AG__NODE_PARAM_VIEW). */
 static ag_status note_param_view(ag_tape *t, ag_node *n) {
     const ag_params *store = NULL;
     uint64_t moves = 0;
     for (int i = 0; i < n->n_in && !store; i++) {
-        const ag_tensor *x = n->in[i];
+        ag_tensor *x = n->in[i];
         uintptr_t at = (uintptr_t)n->out.value, lo = (uintptr_t)x->value; /* may be unrelated objects */
         if (at < lo || at >= lo + x->size * sizeof(ag_real)) continue;
         if (x->flags & AG_PARAM) {
             store = ag__param_store(x);
             moves = ag__params_moves(store);
-        } else if (x->flags & AG__PARAM_VIEW) { /* a view of a view: as old as the first */
+        } else if (ag__node_of(x)->engine_flags & AG__NODE_PARAM_VIEW) { /* a view of a view: as old as the first */
             const ag__param_view *of = param_view_of(t, x);
             store = of->store;
             moves = of->moves;
@@ -432,7 +450,7 @@ static ag_status note_param_view(ag_tape *t, ag_node *n) {
     if (!v) return ag_node_fail(n, AG_ERR_NOMEM, "tape arena is full (%zu bytes in use)", ag_tape_mem_used(t));
     *v = (ag__param_view){n, store, moves, t->param_views};
     t->param_views = v;
-    n->out.flags |= AG__PARAM_VIEW;
+    n->engine_flags |= AG__NODE_PARAM_VIEW;
     return AG_OK;
 }
 
@@ -450,7 +468,7 @@ static ag_status check_input(ag_tape *t, const char *name, ag_tensor *x, int i) 
     }
     if (x->tape == t) {
         if (x->gen == t->gen) {
-            if (!(x->flags & AG__PARAM_VIEW)) return AG_OK;
+            if (!(ag__node_of(x)->engine_flags & AG__NODE_PARAM_VIEW)) return AG_OK;
             const ag__param_view *v = param_view_of(t, x);
             return view_stale(v) ? view_moved(t, name, v) : AG_OK;
         }
@@ -641,7 +659,8 @@ ag_status ag_requires_grad(ag_tensor *x) {
 
 static ag_status grad_buffer(ag_tape *t, ag_tensor *x) {
     if (x->grad) return AG_OK;
-    if (x->flags & AG__GRAD_INLINE) { /* the slot reserved behind a tiny value: no call, no memset */
+    /* no grad yet: x is a tape tensor (a parameter's always exists) */
+    if (ag__node_of(x)->engine_flags & AG__NODE_GRAD_INLINE) { /* the slot behind a tiny value: no call, no memset */
         ag_real *g = (ag_real *)(void *)((char *)x->value + AG__TINY_BYTES);
         for (size_t i = 0; i < x->size; i++) g[i] = 0;
         x->grad = g;
@@ -653,127 +672,6 @@ static ag_status grad_buffer(ag_tape *t, ag_tensor *x) {
                         ag_tape_mem_used(t));
     memset(x->grad, 0, x->size * sizeof(ag_real));
     return AG_OK;
-}
-
-/* ---------------------------------------------------------------- gradient sinks */
-
-ag_status ag_tape_set_grad_sink(ag_tape *t, const ag_grad_sink *sink) {
-    if (!t) return AG_ERR_ARG;
-    if (sink && !sink->consume) return ag__fail(t, AG_ERR_ARG, "set_grad_sink: sink has no consume function");
-    t->has_sink = sink != NULL;
-    if (sink) t->sink = *sink;
-    return AG_OK;
-}
-
-/* pending = how many recorded ops (that can run backward) take each parameter, so that the sweep
- * knows when a parameter's gradient is complete. Two walks: clear (and ask the sink whether it
- * takes the parameter), then count. */
-static void count_param_uses(const ag_tape *t, ag_tensor *loss) {
-    for (int pass = 0; pass < 2; pass++)
-        for (ag_node *n = ag__node_of(loss); n; n = n->prev) {
-            if (!n->op || !(n->out.flags & AG_REQUIRES_GRAD)) continue;
-            for (int i = 0; i < n->n_in; i++) {
-                ag_tensor *x = n->in[i];
-                if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) != (AG_PARAM | AG_REQUIRES_GRAD)) continue;
-                if (pass) {
-                    x->pending++;
-                } else {
-                    x->pending = 0;
-                    if (t->sink.accepts && !t->sink.accepts(t->sink.ctx, x)) x->flags |= AG__SINK_REFUSED;
-                    else x->flags &= ~AG__SINK_REFUSED;
-                }
-            }
-        }
-}
-
-/* Hand x's whole accumulated gradient to the sink, then leave ->grad zeroed. */
-static void deliver_param(ag_tape *t, ag_tensor *x) {
-    t->sink.consume(t->sink.ctx, x, 0, 1, x->size, x->size, x->grad, x->size, 0);
-    memset(x->grad, 0, x->size * sizeof(ag_real));
-    x->flags &= ~AG__GRAD_DIRTY;
-}
-
-/* ---------------------------------------------------------------- deferred c * value terms */
-
-typedef struct ag__defer {
-    struct ag__defer *next;
-    ag_tensor *x; /* NULL once taken */
-    ag_real c;
-    double bound; /* >= max |c * x->value|, or INFINITY */
-} ag__defer;
-
-AG__CLONES static void add_scaled(ag_real *restrict y, ag_real c, const ag_real *restrict x, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] += c * x[i];
-}
-
-void ag__grad_add_scaled_value(ag_node *n, int i, ag_real c, double bound) {
-    ag_tensor *x = n->in[i];
-    ag_tape *t = n->out.tape;
-    if (!x->grad) return;
-    /* with check_numerics each node's contribution is checked where it is made: no deferral */
-    if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD | AG__GRAD_DEFERRED)) == (AG_PARAM | AG_REQUIRES_GRAD) &&
-        !t->check_numerics) {
-        ag__defer *d = ag__arena_alloc(t, sizeof *d);
-        if (d) { /* arena full: add it now instead, the same sum */
-            *d = (ag__defer){t->defer, x, c, bound};
-            t->defer = d;
-            x->flags |= AG__GRAD_DEFERRED | AG__SINK_CLAIMED; /* CLAIMED: ->grad not written */
-            return;
-        }
-    }
-    add_scaled(x->grad, c, x->value, x->size);
-    x->flags &= ~AG__SINK_CLAIMED; /* written: the bookkeeping must mark it dirty */
-}
-
-int ag__take_deferred(ag_tape *t, ag_tensor *x, ag_real *c, double *bound) {
-    if (!(x->flags & AG__GRAD_DEFERRED)) return 0;
-    for (ag__defer *d = t->defer; d; d = d->next)
-        if (d->x == x) {
-            *c = d->c;
-            *bound = d->bound;
-            d->x = NULL;
-            x->flags &= ~AG__GRAD_DEFERRED;
-            return 1;
-        }
-    assert(0 && "deferred flag without an entry");
-    return 0;
-}
-
-/* Add x's deferred term into ->grad (its gradient is complete). */
-static void apply_deferred(ag_tape *t, ag_tensor *x) {
-    ag_real c;
-    double bound;
-    if (ag__take_deferred(t, x, &c, &bound)) {
-        add_scaled(x->grad, c, x->value, x->size);
-        x->flags |= AG__GRAD_DIRTY;
-    }
-}
-
-/* End of a backward: add the terms still owed (all of them without a sink), or on failure just
- * drop them (the gradients are incomplete anyway) so that no flag outlives the pass. */
-static void finish_deferred(ag_tape *t, int apply) {
-    for (ag__defer *d = t->defer; d; d = d->next)
-        if (d->x) {
-            if (apply) {
-                add_scaled(d->x->grad, d->c, d->x->value, d->x->size);
-                d->x->flags |= AG__GRAD_DIRTY;
-            }
-            d->x->flags &= ~AG__GRAD_DEFERRED;
-            d->x = NULL;
-        }
-    t->defer = NULL;
-}
-
-int ag__sink_claim(ag_node *n, int i) {
-    const ag_tape *t = n->out.tape;
-    ag_tensor *x = n->in[i];
-    /* check_numerics checks each contribution in ->grad as it is made, so nothing bypasses ->grad */
-    if (!t->has_sink || t->check_numerics ||
-        (x->flags & (AG_PARAM | AG_REQUIRES_GRAD | AG__GRAD_DIRTY | AG__SINK_CLAIMED | AG__SINK_REFUSED)) !=
-                            (AG_PARAM | AG_REQUIRES_GRAD) || x->pending != 1)
-        return 0;
-    x->flags |= AG__SINK_CLAIMED;
-    return 1;
 }
 
 static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed, const char *who) {
@@ -807,9 +705,7 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
     if (st != AG_OK) return st;
     for (size_t i = 0; i < loss->size; i++) loss->grad[i] += seed ? seed[i] : (ag_real)1;
     t->backward_done = 1;
-    t->defer = NULL;
-
-    if (t->has_sink) count_param_uses(t, loss);
+    ag__sink_begin(t, loss);
 
     /* Reverse creation order is reverse topological order: when we reach a node, every node that
      * consumed its output has already added its contribution to out.grad. */
@@ -823,7 +719,7 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
                 if (x->flags & AG_REQUIRES_GRAD) {
                     st = grad_buffer(t, x);
                     if (st != AG_OK) {
-                        finish_deferred(t, 0);
+                        ag__sink_end(t, 0);
                         return st;
                     }
                 }
@@ -834,28 +730,18 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
             for (int i = 0; st == AG_OK && t->check_numerics && i < n->n_in; i++) {
                 char what[64];
                 snprintf(what, sizeof what, "backward put, in the gradient of input %d,", i);
-                if (n->in[i]->grad && !(n->in[i]->flags & AG__SINK_CLAIMED))
+                if (n->in[i]->grad && !ag__grad_bypassed(n->in[i]))
                     st = numeric_fail(n, what, n->in[i]->grad, n->in[i]->size);
             }
         }
-        /* parameter bookkeeping, also for nodes no gradient reached: they add nothing */
-        for (int i = 0; i < n->n_in; i++) {
-            ag_tensor *x = n->in[i];
-            if ((x->flags & (AG_PARAM | AG_REQUIRES_GRAD)) != (AG_PARAM | AG_REQUIRES_GRAD)) continue;
-            if (x->flags & AG__SINK_CLAIMED) x->flags &= ~AG__SINK_CLAIMED; /* delivered, or deferred */
-            else if (reached) x->flags |= AG__GRAD_DIRTY;
-            if (t->has_sink && !(x->flags & AG__SINK_REFUSED) && --x->pending == 0 && st == AG_OK) {
-                apply_deferred(t, x); /* its last contributor has run: the gradient is complete */
-                if (x->flags & AG__GRAD_DIRTY) deliver_param(t, x);
-            }
-        }
+        ag__sink_after_node(t, n, reached, st); /* parameters whose gradient is complete go to a sink */
         if (st != AG_OK) {
-            finish_deferred(t, 0);
+            ag__sink_end(t, 0);
             if (t->status == AG_OK) ag_node_fail(n, st, "backward failed with status %d", (int)st);
             return st;
         }
     }
-    finish_deferred(t, 1);
+    ag__sink_end(t, 1);
     return AG_OK;
 }
 

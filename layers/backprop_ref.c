@@ -9,8 +9,10 @@
 #include <tapegrad/backprop_ref.h>
 
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
-#include "internal.h"
+#include <tapegrad/ag_ext.h> /* the library's allocator, nothing of the tape */
 
 /* f(z) and f'(z) written through f(z), as the derivation does */
 static double act_f(ag_ref_act f, double z) {
@@ -24,32 +26,32 @@ static double act_fprime(ag_ref_act f, double fz) {
 void ag_ref_free(ag_ref_mlp *r) {
     if (!r) return;
     for (int l = 0; l <= r->n_l; l++) {
-        if (r->W) ag__free(r->W[l]);
-        if (r->b) ag__free(r->b[l]);
-        if (r->DeltaW) ag__free(r->DeltaW[l]);
-        if (r->Deltab) ag__free(r->Deltab[l]);
-        if (r->z) ag__free(r->z[l]);
-        if (r->a) ag__free(r->a[l]);
-        if (r->delta) ag__free(r->delta[l]);
+        if (r->W) ag_ext_free(r->W[l]);
+        if (r->b) ag_ext_free(r->b[l]);
+        if (r->DeltaW) ag_ext_free(r->DeltaW[l]);
+        if (r->Deltab) ag_ext_free(r->Deltab[l]);
+        if (r->z) ag_ext_free(r->z[l]);
+        if (r->a) ag_ext_free(r->a[l]);
+        if (r->delta) ag_ext_free(r->delta[l]);
     }
-    ag__free(r->W);
-    ag__free(r->b);
-    ag__free(r->DeltaW);
-    ag__free(r->Deltab);
-    ag__free(r->z);
-    ag__free(r->a);
-    ag__free(r->delta);
-    ag__free(r->s);
-    ag__free(r);
+    ag_ext_free(r->W);
+    ag_ext_free(r->b);
+    ag_ext_free(r->DeltaW);
+    ag_ext_free(r->Deltab);
+    ag_ext_free(r->z);
+    ag_ext_free(r->a);
+    ag_ext_free(r->delta);
+    ag_ext_free(r->s);
+    ag_ext_free(r);
 }
 
 static double *alloc_doubles(size_t a, size_t b, int *ok) {
     size_t n;
-    if (!ag__mul_ok(a, b, &n) || n > SIZE_MAX / sizeof(double)) {
+    if ((b != 0 && a > SIZE_MAX / b) || (n = a * b) > SIZE_MAX / sizeof(double)) {
         *ok = 0;
         return NULL;
     }
-    double *p = ag__calloc(n, sizeof(double));
+    double *p = ag_ext_calloc(n, sizeof(double));
     if (!p) *ok = 0;
     return p;
 }
@@ -60,20 +62,20 @@ ag_status ag_ref_new(ag_ref_mlp **out, int n_l, const size_t *sizes, ag_ref_act 
     if (n_l < 2 || !sizes || K_max == 0 || (f != AG_REF_SIGMOID && f != AG_REF_TANH)) return AG_ERR_ARG;
     for (int l = 0; l < n_l; l++)
         if (sizes[l] == 0) return AG_ERR_ARG;
-    ag_ref_mlp *r = ag__calloc(1, sizeof *r);
+    ag_ref_mlp *r = ag_ext_calloc(1, sizeof *r);
     if (!r) return AG_ERR_NOMEM;
     r->n_l = n_l;
     r->f = f;
     r->K_max = K_max;
     size_t m = (size_t)n_l + 1; /* 1-based arrays */
-    r->s = ag__calloc(m, sizeof *r->s);
-    r->W = ag__calloc(m, sizeof(double *));
-    r->b = ag__calloc(m, sizeof(double *));
-    r->DeltaW = ag__calloc(m, sizeof(double *));
-    r->Deltab = ag__calloc(m, sizeof(double *));
-    r->z = ag__calloc(m, sizeof(double *));
-    r->a = ag__calloc(m, sizeof(double *));
-    r->delta = ag__calloc(m, sizeof(double *));
+    r->s = ag_ext_calloc(m, sizeof *r->s);
+    r->W = ag_ext_calloc(m, sizeof(double *));
+    r->b = ag_ext_calloc(m, sizeof(double *));
+    r->DeltaW = ag_ext_calloc(m, sizeof(double *));
+    r->Deltab = ag_ext_calloc(m, sizeof(double *));
+    r->z = ag_ext_calloc(m, sizeof(double *));
+    r->a = ag_ext_calloc(m, sizeof(double *));
+    r->delta = ag_ext_calloc(m, sizeof(double *));
     if (!r->s || !r->W || !r->b || !r->DeltaW || !r->Deltab || !r->z || !r->a || !r->delta) {
         ag_ref_free(r);
         return AG_ERR_NOMEM;

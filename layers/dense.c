@@ -10,55 +10,16 @@
 #include <math.h>
 #include <stdio.h>
 
-#include "internal.h"
+#include <string.h>
 
-/* ---------------------------------------------------------------- activations */
-
-const char *ag_act_name(ag_act act) {
-    switch (act) {
-    case AG_ACT_IDENTITY: return "identity";
-    case AG_ACT_SIGMOID: return "sigmoid";
-    case AG_ACT_TANH: return "tanh";
-    case AG_ACT_RELU: return "relu";
-    }
-    return "?";
-}
-
-ag_status ag_act_parse(const char *name, ag_act *out) {
-    static const struct { const char *name; ag_act act; } table[] = {
-        {"identity", AG_ACT_IDENTITY}, {"linear", AG_ACT_IDENTITY}, {"none", AG_ACT_IDENTITY},
-        {"sigmoid", AG_ACT_SIGMOID},   {"tanh", AG_ACT_TANH},       {"relu", AG_ACT_RELU}};
-    if (!name || !out) return AG_ERR_ARG;
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
-        if (strcmp(name, table[i].name) == 0) {
-            *out = table[i].act;
-            return AG_OK;
-        }
-    return AG_ERR_ARG;
-}
-
-ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z) {
-    switch (act) {
-    case AG_ACT_IDENTITY: return z;
-    case AG_ACT_SIGMOID: return ag_sigmoid(t, z); /* a = f(z), f' = f(1 - f) */
-    case AG_ACT_TANH: return ag_tanh(t, z);       /* a = f(z), f' = 1 - f^2 */
-    case AG_ACT_RELU: return ag_relu(t, z);
-    }
-    if (t) ag__op_fail(t, AG_ERR_ARG, "activate: unknown activation %d", (int)act);
-    return NULL;
-}
+#include <tapegrad/ag_ext.h>
 
 /* ---------------------------------------------------------------- the layer */
 
-static int act_valid(ag_act act) { return act >= AG_ACT_IDENTITY && act <= AG_ACT_RELU; }
-
 ag_status ag_dense_init(ag_dense *d, ag_params *ps, const char *name, size_t in, size_t out, ag_act act) {
     if (!d || !ps || !name) return AG_ERR_ARG;
-    if (!act_valid(act)) {
-        char msg[200];
-        snprintf(msg, sizeof msg, "dense %.128s: unknown activation %d", name, (int)act);
-        return ag__params_fail(ps, AG_ERR_ARG, msg);
-    }
+    if ((int)act < 0 || act >= AG_ACT_COUNT)
+        return ag_ext_params_fail(ps, AG_ERR_ARG, "dense %.128s: unknown activation %d", name, (int)act);
     memset(d, 0, sizeof *d);
     char wname[160], bname[160];
     int nw = snprintf(wname, sizeof wname, "%s.W", name), nb = snprintf(bname, sizeof bname, "%s.b", name);
@@ -124,21 +85,21 @@ ag_tensor *ag_dense_forward(ag_tape *t, const ag_dense *d, ag_tensor *x, ag_tens
     if (z_out) *z_out = NULL;
     if (!t) return NULL;
     if (!d || !d->W) {
-        ag__op_fail(t, AG_ERR_ARG, "dense: layer is NULL or not initialised");
+        ag_ext_op_fail(t, AG_ERR_ARG, "dense: layer is NULL or not initialised");
         return NULL;
     }
     if (!x) {
-        if (ag_tape_status(t) == AG_OK) ag__op_fail(t, AG_ERR_ARG, "dense %.*s: x is NULL", layer_name_len(d), d->W->name);
-        return ag__op_missing(t);
+        if (ag_tape_status(t) == AG_OK) ag_ext_op_fail(t, AG_ERR_ARG, "dense %.*s: x is NULL", layer_name_len(d), d->W->name);
+        return ag_ext_op_missing(t);
     }
     if (x->ndim != 2 || x->shape[1] != d->in) {
         char s[64];
-        ag__op_fail(t, AG_ERR_SHAPE, "dense %.*s: x is %s, expected K x %zu", layer_name_len(d), d->W->name,
+        ag_ext_op_fail(t, AG_ERR_SHAPE, "dense %.*s: x is %s, expected K x %zu", layer_name_len(d), d->W->name,
                  ag_shape_str(x, s, sizeof s), d->in);
         return NULL;
     }
     if (!z_out && d->act != AG_ACT_IDENTITY) /* nobody asks for z: one fused node, no z buffer */
-        return ag__linear_act(t, x, d->W, d->b, (int)d->act); /* a^(l+1) = f(W^(l) a^(l) + b^(l)) */
+        return ag_linear_act(t, x, d->W, d->b, d->act); /* a^(l+1) = f(W^(l) a^(l) + b^(l)) */
     ag_tensor *z = ag_linear(t, x, d->W, d->b); /* z^(l+1) = W^(l) a^(l) + b^(l), one row per example */
     if (z_out) *z_out = z;
     return ag_activate(t, d->act, z); /* a^(l+1) = f(z^(l+1)) */
@@ -161,7 +122,7 @@ static ag_tensor *l2_chunks(ag_tape *t, ag_real lambda, ag_tensor *const *w, siz
 static ag_tensor *add_l2(ag_tape *t, ag_tensor *data, ag_real lambda, ag_tensor *const *weights, size_t n) {
     if (!data || lambda == 0 || n == 0) return data;
     if (!weights) {
-        ag__op_fail(t, AG_ERR_ARG, "cost: weights is NULL but n is %zu", n);
+        ag_ext_op_fail(t, AG_ERR_ARG, "cost: weights is NULL but n is %zu", n);
         return NULL;
     }
     return ag_add(t, data, l2_chunks(t, lambda, weights, n));
@@ -182,7 +143,7 @@ ag_tensor *ag_cost_cross_entropy_l2(ag_tape *t, ag_tensor *logits, const int32_t
 ag_tensor *ag_l2_decay(ag_tape *t, ag_real lambda, const ag_params *ps) {
     if (!t) return NULL;
     if (!ps) {
-        ag__op_fail(t, AG_ERR_ARG, "l2_decay: params store is NULL");
+        ag_ext_op_fail(t, AG_ERR_ARG, "l2_decay: params store is NULL");
         return NULL;
     }
     ag_tensor *chunk[AG_MAX_IN], *sum = NULL;
@@ -204,7 +165,7 @@ ag_tensor *ag_l2_decay(ag_tape *t, ag_real lambda, const ag_params *ps) {
         sum = sum ? ag_add(t, sum, term) : term;
     }
     if (!seen) {
-        ag__op_fail(t, AG_ERR_ARG, "l2_decay: the store has no AG_DECAY tensor");
+        ag_ext_op_fail(t, AG_ERR_ARG, "l2_decay: the store has no AG_DECAY tensor");
         return NULL;
     }
     return sum;

@@ -10,12 +10,13 @@
 #include <tapegrad/optim.h>
 
 #include <assert.h>
+#include <float.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdatomic.h>
-#include <stdio.h>
+#include <stdint.h>
+#include <string.h>
 
-#include "internal.h"
+#include <tapegrad/ag_ext.h>
 
 #define N_STATE_MAX 2
 
@@ -46,27 +47,12 @@ struct ag_optim {
 #endif
 
 /* The element-wise loops are memory-bound streams (from L2 when the update runs inside the
- * sweep); AVX2 and AVX-512 clones (chosen at load time) move two and four times the bytes per
- * instruction of the SSE2 baseline. No FMA: the clones round exactly like it, so results do not
- * depend on the machine. AG__CLONES is internal.h's. */
-
-static ag_status ofail(ag_optim *opt, ag_status st, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static ag_status ofail(ag_optim *opt, ag_status st, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(opt->errmsg, sizeof opt->errmsg, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
-static ag_status cfg_fail(char *err, size_t errsize, const char *msg, double v) {
-    if (err && errsize) snprintf(err, errsize, "optim: %s (got %g)", msg, v);
-    return AG_ERR_ARG;
-}
+ * sweep); AVX2 and AVX-512 clones (AG_EXT_CLONES, chosen at load time) move two and four times
+ * the bytes per instruction of the SSE2 baseline. No FMA: the clones round exactly like it, so
+ * results do not depend on the machine. */
+#define CLONES AG_EXT_CLONES
+/* The element functions below are inlined into each loop, where their mode arguments are constants. */
+#define INLINE static inline __attribute__((always_inline))
 
 /* ---------------------------------------------------------------- schedules */
 
@@ -98,15 +84,12 @@ ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg
     if (err && errsize) err[0] = '\0';
     if (!out) return AG_ERR_ARG;
     *out = NULL;
-    if (!ps || !cfg) {
-        if (err && errsize) snprintf(err, errsize, "optim: %s is NULL", ps ? "config" : "params store");
-        return AG_ERR_ARG;
-    }
+    if (!ps || !cfg) return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: %s is NULL", ps ? "config" : "params store");
     ag_optim_config c = *cfg;
-    if ((int)c.kind < AG_OPT_SGD || c.kind > AG_OPT_ADAMW) return cfg_fail(err, errsize, "unknown kind", c.kind);
-    if (!(c.lr > 0) || !isfinite(c.lr)) return cfg_fail(err, errsize, "lr must be finite and > 0", c.lr);
+    if ((int)c.kind < AG_OPT_SGD || c.kind > AG_OPT_ADAMW) return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: unknown kind (got %g)", (double)c.kind);
+    if (!(c.lr > 0) || !isfinite(c.lr)) return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: lr must be finite and > 0 (got %g)", (double)c.lr);
     if (!(c.weight_decay >= 0) || !isfinite(c.weight_decay))
-        return cfg_fail(err, errsize, "weight_decay must be finite and >= 0", c.weight_decay);
+        return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: weight_decay must be finite and >= 0 (got %g)", (double)c.weight_decay);
     if (c.momentum == 0) c.momentum = 0.9;
     if (c.beta1 == 0) c.beta1 = 0.9;
     if (c.beta2 == 0) c.beta2 = 0.999;
@@ -115,31 +98,28 @@ ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg
      * momentum ignore beta1, beta2 and eps, and a schedule ignores the other kinds' fields */
     const int adam = c.kind == AG_OPT_ADAM || c.kind == AG_OPT_ADAMW;
     if ((c.kind == AG_OPT_MOMENTUM || c.kind == AG_OPT_NESTEROV) && !(c.momentum > 0 && c.momentum < 1))
-        return cfg_fail(err, errsize, "momentum must be in (0, 1)", c.momentum);
-    if (adam && !(c.beta1 > 0 && c.beta1 < 1)) return cfg_fail(err, errsize, "beta1 must be in (0, 1)", c.beta1);
-    if (adam && !(c.beta2 > 0 && c.beta2 < 1)) return cfg_fail(err, errsize, "beta2 must be in (0, 1)", c.beta2);
-    if (adam && (!(c.eps > 0) || !isfinite(c.eps))) return cfg_fail(err, errsize, "eps must be > 0 and finite", c.eps);
-    if (!(c.clip_norm >= 0)) return cfg_fail(err, errsize, "clip_norm must be >= 0", c.clip_norm);
+        return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: momentum must be in (0, 1) (got %g)", (double)c.momentum);
+    if (adam && !(c.beta1 > 0 && c.beta1 < 1)) return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: beta1 must be in (0, 1) (got %g)", (double)c.beta1);
+    if (adam && !(c.beta2 > 0 && c.beta2 < 1)) return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: beta2 must be in (0, 1) (got %g)", (double)c.beta2);
+    if (adam && (!(c.eps > 0) || !isfinite(c.eps))) return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: eps must be > 0 and finite (got %g)", (double)c.eps);
+    if (!(c.clip_norm >= 0)) return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: clip_norm must be >= 0 (got %g)", (double)c.clip_norm);
     if (c.kind == AG_OPT_ADAMW) c.decoupled = 1;
     c.decoupled = c.decoupled != 0;
     c.zero_grad = c.zero_grad != 0;
     const ag_schedule *s = &c.schedule;
     if ((int)s->kind < AG_SCHED_CONSTANT || s->kind > AG_SCHED_COSINE)
-        return cfg_fail(err, errsize, "unknown schedule kind", s->kind);
+        return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: unknown schedule kind (got %g)", (double)s->kind);
     if (s->kind == AG_SCHED_STEP && s->step_size == 0)
-        return cfg_fail(err, errsize, "step schedule needs step_size >= 1", (double)s->step_size);
+        return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: step schedule needs step_size >= 1 (got %g)", (double)(double)s->step_size);
     if (s->kind == AG_SCHED_STEP && (!(s->gamma > 0) || !isfinite(s->gamma)))
-        return cfg_fail(err, errsize, "step schedule needs a finite gamma > 0", s->gamma);
+        return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: step schedule needs a finite gamma > 0 (got %g)", (double)s->gamma);
     if (s->kind == AG_SCHED_COSINE && s->total_steps <= s->warmup_steps)
-        return cfg_fail(err, errsize, "cosine schedule needs total_steps > warmup_steps", (double)s->total_steps);
+        return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: cosine schedule needs total_steps > warmup_steps (got %g)", (double)(double)s->total_steps);
     if (s->kind == AG_SCHED_COSINE && (!(s->min_lr >= 0) || !isfinite(s->min_lr)))
-        return cfg_fail(err, errsize, "cosine schedule needs a finite min_lr >= 0", s->min_lr);
+        return ag_ext_errf(err, errsize, AG_ERR_ARG, "optim: cosine schedule needs a finite min_lr >= 0 (got %g)", (double)s->min_lr);
 
-    ag_optim *opt = ag__calloc(1, sizeof *opt);
-    if (!opt) {
-        if (err && errsize) snprintf(err, errsize, "optim: out of memory");
-        return AG_ERR_NOMEM;
-    }
+    ag_optim *opt = ag_ext_calloc(1, sizeof *opt);
+    if (!opt) return ag_ext_errf(err, errsize, AG_ERR_NOMEM, "optim: out of memory");
     opt->ps = ps;
     opt->cfg = c;
     opt->numel = ag_params_numel(ps);
@@ -152,21 +132,19 @@ ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg
         opt->state_name[1] = "adam.v";
     }
     for (size_t i = 0; i < opt->n_state; i++) {
-        opt->state[i] = ag__aligned_alloc((opt->numel ? opt->numel : 1) * sizeof(ag_real));
+        opt->state[i] = ag_ext_aligned_alloc((opt->numel ? opt->numel : 1) * sizeof(ag_real));
         if (!opt->state[i]) {
             size_t numel = opt->numel; /* read before the free */
             ag_optim_free(opt);
-            if (err && errsize) snprintf(err, errsize, "optim: out of memory for %zu state elements", numel);
-            return AG_ERR_NOMEM;
+            return ag_ext_errf(err, errsize, AG_ERR_NOMEM, "optim: out of memory for %zu state elements", numel);
         }
         memset(opt->state[i], 0, opt->numel * sizeof(ag_real));
     }
     opt->n_params = ag_params_count(ps);
-    opt->delivered = ag__calloc(opt->n_params ? opt->n_params : 1, sizeof *opt->delivered);
+    opt->delivered = ag_ext_calloc(opt->n_params ? opt->n_params : 1, sizeof *opt->delivered);
     if (!opt->delivered) {
         ag_optim_free(opt);
-        if (err && errsize) snprintf(err, errsize, "optim: out of memory");
-        return AG_ERR_NOMEM;
+        return ag_ext_errf(err, errsize, AG_ERR_NOMEM, "optim: out of memory");
     }
     *out = opt;
     return AG_OK;
@@ -174,9 +152,9 @@ ag_status ag_optim_new(ag_optim **out, ag_params *ps, const ag_optim_config *cfg
 
 void ag_optim_free(ag_optim *opt) {
     if (!opt) return;
-    for (size_t i = 0; i < opt->n_state; i++) ag__aligned_free(opt->state[i]);
-    ag__free(opt->delivered);
-    ag__free(opt);
+    for (size_t i = 0; i < opt->n_state; i++) ag_ext_aligned_free(opt->state[i]);
+    ag_ext_free(opt->delivered);
+    ag_ext_free(opt);
 }
 
 /* ---------------------------------------------------------------- clipping */
@@ -212,7 +190,7 @@ double ag_clip_grad_norm(ag_params *ps, double max_norm) {
 /* Finiteness: NaN and Inf are the values whose exponent bits are all ones. Testing the bits
  * with integer vector compares ORed into one mask has no dependency on an add's latency (a
  * float accumulation of g*0 cost a fifth of a batch-1 step), and the mask is kept across the rows
- * of a tile and reduced once. GCC/clang vector extensions, so each AG__CLONES target gets its own
+ * of a tile and reduced once. GCC/clang vector extensions, so each CLONES target gets its own
  * width. */
 #ifdef AG_DOUBLE
 typedef uint64_t fbits_t;
@@ -228,7 +206,7 @@ typedef fmask_t fb_mask __attribute__((vector_size(64)));
 enum { FB_LANES = 64 / sizeof(fbits_t) };
 
 /* ORs into *acc a nonzero lane for every non-finite element of g[0, n). */
-static inline __attribute__((always_inline)) void nonfinite_mask(fb_mask *acc, const ag_real *restrict g,
+INLINE void nonfinite_mask(fb_mask *acc, const ag_real *restrict g,
                                                                  size_t n) {
     const fb_vec exp = (fb_vec){0} + FB_EXP;
     fb_mask m = *acc;
@@ -246,21 +224,21 @@ static inline __attribute__((always_inline)) void nonfinite_mask(fb_mask *acc, c
     *acc = m;
 }
 
-static inline __attribute__((always_inline)) int mask_clear(const fb_mask *m) {
+INLINE int mask_clear(const fb_mask *m) {
     fmask_t any = 0;
     for (size_t j = 0; j < FB_LANES; j++) any |= (*m)[j];
     return any == 0;
 }
 
 /* 1 if every element of g[0, n) is finite. */
-AG__CLONES static int all_finite(const ag_real *restrict g, size_t n) {
+CLONES static int all_finite(const ag_real *restrict g, size_t n) {
     fb_mask m = {0};
     nonfinite_mask(&m, g, n);
     return mask_clear(&m);
 }
 
 /* The same over rows x cols at g (row stride ldg): one call per tile of a product. */
-AG__CLONES static int all_finite_tile(const ag_real *restrict g, size_t rows, size_t cols, size_t ldg) {
+CLONES static int all_finite_tile(const ag_real *restrict g, size_t rows, size_t cols, size_t ldg) {
     fb_mask m = {0};
     for (size_t r = 0; r < rows; r++) nonfinite_mask(&m, g + r * ldg, cols);
     return mask_clear(&m);
@@ -268,7 +246,7 @@ AG__CLONES static int all_finite_tile(const ag_real *restrict g, size_t rows, si
 
 /* 1 if every g + decay * w over the tile is finite (g row stride ldg, w row stride ld): the
  * gradient of a consume_decay piece, formed as the update forms it, in pieces on the stack. */
-AG__CLONES static int all_finite_plus_tile(const ag_real *restrict g, size_t ldg, const ag_real *restrict w,
+CLONES static int all_finite_plus_tile(const ag_real *restrict g, size_t ldg, const ag_real *restrict w,
                                            size_t ld, ag_real decay, size_t rows, size_t cols) {
     ag_real buf[256];
     fb_mask m = {0};
@@ -283,96 +261,152 @@ AG__CLONES static int all_finite_plus_tile(const ag_real *restrict g, size_t ldg
 
 /* ---------------------------------------------------------------- the update */
 
-/* Run BODY (which uses w, g, ..., at i) for i in [0, n), then, with zero_grad, clear g[i] in
- * the same pass (one stream over the gradients instead of a separate ag_params_zero_grad).
- * Every branch is outside the loops so that they vectorise. */
-#define EACH(BODY)                                                                                 \
-    do {                                                                                           \
-        if (zero)                                                                                  \
-            for (size_t i = 0; i < n; i++) {                                                       \
-                BODY;                                                                              \
-                g[i] = 0;                                                                          \
-            }                                                                                      \
-        else                                                                                       \
-            for (size_t i = 0; i < n; i++) {                                                       \
-                BODY;                                                                              \
-            }                                                                                      \
-    } while (0)
+/* The step's constants, passed by value so that the loops keep them in registers. */
+typedef struct step_k {
+    ag_real lr;
+    ag_real wd_g, lrwd;             /* coupled decay lambda; decoupled alpha lambda */
+    ag_real mu;                     /* momentum */
+    ag_real b1, b2, ib1, ib2, eps;  /* Adam; ib = 1 - b */
+    ag_real rbc1, rbc2;             /* Adam: 1 / (1 - b^t) */
+} step_k;
+
+/* How weight decay enters (a constant at every call, so each inlined loop keeps only its own). */
+enum { DECAY_NONE, DECAY_COUPLED, DECAY_DECOUPLED };
+
+/* The gradient the update sees: coupled decay adds lambda w, read before any decoupled decay. */
+INLINE ag_real grad_at(const ag_real *restrict g, const ag_real *restrict w, size_t i, step_k k, int decay) {
+    return decay == DECAY_COUPLED ? g[i] + k.wd_g * w[i] : g[i];
+}
+
+/* Decoupled decay (SGDW, AdamW): w -= (alpha lambda) w, before the update proper. */
+INLINE void decay_weight(ag_real *restrict w, size_t i, step_k k, int decay) {
+    if (decay == DECAY_DECOUPLED) w[i] -= k.lrwd * w[i];
+}
+
+/* SGD: w -= alpha (g + lambda w), W := W - alpha [(1/K) DeltaW + lambda W] when g = (1/K) DeltaW
+ * (backprop-derivation.md, the SGD update); decay is NONE or COUPLED. */
+INLINE void sgd_elem(size_t i, ag_real *restrict w, const ag_real *restrict g, step_k k, int decay) {
+    w[i] -= k.lr * grad_at(g, w, i, k, decay);
+}
+
+/* v = mu v + g; momentum: w -= alpha v; Nesterov: w -= alpha (g + mu v). */
+INLINE void momentum_elem(size_t i, ag_real *restrict w, const ag_real *restrict g, ag_real *restrict v, step_k k,
+                          int decay, int nesterov) {
+    const ag_real gi = grad_at(g, w, i, k, decay);
+    decay_weight(w, i, k, decay);
+    v[i] = k.mu * v[i] + gi;
+    if (nesterov)
+        w[i] -= k.lr * (gi + k.mu * v[i]);
+    else
+        w[i] -= k.lr * v[i];
+}
+
+/* m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; bias correction 1 - b^t;
+ * w -= alpha mhat / (sqrt(vhat) + eps) */
+INLINE void adam_elem(size_t i, ag_real *restrict w, const ag_real *restrict g, ag_real *restrict m,
+                      ag_real *restrict v, step_k k, int decay) {
+    const ag_real gi = grad_at(g, w, i, k, decay);
+    decay_weight(w, i, k, decay);
+    m[i] = k.b1 * m[i] + k.ib1 * gi;
+    v[i] = k.b2 * v[i] + k.ib2 * gi * gi;
+    const ag_real mhat = m[i] * k.rbc1, vhat = v[i] * k.rbc2;
+    w[i] -= k.lr * mhat / (RSQRT(vhat) + k.eps);
+}
+
+/* The loops over [0, n): with zero, g[i] is cleared in the same pass (one stream over the
+ * gradients instead of a separate ag_params_zero_grad). Every branch is outside the loops so
+ * that they vectorise. */
+INLINE void sgd_span(size_t n, ag_real *restrict w, ag_real *restrict g, int zero, step_k k, int decay) {
+    if (zero)
+        for (size_t i = 0; i < n; i++) {
+            sgd_elem(i, w, g, k, decay);
+            g[i] = 0;
+        }
+    else
+        for (size_t i = 0; i < n; i++) sgd_elem(i, w, g, k, decay);
+}
+
+INLINE void momentum_span(size_t n, ag_real *restrict w, ag_real *restrict g, ag_real *restrict v, int zero,
+                          step_k k, int decay, int nesterov) {
+    if (zero)
+        for (size_t i = 0; i < n; i++) {
+            momentum_elem(i, w, g, v, k, decay, nesterov);
+            g[i] = 0;
+        }
+    else
+        for (size_t i = 0; i < n; i++) momentum_elem(i, w, g, v, k, decay, nesterov);
+}
+
+INLINE void adam_span(size_t n, ag_real *restrict w, ag_real *restrict g, ag_real *restrict m,
+                      ag_real *restrict v, int zero, step_k k, int decay) {
+    if (zero)
+        for (size_t i = 0; i < n; i++) {
+            adam_elem(i, w, g, m, v, k, decay);
+            g[i] = 0;
+        }
+    else
+        for (size_t i = 0; i < n; i++) adam_elem(i, w, g, m, v, k, decay);
+}
 
 /* Elements [lo, lo + n) of the flat buffers, with their gradient at g (the store's, or a tile
  * of a product under ag_optim_backward_step; written only with zero). wd_g: decay added to the
  * gradient (coupled); wd_w: decay applied to the weights directly (decoupled). At most one of
- * them is nonzero. */
-static inline __attribute__((always_inline)) void update_span(const ag_optim *opt, size_t lo, size_t n,
-                                                              ag_real *restrict g, int zero, ag_real lr,
-                                                              ag_real wd_g, ag_real wd_w, double bc1, double bc2) {
+ * them is nonzero. Each call below names its constant modes, so it inlines to its own loop. */
+INLINE void update_span(const ag_optim *opt, size_t lo, size_t n, ag_real *restrict g, int zero, ag_real lr,
+                        ag_real wd_g, ag_real wd_w, double bc1, double bc2) {
     ag_real *restrict w = opt->step_values + lo; /* not a call per row of a tile */
     const ag_optim_config *c = &opt->cfg;
-    const ag_real lrwd = lr * wd_w; /* decoupled: w -= (alpha lambda) w */
+    step_k k = {.lr = lr, .wd_g = wd_g, .lrwd = lr * wd_w};
     switch (c->kind) {
-    case AG_OPT_SGD: {
-        /* w -= alpha (g + lambda w): W := W - alpha [(1/K) DeltaW + lambda W] when g = (1/K) DeltaW
-         * (backprop-derivation.md, the SGD update). Coupled and decoupled decay are the same
-         * update for plain SGD. */
-        ag_real wd = wd_g + wd_w;
-        if (wd == 0)
-            EACH(w[i] -= lr * g[i]);
+    case AG_OPT_SGD:
+        /* coupled and decoupled decay are the same update for plain SGD */
+        k.wd_g = wd_g + wd_w;
+        if (k.wd_g == 0)
+            sgd_span(n, w, g, zero, k, DECAY_NONE);
         else
-            EACH(w[i] -= lr * (g[i] + wd * w[i]));
+            sgd_span(n, w, g, zero, k, DECAY_COUPLED);
         break;
-    }
     case AG_OPT_MOMENTUM:
     case AG_OPT_NESTEROV: {
         ag_real *restrict v = opt->state[0] + lo;
-        ag_real mu = (ag_real)c->momentum;
-        /* v = mu v + g; momentum: w -= alpha v; Nesterov: w -= alpha (g + mu v) */
-#define MOM(GI, DECAY)                                                                             \
-    do {                                                                                           \
-        if (c->kind == AG_OPT_NESTEROV)                                                            \
-            EACH(ag_real gi = (GI); DECAY; v[i] = mu * v[i] + gi; w[i] -= lr * (gi + mu * v[i]));  \
-        else                                                                                       \
-            EACH(ag_real gi = (GI); DECAY; v[i] = mu * v[i] + gi; w[i] -= lr * v[i]);              \
-    } while (0)
-        if (wd_g != 0)
-            MOM(g[i] + wd_g * w[i], (void)0); /* coupled: g + lambda w */
-        else if (wd_w != 0)
-            MOM(g[i], w[i] -= lrwd * w[i]); /* decoupled (SGDW) */
-        else
-            MOM(g[i], (void)0);
-#undef MOM
+        k.mu = (ag_real)c->momentum;
+        const int decay = wd_g != 0 ? DECAY_COUPLED : wd_w != 0 ? DECAY_DECOUPLED : DECAY_NONE;
+        if (c->kind == AG_OPT_NESTEROV) {
+            if (decay == DECAY_COUPLED) momentum_span(n, w, g, v, zero, k, DECAY_COUPLED, 1);
+            else if (decay == DECAY_DECOUPLED) momentum_span(n, w, g, v, zero, k, DECAY_DECOUPLED, 1);
+            else momentum_span(n, w, g, v, zero, k, DECAY_NONE, 1);
+        } else {
+            if (decay == DECAY_COUPLED) momentum_span(n, w, g, v, zero, k, DECAY_COUPLED, 0);
+            else if (decay == DECAY_DECOUPLED) momentum_span(n, w, g, v, zero, k, DECAY_DECOUPLED, 0);
+            else momentum_span(n, w, g, v, zero, k, DECAY_NONE, 0);
+        }
         break;
     }
     case AG_OPT_ADAM:
     case AG_OPT_ADAMW: {
         ag_real *restrict m = opt->state[0] + lo, *restrict v = opt->state[1] + lo;
-        ag_real b1 = (ag_real)c->beta1, b2 = (ag_real)c->beta2, eps = (ag_real)c->eps;
-        ag_real ib1 = (ag_real)(1 - c->beta1), ib2 = (ag_real)(1 - c->beta2);
-        ag_real rbc1 = (ag_real)(1 / bc1), rbc2 = (ag_real)(1 / bc2);
-        /* m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; bias correction 1 - b^t;
-         * w -= alpha mhat / (sqrt(vhat) + eps) */
-#define ADAM(GI, DECAY)                                                                            \
-    EACH(ag_real gi = (GI); DECAY; m[i] = b1 * m[i] + ib1 * gi; v[i] = b2 * v[i] + ib2 * gi * gi;  \
-         ag_real mhat = m[i] * rbc1; ag_real vhat = v[i] * rbc2; w[i] -= lr * mhat / (RSQRT(vhat) + eps))
-        if (wd_g != 0)
-            ADAM(g[i] + wd_g * w[i], (void)0);
-        else if (wd_w != 0)
-            ADAM(g[i], w[i] -= lrwd * w[i]); /* AdamW */
-        else
-            ADAM(g[i], (void)0);
-#undef ADAM
+        k.b1 = (ag_real)c->beta1;
+        k.b2 = (ag_real)c->beta2;
+        k.eps = (ag_real)c->eps;
+        k.ib1 = (ag_real)(1 - c->beta1);
+        k.ib2 = (ag_real)(1 - c->beta2);
+        k.rbc1 = (ag_real)(1 / bc1);
+        k.rbc2 = (ag_real)(1 / bc2);
+        if (wd_g != 0) adam_span(n, w, g, m, v, zero, k, DECAY_COUPLED);
+        else if (wd_w != 0) adam_span(n, w, g, m, v, zero, k, DECAY_DECOUPLED); /* AdamW */
+        else adam_span(n, w, g, m, v, zero, k, DECAY_NONE);
         break;
     }
     }
 }
-#undef EACH
 
-/* The loops above compiled for the machine (AG__CLONES): over [lo, lo + n) of the store, and over
+/* The loops above compiled for the machine (CLONES): over [lo, lo + n) of the store, and over
  * a rows x cols tile (parameter elements base + r * ld, gradient g + r * ldg) in one call. */
-AG__CLONES static void update_flat(const ag_optim *opt, size_t lo, size_t n, ag_real *g, int zero, ag_real lr,
+CLONES static void update_flat(const ag_optim *opt, size_t lo, size_t n, ag_real *g, int zero, ag_real lr,
                                   ag_real wd_g, ag_real wd_w, double bc1, double bc2) {
     update_span(opt, lo, n, g, zero, lr, wd_g, wd_w, bc1, bc2);
 }
-AG__CLONES static void update_tile(const ag_optim *opt, size_t base, size_t rows, size_t cols, size_t ld,
+CLONES static void update_tile(const ag_optim *opt, size_t base, size_t rows, size_t cols, size_t ld,
                                   const ag_real *g, size_t ldg, ag_real lr, ag_real wd_g, ag_real wd_w,
                                   double bc1, double bc2) {
     /* The packed GEMM delivers micro-tiles left to right along a panel of rows: each row of a tile
@@ -402,7 +436,7 @@ ag_status ag_optim_step(ag_optim *opt) {
     ag_params *ps = opt->ps;
     size_t numel = ag_params_numel(ps);
     if (numel != opt->numel)
-        return ofail(opt, AG_ERR_STATE, "optim: the store holds %zu elements but the optimizer was made for %zu",
+        return ag_ext_errf(opt->errmsg, sizeof opt->errmsg, AG_ERR_STATE, "optim: the store holds %zu elements but the optimizer was made for %zu",
                      numel, opt->numel);
     const ag_optim_config *c = &opt->cfg;
     /* a NaN/Inf gradient must not reach the weights: clipping computes the norm anyway; without
@@ -412,7 +446,7 @@ ag_status ag_optim_step(ag_optim *opt) {
     else
         opt->last_norm = all_finite(ag_params_grads(ps), numel) ? 0 : ag_grad_norm(ps);
     if (!isfinite(opt->last_norm))
-        return ofail(opt, AG_ERR_NUMERIC, "optim: gradient norm is %g; parameters left unchanged",
+        return ag_ext_errf(opt->errmsg, sizeof opt->errmsg, AG_ERR_NUMERIC, "optim: gradient norm is %g; parameters left unchanged",
                      opt->last_norm);
     ag_real lr = (ag_real)ag_optim_lr(opt);
     opt->step_values = ag_params_values(ps);
@@ -437,7 +471,7 @@ ag_status ag_optim_step(ag_optim *opt) {
         }
     }
     if (c->zero_grad) /* the gradients are zero now, as after ag_params_zero_grad */
-        for (size_t k = 0; k < ag_params_count(ps); k++) ag_params_at(ps, k)->flags &= ~AG__GRAD_DIRTY;
+        for (size_t k = 0; k < ag_params_count(ps); k++) ag_ext_grad_zeroed(ag_params_at(ps, k));
     opt->steps = t;
     return AG_OK;
 }
@@ -513,12 +547,12 @@ static void optim_consume_decay(void *ctx, ag_tensor *x, size_t off, size_t rows
 /* ag_backward then ag_optim_step, for what the fused sweep cannot do. The tape's own sink (a
  * caller's) is set aside for the sweep, so the gradients land in ->grad, and put back. */
 static ag_status two_pass_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
-    const int had_sink = t->has_sink;
-    const ag_grad_sink saved = t->sink;
+    const ag_grad_sink *own = ag_tape_grad_sink(t);
+    const ag_grad_sink saved = own ? *own : (ag_grad_sink){0};
     ag_tape_set_grad_sink(t, NULL);
     ag_status st = ag_backward(t, loss);
-    ag_tape_set_grad_sink(t, had_sink ? &saved : NULL);
-    if (st != AG_OK) return ofail(opt, st, "optim: backward failed: %s", ag_tape_errmsg(t));
+    ag_tape_set_grad_sink(t, own ? &saved : NULL);
+    if (st != AG_OK) return ag_ext_errf(opt->errmsg, sizeof opt->errmsg, st, "optim: backward failed: %s", ag_tape_errmsg(t));
     st = ag_optim_step(opt);
     if (st == AG_OK) ag_params_zero_grad(opt->ps); /* leave them as the fused path does */
     return st;
@@ -530,7 +564,7 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
     ag_params *ps = opt->ps;
     const ag_optim_config *c = &opt->cfg;
     if (ag_params_numel(ps) != opt->numel || ag_params_count(ps) != opt->n_params)
-        return ofail(opt, AG_ERR_STATE, "optim: the store holds %zu elements but the optimizer was made for %zu",
+        return ag_ext_errf(opt->errmsg, sizeof opt->errmsg, AG_ERR_STATE, "optim: the store holds %zu elements but the optimizer was made for %zu",
                      ag_params_numel(ps), opt->numel);
     opt->step_values = ag_params_values(ps);
     /* clipping needs every gradient before any update */
@@ -547,22 +581,21 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
     atomic_init(&opt->nonfinite, 0);
     atomic_init(&opt->first_bad, 0);
 
-    const int had_sink = t->has_sink; /* a caller's own sink comes back afterwards */
+    const ag_grad_sink *own = ag_tape_grad_sink(t); /* a caller's own sink comes back afterwards */
     /* another store's parameters are refused: their gradients stay in ->grad, as with two passes */
-    const ag_grad_sink saved = t->sink,
+    const ag_grad_sink saved = own ? *own : (ag_grad_sink){0},
                        mine = {.consume = optim_consume,
                                .ctx = opt,
                                .accepts = optim_accepts,
                                .consume_decay = c->weight_decay == 0 ? optim_consume_decay : NULL};
     ag_tape_set_grad_sink(t, &mine);
     ag_status st = ag_backward(t, loss);
-    t->has_sink = had_sink;
-    t->sink = saved;
+    ag_tape_set_grad_sink(t, own ? &saved : NULL);
     if (st != AG_OK) { /* the step counts if the sweep updated anything before it failed */
         int any = atomic_load(&opt->first_bad) != 0;
         for (size_t i = 0; i < opt->n_params && !any; i++) any = atomic_load(&opt->delivered[i]);
         if (any) opt->steps = steps;
-        return ofail(opt, st, "optim: backward failed: %s", ag_tape_errmsg(t));
+        return ag_ext_errf(opt->errmsg, sizeof opt->errmsg, st, "optim: backward failed: %s", ag_tape_errmsg(t));
     }
 
     /* parameters the sweep did not deliver: no gradient reached them (or their gradient
@@ -572,13 +605,13 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
         ag_tensor *x = ag_params_at(ps, i);
         optim_consume(opt, x, 0, 1, x->size, x->size, x->grad, x->size, 0);
         memset(x->grad, 0, x->size * sizeof(ag_real));
-        x->flags &= ~AG__GRAD_DIRTY;
+        ag_ext_grad_zeroed(x);
     }
     opt->steps = steps;
     size_t bad = atomic_load(&opt->first_bad);
     if (bad) opt->last_norm = NAN;
     if (bad)
-        return ofail(opt, AG_ERR_NUMERIC,
+        return ag_ext_errf(opt->errmsg, sizeof opt->errmsg, AG_ERR_NUMERIC,
                      "optim: NaN or Inf in the gradient of %s: %zu piece(s) of it left unchanged, "
                      "everything else updated", ag_params_at(ps, bad - 1)->name,
                      (size_t)atomic_load(&opt->nonfinite));
@@ -606,7 +639,7 @@ size_t ag_optim_state_count(const ag_optim *opt) { return opt ? opt->n_state : 0
 ag_status ag_optim_state(ag_optim *opt, size_t i, const char **name, ag_real **ptr, size_t *n) {
     if (!opt) return AG_ERR_ARG;
     if (i >= opt->n_state)
-        return ofail(opt, AG_ERR_ARG, "optim_state: index %zu, the optimizer has %zu state buffers", i,
+        return ag_ext_errf(opt->errmsg, sizeof opt->errmsg, AG_ERR_ARG, "optim_state: index %zu, the optimizer has %zu state buffers", i,
                      opt->n_state);
     if (name) *name = opt->state_name[i];
     if (ptr) *ptr = opt->state[i];

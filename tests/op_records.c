@@ -1,6 +1,6 @@
 /*
  * op_records.c - the records of every built-in op of ag.h and of the fused linear + activation
- * (internal.h's ag__linear_act). See op_records.h for what a record holds and who reads it.
+ * (ag_linear_act). See op_records.h for what a record holds and who reads it.
  *
  * Domains: [-1, 1] unless a record says otherwise; log, sqrt and fractional pow draw from
  * [0.5, 2]; div's denominator, relu and the twins that divide or take |x| draw |x| in [0.3, 1.5].
@@ -13,8 +13,6 @@
 #include <limits.h>
 #include <math.h>
 #include <string.h>
-
-#include "internal.h" /* ag__linear_act, AG__ACT_* */
 
 #define OP_TOL_FLOAT 5e-3
 
@@ -246,22 +244,22 @@ static const op_case LINEAR_LAYOUTS[] = {
 };
 
 /* the fused dense layer f(x W^T + b) (internal) */
-static const int ACT[4] = {AG__ACT_IDENTITY, AG__ACT_SIGMOID, AG__ACT_TANH, AG__ACT_RELU};
+static const int ACT[4] = {AG_ACT_IDENTITY, AG_ACT_SIGMOID, AG_ACT_TANH, AG_ACT_RELU};
 static ag_tensor *b_linear_act(ag_tape *t, ag_tensor *const *in, const void *c) {
-    return ag__linear_act(t, in[0], in[1], CALL(c)->n_in > 2 ? in[2] : NULL, P(c, int));
+    return ag_linear_act(t, in[0], in[1], CALL(c)->n_in > 2 ? in[2] : NULL, P(c, int));
 }
 static ag_tensor *tw_linear_act(ag_tape *t, ag_tensor *const *in, const void *c) { /* linear, then f */
     ag_tensor *z = linear_twin(t, in, CALL(c)->n_in);
     switch (P(c, int)) {
-    case AG__ACT_SIGMOID: return ag_sigmoid(t, z);
-    case AG__ACT_TANH: return ag_tanh(t, z);
-    case AG__ACT_RELU: return ag_relu(t, z);
+    case AG_ACT_SIGMOID: return ag_sigmoid(t, z);
+    case AG_ACT_TANH: return ag_tanh(t, z);
+    case AG_ACT_RELU: return ag_relu(t, z);
     default: return z;
     }
 }
 /* relu's kink is at z = 0 of the pre-activation: its smallest |z| */
 static double linear_act_kink(ag_tape *t, ag_tensor *const *in, const op_call *c) {
-    if (P(c, int) != AG__ACT_RELU) return INFINITY;
+    if (P(c, int) != AG_ACT_RELU) return INFINITY;
     int was = ag_tape_set_grad_enabled(t, 0);
     ag_tensor *z = ag_linear(t, in[0], in[1], c->n_in > 2 ? in[2] : NULL);
     ag_tape_set_grad_enabled(t, was);

@@ -7,7 +7,7 @@
  * op_records.c (docs/extending.md, "Adding a built-in op"). A record names the op, builds it from
  * inputs and parameters, lists the shapes to check it at, the domain its inputs are drawn from, the
  * erroneous calls it must refuse (with the status and the message), and optionally a twin made of
- * other ops that must agree with it. Plain C on the public API (plus internal.h's fused op): no
+ * other ops that must agree with it. Plain C on the public API: no
  * Check here, so the benchmarks share it.
  */
 #ifndef AG_OP_RECORDS_H

@@ -1,5 +1,5 @@
 /*
- * test_fused.c - the fused dense-layer op linear_act (a = f(x W^T + b) as one node, internal.h):
+ * test_fused.c - the fused dense-layer op linear_act (a = f(x W^T + b) as one node, ag_linear_act in ag.h):
  * gradient checks for every activation with and without a bias and with x requiring a gradient,
  * bit-identical values and gradients against the unfused ag_linear + activation pair, the dense
  * layer's choice between the two, errors, and accumulation into existing gradients.
@@ -18,7 +18,7 @@
 #define GC_EPS 1e-2
 #endif
 
-static const int ACTS[] = {AG__ACT_IDENTITY, AG__ACT_SIGMOID, AG__ACT_TANH, AG__ACT_RELU};
+static const int ACTS[] = {AG_ACT_IDENTITY, AG_ACT_SIGMOID, AG_ACT_TANH, AG_ACT_RELU};
 static const char *const ACT_NAMES[] = {"identity", "sigmoid", "tanh", "relu"};
 
 /* ---------------------------------------------------------------- gradient checks
@@ -37,7 +37,7 @@ static ag_tensor *wsum(ag_tape *t, ag_tensor *y, const ag_real *r) {
 
 static ag_tensor *gc_loss(ag_tape *t, void *vctx) {
     gc *c = vctx;
-    ag_tensor *a = ag__linear_act(t, c->x, c->W, c->b, c->act);
+    ag_tensor *a = ag_linear_act(t, c->x, c->W, c->b, c->act);
     return a ? wsum(t, a, c->r) : NULL;
 }
 
@@ -61,7 +61,7 @@ static void check_one(int act, int with_bias, size_t K, size_t in, size_t out, u
         fill(&rng, x->value, x->size, -1, 1);
         fill(&rng, W->value, W->size, -1, 1);
         if (b) fill(&rng, b->value, b->size, -0.5, 0.5);
-        if (act != AG__ACT_RELU) break;
+        if (act != AG_ACT_RELU) break;
         ag_tape *t0;
         ck_assert_int_eq(ag_tape_new(&t0, NULL), AG_OK);
         ag_tensor *z = ag_linear(t0, x, W, b);
@@ -127,9 +127,9 @@ END_TEST
 static ag_tensor *unfused(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, int act) {
     ag_tensor *z = ag_linear(t, x, W, b);
     switch (act) {
-    case AG__ACT_SIGMOID: return ag_sigmoid(t, z);
-    case AG__ACT_TANH: return ag_tanh(t, z);
-    case AG__ACT_RELU: return ag_relu(t, z);
+    case AG_ACT_SIGMOID: return ag_sigmoid(t, z);
+    case AG_ACT_TANH: return ag_tanh(t, z);
+    case AG_ACT_RELU: return ag_relu(t, z);
     default: return z;
     }
 }
@@ -156,7 +156,7 @@ START_TEST(matches_unfused_exactly) {
             ag_params_zero_grad(ps);
             ag_tensor *x = ag_tensor_wrap(t, 2, (size_t[]){K, IN}, xv);
             ck_assert_int_eq(ag_requires_grad(x), AG_OK);
-            ag_tensor *y = fused ? ag__linear_act(t, x, W, b, ACTS[a]) : unfused(t, x, W, b, ACTS[a]);
+            ag_tensor *y = fused ? ag_linear_act(t, x, W, b, ACTS[a]) : unfused(t, x, W, b, ACTS[a]);
             ck_assert_ptr_nonnull(y);
             ck_assert_int_eq(ag_backward(t, wsum(t, y, r)), AG_OK);
             memcpy(val[fused], y->value, sizeof val[0]);
@@ -191,7 +191,7 @@ START_TEST(backward_accumulates) {
     ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
     for (int pass = 0; pass < 2; pass++) {
         ag_tape_reset(t);
-        ag_tensor *a = ag__linear_act(t, ag_tensor_wrap(t, 2, (size_t[]){2, 4}, xv), W, b, AG__ACT_SIGMOID);
+        ag_tensor *a = ag_linear_act(t, ag_tensor_wrap(t, 2, (size_t[]){2, 4}, xv), W, b, AG_ACT_SIGMOID);
         ck_assert_int_eq(ag_backward(t, ag_sum(t, a)), AG_OK);
         if (pass == 0) {
             memcpy(once, W->grad, 12 * sizeof(ag_real));
@@ -244,20 +244,20 @@ START_TEST(errors) {
     ag_tape *t;
     ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
     ag_tensor *x = ag_tensor_new(t, 2, (size_t[]){2, 5});
-    ck_assert_ptr_null(ag__linear_act(t, x, W, b, AG__ACT_RELU));
+    ck_assert_ptr_null(ag_linear_act(t, x, W, b, AG_ACT_RELU));
     ck_assert_int_eq(ag_tape_status(t), AG_ERR_SHAPE);
     ck_assert_str_eq(ag_tape_errmsg(t), "linear_act: x is 2x5 but W is 3x4 (expects x to be K x 4)");
     ag_tape_reset(t);
     x = ag_tensor_new(t, 2, (size_t[]){2, 4});
-    ck_assert_ptr_null(ag__linear_act(t, x, W, b, 9));
+    ck_assert_ptr_null(ag_linear_act(t, x, W, b, 9));
     ck_assert_int_eq(ag_tape_status(t), AG_ERR_ARG);
     ck_assert_str_eq(ag_tape_errmsg(t), "linear_act: unknown activation 9");
     ag_tape_reset(t);
     x = ag_tensor_new(t, 2, (size_t[]){2, 4});
-    ck_assert_ptr_null(ag__linear_act(t, NULL, W, b, AG__ACT_RELU));
+    ck_assert_ptr_null(ag_linear_act(t, NULL, W, b, AG_ACT_RELU));
     ck_assert_str_eq(ag_tape_errmsg(t), "linear_act: input 0 is NULL");
     /* the failure propagates: a NULL bias while the tape holds an error is a failed result */
-    ck_assert_ptr_null(ag__linear_act(t, x, W, NULL, AG__ACT_RELU));
+    ck_assert_ptr_null(ag_linear_act(t, x, W, NULL, AG_ACT_RELU));
     ck_assert_str_eq(ag_tape_errmsg(t), "linear_act: input 0 is NULL");
     ag_tape_free(t);
     ag_params_free(ps);
@@ -271,12 +271,12 @@ START_TEST(activations_keep_nan) {
     ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
     for (size_t a = 0; a < sizeof ACTS / sizeof ACTS[0]; a++) {
         ag_tensor *v = ag_tensor_from(t, 1, (size_t[]){4}, (ag_real[]){(ag_real)NAN, -0.0f, -1, 2});
-        ag_tensor *y = ACTS[a] == AG__ACT_SIGMOID ? ag_sigmoid(t, v)
-                       : ACTS[a] == AG__ACT_TANH  ? ag_tanh(t, v)
-                       : ACTS[a] == AG__ACT_RELU  ? ag_relu(t, v)
+        ag_tensor *y = ACTS[a] == AG_ACT_SIGMOID ? ag_sigmoid(t, v)
+                       : ACTS[a] == AG_ACT_TANH  ? ag_tanh(t, v)
+                       : ACTS[a] == AG_ACT_RELU  ? ag_relu(t, v)
                                                   : v;
         ck_assert_msg(isnan(y->value[0]), "%s(NaN) = %g", ACT_NAMES[a], (double)y->value[0]);
-        if (ACTS[a] == AG__ACT_RELU) {
+        if (ACTS[a] == AG_ACT_RELU) {
             ck_assert(y->value[1] == 0 && !signbit(y->value[1]));
             ck_assert_double_eq(y->value[2], 0);
             ck_assert_double_eq(y->value[3], 2);
@@ -285,7 +285,7 @@ START_TEST(activations_keep_nan) {
         ag_tensor *x = ag_tensor_from(t, 2, (size_t[]){2, 2}, (ag_real[]){(ag_real)NAN, 1, 0.5f, -1});
         ag_tensor *W = ag_tensor_from(t, 2, (size_t[]){3, 2}, (ag_real[]){1, 2, -3, 1, 0.5f, -0.5f});
         ag_tensor *b = ag_tensor_from(t, 1, (size_t[]){3}, (ag_real[]){0.25f, 0, -4});
-        ag_tensor *f = ag__linear_act(t, x, W, b, ACTS[a]);
+        ag_tensor *f = ag_linear_act(t, x, W, b, ACTS[a]);
         ck_assert_ptr_nonnull(f);
         for (int j = 0; j < 3; j++) {
             ck_assert_msg(isnan(f->value[j]), "fused %s: row 0 col %d is %g", ACT_NAMES[a], j, (double)f->value[j]);

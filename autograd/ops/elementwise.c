@@ -1,20 +1,19 @@
 /*
  * ops/elementwise.c - element-wise built-ins: add, sub, mul, div with NumPy broadcasting, and the
- * unary maps (neg, scale, add_scalar, exp, log, square, pow, sqrt, sigmoid, tanh, relu).
+ * unary maps (neg, scale, add_scalar, exp, log, square, pow, sqrt); the activations sigmoid, tanh
+ * and relu are in ops/activation.c.
  *
  * Each op is one `static const ag_op` whose shape, forward and backward sit next to it. Forward
  * writes n->out.value; backward adds J^T dout into every input whose grad is non-NULL (inputs that
- * need no gradient have grad == NULL and are skipped). The activations are the f of
- * backprop-derivation.md: a^(l+1) = f(z^(l+1)), with f'(z) = f(z)(1 - f(z)) for the sigmoid and
- * f'(z) = 1 - f(z)^2 for tanh, both written from the saved output a = f(z).
+ * need no gradient have grad == NULL and are skipped).
  *
  * Loops are plain counted loops over restrict-qualified locals so that compilers vectorise them;
  * nothing here allocates, so a 1-element op costs little more than the engine's bookkeeping.
  * The forwards and backwards are AG__CLONES (internal.h): built for AVX-512, AVX2 and the SSE2
  * baseline, picked at load time, with the same bits from each (no FMA, no reassociation); not
- * the forwards made of libm calls, nor relu's (UNARY_PLAIN_FWD: measured slower).
+ * the forwards made of libm calls (UNARY_PLAIN_FWD).
  *
- * Read next: ops/matmul.c (the three products of backprop), ops/reduce.c, ops/loss.c.
+ * Read next: ops/activation.c, ops/matmul.c (the three products of backprop), ops/reduce.c, ops/loss.c.
  */
 #include "../internal.h"
 
@@ -243,9 +242,9 @@ static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]
         return AG_OK;                                                                        \
     }
 #define UNARY(name, FWD, BWD) UNARY_ATTR(name, AG__CLONES, AG__CLONES, FWD, BWD)
-/* The forward without clones: a libm call per element (exp, log, pow, sqrt, tanh), so every clone
+/* The forward without clones: a libm call per element (exp, log, pow, sqrt), so every clone
  * runs the same scalar calls, and measured (bench_eltwise) the AVX-512 clones of such row loops
- * (softmax) were ~10% slower; relu's clone was 18% slower on 128 x 1024 (equal on 512 x 784). */
+ * (softmax) were ~10% slower. */
 #define PLAIN
 #define UNARY_PLAIN_FWD(name, FWD, BWD) UNARY_ATTR(name, PLAIN, AG__CLONES, FWD, BWD)
 
@@ -292,35 +291,4 @@ UNARY_PLAIN_FWD(sqrt, ag__sqrt(x), g / (2 * out))
 static const ag_op sqrt_op = {"sqrt", 1, 0, same_shape, sqrt_forward, sqrt_backward};
 ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sqrt_op, NULL, x); }
 
-/* ---- sigmoid: f(x) = 1/(1+e^-x);  f'(x) = f(x)(1 - f(x)) (backprop-derivation.md, "Notation").
- * Stable for any |x|: with e = e^-|x| in (0, 1], f = 1/(1+e) for x >= 0 and e/(1+e) for x < 0,
- * so exp never overflows and f(-100) is a tiny positive number, not 0/0. */
-static ag_status sigmoid_forward(ag_node *n) {
-    ag__sigmoid_array(n->in[0]->value, n->out.value, n->out.size);
-    return AG_OK;
-}
-AG__CLONES static ag_status sigmoid_backward(ag_node *n) { /* dx += g f (1 - f), from the saved output */
-    ag_real *restrict dx = n->in[0]->grad;
-    if (!dx) return AG_OK;
-    const ag_real *restrict o = n->out.value, *restrict dout = n->out.grad;
-    for (size_t i = 0, N = n->out.size; i < N; i++) dx[i] += dout[i] * o[i] * (1 - o[i]);
-    return AG_OK;
-}
-static const ag_op sigmoid_op = {"sigmoid", 1, 0, same_shape, sigmoid_forward, sigmoid_backward};
-ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sigmoid_op, NULL, x); }
-
-/* ---- tanh: f'(x) = 1 - f(x)^2 (backprop-derivation.md, "Notation").
- * In float, glibc's tanhf goes through expm1f and costs ~3x an expf, which dominates chains of tiny
- * ops. So: |x| < 0.3, the odd Taylor series to x^11 (next term < 2e-9 relative); otherwise
- * (1 - e)/(1 + e) with e = e^(-2|x|) <= 0.55, where the subtraction loses at most ~1 bit. Within a
- * few ulp of tanhf (a test holds it to 4e-7 relative); exact +-1 for large |x|, NaN stays NaN.
- * The double build uses libm's tanh. */
-#define tanh1 ag__tanh1 /* internal.h */
-UNARY_PLAIN_FWD(tanh, tanh1(x), g * (1 - out * out))
-static const ag_op tanh_op = {"tanh", 1, 0, same_shape, tanh_forward, tanh_backward};
-ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &tanh_op, NULL, x); }
-
-/* ---- relu: max(x, 0), NaN kept (a blown-up input must stay visible);  f'(x) = 1 for x > 0, else 0 */
-UNARY_PLAIN_FWD(relu, !(x <= 0) ? x : 0, x > 0 ? g : 0)
-static const ag_op relu_op = {"relu", 1, 0, same_shape, relu_forward, relu_backward};
-ag_tensor *ag_relu(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &relu_op, NULL, x); }
+/* sigmoid, tanh and relu: ops/activation.c, from the activation table. */

@@ -22,117 +22,9 @@ static ag_status gemm_check(ag_node *n, ag_status st) {
     return ag_node_fail(n, st, "gemm failed: %s", ag_status_str(st));
 }
 
-/* ---------------------------------------------------------------- gradients into a sink
- * Under a gradient sink (ag_tape_set_grad_sink) the product that completes a parameter's gradient
- * goes tile by tile from the GEMM to the sink (an optimizer's update) instead of into ->grad:
- * the gradient never streams through memory. Ops claim such inputs with ag__sink_claim and run
- * that product last, after every product that reads the parameter's value. */
-typedef struct sink_tile_ctx {
-    const ag_grad_sink *sink;
-    ag_tensor *x;
-    size_t ld;
-    unsigned flags;
-    ag_real decay; /* sink_tile_decay, sink_tile_fold: the deferred term's c (ag__grad_add_scaled_value) */
-} sink_tile_ctx;
-
-static void sink_tile(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p, size_t ldp) {
-    const sink_tile_ctx *c = ctx;
-    c->sink->consume(c->sink->ctx, c->x, i0 * c->ld + j0, rows, cols, c->ld, p, ldp, c->flags);
-}
-
-/* The tile and the deferred term's c, for a sink that adds c * x itself (consume_decay). */
-static void sink_tile_fold(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p,
-                           size_t ldp) {
-    const sink_tile_ctx *c = ctx;
-    c->sink->consume_decay(c->sink->ctx, c->x, i0 * c->ld + j0, rows, cols, c->ld, p, ldp, c->flags, c->decay);
-}
-
-/* The magnitude bits of an ag_real as a signed integer: those of non-negative values order like the
- * values, and NaN/Inf have the largest (>= MAG_INF), so an integer max finds both (max_abs). */
-#ifdef AG_DOUBLE
-typedef int64_t mag_bits;
-#define MAG_MASK INT64_MAX
-#define MAG_INF ((mag_bits)0x7ff0000000000000)
-#else
-typedef int32_t mag_bits;
-#define MAG_MASK INT32_MAX
-#define MAG_INF ((mag_bits)0x7f800000)
-#endif
-
-/* The tile plus c * x over it (the L2 term's lambda W, added last as without a sink), in pieces of
- * at most SINK_BUF elements on the stack: the tile may be the GEMM's read-only zeros. The same pass
- * takes the largest magnitude, as max_abs below does, so a finite piece reaches the sink marked
- * AG_SINK_FINITE and the sink skips its own scan. */
-#define SINK_BUF 2048
-AG__CLONES static void sink_tile_decay(void *ctx, size_t i0, size_t j0, size_t rows, size_t cols, const ag_real *p,
-                                       size_t ldp) {
-    const sink_tile_ctx *c = ctx;
-    ag_real buf[SINK_BUF];
-    const size_t cc = cols < SINK_BUF ? cols : SINK_BUF, rr = SINK_BUF / cc;
-    for (size_t r0 = 0; r0 < rows; r0 += rr)
-        for (size_t j = 0; j < cols; j += cc) {
-            const size_t nr = rows - r0 < rr ? rows - r0 : rr, nc = cols - j < cc ? cols - j : cc;
-            const size_t off = (i0 + r0) * c->ld + j0 + j;
-            mag_bits m = 0;
-            for (size_t r = 0; r < nr; r++) {
-                const ag_real *restrict pr = p + (r0 + r) * ldp + j, *restrict w = c->x->value + off + r * c->ld;
-                ag_real *restrict b = buf + r * nc;
-                for (size_t q = 0; q < nc; q++) {
-                    ag_real v = pr[q] + c->decay * w[q];
-                    mag_bits vb;
-                    memcpy(&vb, &v, sizeof vb);
-                    vb &= MAG_MASK;
-                    m = vb > m ? vb : m;
-                    b[q] = v;
-                }
-            }
-            c->sink->consume(c->sink->ctx, c->x, off, nr, nc, c->ld, buf, nc, m < MAG_INF ? AG_SINK_FINITE : 0u);
-        }
-}
-
-/* Largest |v| over a rows x cols matrix (row stride ld), or +inf if some element is NaN/Inf: one
- * integer max over the magnitude bits, which vectorises (a float max that must see NaN does not). */
-AG__CLONES static double max_abs(const ag_real *v, size_t rows, size_t cols, size_t ld) {
-    mag_bits m = 0;
-    for (size_t r = 0; r < rows; r++)
-        for (size_t c = 0; c < cols; c++) {
-            mag_bits b;
-            memcpy(&b, v + r * ld + c, sizeof b);
-            b &= MAG_MASK;
-            m = b > m ? b : m;
-        }
-    if (m >= MAG_INF) return INFINITY;
-    ag_real out;
-    memcpy(&out, &m, sizeof out);
-    return (double)out;
-}
-
-ag_status ag__sink_gemm(ag_node *n, ag_tensor *x, int ta, int tb, size_t m, size_t nn, size_t k,
-                        const ag_real *a, size_t lda, const ag_real *b, size_t ldb) {
-    /* partial sums of a product with several k blocks need m x nn scratch; arena memory that the
-     * common case (k within one block) never touches, so it costs no traffic */
-    ag_real *work = ag_node_alloc(n, m * nn * sizeof(ag_real));
-    if (!work) return AG_ERR_NOMEM;
-    /* every |P_ij| <= k max|A| max|B|: with that bound well inside the range (rounding adds at
-     * most a factor (1 + eps)^k), the product is finite and the sink may skip its NaN/Inf scan;
-     * the bound costs O((m + nn) k) against the product's O(m nn k) */
-    double bound = (double)k * max_abs(a, ta ? k : m, ta ? m : k, lda) * max_abs(b, tb ? nn : k, tb ? k : nn, ldb);
-    sink_tile_ctx c = {&n->out.tape->sink, x, nn, bound < 0.25 * AG__REAL_MAX ? AG_SINK_FINITE : 0u, 0};
-    double decay_bound;
-    ag_gemm_tile_fn to_sink = sink_tile;
-    if (ag__take_deferred(n->out.tape, x, &c.decay, &decay_bound)) {
-        /* a deferred term comes last. A sink that reads x anyway adds it in that pass (one read of
-         * W per step, not two: main job batch 32 +15%); finite when both bounds leave room. Else
-         * sink_tile_decay adds it and checks each piece itself. */
-        if (c.sink->consume_decay && c.decay != 0) { /* a zero c still owes 0 * W (NaN for an Inf W) */
-            to_sink = sink_tile_fold;
-            if (!(decay_bound < 0.25 * AG__REAL_MAX)) c.flags = 0;
-        } else {
-            to_sink = sink_tile_decay;
-        }
-    }
-    return ag_gemm_tiles(ta, tb, m, nn, k, 1, a, lda, b, ldb, work, nn, to_sink, &c);
-}
+/* Under a gradient sink the product that completes a parameter's gradient goes tile by tile
+ * from the GEMM to the sink (ag__sink_claim, ag__sink_gemm: sink.c), run last, after every
+ * product that reads the parameter's value. */
 
 /* ---------------------------------------------------------------- matmul
  * C = op(A) op(B), A and B 2-D, op(X) = X^T when the flag is set. op(A) is m x k, op(B) k x n.
@@ -289,7 +181,7 @@ ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b) {
  * a = f(z), z = x W^T + b, as one node: a dense layer's two ops (ag_linear, then the activation)
  * without the pre-activation buffer, its gradient buffer and a separate element-wise pass.
  * Forward: bias rows, z += x W^T (ag_gemm), then f applied in place while the tile is in cache.
- * Backward: f' comes from a itself (sigmoid a(1-a), tanh 1-a^2, relu [a > 0], identity 1), so
+ * Backward: f' comes from a itself (the activation table, ops/activation.c), so
  *   dz  = da .* f'          one pass, into arena scratch (written, never zeroed), with
  *   db += sum_k dz_k        the bias gradient summed in the same pass
  *   dx += dz W,  dW += dz^T x   as linear.
@@ -297,29 +189,14 @@ ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b) {
  * messages as linear (linear_shape); the act is the op's parameter. */
 
 typedef struct linear_act_params {
-    int act; /* AG__ACT_* */
+    int act; /* ag_act: the row of ag__acts */
 } linear_act_params;
 
-AG__CLONES static ag_status linear_act_forward(ag_node *n) {
+static ag_status linear_act_forward(ag_node *n) {
     ag_status st = linear_forward(n);
     if (st != AG_OK) return st;
-    ag_real *restrict a = n->out.value;
-    const size_t N = n->out.size;
-    switch (((const linear_act_params *)n->params)->act) {
-    case AG__ACT_SIGMOID:
-        ag__sigmoid_array(a, a, N);
-        break;
-    case AG__ACT_TANH:
-        for (size_t i = 0; i < N; i++) a[i] = ag__tanh1(a[i]);
-        break;
-    case AG__ACT_RELU:
-        for (size_t i = 0; i < N; i++) {
-            const ag_real v = a[i];
-            a[i] = !(v <= 0) ? v : 0; /* NaN stays NaN, as in ag_relu */
-        }
-        break;
-    default: break; /* identity */
-    }
+    const ag_act act = ((const linear_act_params *)n->params)->act;
+    if (act != AG_ACT_IDENTITY) ag__acts[act].f(n->out.value, n->out.value, n->out.size); /* in place */
     return AG_OK;
 }
 
@@ -329,27 +206,11 @@ AG__CLONES static ag_status linear_act_backward(ag_node *n) {
     const ag_real *restrict a = n->out.value, *restrict da = n->out.grad;
     ag_real *restrict dz = ag_node_alloc(n, n->out.size * sizeof(ag_real)); /* K x out */
     if (!dz) return AG_ERR_NOMEM;
-    const int act = ((const linear_act_params *)n->params)->act;
-    for (size_t k = 0; k < K; k++) {
-        const ag_real *restrict ak = a + k * out, *restrict gk = da + k * out;
+    void (*const df)(const ag_real *, const ag_real *, ag_real *, size_t) =
+        ag__acts[((const linear_act_params *)n->params)->act].df_set;
+    for (size_t k = 0; k < K; k++) { /* a row at a time, db summed while it is in cache */
         ag_real *restrict dk = dz + k * out;
-        switch (act) {
-        case AG__ACT_SIGMOID:
-            for (size_t j = 0; j < out; j++) dk[j] = gk[j] * ak[j] * (1 - ak[j]);
-            break;
-        case AG__ACT_TANH:
-            for (size_t j = 0; j < out; j++) dk[j] = gk[j] * (1 - ak[j] * ak[j]);
-            break;
-        case AG__ACT_RELU: /* both loads unconditional: a select, which vectorises (a branch would not) */
-            for (size_t j = 0; j < out; j++) {
-                const ag_real aj = ak[j], gj = gk[j];
-                dk[j] = aj > 0 ? gj : 0;
-            }
-            break;
-        default:
-            for (size_t j = 0; j < out; j++) dk[j] = gk[j];
-            break;
-        }
+        df(a + k * out, da + k * out, dk, out);
         if (b && b->grad) {
             ag_real *restrict db = b->grad;
             for (size_t j = 0; j < out; j++) db[j] += dk[j];
@@ -371,9 +232,9 @@ static const ag_op linear_act_op = {"linear_act", 3, sizeof(linear_act_params), 
 static const ag_op linear_act_nobias_op = {"linear_act", 2, sizeof(linear_act_params), linear_shape,
                                            linear_act_forward, linear_act_backward};
 
-ag_tensor *ag__linear_act(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, int act) {
-    if (act < AG__ACT_IDENTITY || act > AG__ACT_RELU) {
-        if (t && ag_tape_status(t) == AG_OK) ag__op_fail(t, AG_ERR_ARG, "linear_act: unknown activation %d", act);
+ag_tensor *ag_linear_act(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, ag_act act) {
+    if ((int)act < 0 || act >= AG_ACT_COUNT) {
+        if (t && ag_tape_status(t) == AG_OK) ag__op_fail(t, AG_ERR_ARG, "linear_act: unknown activation %d", (int)act);
         return ag__op_missing(t);
     }
     const linear_act_params p = {act};

@@ -157,7 +157,6 @@ typedef struct ag_tensor {
     unsigned flags;             /* AG_REQUIRES_GRAD | AG_PARAM | AG_DECAY | AG_BORROWED */
     ag_tape *tape;              /* owning tape; NULL for parameters */
     uint32_t gen;               /* tape generation when recorded (detects use after reset) */
-    uint32_t pending;           /* internal: backward ops still to add to a parameter's gradient */
     const char *name;           /* parameter name, or NULL */
 } ag_tensor;
 
@@ -283,6 +282,9 @@ enum { AG_SINK_FINITE = 1u << 0 };
 /* Set the sink of t's next sweeps (copied), or clear it with NULL. AG_ERR_ARG for a NULL t or a
  * sink without consume. Kept across ag_tape_reset. */
 ag_status ag_tape_set_grad_sink(ag_tape *t, const ag_grad_sink *sink);
+/* The sink set on t (borrowed until the next ag_tape_set_grad_sink), or NULL if none or t is NULL:
+ * a caller that sets its own for a while (an optimizer's fused step) puts this one back after. */
+const ag_grad_sink *ag_tape_grad_sink(const ag_tape *t);
 
 /* ---------------------------------------------------------------- parameters */
 
@@ -360,6 +362,25 @@ ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x); /* 1/(1+e^-x);  f' = f(1-f) */
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);    /* f' = 1 - f^2 */
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* max(x,0), NaN stays NaN; f'(0) = 0 */
 
+/* Activations, for ag_activate, ag_linear_act and the dense layer (tapegrad/dense.h). Each but the
+ * identity is an element-wise op above, its f' written from its output a = f(z). */
+typedef enum ag_act {
+    AG_ACT_IDENTITY = 0, /* a = z */
+    AG_ACT_SIGMOID,      /* a = 1/(1+e^-z), f' = f(1-f) (ag_sigmoid) */
+    AG_ACT_TANH,         /* a = tanh z, f' = 1 - f^2 (ag_tanh) */
+    AG_ACT_RELU,         /* a = max(z, 0), f'(0) = 0 (ag_relu) */
+    AG_ACT_COUNT         /* how many there are; not an activation */
+} ag_act;
+
+/* "identity", "sigmoid", "tanh", "relu"; "?" for an unknown value. A static string; never fails. */
+const char *ag_act_name(ag_act act);
+/* Parse one of the names above (also "linear" and "none" for identity). AG_ERR_ARG if unknown or
+ * NULL (*out untouched). */
+ag_status ag_act_parse(const char *name, ag_act *out);
+/* Record the activation op on z (identity returns z itself, recording nothing); the result is
+ * owned by t. NULL on error: the op's, or AG_ERR_ARG for an unknown act. */
+ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z);
+
 /* 2-D products. ag_matmul_ex computes op(a) op(b), op = transpose when the flag is set, without
  * materialising the transpose. The three products of backprop are X W^T, dY W and dY^T X.
  * AG_ERR_SHAPE unless both are 2-D and inner sizes agree: "matmul: a is 32x784 but b is 256x10". */
@@ -371,6 +392,12 @@ ag_tensor *ag_matmul_ex(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int
  * holds an error a NULL b is taken for a failed result and the call returns NULL (the bias is
  * never silently dropped). */
 ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b);
+/* Fused dense layer: a = f(x W^T + b) as one node, f = act (an ag_act below; b may be NULL, as
+ * in ag_linear). The pre-activation z is never stored: backward takes f' from a (sigmoid a(1-a),
+ * tanh 1-a^2, relu [a > 0], identity 1), so da .* f' = dz, then dx += dz W, dW += dz^T x and
+ * db += sum_k dz_k as ag_linear. The same values and gradients as ag_activate(ag_linear(..)).
+ * Shapes and errors as ag_linear ("linear_act: ..."), and AG_ERR_ARG for an unknown act. */
+ag_tensor *ag_linear_act(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, ag_act act);
 
 /* Reductions. axis may be negative (counts from the end); the axis is removed (a 1-D input gives a
  * scalar); AG_ERR_SHAPE if it is out of range. Sums accumulate in double. */
@@ -441,6 +468,7 @@ struct ag_node {
     ag_node *prev;       /* previous node on the tape */
     ag_tensor **in;      /* n_in inputs */
     int n_in;
+    unsigned engine_flags; /* the engine's own bookkeeping (its value's grad slot, views): ops leave it alone */
     void *params;        /* copy of the params given to ag_call (op->params_size bytes) */
     void *saved;         /* whatever forward kept for backward */
 };

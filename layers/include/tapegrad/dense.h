@@ -34,21 +34,7 @@
 extern "C" {
 #endif
 
-typedef enum ag_act {
-    AG_ACT_IDENTITY = 0, /* a = z */
-    AG_ACT_SIGMOID,      /* a = 1/(1+e^-z), f' = f(1-f) (ag_sigmoid) */
-    AG_ACT_TANH,         /* a = tanh z, f' = 1 - f^2 (ag_tanh) */
-    AG_ACT_RELU          /* a = max(z, 0), f'(0) = 0 (ag_relu) */
-} ag_act;
-
-/* "identity", "sigmoid", "tanh", "relu"; "?" for an unknown value. A static string; never fails. */
-const char *ag_act_name(ag_act act);
-/* Parse one of the names above (also "linear" and "none" for identity). AG_ERR_ARG if unknown or
- * NULL (*out untouched). */
-ag_status ag_act_parse(const char *name, ag_act *out);
-/* Record the activation op on z (identity returns z itself, recording nothing); the result is
- * owned by t. NULL on error: the op's, or AG_ERR_ARG for an unknown act. */
-ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z);
+/* The activations (ag_act, ag_act_name, ag_act_parse, ag_activate) are in tapegrad/ag.h. */
 
 typedef enum ag_init {
     AG_INIT_SMALL_GAUSS = 0, /* W ~ N(0, 0.01^2): the derivation's "small random values" */
