@@ -243,7 +243,7 @@ static const op_case LINEAR_LAYOUTS[] = {
     {"x RxK, W CxK", 2, {SHP(2, OP_R, OP_K), SHP(2, OP_C, OP_K)}, NULL, NULL},
 };
 
-/* the fused dense layer f(x W^T + b) (internal) */
+/* the fused dense layer f(x W^T + b) (ag_linear_act) */
 static const int ACT[4] = {AG_ACT_IDENTITY, AG_ACT_SIGMOID, AG_ACT_TANH, AG_ACT_RELU};
 static ag_tensor *b_linear_act(ag_tape *t, ag_tensor *const *in, const void *c) {
     return ag_linear_act(t, in[0], in[1], CALL(c)->n_in > 2 ? in[2] : NULL, P(c, int));
