@@ -501,6 +501,111 @@ static ag_status gemm_check(int trans_a, int trans_b, size_t m, size_t n, size_t
     return AG_OK;
 }
 
+/* How the product is cut, from its shape and the thread count only (so results do not depend on threads):
+ * J's k/m/n blocks, the path flags (split_n, b_inplace, t_small, a_inplace) and the strip width. Returns the
+ * number of tasks. */
+static size_t gemm_plan(gemm_job *J, double flops)
+{
+    const ag__gemm_kernel *kr = J->kr;
+    const size_t MR = (size_t)kr->mr, NR = (size_t)kr->nr, m = J->m, n = J->n;
+    J->kc = balanced_block(J->k, kr->kc, 1);
+    J->mc = balanced_block(m, kr->mc, MR);
+    J->nc = balanced_block(n, kr->nc, NR);
+
+    /* Strips of whole tiles along the larger side, two per thread: a thread that is descheduled (the VM's
+     * second core is shared) then holds up less work, while strips stay wide enough to reuse each shared A
+     * micro-panel over several B panels (four per thread measured 5-10% slower when the second core was
+     * busy); none below ~1 Mflop. */
+    size_t tasks = 1;
+    int threads = ag_get_threads();
+    if (threads > 1 && flops >= AG__GEMM_PAR_FLOPS) {
+        tasks = (size_t)threads * 2;
+        size_t by_work = (size_t)(flops / 1e6);
+        if (tasks > by_work) tasks = by_work;
+        if (tasks < 2) tasks = 2;
+    }
+    J->split_n = n >= m;
+    J->b_inplace = !J->direct && !J->tb && kr->ukr_bs && J->split_n && m <= bs_max_m(kr);
+    J->t_small = !J->direct && J->tb && !J->ta && kr->ukr_t && J->split_n && m <= t_max_m(kr);
+    J->a_inplace = !J->direct && !J->b_inplace && !J->t_small && !J->ta && kr->ukr_as;
+    size_t len = J->split_n ? n : m, tile = J->split_n ? NR : MR;
+    if (J->direct) tile = J->split_n ? 64 : 12;   /* whole direct tiles */
+    if (J->t_small) tile = MR;                    /* whole C^T tiles */
+    size_t tiles = ceil_div(len, tile);
+    if (tasks > tiles) tasks = tiles;
+    J->strip = ceil_div(tiles, tasks) * tile;
+    tasks = ceil_div(len, J->strip);
+    if (J->split_n && J->nc > J->strip) J->nc = J->strip;
+    if (!J->split_n && J->mc > J->strip) J->mc = J->strip;
+    return tasks;
+}
+
+/* The shared packed operand (sh_bytes) and its panel flags (flag_bytes, all "not packed") in the first task's
+ * scratch; 0 when there is no memory for them. */
+static int gemm_take_shared(gemm_job *J, const ag__par *par, size_t sh_bytes, size_t flag_bytes)
+{
+    char *sh = ag__thread_scratch(par->base, GEMM_SLOTS * J->level + 2, sh_bytes + flag_bytes);
+    if (!sh) return 0;
+    J->sh = (ag_real *)(void *)sh;
+    J->flags = (atomic_uchar *)(sh + sh_bytes);
+    for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J->flags[i], 0);
+    return 1;
+}
+
+/* The t_small path: one task packs A (few rows) for itself; several share one packed copy if it fits. */
+static ag_status gemm_run_t_small(gemm_job *J, size_t tasks)
+{
+    const size_t NR = (size_t)J->kr->nr, k = J->k;
+    J->sh_len = round_up(J->m, NR);
+    J->sh_panels = J->sh_len / NR;
+    size_t sh_bytes = J->sh_len * k * sizeof(ag_real), flag_bytes = ceil_div(k, J->kc) * J->sh_panels;
+    /* several tasks each pack their own copy: sharing one makes tasks wait on each other
+     * (see AG__SHARE_SPIN) */
+    int shared = tasks > 1 && AG__SHARE_SPIN && J->sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
+                 sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
+    size_t abytes = shared ? 0 : J->sh_len * J->kc * sizeof(ag_real);
+    ag__par par = ag__parallel_begin(tasks);
+    for (int t = par.base; abytes && t < par.base + par.used; t++)
+        if (!ag__thread_scratch(t, GEMM_SLOTS * J->level, abytes)) return gemm_nomem(&par);
+    if (shared && !gemm_take_shared(J, &par, sh_bytes, flag_bytes)) return gemm_nomem(&par);
+    ag__parallel_run(&par, tasks, gemm_task, J);
+    ag__parallel_end(&par);
+    return AG_OK;
+}
+
+/* The packed loop nest: each task's A and B blocks, and the shared operand, all of op(A) for column strips or
+ * all of op(B) for row strips, when one task runs (or AG__SHARE_SPIN) and it fits. */
+static ag_status gemm_run_packed(gemm_job *J, size_t tasks)
+{
+    const size_t MR = (size_t)J->kr->mr, NR = (size_t)J->kr->nr, k = J->k;
+    J->sh_len = J->split_n ? round_up(J->m, MR) : round_up(J->n, NR);
+    J->sh_panels = J->split_n ? J->sh_len / MR : J->sh_len / NR;
+    size_t n_kblocks = ceil_div(k, J->kc);
+    size_t sh_bytes = J->sh_len * k * sizeof(ag_real);
+    size_t flag_bytes = n_kblocks * J->sh_panels;
+    int use_shared = (tasks == 1 || AG__SHARE_SPIN) && !(J->split_n && J->a_inplace) &&
+                     J->sh_len <= SIZE_MAX / sizeof(ag_real) / k && sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
+    if (use_shared) {
+        if (J->split_n) J->mc = J->sh_len;   /* A comes whole from the shared buffer */
+        else J->nc = J->sh_len;
+    }
+
+    /* Allocate every buffer before touching C, so a failure leaves C unchanged. */
+    size_t abytes = J->mc * J->kc * sizeof(ag_real), bbytes = J->nc * J->kc * sizeof(ag_real);
+    if (use_shared && J->split_n) abytes = 0;
+    if ((use_shared && !J->split_n) || J->b_inplace) bbytes = 0;
+    ag__par par = ag__parallel_begin(tasks);   /* holds the pool while the workers' scratch is sized */
+    for (int t = par.base; t < par.base + par.used; t++)
+        if ((abytes && !ag__thread_scratch(t, GEMM_SLOTS * J->level, abytes)) ||
+            (bbytes && !ag__thread_scratch(t, GEMM_SLOTS * J->level + 1, bbytes)))
+            return gemm_nomem(&par);
+    if (use_shared && !gemm_take_shared(J, &par, sh_bytes, flag_bytes)) return gemm_nomem(&par);
+
+    ag__parallel_run(&par, tasks, gemm_task, J);
+    ag__parallel_end(&par);
+    return AG_OK;
+}
+
 /* The product for checked arguments with k > 0, alpha != 0: into C, or with fn to fn tile by tile (C = work). */
 static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                           const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
@@ -526,101 +631,13 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
         direct_tiles(&J, 0, m, 0, n);
         return AG_OK;
     }
-    const size_t MR = (size_t)J.kr->mr, NR = (size_t)J.kr->nr;
-    J.kc = balanced_block(k, J.kr->kc, 1);
-    J.mc = balanced_block(m, J.kr->mc, MR);
-    J.nc = balanced_block(n, J.kr->nc, NR);
-
-    /* Strips of whole tiles along the larger side, two per thread: a thread that is descheduled (the VM's
-     * second core is shared) then holds up less work, while strips stay wide enough to reuse each shared A
-     * micro-panel over several B panels (four per thread measured 5-10% slower when the second core was
-     * busy); none below ~1 Mflop. */
-    size_t tasks = 1;
-    int threads = ag_get_threads();
-    if (threads > 1 && flops >= AG__GEMM_PAR_FLOPS) {
-        tasks = (size_t)threads * 2;
-        size_t by_work = (size_t)(flops / 1e6);
-        if (tasks > by_work) tasks = by_work;
-        if (tasks < 2) tasks = 2;
-    }
-    J.split_n = n >= m;
-    J.b_inplace = !J.direct && !J.tb && kr->ukr_bs && J.split_n && m <= bs_max_m(kr);
-    J.t_small = !J.direct && J.tb && !J.ta && kr->ukr_t && J.split_n && m <= t_max_m(kr);
-    J.a_inplace = !J.direct && !J.b_inplace && !J.t_small && !J.ta && kr->ukr_as;
-    size_t len = J.split_n ? n : m, tile = J.split_n ? NR : MR;
-    if (J.direct) tile = J.split_n ? 64 : 12;   /* whole direct tiles */
-    if (J.t_small) tile = MR;                   /* whole C^T tiles */
-    size_t tiles = ceil_div(len, tile);
-    if (tasks > tiles) tasks = tiles;
-    J.strip = ceil_div(tiles, tasks) * tile;
-    tasks = ceil_div(len, J.strip);
-    if (J.split_n && J.nc > J.strip) J.nc = J.strip;
-    if (!J.split_n && J.mc > J.strip) J.mc = J.strip;
-
+    size_t tasks = gemm_plan(&J, flops);
     if (J.direct) {
         if (tasks == 1) gemm_task(&J, 0, 0);
         else ag__parallel_for(tasks, gemm_task, &J);
         return AG_OK;
     }
-
-    if (J.t_small) {   /* one task packs A (few rows) for itself; several share one packed copy if it fits */
-        J.sh_len = round_up(m, NR);
-        J.sh_panels = J.sh_len / NR;
-        size_t sh_bytes = J.sh_len * k * sizeof(ag_real), flag_bytes = ceil_div(k, J.kc) * J.sh_panels;
-        /* several tasks each pack their own copy: sharing one makes tasks wait on each other
-         * (see AG__SHARE_SPIN below) */
-        int shared = tasks > 1 && AG__SHARE_SPIN && J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
-                     sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
-        size_t abytes = shared ? 0 : J.sh_len * J.kc * sizeof(ag_real);
-        ag__par par = ag__parallel_begin(tasks);
-        for (int t = par.base; abytes && t < par.base + par.used; t++)
-            if (!ag__thread_scratch(t, GEMM_SLOTS * J.level, abytes)) return gemm_nomem(&par);
-        if (shared) {
-            char *sh = ag__thread_scratch(par.base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
-            if (!sh) return gemm_nomem(&par);
-            J.sh = (ag_real *)(void *)sh;
-            J.flags = (atomic_uchar *)(sh + sh_bytes);
-            for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J.flags[i], 0);
-        }
-        ag__parallel_run(&par, tasks, gemm_task, &J);
-        ag__parallel_end(&par);
-        return AG_OK;
-    }
-
-    /* The shared operand: all of op(A) for column strips, all of op(B) for row strips. */
-    J.sh_len = J.split_n ? round_up(m, MR) : round_up(n, NR);
-    J.sh_panels = J.split_n ? J.sh_len / MR : J.sh_len / NR;
-    size_t n_kblocks = ceil_div(k, J.kc);
-    size_t sh_bytes = J.sh_len * k * sizeof(ag_real);
-    size_t flag_bytes = n_kblocks * J.sh_panels;
-    int use_shared = (tasks == 1 || AG__SHARE_SPIN) && !(J.split_n && J.a_inplace) &&
-                     J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
-                     sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
-    if (use_shared) {
-        if (J.split_n) J.mc = J.sh_len;   /* A comes whole from the shared buffer */
-        else J.nc = J.sh_len;
-    }
-
-    /* Allocate every buffer before touching C, so a failure leaves C unchanged. */
-    size_t abytes = J.mc * J.kc * sizeof(ag_real), bbytes = J.nc * J.kc * sizeof(ag_real);
-    if (use_shared && J.split_n) abytes = 0;
-    if ((use_shared && !J.split_n) || J.b_inplace) bbytes = 0;
-    ag__par par = ag__parallel_begin(tasks);   /* holds the pool while the workers' scratch is sized */
-    for (int t = par.base; t < par.base + par.used; t++)
-        if ((abytes && !ag__thread_scratch(t, GEMM_SLOTS * J.level, abytes)) ||
-            (bbytes && !ag__thread_scratch(t, GEMM_SLOTS * J.level + 1, bbytes)))
-            return gemm_nomem(&par);
-    if (use_shared) {
-        char *sh = ag__thread_scratch(par.base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
-        if (!sh) return gemm_nomem(&par);
-        J.sh = (ag_real *)(void *)sh;
-        J.flags = (atomic_uchar *)(sh + sh_bytes);
-        for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J.flags[i], 0);
-    }
-
-    ag__parallel_run(&par, tasks, gemm_task, &J);
-    ag__parallel_end(&par);
-    return AG_OK;
+    return J.t_small ? gemm_run_t_small(&J, tasks) : gemm_run_packed(&J, tasks);
 }
 
 ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
