@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 /* "idx: <name>: <message>" into the caller's buffer (ag__vbuf_fail); returns st. */
-AG__PRINTF(5, 6) static ag_status ifail(char *err, size_t errsize, ag_status st, const char *name, const char *fmt, ...) {
+AG__PRINTF(5, 6)
+static ag_status ifail(char *err, size_t errsize, ag_status st, const char *name, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     ag__vbuf_fail(err, errsize, st, "idx", name, fmt, ap);
@@ -341,33 +342,36 @@ static ag_status read_error(const char *path, char *err, size_t errsize) {
 
 /* The rest of a raw IDX header after the `have` bytes in head[16] (2, or fewer at end of file), checked
  * into *h. */
-static ag_status read_header(int fd, unsigned char *head, size_t have, const char *path, const ag_idx_options *opts,
-                             hdr *h, char *err, size_t errsize) {
+static ag_status read_header(int fd, unsigned char *head, size_t have, const char *path,
+                             const ag_idx_options *opts, hdr *h, char *err, size_t errsize) {
     ptrdiff_t n;
     if (have == 2) {
         if ((n = read_full(fd, head + 2, 2)) < 0) return read_error(path, err, errsize);
         have += (size_t)n;
     }
     if (have < 4)
-        return ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: %zu bytes, too short for an IDX header", have);
+        return ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: %zu bytes, too short for an IDX header",
+                     have);
     ag_status st = check_magic(head, path, h, err, errsize);
     if (st != AG_OK) return st;
     n = read_full(fd, head + 4, h->header_bytes - 4);
     if (n < 0) return read_error(path, err, errsize);
     if ((size_t)n < h->header_bytes - 4)
-        return ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: the %s header is %zu bytes but file has %zu",
-                     kind_name(h->magic), h->header_bytes, (size_t)n + 4);
+        return ifail(err, errsize, AG_ERR_FORMAT, path,
+                     "truncated: the %s header is %zu bytes but file has %zu", kind_name(h->magic),
+                     h->header_bytes, (size_t)n + 4);
     return check_dims(head, path, opts, h, err, errsize);
 }
 
 /* The h->data_bytes after the header into *data (ag__malloc'ed), the buffer growing with the data
  * actually present; a short file is refused, before allocating when it is a regular one. */
-static ag_status read_data(int fd, const struct stat *sb, const hdr *h, const char *path, uint8_t **data, char *err,
-                           size_t errsize) {
+static ag_status read_data(int fd, const struct stat *sb, const hdr *h, const char *path, uint8_t **data,
+                           char *err, size_t errsize) {
     if (S_ISREG(sb->st_mode) && (uintmax_t)sb->st_size < h->header_bytes + (uintmax_t)h->data_bytes)
         return truncated_msg(h, (size_t)sb->st_size - h->header_bytes, path, "", err, errsize);
     size_t cap = h->data_bytes < ((size_t)4 << 20) ? h->data_bytes : ((size_t)4 << 20), got = 0;
-    if (!(*data = ag__malloc(cap))) return ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", cap);
+    if (!(*data = ag__malloc(cap)))
+        return ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", cap);
     for (;;) {
         ptrdiff_t n = read_full(fd, *data + got, cap - got);
         if (n < 0) return read_error(path, err, errsize);
@@ -398,8 +402,8 @@ static ag_status check_no_trailing(int fd, const hdr *h, const char *path, char 
 }
 
 /* One IDX file, raw or gzipped, from an open fd (sb: its fstat). */
-static ag_status read_fd(int fd, const struct stat *sb, const char *path, const ag_idx_options *opts, ag_idx *out,
-                         char *err, size_t errsize) {
+static ag_status read_fd(int fd, const struct stat *sb, const char *path, const ag_idx_options *opts,
+                         ag_idx *out, char *err, size_t errsize) {
     unsigned char head[16];
     ptrdiff_t n = read_full(fd, head, 2);
     if (n < 0) return read_error(path, err, errsize);

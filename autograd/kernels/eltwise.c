@@ -168,27 +168,29 @@ typedef __m512i AG__AVX512_i;
 #define AG__AVX512_isub(i, j) _mm512_sub_epi32(i, j)
 #define AG__AVX512_iset1(c) _mm512_set1_epi32(c)
 #define AG__AVX512_shl23(i) _mm512_slli_epi32(i, 23)
-#define AG__AVX512_zero_lt(a, lo, v) _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(a, lo, _CMP_LT_OS), _mm512_setzero_ps())
+#define AG__AVX512_zero_lt(a, lo, v) \
+    _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(a, lo, _CMP_LT_OS), _mm512_setzero_ps())
 AG__EXP_NONPOS_DEFINE(AG__AVX512, static inline __attribute__((always_inline, target("avx512f"))), exp16)
 
 /* the bitwise or (for -|x|) on the integer view: _mm512_or_ps needs AVX-512DQ */
 __attribute__((target("avx512f"))) static inline __m512 sigmoid16(__m512 xv) {
     const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512 e = exp16(_mm512_castsi512_ps(
-        _mm512_or_si512(_mm512_castps_si512(xv), _mm512_set1_epi32((int)0x80000000u))));
+    const __m512 e = exp16(
+        _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(xv), _mm512_set1_epi32((int)0x80000000u))));
     const __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, e)), es = _mm512_mul_ps(e, sg);
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OS), es, sg);
 }
 
 /* f over x[0, n) 16 lanes at a time, the tail masked */
-#define AG__AVX512_ARRAY(f, x, o, n)                                                                 \
-    do {                                                                                             \
-        size_t i_ = 0;                                                                               \
-        for (; i_ + 16 <= (n); i_ += 16) _mm512_storeu_ps((o) + i_, f(_mm512_loadu_ps((x) + i_)));   \
-        if (i_ < (n)) {                                                                              \
-            const __mmask16 k_ = (__mmask16)((1u << ((n) - i_)) - 1);                                \
-            _mm512_mask_storeu_ps((o) + i_, k_, f(_mm512_maskz_loadu_ps(k_, (x) + i_)));             \
-        }                                                                                            \
+#define AG__AVX512_ARRAY(f, x, o, n)                                                              \
+    do {                                                                                          \
+        const size_t n_ = (n);                                                                    \
+        size_t i_ = 0;                                                                            \
+        for (; i_ + 16 <= n_; i_ += 16) _mm512_storeu_ps((o) + i_, f(_mm512_loadu_ps((x) + i_))); \
+        if (i_ < n_) {                                                                            \
+            const __mmask16 k_ = (__mmask16)((1u << (n_ - i_)) - 1);                              \
+            _mm512_mask_storeu_ps((o) + i_, k_, f(_mm512_maskz_loadu_ps(k_, (x) + i_)));          \
+        }                                                                                         \
     } while (0)
 
 __attribute__((target("avx512f"))) static void sigmoid_avx512(const ag_real *x, ag_real *o, size_t n) {

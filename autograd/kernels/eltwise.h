@@ -56,25 +56,25 @@
  *   P_zero_lt(a, lo, v)                 a < lo ? 0 : v (ordered: a NaN a keeps v)
  * v is computed for every lane and then selected, never in a branch (GCC will not speculate an FP
  * op under -ftrapping-math, so a branch would stop the scalar loop's if-conversion). */
-#define AG__EXP_NONPOS_DEFINE(P, attrs, name)                                                            \
-    attrs P##_f name(P##_f x) {                                                                          \
-        const P##_f lo = P##_set1(-87.3f), magic = P##_set1(12582912.0f); /* 1.5 * 2^23 */               \
-        const P##_f xc = P##_max(lo, x);                                                                 \
-        const P##_f t = P##_add(P##_mul(xc, P##_set1(1.44269504088896341f)), magic);                     \
-        const P##_f n = P##_sub(t, magic);                                                               \
-        const P##_f r = P##_sub(P##_sub(xc, P##_mul(n, P##_set1(0.693359375f))),                         \
-                                P##_mul(n, P##_set1(-2.12194440e-4f)));                                  \
-        P##_f p = P##_set1(1.9875691500e-4f);                                                            \
-        p = P##_add(P##_mul(p, r), P##_set1(1.3981999507e-3f));                                          \
-        p = P##_add(P##_mul(p, r), P##_set1(8.3334519073e-3f));                                          \
-        p = P##_add(P##_mul(p, r), P##_set1(4.1665795894e-2f));                                          \
-        p = P##_add(P##_mul(p, r), P##_set1(1.6666665459e-1f));                                          \
-        p = P##_add(P##_mul(p, r), P##_set1(5.0000001201e-1f));                                          \
-        const P##_f y = P##_add(P##_add(P##_mul(p, P##_mul(r, r)), r), P##_set1(1.0f));                  \
-        /* 2^n, n in [-126, 0]; a NaN's bits wrap harmlessly (the NaN survives in y) */                  \
-        const P##_i bits = P##_shl23(P##_iadd(P##_isub(P##_bits(t), P##_bits(magic)), P##_iset1(127)));  \
-        const P##_f v = P##_mul(y, P##_float(bits));                                                     \
-        return P##_zero_lt(x, lo, v);                                                                    \
+#define AG__EXP_NONPOS_DEFINE(P, attrs, name)                                                                \
+    attrs P##_f name(P##_f x) {                                                                              \
+        const P##_f lo = P##_set1(-87.3f), magic = P##_set1(12582912.0f); /* 1.5 * 2^23 */                   \
+        const P##_f xc = P##_max(lo, x);                                                                     \
+        const P##_f t = P##_add(P##_mul(xc, P##_set1(1.44269504088896341f)), magic);                         \
+        const P##_f n = P##_sub(t, magic);                                                                   \
+        const P##_f r =                                                                                      \
+            P##_sub(P##_sub(xc, P##_mul(n, P##_set1(0.693359375f))), P##_mul(n, P##_set1(-2.12194440e-4f))); \
+        P##_f p = P##_set1(1.9875691500e-4f);                                                                \
+        p = P##_add(P##_mul(p, r), P##_set1(1.3981999507e-3f));                                              \
+        p = P##_add(P##_mul(p, r), P##_set1(8.3334519073e-3f));                                              \
+        p = P##_add(P##_mul(p, r), P##_set1(4.1665795894e-2f));                                              \
+        p = P##_add(P##_mul(p, r), P##_set1(1.6666665459e-1f));                                              \
+        p = P##_add(P##_mul(p, r), P##_set1(5.0000001201e-1f));                                              \
+        const P##_f y = P##_add(P##_add(P##_mul(p, P##_mul(r, r)), r), P##_set1(1.0f));                      \
+        /* 2^n, n in [-126, 0]; a NaN's bits wrap harmlessly (the NaN survives in y) */                      \
+        const P##_i bits = P##_shl23(P##_iadd(P##_isub(P##_bits(t), P##_bits(magic)), P##_iset1(127)));      \
+        const P##_f v = P##_mul(y, P##_float(bits));                                                         \
+        return P##_zero_lt(x, lo, v);                                                                        \
     }
 
 /* The scalar instance: plain float arithmetic, unsigned for the integer view. */
