@@ -298,10 +298,7 @@ typedef struct {
     int failed;
 } writer;
 
-#if defined(__GNUC__) || defined(__clang__)
-__attribute__((format(printf, 2, 3)))
-#endif
-static void out(writer *w, const char *fmt, ...) {
+AG__PRINTF(2, 3) static void out(writer *w, const char *fmt, ...) {
     if (w->failed) return;
     va_list ap;
     va_start(ap, fmt);

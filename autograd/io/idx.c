@@ -16,11 +16,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-static ag_status ifail(char *err, size_t errsize, ag_status st, const char *name, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 5, 6)))
-#endif
-    ;
+/* "idx: <name>: <message>" into the caller's buffer (ag__vbuf_fail); returns st. */
+AG__PRINTF(5, 6)
 static ag_status ifail(char *err, size_t errsize, ag_status st, const char *name, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -123,6 +120,15 @@ static ag_status check_labels(const hdr *h, const uint8_t *data, const ag_idx_op
 
 /* ---------------------------------------------------------------- in memory */
 
+/* The checked file as the caller's ag_idx; data becomes its buffer. */
+static void set_result(ag_idx *out, const hdr *h, uint8_t *data) {
+    out->magic = h->magic;
+    out->count = h->count;
+    out->rows = h->rows;
+    out->cols = h->cols;
+    out->data = data;
+}
+
 /* The checks and the result of one IDX file of len bytes at p. `own`, when not NULL, is an
  * ag__malloc'ed buffer that starts at p and becomes out->data (no copy); it is freed on failure.
  * `how` ends the size messages (" (decompressed)" for gzip data). */
@@ -161,11 +167,7 @@ static ag_status parse_plain(const unsigned char *p, size_t len, unsigned char *
         if (!data) return ifail(err, errsize, AG_ERR_NOMEM, name, "out of memory for %zu bytes", h.data_bytes);
         memcpy(data, p + h.header_bytes, h.data_bytes);
     }
-    out->magic = h.magic;
-    out->count = h.count;
-    out->rows = h.rows;
-    out->cols = h.cols;
-    out->data = data;
+    set_result(out, &h, data);
     return AG_OK;
 fail:
     ag__free(own);
@@ -333,6 +335,96 @@ static ptrdiff_t read_full(int fd, void *buf, size_t n) {
     return (ptrdiff_t)got;
 }
 
+/* The message for a failed read, from errno. */
+static ag_status read_error(const char *path, char *err, size_t errsize) {
+    return ifail(err, errsize, AG_ERR_IO, path, "read error: %s", strerror(errno));
+}
+
+/* The rest of a raw IDX header after the `have` bytes in head[16] (2, or fewer at end of file), checked
+ * into *h. */
+static ag_status read_header(int fd, unsigned char *head, size_t have, const char *path,
+                             const ag_idx_options *opts, hdr *h, char *err, size_t errsize) {
+    ptrdiff_t n;
+    if (have == 2) {
+        if ((n = read_full(fd, head + 2, 2)) < 0) return read_error(path, err, errsize);
+        have += (size_t)n;
+    }
+    if (have < 4)
+        return ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: %zu bytes, too short for an IDX header",
+                     have);
+    ag_status st = check_magic(head, path, h, err, errsize);
+    if (st != AG_OK) return st;
+    n = read_full(fd, head + 4, h->header_bytes - 4);
+    if (n < 0) return read_error(path, err, errsize);
+    if ((size_t)n < h->header_bytes - 4)
+        return ifail(err, errsize, AG_ERR_FORMAT, path,
+                     "truncated: the %s header is %zu bytes but file has %zu", kind_name(h->magic),
+                     h->header_bytes, (size_t)n + 4);
+    return check_dims(head, path, opts, h, err, errsize);
+}
+
+/* The h->data_bytes after the header into *data (ag__malloc'ed), the buffer growing with the data
+ * actually present; a short file is refused, before allocating when it is a regular one. */
+static ag_status read_data(int fd, const struct stat *sb, const hdr *h, const char *path, uint8_t **data,
+                           char *err, size_t errsize) {
+    if (S_ISREG(sb->st_mode) && (uintmax_t)sb->st_size < h->header_bytes + (uintmax_t)h->data_bytes)
+        return truncated_msg(h, (size_t)sb->st_size - h->header_bytes, path, "", err, errsize);
+    size_t cap = h->data_bytes < ((size_t)4 << 20) ? h->data_bytes : ((size_t)4 << 20), got = 0;
+    if (!(*data = ag__malloc(cap)))
+        return ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", cap);
+    for (;;) {
+        ptrdiff_t n = read_full(fd, *data + got, cap - got);
+        if (n < 0) return read_error(path, err, errsize);
+        got += (size_t)n;
+        if (got < cap || cap == h->data_bytes) break;
+        size_t ncap = cap > h->data_bytes / 2 ? h->data_bytes : cap * 2;
+        uint8_t *nd = ag__realloc(*data, ncap);
+        if (!nd) return ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", ncap);
+        *data = nd;
+        cap = ncap;
+    }
+    if (got < h->data_bytes) return truncated_msg(h, got, path, "", err, errsize);
+    return AG_OK;
+}
+
+/* Refuse anything after the announced data, counting up to TRAILING_COUNT_MAX bytes of it. */
+static ag_status check_no_trailing(int fd, const hdr *h, const char *path, char *err, size_t errsize) {
+    unsigned char extra[4096];
+    size_t more = 0;
+    while (more < TRAILING_COUNT_MAX) {
+        ptrdiff_t n = read_full(fd, extra, sizeof extra);
+        if (n <= 0) break;
+        more += (size_t)n;
+    }
+    if (!more) return AG_OK;
+    return ifail(err, errsize, AG_ERR_FORMAT, path, "%s%zu bytes of trailing data after the %zu %s",
+                 more >= TRAILING_COUNT_MAX ? "at least " : "", more, h->count, kind_name(h->magic));
+}
+
+/* One IDX file, raw or gzipped, from an open fd (sb: its fstat). */
+static ag_status read_fd(int fd, const struct stat *sb, const char *path, const ag_idx_options *opts,
+                         ag_idx *out, char *err, size_t errsize) {
+    unsigned char head[16];
+    ptrdiff_t n = read_full(fd, head, 2);
+    if (n < 0) return read_error(path, err, errsize);
+    if (n == 2 && head[0] == 0x1f && head[1] == 0x8b) {
+        fd_src f = {fd, 0, head, 2};
+        return parse_gz(fd_read, &f, &f.err, path, opts, out, err, errsize);
+    }
+    hdr h;
+    uint8_t *data = NULL;
+    ag_status st = read_header(fd, head, (size_t)n, path, opts, &h, err, errsize);
+    if (st == AG_OK) st = read_data(fd, sb, &h, path, &data, err, errsize);
+    if (st == AG_OK) st = check_no_trailing(fd, &h, path, err, errsize);
+    if (st == AG_OK) st = check_labels(&h, data, opts, path, err, errsize);
+    if (st != AG_OK) {
+        ag__free(data);
+        return st;
+    }
+    set_result(out, &h, data);
+    return AG_OK;
+}
+
 ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err, size_t errsize) {
     if (out) memset(out, 0, sizeof *out);
     set_ok(err, errsize);
@@ -349,95 +441,8 @@ ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out,
         close(fd);
         return ifail(err, errsize, AG_ERR_IO, path, "is a directory");
     }
-    unsigned char head[16];
-    ag_status st = AG_OK;
-    uint8_t *data = NULL;
-    hdr h;
-    size_t got = 0;
-    ptrdiff_t n = read_full(fd, head, 2);
-    if (n < 0) goto read_error;
-    if (n == 2 && head[0] == 0x1f && head[1] == 0x8b) {
-        fd_src f = {fd, 0, head, 2};
-        st = parse_gz(fd_read, &f, &f.err, path, opts, out, err, errsize);
-        close(fd);
-        return st;
-    }
-    if (n == 2) {
-        ptrdiff_t m = read_full(fd, head + 2, 2);
-        if (m < 0) goto read_error;
-        n += m;
-    }
-    if (n < 4) {
-        st = ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: %zu bytes, too short for an IDX header", (size_t)n);
-        goto done;
-    }
-    if ((st = check_magic(head, path, &h, err, errsize)) != AG_OK) goto done;
-    n = read_full(fd, head + 4, h.header_bytes - 4);
-    if (n < 0) goto read_error;
-    if ((size_t)n < h.header_bytes - 4) {
-        st = ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: the %s header is %zu bytes but file has %zu",
-                   kind_name(h.magic), h.header_bytes, (size_t)n + 4);
-        goto done;
-    }
-    if ((st = check_dims(head, path, opts, &h, err, errsize)) != AG_OK) goto done;
-    /* a regular file's size is known: refuse a short one before allocating */
-    if (S_ISREG(sb.st_mode) && (uintmax_t)sb.st_size < h.header_bytes + (uintmax_t)h.data_bytes) {
-        st = truncated_msg(&h, (size_t)sb.st_size - h.header_bytes, path, "", err, errsize);
-        goto done;
-    }
-    /* grow with the data actually present, up to the checked size */
-    size_t cap = h.data_bytes < ((size_t)4 << 20) ? h.data_bytes : ((size_t)4 << 20);
-    data = ag__malloc(cap);
-    if (!data) {
-        st = ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", cap);
-        goto done;
-    }
-    for (;;) {
-        n = read_full(fd, data + got, cap - got);
-        if (n < 0) goto read_error;
-        got += (size_t)n;
-        if (got < cap || cap == h.data_bytes) break;
-        size_t ncap = cap > h.data_bytes / 2 ? h.data_bytes : cap * 2;
-        uint8_t *nd = ag__realloc(data, ncap);
-        if (!nd) {
-            st = ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", ncap);
-            goto done;
-        }
-        data = nd;
-        cap = ncap;
-    }
-    if (got < h.data_bytes) {
-        st = truncated_msg(&h, got, path, "", err, errsize);
-        goto done;
-    }
-    { /* anything after the announced data? */
-        unsigned char extra[4096];
-        size_t more = 0;
-        while (more < TRAILING_COUNT_MAX) {
-            n = read_full(fd, extra, sizeof extra);
-            if (n <= 0) break;
-            more += (size_t)n;
-        }
-        if (more) {
-            st = ifail(err, errsize, AG_ERR_FORMAT, path, "%s%zu bytes of trailing data after the %zu %s",
-                       more >= TRAILING_COUNT_MAX ? "at least " : "", more, h.count, kind_name(h.magic));
-            goto done;
-        }
-    }
-    if ((st = check_labels(&h, data, opts, path, err, errsize)) != AG_OK) goto done;
+    ag_status st = read_fd(fd, &sb, path, opts, out, err, errsize);
     close(fd);
-    out->magic = h.magic;
-    out->count = h.count;
-    out->rows = h.rows;
-    out->cols = h.cols;
-    out->data = data;
-    return AG_OK;
-
-read_error:
-    st = ifail(err, errsize, AG_ERR_IO, path, "read error: %s", strerror(errno));
-done:
-    close(fd);
-    ag__free(data);
     return st;
 }
 

@@ -63,38 +63,41 @@ double ag__sum_sq(const ag_real *x, size_t n) { return sum_sq_lanes(x, n); }
 #define AG__SIGMOID_WIDE 1
 #endif
 
-typedef void (*sigmoid_fn)(const ag_real *x, ag_real *o, size_t n);
+typedef void (*array_fn)(const ag_real *x, ag_real *o, size_t n);
 
 static void sigmoid_scalar(const ag_real *x, ag_real *o, size_t n) {
     for (size_t i = 0; i < n; i++) o[i] = ag__sigmoid1(x[i]);
 }
 
+static void exp_scalar(const ag_real *x, ag_real *o, size_t n) {
+    for (size_t i = 0; i < n; i++) o[i] = ag__exp_nonpos(x[i]);
+}
+
 #ifdef AG__SIGMOID_SSE2
+/* ag__exp_nonpos 4 lanes at a time (AG__EXP_NONPOS_DEFINE, eltwise.h) */
+typedef __m128 AG__SSE2_f;
+typedef __m128i AG__SSE2_i;
+#define AG__SSE2_set1(c) _mm_set1_ps(c)
+#define AG__SSE2_add(a, b) _mm_add_ps(a, b)
+#define AG__SSE2_sub(a, b) _mm_sub_ps(a, b)
+#define AG__SSE2_mul(a, b) _mm_mul_ps(a, b)
+#define AG__SSE2_max(lo, a) _mm_max_ps(lo, a) /* the second operand when unordered */
+#define AG__SSE2_bits(f) _mm_castps_si128(f)
+#define AG__SSE2_float(i) _mm_castsi128_ps(i)
+#define AG__SSE2_iadd(i, j) _mm_add_epi32(i, j)
+#define AG__SSE2_isub(i, j) _mm_sub_epi32(i, j)
+#define AG__SSE2_iset1(c) _mm_set1_epi32(c)
+#define AG__SSE2_shl23(i) _mm_slli_epi32(i, 23)
+#define AG__SSE2_zero_lt(a, lo, v) _mm_andnot_ps(_mm_cmplt_ps(a, lo), v)
+AG__EXP_NONPOS_DEFINE(AG__SSE2, static inline __attribute__((always_inline)), exp4)
+
 /* 4 lanes at a time from i while 4 remain; returns where it stopped. */
 static inline __attribute__((always_inline)) size_t sigmoid_sse2_from(const float *x, float *o, size_t i,
                                                                       size_t n) {
-    const __m128 sign = _mm_set1_ps(-0.0f), lo = _mm_set1_ps(-87.3f), one = _mm_set1_ps(1.0f);
-    const __m128 magic = _mm_set1_ps(12582912.0f), log2e = _mm_set1_ps(1.44269504088896341f);
-    const __m128 c1 = _mm_set1_ps(0.693359375f), c2 = _mm_set1_ps(-2.12194440e-4f);
-    const __m128i mbits = _mm_castps_si128(magic), e127 = _mm_set1_epi32(127);
+    const __m128 sign = _mm_set1_ps(-0.0f), one = _mm_set1_ps(1.0f);
     for (; i + 4 <= n; i += 4) {
         const __m128 xv = _mm_loadu_ps(x + i);
-        const __m128 a = _mm_or_ps(xv, sign);      /* -|x| */
-        const __m128 xc = _mm_max_ps(lo, a);       /* a < -87.3 ? -87.3 : a (a NaN stays) */
-        const __m128 t = _mm_add_ps(_mm_mul_ps(xc, log2e), magic);
-        const __m128 nn = _mm_sub_ps(t, magic);
-        const __m128 r = _mm_sub_ps(_mm_sub_ps(xc, _mm_mul_ps(nn, c1)), _mm_mul_ps(nn, c2));
-        __m128 p = _mm_set1_ps(1.9875691500e-4f);
-        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.3981999507e-3f));
-        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(8.3334519073e-3f));
-        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(4.1665795894e-2f));
-        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(1.6666665459e-1f));
-        p = _mm_add_ps(_mm_mul_ps(p, r), _mm_set1_ps(5.0000001201e-1f));
-        const __m128 y = _mm_add_ps(_mm_add_ps(_mm_mul_ps(p, _mm_mul_ps(r, r)), r), one);
-        const __m128i bits =
-            _mm_slli_epi32(_mm_add_epi32(_mm_sub_epi32(_mm_castps_si128(t), mbits), e127), 23);
-        const __m128 v = _mm_mul_ps(y, _mm_castsi128_ps(bits));
-        const __m128 e = _mm_andnot_ps(_mm_cmplt_ps(a, lo), v); /* a < -87.3 ? 0 : v */
+        const __m128 e = exp4(_mm_or_ps(xv, sign)); /* e^-|x| */
         const __m128 sg = _mm_div_ps(one, _mm_add_ps(one, e)), es = _mm_mul_ps(e, sg);
         const __m128 pos = _mm_cmpge_ps(xv, _mm_setzero_ps()); /* x >= 0 ? s : e s */
         _mm_storeu_ps(o + i, _mm_or_ps(_mm_and_ps(pos, sg), _mm_andnot_ps(pos, es)));
@@ -105,33 +108,37 @@ static inline __attribute__((always_inline)) size_t sigmoid_sse2_from(const floa
 static void sigmoid_sse2(const ag_real *x, ag_real *o, size_t n) {
     for (size_t i = sigmoid_sse2_from(x, o, 0, n); i < n; i++) o[i] = ag__sigmoid1(x[i]);
 }
+
+static void exp_sse2(const ag_real *x, ag_real *o, size_t n) {
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) _mm_storeu_ps(o + i, exp4(_mm_loadu_ps(x + i)));
+    for (; i < n; i++) o[i] = ag__exp_nonpos(x[i]);
+}
 #endif
 
 #ifdef AG__SIGMOID_WIDE
+typedef __m256 AG__AVX2_f;
+typedef __m256i AG__AVX2_i;
+#define AG__AVX2_set1(c) _mm256_set1_ps(c)
+#define AG__AVX2_add(a, b) _mm256_add_ps(a, b)
+#define AG__AVX2_sub(a, b) _mm256_sub_ps(a, b)
+#define AG__AVX2_mul(a, b) _mm256_mul_ps(a, b)
+#define AG__AVX2_max(lo, a) _mm256_max_ps(lo, a)
+#define AG__AVX2_bits(f) _mm256_castps_si256(f)
+#define AG__AVX2_float(i) _mm256_castsi256_ps(i)
+#define AG__AVX2_iadd(i, j) _mm256_add_epi32(i, j)
+#define AG__AVX2_isub(i, j) _mm256_sub_epi32(i, j)
+#define AG__AVX2_iset1(c) _mm256_set1_epi32(c)
+#define AG__AVX2_shl23(i) _mm256_slli_epi32(i, 23)
+#define AG__AVX2_zero_lt(a, lo, v) _mm256_andnot_ps(_mm256_cmp_ps(a, lo, _CMP_LT_OS), v)
+AG__EXP_NONPOS_DEFINE(AG__AVX2, static inline __attribute__((always_inline, target("avx2"))), exp8)
+
 __attribute__((target("avx2"))) static void sigmoid_avx2(const ag_real *x, ag_real *o, size_t n) {
-    const __m256 sign = _mm256_set1_ps(-0.0f), lo = _mm256_set1_ps(-87.3f), one = _mm256_set1_ps(1.0f);
-    const __m256 magic = _mm256_set1_ps(12582912.0f), log2e = _mm256_set1_ps(1.44269504088896341f);
-    const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
-    const __m256i mbits = _mm256_castps_si256(magic), e127 = _mm256_set1_epi32(127);
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
         const __m256 xv = _mm256_loadu_ps(x + i);
-        const __m256 a = _mm256_or_ps(xv, sign);
-        const __m256 xc = _mm256_max_ps(lo, a);
-        const __m256 t = _mm256_add_ps(_mm256_mul_ps(xc, log2e), magic);
-        const __m256 nn = _mm256_sub_ps(t, magic);
-        const __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(nn, c1)), _mm256_mul_ps(nn, c2));
-        __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
-        p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
-        const __m256 y = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(p, _mm256_mul_ps(r, r)), r), one);
-        const __m256i bits = _mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(t), mbits), e127), 23);
-        const __m256 v = _mm256_mul_ps(y, _mm256_castsi256_ps(bits));
-        const __m256 e = _mm256_andnot_ps(_mm256_cmp_ps(a, lo, _CMP_LT_OS), v);
+        const __m256 e = exp8(_mm256_or_ps(xv, sign));
         const __m256 sg = _mm256_div_ps(one, _mm256_add_ps(one, e)), es = _mm256_mul_ps(e, sg);
         const __m256 pos = _mm256_cmp_ps(xv, _mm256_setzero_ps(), _CMP_GE_OS);
         _mm256_storeu_ps(o + i, _mm256_or_ps(_mm256_and_ps(pos, sg), _mm256_andnot_ps(pos, es)));
@@ -139,43 +146,59 @@ __attribute__((target("avx2"))) static void sigmoid_avx2(const ag_real *x, ag_re
     for (i = sigmoid_sse2_from(x, o, i, n); i < n; i++) o[i] = ag__sigmoid1(x[i]);
 }
 
-/* AVX-512F only (no DQ): the bitwise or on the integer view, compares into masks, the selects as
- * masked moves; the last n % 16 elements through masked loads and stores (lanes past the end
- * compute on zeros and are not stored). */
+__attribute__((target("avx2"))) static void exp_avx2(const ag_real *x, ag_real *o, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(o + i, exp8(_mm256_loadu_ps(x + i)));
+    exp_sse2(x + i, o + i, n - i);
+}
+
+/* AVX-512F only (no DQ): compares into masks, the selects as masked moves; the last n % 16
+ * elements through masked loads and stores (lanes past the end compute on zeros and are not
+ * stored). */
+typedef __m512 AG__AVX512_f;
+typedef __m512i AG__AVX512_i;
+#define AG__AVX512_set1(c) _mm512_set1_ps(c)
+#define AG__AVX512_add(a, b) _mm512_add_ps(a, b)
+#define AG__AVX512_sub(a, b) _mm512_sub_ps(a, b)
+#define AG__AVX512_mul(a, b) _mm512_mul_ps(a, b)
+#define AG__AVX512_max(lo, a) _mm512_max_ps(lo, a)
+#define AG__AVX512_bits(f) _mm512_castps_si512(f)
+#define AG__AVX512_float(i) _mm512_castsi512_ps(i)
+#define AG__AVX512_iadd(i, j) _mm512_add_epi32(i, j)
+#define AG__AVX512_isub(i, j) _mm512_sub_epi32(i, j)
+#define AG__AVX512_iset1(c) _mm512_set1_epi32(c)
+#define AG__AVX512_shl23(i) _mm512_slli_epi32(i, 23)
+#define AG__AVX512_zero_lt(a, lo, v) \
+    _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(a, lo, _CMP_LT_OS), _mm512_setzero_ps())
+AG__EXP_NONPOS_DEFINE(AG__AVX512, static inline __attribute__((always_inline, target("avx512f"))), exp16)
+
+/* the bitwise or (for -|x|) on the integer view: _mm512_or_ps needs AVX-512DQ */
 __attribute__((target("avx512f"))) static inline __m512 sigmoid16(__m512 xv) {
-    const __m512 lo = _mm512_set1_ps(-87.3f), one = _mm512_set1_ps(1.0f);
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
-    const __m512 a = _mm512_castsi512_ps(
-        _mm512_or_si512(_mm512_castps_si512(xv), _mm512_set1_epi32((int)0x80000000u)));
-    const __m512 xc = _mm512_max_ps(lo, a);
-    const __m512 t = _mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)), magic);
-    const __m512 nn = _mm512_sub_ps(t, magic);
-    const __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(nn, _mm512_set1_ps(0.693359375f))),
-                                   _mm512_mul_ps(nn, _mm512_set1_ps(-2.12194440e-4f)));
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
-    const __m512 y = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r), one);
-    const __m512i bits = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(t), _mm512_castps_si512(magic)),
-                         _mm512_set1_epi32(127)),
-        23);
-    const __m512 v = _mm512_mul_ps(y, _mm512_castsi512_ps(bits));
-    const __m512 e = _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(a, lo, _CMP_LT_OS), _mm512_setzero_ps());
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 e = exp16(
+        _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(xv), _mm512_set1_epi32((int)0x80000000u))));
     const __m512 sg = _mm512_div_ps(one, _mm512_add_ps(one, e)), es = _mm512_mul_ps(e, sg);
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(xv, _mm512_setzero_ps(), _CMP_GE_OS), es, sg);
 }
 
+/* f over x[0, n) 16 lanes at a time, the tail masked */
+#define AG__AVX512_ARRAY(f, x, o, n)                                                              \
+    do {                                                                                          \
+        const size_t n_ = (n);                                                                    \
+        size_t i_ = 0;                                                                            \
+        for (; i_ + 16 <= n_; i_ += 16) _mm512_storeu_ps((o) + i_, f(_mm512_loadu_ps((x) + i_))); \
+        if (i_ < n_) {                                                                            \
+            const __mmask16 k_ = (__mmask16)((1u << (n_ - i_)) - 1);                              \
+            _mm512_mask_storeu_ps((o) + i_, k_, f(_mm512_maskz_loadu_ps(k_, (x) + i_)));          \
+        }                                                                                         \
+    } while (0)
+
 __attribute__((target("avx512f"))) static void sigmoid_avx512(const ag_real *x, ag_real *o, size_t n) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(o + i, sigmoid16(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
-        _mm512_mask_storeu_ps(o + i, k, sigmoid16(_mm512_maskz_loadu_ps(k, x + i)));
-    }
+    AG__AVX512_ARRAY(sigmoid16, x, o, n);
+}
+
+__attribute__((target("avx512f"))) static void exp_avx512(const ag_real *x, ag_real *o, size_t n) {
+    AG__AVX512_ARRAY(exp16, x, o, n);
 }
 #endif
 
@@ -183,15 +206,15 @@ __attribute__((target("avx512f"))) static void sigmoid_avx512(const ag_real *x, 
  * clones), chosen on the first call. */
 static const struct {
     const char *name;
-    sigmoid_fn fn;
+    array_fn fn, exp;
 } sigmoid_variants[] = {
-    {"scalar", sigmoid_scalar},
+    {"scalar", sigmoid_scalar, exp_scalar},
 #ifdef AG__SIGMOID_SSE2
-    {"sse2", sigmoid_sse2},
+    {"sse2", sigmoid_sse2, exp_sse2},
 #endif
 #ifdef AG__SIGMOID_WIDE
-    {"avx2", sigmoid_avx2},
-    {"avx512", sigmoid_avx512},
+    {"avx2", sigmoid_avx2, exp_avx2},
+    {"avx512", sigmoid_avx512, exp_avx512},
 #endif
 };
 enum { N_SIGMOID_VARIANTS = sizeof sigmoid_variants / sizeof sigmoid_variants[0] };
@@ -227,13 +250,23 @@ void ag__sigmoid_array(const ag_real *x, ag_real *o, size_t n) { /* o == x allow
 
 const char *ag__sigmoid_variant_name(void) { return sigmoid_variants[sigmoid_choose()].name; }
 
-int ag__sigmoid_variant(const char *name, const ag_real *x, ag_real *o, size_t n) {
+/* index of the variant called name that this CPU runs, or -1 */
+static int variant_runnable(const char *name) {
     for (int v = 0; v < N_SIGMOID_VARIANTS; v++)
-        if (name && strcmp(name, sigmoid_variants[v].name) == 0) {
-            if (!sigmoid_runs(v)) return -1;
-            sigmoid_variants[v].fn(x, o, n);
-            return 0;
-        }
+        if (name && strcmp(name, sigmoid_variants[v].name) == 0) return sigmoid_runs(v) ? v : -1;
     return -1;
 }
 
+int ag__sigmoid_variant(const char *name, const ag_real *x, ag_real *o, size_t n) {
+    const int v = variant_runnable(name);
+    if (v < 0) return -1;
+    sigmoid_variants[v].fn(x, o, n);
+    return 0;
+}
+
+int ag__exp_variant(const char *name, const ag_real *x, ag_real *o, size_t n) {
+    const int v = variant_runnable(name);
+    if (v < 0) return -1;
+    sigmoid_variants[v].exp(x, o, n);
+    return 0;
+}

@@ -41,30 +41,68 @@
  * n = round(x log2 e) (rounded by the 1.5 * 2^23 trick, exact for |n| < 2^22), r in
  * [-ln2/2, ln2/2] from a two-part ln2, a degree-7 polynomial for e^r, 2^n from the exponent bits.
  * About 1 ulp; IEEE operations only, so every machine and vector width gives the same bits.
- * Below -87.3 (where 2^n would leave the normal range) the result is 0, and NaN stays NaN. */
-static inline float ag__exp_nonpos(float x) {
-    const float xc = x < -87.3f ? -87.3f : x;
-    const float magic = 12582912.0f; /* 1.5 * 2^23 */
-    const float t = xc * 1.44269504088896341f + magic;
-    const float n = t - magic;
-    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    const float y = p * (r * r) + r + 1.0f;
-    uint32_t ti, mi; /* unsigned: a NaN's bits wrap harmlessly (the NaN survives in y) */
-    memcpy(&ti, &t, sizeof ti);
-    memcpy(&mi, &magic, sizeof mi);
-    const uint32_t bits = (ti - mi + 127u) << 23; /* 2^n, n in [-126, 0] */
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    const float v = y * scale; /* computed unconditionally: a select of values, which GCC if-converts
-                                  (with -ftrapping-math it will not speculate an FP op in a branch) */
-    return x < -87.3f ? 0.0f : v;
+ * Below -87.3 (where 2^n would leave the normal range) the result is 0, and NaN stays NaN.
+ *
+ * Written once, here, for every width: AG__EXP_NONPOS_DEFINE(P, attrs, name) defines
+ * `attrs P_f name(P_f x)` from the operations of an instruction set P, so the scalar below and the
+ * SSE2/AVX2/AVX-512 sigmoids (eltwise.c) run the same operations in the same order (the
+ * bit-for-bit test: tests/test_exp_variants.c). P provides the types P_f (floats) and P_i (their
+ * 32-bit integer view) and
+ *   P_set1(c), P_add/P_sub/P_mul(a, b)  floats, IEEE single precision, lane by lane
+ *   P_max(lo, a)                        a < lo ? lo : a (so a NaN a stays)
+ *   P_bits(f), P_float(i)               the same bits as P_i / as P_f
+ *   P_iadd/P_isub(i, j), P_iset1(c)     32-bit integers, wrapping
+ *   P_shl23(i)                          i << 23
+ *   P_zero_lt(a, lo, v)                 a < lo ? 0 : v (ordered: a NaN a keeps v)
+ * v is computed for every lane and then selected, never in a branch (GCC will not speculate an FP
+ * op under -ftrapping-math, so a branch would stop the scalar loop's if-conversion). */
+#define AG__EXP_NONPOS_DEFINE(P, attrs, name)                                                                \
+    attrs P##_f name(P##_f x) {                                                                              \
+        const P##_f lo = P##_set1(-87.3f), magic = P##_set1(12582912.0f); /* 1.5 * 2^23 */                   \
+        const P##_f xc = P##_max(lo, x);                                                                     \
+        const P##_f t = P##_add(P##_mul(xc, P##_set1(1.44269504088896341f)), magic);                         \
+        const P##_f n = P##_sub(t, magic);                                                                   \
+        const P##_f r =                                                                                      \
+            P##_sub(P##_sub(xc, P##_mul(n, P##_set1(0.693359375f))), P##_mul(n, P##_set1(-2.12194440e-4f))); \
+        P##_f p = P##_set1(1.9875691500e-4f);                                                                \
+        p = P##_add(P##_mul(p, r), P##_set1(1.3981999507e-3f));                                              \
+        p = P##_add(P##_mul(p, r), P##_set1(8.3334519073e-3f));                                              \
+        p = P##_add(P##_mul(p, r), P##_set1(4.1665795894e-2f));                                              \
+        p = P##_add(P##_mul(p, r), P##_set1(1.6666665459e-1f));                                              \
+        p = P##_add(P##_mul(p, r), P##_set1(5.0000001201e-1f));                                              \
+        const P##_f y = P##_add(P##_add(P##_mul(p, P##_mul(r, r)), r), P##_set1(1.0f));                      \
+        /* 2^n, n in [-126, 0]; a NaN's bits wrap harmlessly (the NaN survives in y) */                      \
+        const P##_i bits = P##_shl23(P##_iadd(P##_isub(P##_bits(t), P##_bits(magic)), P##_iset1(127)));      \
+        const P##_f v = P##_mul(y, P##_float(bits));                                                         \
+        return P##_zero_lt(x, lo, v);                                                                        \
+    }
+
+/* The scalar instance: plain float arithmetic, unsigned for the integer view. */
+static inline uint32_t ag__f1_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
 }
+static inline float ag__f1_float(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+typedef float AG__F1_f;
+typedef uint32_t AG__F1_i;
+#define AG__F1_set1(c) (c)
+#define AG__F1_add(a, b) ((a) + (b))
+#define AG__F1_sub(a, b) ((a) - (b))
+#define AG__F1_mul(a, b) ((a) * (b))
+#define AG__F1_max(lo, a) ((a) < (lo) ? (lo) : (a))
+#define AG__F1_bits(f) ag__f1_bits(f)
+#define AG__F1_float(i) ag__f1_float(i)
+#define AG__F1_iadd(i, j) ((i) + (j))
+#define AG__F1_isub(i, j) ((i) - (j))
+#define AG__F1_iset1(c) ((uint32_t)(c))
+#define AG__F1_shl23(i) ((i) << 23)
+#define AG__F1_zero_lt(a, lo, v) ((a) < (lo) ? 0.0f : (v))
+AG__EXP_NONPOS_DEFINE(AG__F1, static inline, ag__exp_nonpos)
 #endif
 static inline ag_real ag__sigmoid1(ag_real x) {
     const ag_real e = ag__exp_nonpos(-ag__fabs(x));
@@ -108,5 +146,8 @@ double ag__sum_sq(const ag_real *x, size_t n);
  * from the CPU; the baseline with -DAG_NO_CLONES) is in *ag__sigmoid_variant_name(). */
 int ag__sigmoid_variant(const char *name, const ag_real *x, ag_real *o, size_t n);
 const char *ag__sigmoid_variant_name(void);
+/* The same for the e^x those variants compute (ag__exp_nonpos, meant for x <= 0 or NaN):
+ * o[i] = e^x[i] as variant `name` computes it. The double build has only "scalar" (libm's exp). */
+int ag__exp_variant(const char *name, const ag_real *x, ag_real *o, size_t n);
 
 #endif /* AG_KERNELS_ELTWISE_H */

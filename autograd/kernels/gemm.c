@@ -27,8 +27,7 @@
 #define P_NR 8
 
 static void store_portable(ag_real acc[P_MR][P_NR], ag_real *c, size_t ldc, int mr, int nr, ag_real alpha,
-                           ag_real beta)
-{
+                           ag_real beta) {
     for (int i = 0; i < mr; i++) {
         ag_real *ci = c + (size_t)i * ldc;
         if (beta == 0)
@@ -39,8 +38,7 @@ static void store_portable(ag_real acc[P_MR][P_NR], ag_real *c, size_t ldc, int 
 }
 
 static void ukr_portable(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc,
-                         int mr, int nr, ag_real alpha, ag_real beta)
-{
+                         int mr, int nr, ag_real alpha, ag_real beta) {
     ag_real acc[P_MR][P_NR] = {{0}};
     for (size_t p = 0; p < kc; p++) {
         for (int i = 0; i < P_MR; i++)
@@ -53,8 +51,7 @@ static void ukr_portable(size_t kc, const ag_real *a, const ag_real *b, ag_real 
 
 /* B read in place (k step p at b + p * ldb), only nr columns */
 static void ukr_bs_portable(size_t kc, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, size_t ldc,
-                            int mr, int nr, ag_real alpha, ag_real beta)
-{
+                            int mr, int nr, ag_real alpha, ag_real beta) {
     ag_real acc[P_MR][P_NR] = {{0}};
     for (size_t p = 0; p < kc; p++) {
         for (int i = 0; i < P_MR; i++)
@@ -76,8 +73,7 @@ const ag__gemm_kernel ag__gemm_portable = {
 
 /* A block: rows [i0, i0+mc) of op(A), k range [p0, p0+kc), into MR-row micro-panels (zero-padded). */
 void ag__pack_a_generic(int mr_tile, int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc,
-                   size_t p0, size_t kc, ag_real *dst)
-{
+                   size_t p0, size_t kc, ag_real *dst) {
     const size_t MR = (size_t)mr_tile;
     for (size_t r0 = 0; r0 < mc; r0 += MR, dst += MR * kc) {
         size_t mr = mc - r0 < MR ? mc - r0 : MR;
@@ -100,8 +96,7 @@ void ag__pack_a_generic(int mr_tile, int trans_a, const ag_real *a, size_t lda, 
 }
 
 void ag__pack_b_generic(int nr_tile, int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc,
-                        size_t j0, size_t nc, ag_real *dst)
-{
+                        size_t j0, size_t nc, ag_real *dst) {
     const size_t NR = (size_t)nr_tile;
     for (size_t c0 = 0; c0 < nc; c0 += NR, dst += NR * kc) {
         size_t nr = nc - c0 < NR ? nc - c0 : NR;
@@ -129,22 +124,19 @@ static const ag__gemm_kernel *g_kernel;   /* path in use */
 static pthread_once_t g_kernel_once = PTHREAD_ONCE_INIT;
 
 #if defined(__x86_64__) || defined(__i386__)
-static int cpu_avx512(void)
-{
+static int cpu_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
            __builtin_cpu_supports("fma");
 }
-static int cpu_avx2(void)
-{
+static int cpu_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 #endif
 
 /* Best path the CPU runs, capped by `name` if given ("avx2" never picks avx512). */
-static const ag__gemm_kernel *pick(const char *name, int *honoured)
-{
+static const ag__gemm_kernel *pick(const char *name, int *honoured) {
     const ag__gemm_kernel *k = &ag__gemm_portable;
     int want = 2;   /* 0 portable, 1 avx2, 2 avx512 */
     if (name && strcmp(name, "portable") == 0) want = 0;
@@ -159,20 +151,17 @@ static const ag__gemm_kernel *pick(const char *name, int *honoured)
     return k;
 }
 
-static void kernel_init(void)
-{
+static void kernel_init(void) {
     const char *env = getenv("AG_KERNEL");
     g_kernel = pick(env && *env ? env : NULL, NULL);
 }
 
-static const ag__gemm_kernel *kernel(void)
-{
+static const ag__gemm_kernel *kernel(void) {
     pthread_once(&g_kernel_once, kernel_init);
     return g_kernel;
 }
 
-int ag__kernel_force(const char *name)
-{
+int ag__kernel_force(const char *name) {
     int ok = 0;
     kernel();   /* run the one-time init first so it cannot overwrite the choice later */
     if (!name) {
@@ -240,42 +229,36 @@ static size_t round_up(size_t a, size_t b) { return ceil_div(a, b) * b; }
 static size_t min_sz(size_t a, size_t b) { return a < b ? a : b; }
 
 /* A buffer could not be had: release the pool (if held) and report it; C is still untouched. */
-static ag_status gemm_nomem(ag__par *par)
-{
+static ag_status gemm_nomem(ag__par *par) {
     ag__parallel_end(par);
     return AG_ERR_NOMEM;
 }
 
 /* Even blocks no larger than `max`, rounded up to `mult`: avoids a thin last block (784 -> 392+392). */
-static size_t balanced_block(size_t len, size_t max, size_t mult)
-{
+static size_t balanced_block(size_t len, size_t max, size_t mult) {
     if (len <= max) return round_up(len, mult);
     return round_up(ceil_div(len, ceil_div(len, max)), mult);
 }
 
-static void pack_a_any(const gemm_job *J, size_t i0, size_t mc, size_t pc, size_t kc, ag_real *dst)
-{
+static void pack_a_any(const gemm_job *J, size_t i0, size_t mc, size_t pc, size_t kc, ag_real *dst) {
     if (J->kr->pack_a) J->kr->pack_a(J->ta, J->a, J->lda, i0, mc, pc, kc, dst);
     else ag__pack_a_generic(J->kr->mr, J->ta, J->a, J->lda, i0, mc, pc, kc, dst);
 }
 
-static void pack_b_any(const gemm_job *J, size_t pc, size_t kc, size_t j0, size_t nc, ag_real *dst)
-{
+static void pack_b_any(const gemm_job *J, size_t pc, size_t kc, size_t j0, size_t nc, ag_real *dst) {
     if (J->kr->pack_b) J->kr->pack_b(J->tb, J->b, J->ldb, pc, kc, j0, nc, dst);
     else ag__pack_b_generic(J->kr->nr, J->tb, J->b, J->ldb, pc, kc, j0, nc, dst);
 }
 
 /* Rows [i0, i0+cnt) of A (k block at pc) as NR-wide panels in the B micro-panel layout (the t_small path). */
-static void pack_at(const gemm_job *J, size_t pc, size_t kc, size_t i0, size_t cnt, ag_real *dst)
-{
+static void pack_at(const gemm_job *J, size_t pc, size_t kc, size_t i0, size_t cnt, ag_real *dst) {
     if (J->kr->pack_b) J->kr->pack_b(1, J->a, J->lda, pc, kc, i0, cnt, dst);
     else ag__pack_b_generic(J->kr->nr, 1, J->a, J->lda, pc, kc, i0, cnt, dst);
 }
 
 /* Waiting only ever covers another thread packing one micro-panel (microseconds); yield if it takes
  * longer, e.g. because that thread was descheduled. */
-static void spin_pause(unsigned *spins)
-{
+static void spin_pause(unsigned *spins) {
     if (++*spins > 2000) {
         sched_yield();
         return;
@@ -286,8 +269,7 @@ static void spin_pause(unsigned *spins)
 }
 
 /* Panel `idx` of the k block at pc in the shared buffer, packed on first use. */
-static const ag_real *shared_panel(const gemm_job *J, size_t pc, size_t kc, size_t idx)
-{
+static const ag_real *shared_panel(const gemm_job *J, size_t pc, size_t kc, size_t idx) {
     size_t tile = (size_t)(J->split_n && !J->t_small ? J->kr->mr : J->kr->nr);
     ag_real *p = J->sh + J->sh_len * pc + idx * tile * kc;
     atomic_uchar *f = &J->flags[pc / J->kc * J->sh_panels + idx];
@@ -311,8 +293,7 @@ static const ag_real *shared_panel(const gemm_job *J, size_t pc, size_t kc, size
  * computed into tbuf (MR x NR, stays in L1) and never touches C (= work), else it is accumulated in C as usual
  * and handed over from there. */
 static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_t j1, ag_real *abuf,
-                       ag_real *bbuf, ag_real *tbuf)
-{
+                       ag_real *bbuf, ag_real *tbuf) {
     const ag__gemm_kernel *kr = J->kr;
     const size_t MR = (size_t)kr->mr, NR = (size_t)kr->nr;
     const int sh_a = J->sh && J->split_n, sh_b = J->sh && !J->split_n;
@@ -372,8 +353,7 @@ static void gemm_strip(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_
  * or once per product into the shared buffer when several tasks run), then for each MR rows of B (outermost,
  * so they stay in L1) every A panel; the kernel computes the C^T tile and stores it transposed. With J->fn,
  * tiles go to fn as in gemm_strip (tbuf then holds an NR x MR tile of C). */
-static void gemm_t_strip(const gemm_job *J, size_t j0, size_t j1, ag_real *abuf, ag_real *tbuf)
-{
+static void gemm_t_strip(const gemm_job *J, size_t j0, size_t j1, ag_real *abuf, ag_real *tbuf) {
     const ag__gemm_kernel *kr = J->kr;
     const size_t MR = (size_t)kr->mr, NR = (size_t)kr->nr;
     const int hot = J->fn && J->k <= J->kc;
@@ -400,8 +380,7 @@ static void gemm_t_strip(const gemm_job *J, size_t j0, size_t j1, ag_real *abuf,
 #define DIRECT_ROWS 12
 #define DIRECT_BLOCK (DIRECT_ROWS * 128)
 
-static void direct_tiles(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_t j1)
-{
+static void direct_tiles(const gemm_job *J, size_t i0, size_t i1, size_t j0, size_t j1) {
     _Alignas(64) ag_real buf[DIRECT_BLOCK];
     for (size_t i = i0; i < i1; i += DIRECT_ROWS) {
         size_t rows = min_sz(i1 - i, DIRECT_ROWS), width = rows <= DIRECT_ROWS / 2 ? 256 : 128;
@@ -416,8 +395,7 @@ static void direct_tiles(const gemm_job *J, size_t i0, size_t i1, size_t j0, siz
 }
 
 static void gemm_task_at(const gemm_job *J, size_t task, int thread);
-static void gemm_task(void *ctx, size_t task, int thread)
-{
+static void gemm_task(void *ctx, size_t task, int thread) {
     const gemm_job *J = ctx;
     int saved = gemm_level;
     gemm_level = J->level + 1; /* a product its tile callback starts is one level deeper */
@@ -425,8 +403,7 @@ static void gemm_task(void *ctx, size_t task, int thread)
     gemm_level = saved;
 }
 
-static void gemm_task_at(const gemm_job *J, size_t task, int thread)
-{
+static void gemm_task_at(const gemm_job *J, size_t task, int thread) {
     size_t lo = task * J->strip;
     _Alignas(64) ag_real tbuf[AG__GEMM_TILE_MAX];   /* ag_gemm_tiles: the micro-tile handed to fn */
     if (J->t_small) {
@@ -453,8 +430,7 @@ static void gemm_task_at(const gemm_job *J, size_t task, int thread)
 
 /* Skinny or small products where packing would cost about as much as the FMAs: few rows of A, a short
  * k, up to ~100^3 with B as stored, or a narrow B^T (the output layer). Depends on the shape only, so results stay independent of threads. */
-static int use_direct(const ag__gemm_kernel *kr, int ta, int tb, size_t m, size_t n, size_t k)
-{
+static int use_direct(const ag__gemm_kernel *kr, int ta, int tb, size_t m, size_t n, size_t k) {
     if (!kr->direct) return 0;
     if (!tb) return m <= (size_t)kr->mr || k <= 16 || (double)m * (double)n * (double)k <= 1e6;
     return !ta && (m <= 4 || n <= 16);
@@ -463,21 +439,18 @@ static int use_direct(const ag__gemm_kernel *kr, int ta, int tb, size_t m, size_
 /* op(B) = B read in place instead of packed when A has at most this many rows (its tiles reuse each B panel
  * too few times to amortise packing it). Shape only, and ukr_bs does what ukr does on the packed panel, so
  * results do not depend on it or on the thread count. */
-static size_t bs_max_m(const ag__gemm_kernel *kr)
-{
+static size_t bs_max_m(const ag__gemm_kernel *kr) {
     return (size_t)kr->mr * 4;   /* avx512 48 rows: +10-15% at 32 x 784 x 256..512, even at 48-64, -10% at 96+ */
 }
 
 /* A B^T takes the transposed small-m kernel (kr->ukr_t) up to this many rows of A: avx512 128 rows (+32-38% at
  * 32 x 256..512 x 784, +10-15% at 64-128 rows, -3% at 256). */
-static size_t t_max_m(const ag__gemm_kernel *kr)
-{
+static size_t t_max_m(const ag__gemm_kernel *kr) {
     return (size_t)kr->nr * 4;
 }
 
 /* C = beta C for the degenerate cases (k == 0 or alpha == 0); beta == 0 writes zeros without reading. */
-static void scale_c(size_t m, size_t n, ag_real beta, ag_real *c, size_t ldc)
-{
+static void scale_c(size_t m, size_t n, ag_real beta, ag_real *c, size_t ldc) {
     for (size_t i = 0; i < m; i++) {
         ag_real *ci = c + i * ldc;
         if (beta == 0) for (size_t j = 0; j < n; j++) ci[j] = 0;
@@ -487,8 +460,7 @@ static void scale_c(size_t m, size_t n, ag_real beta, ag_real *c, size_t ldc)
 
 /* Argument checks shared by ag_gemm and ag_gemm_tiles (c, ldc: the output or the work matrix). */
 static ag_status gemm_check(int trans_a, int trans_b, size_t m, size_t n, size_t k, const ag_real *a, size_t lda,
-                            const ag_real *b, size_t ldb, const ag_real *c, size_t ldc)
-{
+                            const ag_real *b, size_t ldb, const ag_real *c, size_t ldc) {
     if (!c || ldc < n) return AG_ERR_ARG;
     /* an operand whose extent (rows x leading dimension) overflows size_t cannot exist */
     const size_t max_elems = SIZE_MAX / sizeof(ag_real);
@@ -501,11 +473,111 @@ static ag_status gemm_check(int trans_a, int trans_b, size_t m, size_t n, size_t
     return AG_OK;
 }
 
+/* How the product is cut, from its shape and the thread count only (so results do not depend on threads):
+ * J's k/m/n blocks, the path flags (split_n, b_inplace, t_small, a_inplace) and the strip width. Returns the
+ * number of tasks. */
+static size_t gemm_plan(gemm_job *J, double flops) {
+    const ag__gemm_kernel *kr = J->kr;
+    const size_t MR = (size_t)kr->mr, NR = (size_t)kr->nr, m = J->m, n = J->n;
+    J->kc = balanced_block(J->k, kr->kc, 1);
+    J->mc = balanced_block(m, kr->mc, MR);
+    J->nc = balanced_block(n, kr->nc, NR);
+
+    /* Strips of whole tiles along the larger side, two per thread: a thread that is descheduled (the VM's
+     * second core is shared) then holds up less work, while strips stay wide enough to reuse each shared A
+     * micro-panel over several B panels (four per thread measured 5-10% slower when the second core was
+     * busy); none below ~1 Mflop. */
+    size_t tasks = 1;
+    int threads = ag_get_threads();
+    if (threads > 1 && flops >= AG__GEMM_PAR_FLOPS) {
+        tasks = (size_t)threads * 2;
+        size_t by_work = (size_t)(flops / 1e6);
+        if (tasks > by_work) tasks = by_work;
+        if (tasks < 2) tasks = 2;
+    }
+    J->split_n = n >= m;
+    J->b_inplace = !J->direct && !J->tb && kr->ukr_bs && J->split_n && m <= bs_max_m(kr);
+    J->t_small = !J->direct && J->tb && !J->ta && kr->ukr_t && J->split_n && m <= t_max_m(kr);
+    J->a_inplace = !J->direct && !J->b_inplace && !J->t_small && !J->ta && kr->ukr_as;
+    size_t len = J->split_n ? n : m, tile = J->split_n ? NR : MR;
+    if (J->direct) tile = J->split_n ? 64 : 12;   /* whole direct tiles */
+    if (J->t_small) tile = MR;                    /* whole C^T tiles */
+    size_t tiles = ceil_div(len, tile);
+    if (tasks > tiles) tasks = tiles;
+    J->strip = ceil_div(tiles, tasks) * tile;
+    tasks = ceil_div(len, J->strip);
+    if (J->split_n && J->nc > J->strip) J->nc = J->strip;
+    if (!J->split_n && J->mc > J->strip) J->mc = J->strip;
+    return tasks;
+}
+
+/* The shared packed operand (sh_bytes) and its panel flags (flag_bytes, all "not packed") in the first task's
+ * scratch; 0 when there is no memory for them. */
+static int gemm_take_shared(gemm_job *J, const ag__par *par, size_t sh_bytes, size_t flag_bytes) {
+    char *sh = ag__thread_scratch(par->base, GEMM_SLOTS * J->level + 2, sh_bytes + flag_bytes);
+    if (!sh) return 0;
+    J->sh = (ag_real *)(void *)sh;
+    J->flags = (atomic_uchar *)(sh + sh_bytes);
+    for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J->flags[i], 0);
+    return 1;
+}
+
+/* The t_small path: one task packs A (few rows) for itself; several share one packed copy if it fits. */
+static ag_status gemm_run_t_small(gemm_job *J, size_t tasks) {
+    const size_t NR = (size_t)J->kr->nr, k = J->k;
+    J->sh_len = round_up(J->m, NR);
+    J->sh_panels = J->sh_len / NR;
+    size_t sh_bytes = J->sh_len * k * sizeof(ag_real), flag_bytes = ceil_div(k, J->kc) * J->sh_panels;
+    /* several tasks each pack their own copy: sharing one makes tasks wait on each other
+     * (see AG__SHARE_SPIN) */
+    int shared = tasks > 1 && AG__SHARE_SPIN && J->sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
+                 sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
+    size_t abytes = shared ? 0 : J->sh_len * J->kc * sizeof(ag_real);
+    ag__par par = ag__parallel_begin(tasks);
+    for (int t = par.base; abytes && t < par.base + par.used; t++)
+        if (!ag__thread_scratch(t, GEMM_SLOTS * J->level, abytes)) return gemm_nomem(&par);
+    if (shared && !gemm_take_shared(J, &par, sh_bytes, flag_bytes)) return gemm_nomem(&par);
+    ag__parallel_run(&par, tasks, gemm_task, J);
+    ag__parallel_end(&par);
+    return AG_OK;
+}
+
+/* The packed loop nest: each task's A and B blocks, and the shared operand, all of op(A) for column strips or
+ * all of op(B) for row strips, when one task runs (or AG__SHARE_SPIN) and it fits. */
+static ag_status gemm_run_packed(gemm_job *J, size_t tasks) {
+    const size_t MR = (size_t)J->kr->mr, NR = (size_t)J->kr->nr, k = J->k;
+    J->sh_len = J->split_n ? round_up(J->m, MR) : round_up(J->n, NR);
+    J->sh_panels = J->split_n ? J->sh_len / MR : J->sh_len / NR;
+    size_t n_kblocks = ceil_div(k, J->kc);
+    size_t sh_bytes = J->sh_len * k * sizeof(ag_real);
+    size_t flag_bytes = n_kblocks * J->sh_panels;
+    int use_shared = (tasks == 1 || AG__SHARE_SPIN) && !(J->split_n && J->a_inplace) &&
+                     J->sh_len <= SIZE_MAX / sizeof(ag_real) / k && sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
+    if (use_shared) {
+        if (J->split_n) J->mc = J->sh_len;   /* A comes whole from the shared buffer */
+        else J->nc = J->sh_len;
+    }
+
+    /* Allocate every buffer before touching C, so a failure leaves C unchanged. */
+    size_t abytes = J->mc * J->kc * sizeof(ag_real), bbytes = J->nc * J->kc * sizeof(ag_real);
+    if (use_shared && J->split_n) abytes = 0;
+    if ((use_shared && !J->split_n) || J->b_inplace) bbytes = 0;
+    ag__par par = ag__parallel_begin(tasks);   /* holds the pool while the workers' scratch is sized */
+    for (int t = par.base; t < par.base + par.used; t++)
+        if ((abytes && !ag__thread_scratch(t, GEMM_SLOTS * J->level, abytes)) ||
+            (bbytes && !ag__thread_scratch(t, GEMM_SLOTS * J->level + 1, bbytes)))
+            return gemm_nomem(&par);
+    if (use_shared && !gemm_take_shared(J, &par, sh_bytes, flag_bytes)) return gemm_nomem(&par);
+
+    ag__parallel_run(&par, tasks, gemm_task, J);
+    ag__parallel_end(&par);
+    return AG_OK;
+}
+
 /* The product for checked arguments with k > 0, alpha != 0: into C, or with fn to fn tile by tile (C = work). */
 static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                           const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
-                          ag_real beta, ag_real *c, size_t ldc, ag_gemm_tile_fn fn, void *fn_ctx)
-{
+                          ag_real beta, ag_real *c, size_t ldc, ag_gemm_tile_fn fn, void *fn_ctx) {
     const ag__gemm_kernel *kr = kernel();
     double flops = 2.0 * (double)m * (double)n * (double)k;
     int direct = use_direct(kr, trans_a != 0, trans_b != 0, m, n, k);
@@ -526,107 +598,18 @@ static ag_status gemm_run(int trans_a, int trans_b, size_t m, size_t n, size_t k
         direct_tiles(&J, 0, m, 0, n);
         return AG_OK;
     }
-    const size_t MR = (size_t)J.kr->mr, NR = (size_t)J.kr->nr;
-    J.kc = balanced_block(k, J.kr->kc, 1);
-    J.mc = balanced_block(m, J.kr->mc, MR);
-    J.nc = balanced_block(n, J.kr->nc, NR);
-
-    /* Strips of whole tiles along the larger side, two per thread: a thread that is descheduled (the VM's
-     * second core is shared) then holds up less work, while strips stay wide enough to reuse each shared A
-     * micro-panel over several B panels (four per thread measured 5-10% slower when the second core was
-     * busy); none below ~1 Mflop. */
-    size_t tasks = 1;
-    int threads = ag_get_threads();
-    if (threads > 1 && flops >= AG__GEMM_PAR_FLOPS) {
-        tasks = (size_t)threads * 2;
-        size_t by_work = (size_t)(flops / 1e6);
-        if (tasks > by_work) tasks = by_work;
-        if (tasks < 2) tasks = 2;
-    }
-    J.split_n = n >= m;
-    J.b_inplace = !J.direct && !J.tb && kr->ukr_bs && J.split_n && m <= bs_max_m(kr);
-    J.t_small = !J.direct && J.tb && !J.ta && kr->ukr_t && J.split_n && m <= t_max_m(kr);
-    J.a_inplace = !J.direct && !J.b_inplace && !J.t_small && !J.ta && kr->ukr_as;
-    size_t len = J.split_n ? n : m, tile = J.split_n ? NR : MR;
-    if (J.direct) tile = J.split_n ? 64 : 12;   /* whole direct tiles */
-    if (J.t_small) tile = MR;                   /* whole C^T tiles */
-    size_t tiles = ceil_div(len, tile);
-    if (tasks > tiles) tasks = tiles;
-    J.strip = ceil_div(tiles, tasks) * tile;
-    tasks = ceil_div(len, J.strip);
-    if (J.split_n && J.nc > J.strip) J.nc = J.strip;
-    if (!J.split_n && J.mc > J.strip) J.mc = J.strip;
-
+    size_t tasks = gemm_plan(&J, flops);
     if (J.direct) {
         if (tasks == 1) gemm_task(&J, 0, 0);
         else ag__parallel_for(tasks, gemm_task, &J);
         return AG_OK;
     }
-
-    if (J.t_small) {   /* one task packs A (few rows) for itself; several share one packed copy if it fits */
-        J.sh_len = round_up(m, NR);
-        J.sh_panels = J.sh_len / NR;
-        size_t sh_bytes = J.sh_len * k * sizeof(ag_real), flag_bytes = ceil_div(k, J.kc) * J.sh_panels;
-        /* several tasks each pack their own copy: sharing one makes tasks wait on each other
-         * (see AG__SHARE_SPIN below) */
-        int shared = tasks > 1 && AG__SHARE_SPIN && J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
-                     sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
-        size_t abytes = shared ? 0 : J.sh_len * J.kc * sizeof(ag_real);
-        ag__par par = ag__parallel_begin(tasks);
-        for (int t = par.base; abytes && t < par.base + par.used; t++)
-            if (!ag__thread_scratch(t, GEMM_SLOTS * J.level, abytes)) return gemm_nomem(&par);
-        if (shared) {
-            char *sh = ag__thread_scratch(par.base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
-            if (!sh) return gemm_nomem(&par);
-            J.sh = (ag_real *)(void *)sh;
-            J.flags = (atomic_uchar *)(sh + sh_bytes);
-            for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J.flags[i], 0);
-        }
-        ag__parallel_run(&par, tasks, gemm_task, &J);
-        ag__parallel_end(&par);
-        return AG_OK;
-    }
-
-    /* The shared operand: all of op(A) for column strips, all of op(B) for row strips. */
-    J.sh_len = J.split_n ? round_up(m, MR) : round_up(n, NR);
-    J.sh_panels = J.split_n ? J.sh_len / MR : J.sh_len / NR;
-    size_t n_kblocks = ceil_div(k, J.kc);
-    size_t sh_bytes = J.sh_len * k * sizeof(ag_real);
-    size_t flag_bytes = n_kblocks * J.sh_panels;
-    int use_shared = (tasks == 1 || AG__SHARE_SPIN) && !(J.split_n && J.a_inplace) &&
-                     J.sh_len <= SIZE_MAX / sizeof(ag_real) / k &&
-                     sh_bytes + flag_bytes <= AG__SHARED_MAX_BYTES;
-    if (use_shared) {
-        if (J.split_n) J.mc = J.sh_len;   /* A comes whole from the shared buffer */
-        else J.nc = J.sh_len;
-    }
-
-    /* Allocate every buffer before touching C, so a failure leaves C unchanged. */
-    size_t abytes = J.mc * J.kc * sizeof(ag_real), bbytes = J.nc * J.kc * sizeof(ag_real);
-    if (use_shared && J.split_n) abytes = 0;
-    if ((use_shared && !J.split_n) || J.b_inplace) bbytes = 0;
-    ag__par par = ag__parallel_begin(tasks);   /* holds the pool while the workers' scratch is sized */
-    for (int t = par.base; t < par.base + par.used; t++)
-        if ((abytes && !ag__thread_scratch(t, GEMM_SLOTS * J.level, abytes)) ||
-            (bbytes && !ag__thread_scratch(t, GEMM_SLOTS * J.level + 1, bbytes)))
-            return gemm_nomem(&par);
-    if (use_shared) {
-        char *sh = ag__thread_scratch(par.base, GEMM_SLOTS * J.level + 2, sh_bytes + flag_bytes);
-        if (!sh) return gemm_nomem(&par);
-        J.sh = (ag_real *)(void *)sh;
-        J.flags = (atomic_uchar *)(sh + sh_bytes);
-        for (size_t i = 0; i < flag_bytes; i++) atomic_init(&J.flags[i], 0);
-    }
-
-    ag__parallel_run(&par, tasks, gemm_task, &J);
-    ag__parallel_end(&par);
-    return AG_OK;
+    return J.t_small ? gemm_run_t_small(&J, tasks) : gemm_run_packed(&J, tasks);
 }
 
 ag_status ag_gemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                   const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
-                  ag_real beta, ag_real *c, size_t ldc)
-{
+                  ag_real beta, ag_real *c, size_t ldc) {
     if (m == 0 || n == 0) return AG_OK;
     ag_status st = gemm_check(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
     if (st != AG_OK) return st;
@@ -644,8 +627,7 @@ static const ag_real g_zeros[ZROWS * ZCOLS];
 
 ag_status ag_gemm_tiles(int trans_a, int trans_b, size_t m, size_t n, size_t k, ag_real alpha,
                          const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
-                         ag_real *work, size_t ldw, ag_gemm_tile_fn fn, void *ctx)
-{
+                         ag_real *work, size_t ldw, ag_gemm_tile_fn fn, void *ctx) {
     if (m == 0 || n == 0) return AG_OK;
     if (!fn) return AG_ERR_ARG;
     ag_status st = gemm_check(trans_a, trans_b, m, n, k, a, lda, b, ldb, work, ldw);

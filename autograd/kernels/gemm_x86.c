@@ -80,8 +80,7 @@ typedef __mmask16 zmask;
  * (`inplace`, ukr_as: row r at a + r * lda, one value per step). The in-place rows are addressed from four
  * bases (rows 0, 3, 6, 9) plus 1, 2, 4 or 8 row strides, which x86 addressing does for free, so the loop does
  * not need twelve row pointers (too many registers). lb = lda in bytes. */
-static inline __attribute__((always_inline)) ag_real a_at(const int inplace, const int r, const ag_real *a, size_t lb)
-{
+static inline __attribute__((always_inline)) ag_real a_at(const int inplace, const int r, const ag_real *a, size_t lb) {
     if (!inplace) return a[r];
     static const signed char base[12] = {0, 0, 0, 3, 0, 3, 6, 3, 0, 9, 6, 3};
     static const signed char mult[12] = {0, 1, 2, 0, 4, 2, 0, 4, 8, 0, 4, 8};
@@ -92,8 +91,7 @@ static inline __attribute__((always_inline)) ag_real a_at(const int inplace, con
 
 static inline __attribute__((always_inline)) T512 void
 a5_tile(const int rows, const int V, const int strided, const int a_inplace, size_t kc, const ag_real *a, size_t lda,
-        const ag_real *b, size_t bs, ag_real *c, size_t ldc, zmask m0, zmask m1, ag_real alpha, ag_real beta)
-{
+        const ag_real *b, size_t bs, ag_real *c, size_t ldc, zmask m0, zmask m1, ag_real alpha, ag_real beta) {
     const size_t astep = a_inplace ? 1 : A5_MR, lb = lda * sizeof(ag_real);   /* see a_at */
     /* V = 2 vectors of NR; V = 1 at the n edge when nr fits one vector: the second column of accumulators
      * would only sum zeros (784 = 24.5 x 32, so 2% of such a product's FMAs). Each element of C sees the same
@@ -152,8 +150,7 @@ a5_tile(const int rows, const int V, const int strided, const int a_inplace, siz
     }
 }
 
-static zmask lane_mask(int n)   /* lanes [0, n) of one vector, n clamped to [0, Z_W] */
-{
+static zmask lane_mask(int n) { /* lanes [0, n) of one vector, n clamped to [0, Z_W] */
     if (n <= 0) return 0;
     if (n >= Z_W) return (zmask)~(zmask)0;
     return (zmask)((1u << n) - 1);
@@ -165,8 +162,7 @@ static zmask lane_mask(int n)   /* lanes [0, n) of one vector, n clamped to [0, 
 /* Transposes a W x W block: rows [0, rows) of src (stride lds), columns [0, cols) of each; missing rows read
  * as zero. Output column j (the rows, as one vector) goes to dst + j * ldd, `lanes` values wide. */
 static inline __attribute__((always_inline)) T512 void
-t_block(const ag_real *src, size_t lds, int rows, int cols, ag_real *dst, size_t ldd, int lanes)
-{
+t_block(const ag_real *src, size_t lds, int rows, int cols, ag_real *dst, size_t ldd, int lanes) {
     zmask cm = lane_mask(cols), lm = lane_mask(lanes);
     zv r[Z_W];
     AG__UNROLL for (int i = 0; i < Z_W; i++) r[i] = i < rows ? z_mload(cm, src + (size_t)i * lds) : z_zero();
@@ -209,8 +205,7 @@ t_block(const ag_real *src, size_t lds, int rows, int cols, ag_real *dst, size_t
 }
 
 T512 static void pack_a_avx512(int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc, size_t p0,
-                               size_t kc, ag_real *dst)
-{
+                               size_t kc, ag_real *dst) {
     for (size_t r0 = 0; r0 < mc; r0 += A5_MR, dst += A5_MR * kc) {
         int mr = (int)(mc - r0 < A5_MR ? mc - r0 : A5_MR);
         if (trans_a) {   /* A is k x m: one masked copy per k step, zeros beyond mr */
@@ -234,8 +229,7 @@ T512 static void pack_a_avx512(int trans_a, const ag_real *a, size_t lda, size_t
 }
 
 T512 static void pack_b_avx512(int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc, size_t j0,
-                               size_t nc, ag_real *dst)
-{
+                               size_t nc, ag_real *dst) {
     for (size_t c0 = 0; c0 < nc; c0 += A5_NR, dst += A5_NR * kc) {
         int nr = (int)(nc - c0 < A5_NR ? nc - c0 : A5_NR);
         if (!trans_b) {  /* B is k x n: two masked vector copies per k step */
@@ -265,8 +259,7 @@ T512 static void pack_b_avx512(int trans_b, const ag_real *b, size_t ldb, size_t
 /* op(B) = B (k x n): C[rows x 16V] from broadcasts of A(i, p) = a[i*rs + p*cs] and rows of B read in place. */
 static inline __attribute__((always_inline)) T512 void
 d_axpy_tile(const int rows, const int V, size_t k, const ag_real *a, size_t rs, size_t cs, const ag_real *b,
-            size_t ldb, ag_real *c, size_t ldc, int nr, ag_real alpha, ag_real beta)
-{
+            size_t ldb, ag_real *c, size_t ldc, int nr, ag_real alpha, ag_real beta) {
     zv acc[12][4];   /* only [rows][V] is used */
     zmask m[4];
     AG__UNROLL for (int v = 0; v < V; v++) m[v] = lane_mask(nr - v * Z_W);
@@ -292,8 +285,7 @@ d_axpy_tile(const int rows, const int V, size_t k, const ag_real *a, size_t rs, 
  * for separate reductions). Element v[4r + s] ends up in out[AG__RED_IDX(r, s)]. */
 #ifdef AG_DOUBLE
 #define AG__RED_IDX(r, s) ((r) < 2 ? 2 * (s) + (r) : 8 + 2 * (s) + (r) - 2)
-static inline __attribute__((always_inline)) T512 void reduce16(const zv *v, ag_real *out)
-{
+static inline __attribute__((always_inline)) T512 void reduce16(const zv *v, ag_real *out) {
     zv w[8], x[4], y[2];
     AG__UNROLL for (int i = 0; i < 8; i++)   /* halves: v[2i] | v[2i+1] */
         w[i] = _mm512_add_pd(_mm512_shuffle_f64x2(v[2 * i], v[2 * i + 1], 0x44),
@@ -308,8 +300,7 @@ static inline __attribute__((always_inline)) T512 void reduce16(const zv *v, ag_
 }
 #else
 #define AG__RED_IDX(r, s) (4 * (s) + (r))
-static inline __attribute__((always_inline)) T512 void reduce16(const zv *v, ag_real *out)
-{
+static inline __attribute__((always_inline)) T512 void reduce16(const zv *v, ag_real *out) {
     zv w[8], x[4], y[2];
     AG__UNROLL for (int i = 0; i < 8; i++)   /* halves: v[2i] | v[2i+1] */
         w[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
@@ -329,8 +320,7 @@ static inline __attribute__((always_inline)) T512 void reduce16(const zv *v, ag_
  * Columns beyond nc re-read the last valid row of B and are not stored. */
 static inline __attribute__((always_inline)) T512 void
 d_dot_tile(const int rows, size_t k, const ag_real *a, size_t lda, const ag_real *b, size_t ldb, ag_real *c,
-           size_t ldc, int nc, ag_real alpha, ag_real beta)
-{
+           size_t ldc, int nc, ag_real alpha, ag_real beta) {
     zv acc[16];   /* [4 r + s] */
     const ag_real *bp[4];
     AG__UNROLL for (int s = 0; s < 4; s++) bp[s] = b + (size_t)(s < nc ? s : nc - 1) * ldb;
@@ -359,8 +349,7 @@ d_dot_tile(const int rows, size_t k, const ag_real *a, size_t lda, const ag_real
  * and then the same tree per vector, as d_dot_tile. Columns beyond nc re-read the last valid row of B. */
 static inline __attribute__((always_inline)) T512 void
 d_dot_row16(size_t k, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, int nc, ag_real alpha,
-            ag_real beta)
-{
+            ag_real beta) {
     zv acc[16];
     const ag_real *bp[16];
     AG__UNROLL for (int s = 0; s < 16; s++) bp[s] = b + (size_t)(s < nc ? s : nc - 1) * ldb;
@@ -380,8 +369,7 @@ d_dot_row16(size_t k, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c
 
 T512 static void direct_avx512(int ta, int tb, size_t i0, size_t i1, size_t j0, size_t j1, size_t k,
                                ag_real alpha, const ag_real *a, size_t lda, const ag_real *b, size_t ldb,
-                               ag_real beta, ag_real *c, size_t ldc)
-{
+                               ag_real beta, ag_real *c, size_t ldc) {
     if (!tb) {
         size_t rs = ta ? 1 : lda, cs = ta ? lda : 1;
         for (size_t i = i0; i < i1;) {
@@ -428,8 +416,7 @@ T512 static void direct_avx512(int ta, int tb, size_t i0, size_t i1, size_t j0, 
 }
 
 T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc, int mr,
-                            int nr, ag_real alpha, ag_real beta)
-{
+                            int nr, ag_real alpha, ag_real beta) {
     zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
     if (nr <= Z_W && mr == A5_MR) {   /* the n edge of a full-height tile */
         a5_tile(A5_MR, 1, 0, 0, kc, a, 0, b, A5_NR, c, ldc, m0, m1, alpha, beta);
@@ -449,8 +436,7 @@ T512 static void ukr_avx512(size_t kc, const ag_real *a, const ag_real *b, ag_re
 
 /* As ukr_avx512 with B read in place: k step p of the micro-panel is b + p * ldb, nr columns. */
 T512 static void ukr_bs_avx512(size_t kc, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, size_t ldc,
-                               int mr, int nr, ag_real alpha, ag_real beta)
-{
+                               int mr, int nr, ag_real alpha, ag_real beta) {
     zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
     if (nr <= Z_W && mr == A5_MR) {   /* the n edge of a full-height tile */
         a5_tile(A5_MR, 1, 1, 0, kc, a, 0, b, ldb, c, ldc, m0, m1, alpha, beta);
@@ -470,8 +456,7 @@ T512 static void ukr_bs_avx512(size_t kc, const ag_real *a, const ag_real *b, si
 
 /* As ukr_avx512 for a full-height tile with op(A) = A read in place (see ag__ukr_as_fn). */
 T512 static void ukr_as_avx512(size_t kc, const ag_real *a, size_t lda, const ag_real *b, ag_real *c, size_t ldc,
-                               int nr, ag_real alpha, ag_real beta)
-{
+                               int nr, ag_real alpha, ag_real beta) {
     zmask m0 = lane_mask(nr), m1 = lane_mask(nr - Z_W);
     if (nr <= Z_W) a5_tile(A5_MR, 1, 0, 1, kc, a, lda, b, A5_NR, c, ldc, m0, m1, alpha, beta);
     else a5_tile(A5_MR, 2, 0, 1, kc, a, lda, b, A5_NR, c, ldc, m0, m1, alpha, beta);
@@ -483,8 +468,7 @@ T512 static void ukr_as_avx512(size_t kc, const ag_real *a, size_t lda, const ag
  * like a B micro-panel). `rows` rows of B (columns of C) x nr rows of A; C[i][j] at c + i * ldc + j. ---- */
 static inline __attribute__((always_inline)) T512 void
 a5_tile_t(const int rows, size_t kc, const ag_real *b, size_t ldb, const ag_real *ap, ag_real *c, size_t ldc,
-          int nr, ag_real alpha, ag_real beta)
-{
+          int nr, ag_real alpha, ag_real beta) {
     zv c0[12], c1[12];
     const ag_real *br[12];
     AG__UNROLL for (int r = 0; r < rows; r++) br[r] = b + (size_t)r * ldb;
@@ -515,8 +499,7 @@ a5_tile_t(const int rows, size_t kc, const ag_real *b, size_t ldb, const ag_real
 }
 
 T512 static void ukr_t_avx512(size_t kc, const ag_real *b, size_t ldb, const ag_real *ap, ag_real *c, size_t ldc,
-                              int rows, int nr, ag_real alpha, ag_real beta)
-{
+                              int rows, int nr, ag_real alpha, ag_real beta) {
     switch (rows) {
 #define AT_CASE(R) case R: a5_tile_t(R, kc, b, ldb, ap, c, ldc, nr, alpha, beta); break;
         AT_CASE(12) AT_CASE(11) AT_CASE(10) AT_CASE(9) AT_CASE(8) AT_CASE(7)
@@ -574,8 +557,7 @@ typedef __m256 yv;
 /* bs: distance between k steps of B (A2_NR packed, ldb in place with masked loads when `strided`) */
 static inline __attribute__((always_inline)) T256 void
 a2_tile(const int rows, const int strided, const int a_inplace, size_t kc, const ag_real *a, size_t lda,
-        const ag_real *b, size_t bs, ag_real *c, size_t ldc, __m256i m0, __m256i m1, ag_real alpha, ag_real beta)
-{
+        const ag_real *b, size_t bs, ag_real *c, size_t ldc, __m256i m0, __m256i m1, ag_real alpha, ag_real beta) {
     const size_t astep = a_inplace ? 1 : A2_MR, lb = lda * sizeof(ag_real);   /* see a_at */
     yv c0[A2_MR], c1[A2_MR];
     AG__UNROLL for (int r = 0; r < rows; r++) c0[r] = c1[r] = y_zero();
@@ -613,16 +595,14 @@ a2_tile(const int rows, const int strided, const int a_inplace, size_t kc, const
 
 /* ---- AVX2 packing: W x W in-register transposes for the transposed cases, masked copies otherwise ---- */
 
-static inline __attribute__((always_inline)) T256 __m256i y_mask(int n)   /* lanes [0, n) */
-{
+static inline __attribute__((always_inline)) T256 __m256i y_mask(int n) { /* lanes [0, n) */
     return y_cmpgt(y_splat(n), y_lanes());
 }
 
 /* As t_block above: rows [0, rows) x columns [0, cols) of src, missing rows zero; output column j (lanes
  * [0, lanes)) to dst + j * ldd. */
 static inline __attribute__((always_inline)) T256 void
-t_block2(const ag_real *src, size_t lds, int rows, int cols, ag_real *dst, size_t ldd, int lanes)
-{
+t_block2(const ag_real *src, size_t lds, int rows, int cols, ag_real *dst, size_t ldd, int lanes) {
     __m256i cm = y_mask(cols), lm = y_mask(lanes);
     yv r[Y_W], o[Y_W];
     AG__UNROLL for (int i = 0; i < Y_W; i++) r[i] = i < rows ? y_mload(cm, src + (size_t)i * lds) : y_zero();
@@ -653,8 +633,7 @@ t_block2(const ag_real *src, size_t lds, int rows, int cols, ag_real *dst, size_
 }
 
 T256 static void pack_a_avx2(int trans_a, const ag_real *a, size_t lda, size_t i0, size_t mc, size_t p0,
-                             size_t kc, ag_real *dst)
-{
+                             size_t kc, ag_real *dst) {
     for (size_t r0 = 0; r0 < mc; r0 += A2_MR, dst += A2_MR * kc) {
         int mr = (int)(mc - r0 < A2_MR ? mc - r0 : A2_MR);
         if (trans_a) {   /* A is k x m: masked copies of MR values, zeros beyond mr */
@@ -678,8 +657,7 @@ T256 static void pack_a_avx2(int trans_a, const ag_real *a, size_t lda, size_t i
 }
 
 T256 static void pack_b_avx2(int trans_b, const ag_real *b, size_t ldb, size_t p0, size_t kc, size_t j0,
-                             size_t nc, ag_real *dst)
-{
+                             size_t nc, ag_real *dst) {
     for (size_t c0 = 0; c0 < nc; c0 += A2_NR, dst += A2_NR * kc) {
         int nr = (int)(nc - c0 < A2_NR ? nc - c0 : A2_NR);
         if (!trans_b) {  /* B is k x n: two masked vector copies per k step */
@@ -703,8 +681,7 @@ T256 static void pack_b_avx2(int trans_b, const ag_real *b, size_t ldb, size_t p
 }
 
 T256 static void ukr_avx2(size_t kc, const ag_real *a, const ag_real *b, ag_real *c, size_t ldc, int mr,
-                          int nr, ag_real alpha, ag_real beta)
-{
+                          int nr, ag_real alpha, ag_real beta) {
     __m256i m0 = y_cmpgt(y_splat(nr), y_lanes()), m1 = y_cmpgt(y_splat(nr - Y_W), y_lanes());
     switch (mr) {
 #define A2_CASE(R) case R: a2_tile(R, 0, 0, kc, a, 0, b, A2_NR, c, ldc, m0, m1, alpha, beta); break;
@@ -715,8 +692,7 @@ T256 static void ukr_avx2(size_t kc, const ag_real *a, const ag_real *b, ag_real
 }
 
 T256 static void ukr_bs_avx2(size_t kc, const ag_real *a, const ag_real *b, size_t ldb, ag_real *c, size_t ldc,
-                             int mr, int nr, ag_real alpha, ag_real beta)
-{
+                             int mr, int nr, ag_real alpha, ag_real beta) {
     __m256i m0 = y_cmpgt(y_splat(nr), y_lanes()), m1 = y_cmpgt(y_splat(nr - Y_W), y_lanes());
     switch (mr) {
 #define A2_CASE(R) case R: a2_tile(R, 1, 0, kc, a, 0, b, ldb, c, ldc, m0, m1, alpha, beta); break;
@@ -728,8 +704,7 @@ T256 static void ukr_bs_avx2(size_t kc, const ag_real *a, const ag_real *b, size
 
 /* As ukr_avx2 for a full-height tile with op(A) = A read in place (see ag__ukr_as_fn). */
 T256 static void ukr_as_avx2(size_t kc, const ag_real *a, size_t lda, const ag_real *b, ag_real *c, size_t ldc, int nr,
-                             ag_real alpha, ag_real beta)
-{
+                             ag_real alpha, ag_real beta) {
     __m256i m0 = y_cmpgt(y_splat(nr), y_lanes()), m1 = y_cmpgt(y_splat(nr - Y_W), y_lanes());
     a2_tile(A2_MR, 0, 1, kc, a, lda, b, A2_NR, c, ldc, m0, m1, alpha, beta);
 }

@@ -69,8 +69,7 @@ static _Thread_local int tls_slot = -1;
 /* Online cores, read once: sysconf parses /sys on every call, which would dominate a tiny product. */
 static atomic_int g_cores;
 
-static int online_cores(void)
-{
+static int online_cores(void) {
     int n = atomic_load_explicit(&g_cores, memory_order_relaxed);
     if (n > 0) return n;
     long c = sysconf(_SC_NPROCESSORS_ONLN);
@@ -82,22 +81,19 @@ static int online_cores(void)
 /* ag_set_threads value, 0 = online cores; read on every product, so lock-free. */
 static atomic_int g_requested;
 
-ag_status ag_set_threads(int n)
-{
+ag_status ag_set_threads(int n) {
     if (n < 0) return AG_ERR_ARG;
     if (n > AG__MAX_THREADS) n = AG__MAX_THREADS;
     atomic_store_explicit(&g_requested, n, memory_order_relaxed);
     return AG_OK;
 }
 
-int ag_get_threads(void)
-{
+int ag_get_threads(void) {
     int n = atomic_load_explicit(&g_requested, memory_order_relaxed);
     return n > 0 ? n : online_cores();
 }
 
-static void run_tasks(int slot)
-{
+static void run_tasks(int slot) {
     size_t t;
     while ((t = atomic_fetch_add_explicit(&pool.next, 1, memory_order_relaxed)) < pool.n_tasks)
         pool.fn(pool.ctx, t, slot);
@@ -111,8 +107,7 @@ static void run_tasks(int slot)
 #ifndef AG__SPIN_US
 #define AG__SPIN_US 100
 #endif
-static void spin_for_job(unsigned long seen)
-{
+static void spin_for_job(unsigned long seen) {
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (unsigned i = 1;; i++) {
@@ -125,8 +120,7 @@ static void spin_for_job(unsigned long seen)
     }
 }
 
-static void *worker_main(void *arg)
-{
+static void *worker_main(void *arg) {
     int slot = (int)(intptr_t)arg;
     tls_slot = slot;
     pthread_mutex_lock(&pool.mu);
@@ -151,8 +145,7 @@ static void *worker_main(void *arg)
 }
 
 /* A forked child has none of the workers, only their bookkeeping: start from an empty pool. */
-static void atfork_child(void)
-{
+static void atfork_child(void) {
     pthread_mutex_init(&pool.mu, NULL);
     pthread_mutex_init(&pool.call_mu, NULL);
     pthread_mutex_init(&sets_mu, NULL);
@@ -167,8 +160,7 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static void atfork_register(void) { pthread_atfork(NULL, NULL, atfork_child); }
 
 /* Starts workers up to want-1 (the caller is slot 0). Returns the number of usable slots. mu held. */
-static int ensure_workers(int want)
-{
+static int ensure_workers(int want) {
     if (pool.n_workers < want - 1) pthread_once(&atfork_once, atfork_register);
     while (pool.n_workers < want - 1) {
         int slot = pool.n_workers + 1;
@@ -179,8 +171,7 @@ static int ensure_workers(int want)
     return want < pool.n_workers + 1 ? want : pool.n_workers + 1;
 }
 
-ag__par ag__parallel_begin(size_t n_tasks)
-{
+ag__par ag__parallel_begin(size_t n_tasks) {
     if (tls_slot >= 0)   /* nested: serial on this worker's slot, inside a job that holds the pool */
         return (ag__par){.base = tls_slot, .used = 1, .held = 0};
     int nt = ag_get_threads();
@@ -189,14 +180,12 @@ ag__par ag__parallel_begin(size_t n_tasks)
     return (ag__par){.base = 0, .used = nt, .held = nt > 1};
 }
 
-void ag__parallel_end(ag__par *p)
-{
+void ag__parallel_end(ag__par *p) {
     if (p->held) pthread_mutex_unlock(&pool.call_mu);
     p->held = 0;
 }
 
-void ag__parallel_run(const ag__par *p, size_t n_tasks, ag__task_fn fn, void *ctx)
-{
+void ag__parallel_run(const ag__par *p, size_t n_tasks, ag__task_fn fn, void *ctx) {
     if (n_tasks == 0) return;
     if (!p->held) {
         int saved = tls_slot;
@@ -227,16 +216,14 @@ void ag__parallel_run(const ag__par *p, size_t n_tasks, ag__task_fn fn, void *ct
     pthread_mutex_unlock(&pool.mu);
 }
 
-void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx)
-{
+void ag__parallel_for(size_t n_tasks, ag__task_fn fn, void *ctx) {
     if (n_tasks == 0) return;
     ag__par p = ag__parallel_begin(n_tasks);
     ag__parallel_run(&p, n_tasks, fn, ctx);
     ag__parallel_end(&p);
 }
 
-static void free_set(scratch_set *set)
-{
+static void free_set(scratch_set *set) {
     for (int s = 0; s < AG__SCRATCH_SLOTS; s++) ag__free(set->s[s].raw);
     pthread_mutex_lock(&sets_mu);
     if (set->prev) set->prev->next = set->next;
@@ -246,21 +233,18 @@ static void free_set(scratch_set *set)
     ag__free(set);
 }
 
-static void set_at_thread_exit(void *set)
-{
+static void set_at_thread_exit(void *set) {
     free_set(set);
     tls_set = NULL;   /* a later destructor calling in again gets a new set, freed the same way */
 }
 
-static void make_set_key(void)
-{
+static void make_set_key(void) {
     set_key_ok = pthread_key_create(&set_key, set_at_thread_exit) == 0;
     pthread_once(&atfork_once, atfork_register);   /* sets_mu may be held at a fork */
 }
 
 /* The calling user thread's set, made on first use; NULL if it cannot be allocated. */
-static scratch_set *own_set(void)
-{
+static scratch_set *own_set(void) {
     if (tls_set) return tls_set;
     pthread_once(&set_key_once, make_set_key);
     scratch_set *set = ag__malloc(sizeof *set);
@@ -277,8 +261,7 @@ static scratch_set *own_set(void)
     return set;
 }
 
-void *ag__thread_scratch(int thread, int slot, size_t bytes)
-{
+void *ag__thread_scratch(int thread, int slot, size_t bytes) {
     if (thread < 0 || thread >= AG__MAX_THREADS || slot < 0 || slot >= AG__SCRATCH_SLOTS) return NULL;
     scratch *s;
     if (thread == 0) {
@@ -303,8 +286,7 @@ void *ag__thread_scratch(int thread, int slot, size_t bytes)
 }
 
 /* Stops and joins every worker; call_mu held, so no job is running. */
-static void join_workers(void)
-{
+static void join_workers(void) {
     pthread_mutex_lock(&pool.mu);
     pool.quit = 1;
     pthread_cond_broadcast(&pool.wake);
@@ -320,15 +302,13 @@ static void join_workers(void)
 /* Joins idle workers when the process exits or the library is unloaded: a live thread's TLS block shows up
  * as "possibly lost" under valgrind, and an unloaded library must not leave threads running its code.
  * Skipped if a parallel call is in progress (exit from inside a task). Scratch stays reachable. */
-__attribute__((destructor)) static void threads_at_exit(void)
-{
+__attribute__((destructor)) static void threads_at_exit(void) {
     if (pthread_mutex_trylock(&pool.call_mu) != 0) return;
     join_workers();
     pthread_mutex_unlock(&pool.call_mu);
 }
 
-void ag__threads_shutdown(void)
-{
+void ag__threads_shutdown(void) {
     pthread_mutex_lock(&pool.call_mu);
     join_workers();
     for (int t = 1; t < AG__MAX_THREADS; t++)
