@@ -14,9 +14,8 @@
 #include <stdint.h>
 #include <string.h>
 
-/* AG__PRINTF(f, a) after a declaration: argument f is a printf format whose arguments start at a
- * (ag_ext.h's AG_EXT_PRINTF, which extensions outside the engine use). */
-#define AG__PRINTF(f, a) AG_EXT_PRINTF(f, a)
+/* AG__PRINTF(f, a): ag.h's AG_PRINTF, under the internal prefix the sources use. */
+#define AG__PRINTF(f, a) AG_PRINTF(f, a)
 
 /* Allocator hooks (see ag_set_allocator). Every heap block of the library goes through these. */
 void *ag__malloc(size_t size);

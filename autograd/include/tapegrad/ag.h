@@ -114,6 +114,14 @@ typedef enum ag_status {
     AG_ERR_NUMERIC = -7  /* NaN or Inf produced while the numeric check is on */
 } ag_status;
 
+/* AG_PRINTF(f, a) after a declaration: argument f is a printf format whose arguments start at a
+ * (so the compiler checks the calls); the library's one spelling of the attribute. */
+#if defined(__GNUC__) || defined(__clang__)
+#define AG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define AG_PRINTF(f, a)
+#endif
+
 /* A constant string for a status, e.g. "shape mismatch". Never NULL. */
 const char *ag_status_str(ag_status s);
 
@@ -493,11 +501,7 @@ void *ag_node_alloc(ag_node *n, size_t bytes); /* arena memory (aligned as AG_AL
 int ag_node_needs_grad(const ag_node *n);      /* will backward run for this node? */
 /* Record an error "<op name>: <message>" (printf format, cut at AG_ERRMSG_SIZE) on the node's
  * tape and return st. The op (or backward) has failed then, even if its function returns AG_OK. */
-ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...) AG_PRINTF(3, 4);
 
 /* ---------------------------------------------------------------- inspecting */
 

@@ -33,13 +33,6 @@
 extern "C" {
 #endif
 
-/* AG_EXT_PRINTF(f, a) after a declaration: argument f is a printf format whose arguments start at a. */
-#if defined(__GNUC__) || defined(__clang__)
-#define AG_EXT_PRINTF(f, a) __attribute__((format(printf, f, a)))
-#else
-#define AG_EXT_PRINTF(f, a)
-#endif
-
 /* AG_EXT_CLONES before a function: GCC/clang compile it three times, for AVX-512F, AVX2 and the
  * baseline, and the loader picks one for the machine (ifunc, resolved once): for element-wise
  * streams (the engine's ops, the optimizer's update). Wider vectors, the same results, provided
@@ -71,19 +64,19 @@ void ag_ext_aligned_free(void *ptr);
 
 /* Write the printf-formatted message into err[errsize] (nothing when err is NULL or errsize 0; cut
  * to fit, always terminated) and return st: the library's one way of filling a message buffer. */
-ag_status ag_ext_errf(char *err, size_t errsize, ag_status st, const char *fmt, ...) AG_EXT_PRINTF(4, 5);
+ag_status ag_ext_errf(char *err, size_t errsize, ag_status st, const char *fmt, ...) AG_PRINTF(4, 5);
 
 /* Record the failure of an op builder on t ("<builder>: <message>" is the caller's format) and
  * return st: the result is missing, so backward refuses until ag_tape_clear_error, as after a
  * failed ag_apply. A NULL t records nothing. */
-ag_status ag_ext_op_fail(ag_tape *t, ag_status st, const char *fmt, ...) AG_EXT_PRINTF(3, 4);
+ag_status ag_ext_op_fail(ag_tape *t, ag_status st, const char *fmt, ...) AG_PRINTF(3, 4);
 /* NULL for a builder whose input is missing while t already holds an error (that message stays):
  * the result is missing all the same, so backward refuses. */
 ag_tensor *ag_ext_op_missing(ag_tape *t);
 
 /* Record a failure on the store (ag_params_status/errmsg), as ag_params_add does, for builders that
  * fail before adding anything; returns st. A NULL ps records nothing. */
-ag_status ag_ext_params_fail(ag_params *ps, ag_status st, const char *fmt, ...) AG_EXT_PRINTF(3, 4);
+ag_status ag_ext_params_fail(ag_params *ps, ag_status st, const char *fmt, ...) AG_PRINTF(3, 4);
 
 /* Tell the engine that the caller has just set every element of param->grad to zero (an optimizer
  * clearing gradients in its own update pass), as ag_params_zero_grad would: the next backward may
