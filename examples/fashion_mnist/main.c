@@ -32,6 +32,7 @@
 #endif
 
 #include <tapegrad/ag_io.h>
+#include <tapegrad/checkpoint.h>
 #include <tapegrad/mlp.h>
 #include <tapegrad/optim.h>
 #include "svg.h"
@@ -1036,12 +1037,14 @@ int main(int argc, char **argv) {
     if (ck) {
         const char *e = ag_model_meta(ck, "epoch"), *st = ag_model_meta(ck, "optim_steps"),
                    *ts = ag_model_meta(ck, "train_seconds"), *sd = ag_model_meta(ck, "samples");
-        unsigned long long ev;
+        uint64_t ev, position, steps;
         if (!e || !st) die("%s: checkpoint lacks epoch/optim_steps metadata", c.resume);
-        if (meta_count(e, 1000000000ULL, &ev) != 0)
+        if (ag_checkpoint_counters(ck, &ev, &position, &steps, err, sizeof err) != AG_OK) die("%s", err);
+        if (ev > 1000000000ULL)
             die("%s: epoch \"%s\" in the checkpoint is not a number of epochs", c.resume, shown(e, sv, sizeof sv));
-        if (meta_count(st, UINT64_MAX, &ck_steps) != 0)
-            die("%s: optim_steps \"%s\" in the checkpoint is not a number of steps", c.resume, shown(st, sv, sizeof sv));
+        if (position != 0) die("%s: the checkpoint was written within an epoch (position %llu)", c.resume,
+                               (unsigned long long)position);
+        ck_steps = steps;
         if (ts && meta_number(ts, &train_seconds) != 0)
             die("%s: train_seconds \"%s\" in the checkpoint is not a number of seconds", c.resume,
                 shown(ts, sv, sizeof sv));
@@ -1144,9 +1147,10 @@ int main(int argc, char **argv) {
     }
 
     if (ck) {
-        if (ag_model_read(ck, n.ps, state, n_state, err, sizeof err) != AG_OK) die("%s", err);
+        /* parameters, optimizer buffers and step counter, all or nothing */
+        if (ag_checkpoint_read(ck, &(ag_checkpoint){.params = n.ps, .optim = opt}, err, sizeof err) != AG_OK)
+            die("%s", err);
         check_finite(c.resume, n.ps, state, n_state);
-        ag_optim_set_steps(opt, ck_steps);
         ag_model_close(ck);
         ck = NULL;
         if (start_epoch >= (size_t)c.epochs)
@@ -1296,18 +1300,14 @@ int main(int argc, char **argv) {
         ag_kv *meta = malloc((N_OPTS + 16 + n_hc) * sizeof *meta);
         char (*hkeys)[32] = malloc(n_hc * sizeof *hkeys);
         if (!meta || !hkeys) die("out of memory");
-        char vals[N_OPTS][1100], keys[N_OPTS][80], es[32], ss[32], tss[32], sds[32];
+        char vals[N_OPTS][1100], keys[N_OPTS][80], tss[32], sds[32];
         size_t nm = 0;
         meta[nm++] = (ag_kv){"kind", "fashion_mnist checkpoint"};
         meta[nm++] = (ag_kv){"arch", c.arch};
         meta[nm++] = (ag_kv){"activation", c.act};
         meta[nm++] = (ag_kv){"loss", c.loss};
-        snprintf(es, sizeof es, "%zu", epoch + 1);
-        snprintf(ss, sizeof ss, "%llu", (unsigned long long)ag_optim_steps(opt));
         snprintf(tss, sizeof tss, "%.3f", train_seconds);
         snprintf(sds, sizeof sds, "%.0f", samples_done);
-        meta[nm++] = (ag_kv){"epoch", es};
-        meta[nm++] = (ag_kv){"optim_steps", ss};
         meta[nm++] = (ag_kv){"train_seconds", tss};
         meta[nm++] = (ag_kv){"samples", sds};
         meta[nm++] = (ag_kv){"shuffle", "order of epoch e = ag_dataset_shuffle(seed, e)"};
@@ -1326,8 +1326,10 @@ int main(int argc, char **argv) {
             opt_str(&c, &OPTS[i], vals[i], sizeof vals[i]);
             meta[nm++] = (ag_kv){keys[i], vals[i]};
         }
-        if (c.checkpoint[0] &&
-            ag_model_save(c.checkpoint, n.ps, state, n_state, meta, nm, err, sizeof err) != AG_OK)
+        /* the library writes "epoch" and "optim_steps" (and the optimizer's kind) itself; the data
+         * order is not stored: it is ag_dataset_shuffle(seed, epoch) */
+        ag_checkpoint ckw = {.params = n.ps, .optim = opt, .epoch = epoch + 1, .meta = meta, .n_meta = nm};
+        if (c.checkpoint[0] && ag_checkpoint_save(c.checkpoint, &ckw, err, sizeof err) != AG_OK)
             die("checkpoint: %s", err);
         free(hs);
         free(hc);
