@@ -284,7 +284,8 @@ void check_mode(const cfg *c, const unsigned char *given) {
     static const char *const eval_flags[] = {"eval", "data", "test-limit", "threads"};
     for (size_t i = 0; i < N_OPTS; i++) {
         int used = 0;
-        for (size_t j = 0; j < sizeof eval_flags / sizeof *eval_flags; j++) used |= !strcmp(OPTS[i].name, eval_flags[j]);
+        for (size_t j = 0; j < sizeof eval_flags / sizeof *eval_flags; j++)
+            used |= !strcmp(OPTS[i].name, eval_flags[j]);
         if (given[i] && !used)
             fail(EXIT_USAGE,
                  "--%s has no effect with --eval, which only evaluates the saved model (--data, --test-limit "
@@ -309,5 +310,6 @@ void check_settings(const cfg *c, const unsigned char *given, const unsigned cha
         !(c->momentum > 0 && c->momentum < 1))
         fail(EXIT_USAGE, "--momentum %g: give a value in (0, 1) (for no momentum, --optim sgd)", c->momentum);
     if (c->target_acc > 1)
-        fail(EXIT_USAGE, "--target-acc %g: a test accuracy is at most 1 (give a value in (0, 1], 0 = off)", c->target_acc);
+        fail(EXIT_USAGE, "--target-acc %g: a test accuracy is at most 1 (give a value in (0, 1], 0 = off)",
+             c->target_acc);
 }

@@ -49,8 +49,8 @@ int run_eval(const cfg *c) {
     char sv[64];
     if (kind && !strcmp(kind, "fashion_mnist checkpoint"))
         fail(EXIT_RUN, "%s is a training checkpoint, not a model: --eval takes the model file (--model, by default "
-            "fashion_mnist.safetensors), or continue training with --resume %s",
-            c->eval, c->eval);
+             "fashion_mnist.safetensors), or continue training with --resume %s",
+             c->eval, c->eval);
     if (kind && strcmp(kind, "fashion_mnist model"))
         fail(EXIT_RUN, "%s: kind \"%s\" in the file: not a fashion_mnist model", c->eval, shown(kind, sv, sizeof sv));
     const char *arch = ag_model_meta(mf, "arch"), *act = ag_model_meta(mf, "activation"),
@@ -90,7 +90,8 @@ int run_eval(const cfg *c) {
     ag_model_close(mf);
     ag_dataset test;
     load_split(&test, c->data, "t10k", c->test_limit);
-    if (in_std > 0 && ag_dataset_standardize(&test, in_mean, in_std) != AG_OK) fail(EXIT_RUN, "%s: unusable input_mean/input_std", c->eval);
+    if (in_std > 0 && ag_dataset_standardize(&test, in_mean, in_std) != AG_OK)
+        fail(EXIT_RUN, "%s: unusable input_mean/input_std", c->eval);
     size_t bs = 1000;
     ag_real *x = alloc_aligned(bs * 784 * sizeof *x), *oh = alloc_aligned(bs * 10 * sizeof *oh);
     int32_t *y = malloc(bs * sizeof *y);

@@ -8,10 +8,10 @@
  *     build/examples/fashion_mnist --eval fashion_mnist.safetensors
  *     build/examples/fashion_mnist --resume fashion_mnist.ckpt.safetensors
  *
- * Run with --help for every flag. The data set is Debian's dataset-fashion-mnist.
+ * Run with --help for every flag. The data set is Debian's dataset-fashion-mnist. This file is the
+ * outline; fm.h says which file holds what.
  */
 #include <stdio.h>
-#include <string.h>
 
 #if defined(__SSE__)
 #include <xmmintrin.h>

@@ -70,7 +70,8 @@ void net_build(net *n, const char *arch, const char *act, const char *loss, cons
     ag_act hidden;
     ag_init in;
     if (ag_act_parse(act, &hidden) != AG_OK) fail(EXIT_RUN, "unknown activation \"%s\" (relu, sigmoid, tanh)", act);
-    if (parse_init(init, &in) != AG_OK) fail(EXIT_RUN, "unknown initialiser \"%s\" (he, glorot, glorot-uniform, small)", init);
+    if (parse_init(init, &in) != AG_OK)
+        fail(EXIT_RUN, "unknown initialiser \"%s\" (he, glorot, glorot-uniform, small)", init);
     if (strcmp(loss, "mse") && strcmp(loss, "xent")) fail(EXIT_RUN, "unknown loss \"%s\" (mse, xent)", loss);
     n->mse = strcmp(loss, "mse") == 0;
     if (ag_params_new(&n->ps) != AG_OK || ag_tape_new(&n->t, NULL) != AG_OK) fail(EXIT_RUN, "out of memory");
@@ -98,7 +99,8 @@ void check_arch(const ag_model_file *mf, const char *file, const char *key, cons
     size_t sizes[AG_MLP_MAX_LAYERS], n;
     char err[512], sv[64];
     if (ag_mlp_parse_spec(arch, sizes, AG_MLP_MAX_LAYERS, &n, err, sizeof err) != AG_OK)
-        fail(EXIT_RUN, "%s: %s \"%s\" in the file is not a list of layer sizes (%s)", file, key, shown(arch, sv, sizeof sv), err);
+        fail(EXIT_RUN, "%s: %s \"%s\" in the file is not a list of layer sizes (%s)", file, key,
+             shown(arch, sv, sizeof sv), err);
     if (sizes[0] != 784 || sizes[n - 1] != 10)
         fail(EXIT_RUN, "%s: %s %s in the file: the network must have 784 inputs and 10 outputs", file, key, arch);
     for (size_t i = 1; i < n; i++) {
@@ -106,23 +108,26 @@ void check_arch(const ag_model_file *mf, const char *file, const char *key, cons
             char nm[48];
             snprintf(nm, sizeof nm, "fc%zu.%s", i, b ? "b" : "W");
             const ag_model_tensor *t = ag_model_find(mf, nm);
-            if (!t) fail(EXIT_RUN, "%s: %s %s in the file needs a tensor %s, which the file lacks", file, key, arch, nm);
+            if (!t)
+                fail(EXIT_RUN, "%s: %s %s in the file needs a tensor %s, which the file lacks", file, key, arch, nm);
             int ok = b ? t->ndim == 1 && t->shape[0] == sizes[i]
                        : t->ndim == 2 && t->shape[0] == sizes[i] && t->shape[1] == sizes[i - 1];
             if (!ok) {
                 char shape[128] = "";
                 for (int d = 0; d < t->ndim && d < 8; d++)
                     snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%s%zu", d ? "x" : "", t->shape[d]);
-                if (b) fail(EXIT_RUN, "%s: %s %s in the file does not match its tensors: %s is [%s], the arch needs [%zu]", file,
-                           key, arch, nm, shape, sizes[i]);
-                fail(EXIT_RUN, "%s: %s %s in the file does not match its tensors: %s is [%s], the arch needs [%zux%zu]", file, key,
-                    arch, nm, shape, sizes[i], sizes[i - 1]);
+                if (b)
+                    fail(EXIT_RUN, "%s: %s %s in the file does not match its tensors: %s is [%s], the arch needs [%zu]",
+                         file, key, arch, nm, shape, sizes[i]);
+                fail(EXIT_RUN, "%s: %s %s in the file does not match its tensors: %s is [%s], the arch needs [%zux%zu]",
+                     file, key, arch, nm, shape, sizes[i], sizes[i - 1]);
             }
         }
     }
     char nm[48];
     snprintf(nm, sizeof nm, "fc%zu.W", n);
-    if (ag_model_find(mf, nm)) fail(EXIT_RUN, "%s: %s %s in the file has %zu layers but the file holds %s", file, key, arch, n - 1, nm);
+    if (ag_model_find(mf, nm))
+        fail(EXIT_RUN, "%s: %s %s in the file has %zu layers but the file holds %s", file, key, arch, n - 1, nm);
 }
 
 /* Every parameter (and extra buffer) finite: a model holding NaN or Inf would evaluate to NaN. */
@@ -132,13 +137,13 @@ void check_finite(const char *file, const ag_params *ps, const ag_named_buf *ext
         for (size_t j = 0; j < p->size; j++)
             if (!isfinite((double)p->value[j]))
                 fail(EXIT_RUN, "%s: %s[%zu] is %g: the file holds non-finite weights and cannot be used", file,
-                    p->name ? p->name : "?", j, (double)p->value[j]);
+                     p->name ? p->name : "?", j, (double)p->value[j]);
     }
     for (size_t i = 0; i < n_extra; i++)
         for (size_t j = 0; j < extra[i].n; j++)
             if (!isfinite((double)extra[i].data[j]))
-                fail(EXIT_RUN, "%s: %s[%zu] is %g: the file holds a non-finite optimizer state and cannot be used", file,
-                    extra[i].name, j, (double)extra[i].data[j]);
+                fail(EXIT_RUN, "%s: %s[%zu] is %g: the file holds a non-finite optimizer state and cannot be used",
+                     file, extra[i].name, j, (double)extra[i].data[j]);
 }
 
 /* The input standardisation saved in a model or checkpoint: both input_mean and input_std, or neither
@@ -147,10 +152,14 @@ void read_input_stats(const ag_model_file *mf, const char *file, const char *wha
     const char *m = ag_model_meta(mf, "input_mean"), *s = ag_model_meta(mf, "input_std");
     char sv[64];
     if (!m && !s) return;
-    if (!m || !s) fail(EXIT_RUN, "%s: the %s has %s but not %s", file, what, m ? "input_mean" : "input_std", m ? "input_std" : "input_mean");
+    if (!m || !s)
+        fail(EXIT_RUN, "%s: the %s has %s but not %s", file, what, m ? "input_mean" : "input_std",
+             m ? "input_std" : "input_mean");
     if (meta_number(m, mean) != 0 || *mean > 1)
-        fail(EXIT_RUN, "%s: input_mean \"%s\" in the %s is not a mean pixel value in [0, 1]", file, shown(m, sv, sizeof sv), what);
+        fail(EXIT_RUN, "%s: input_mean \"%s\" in the %s is not a mean pixel value in [0, 1]", file,
+             shown(m, sv, sizeof sv), what);
     if (meta_number(s, std) != 0 || !(*std > 0) || *std > 1)
-        fail(EXIT_RUN, "%s: input_std \"%s\" in the %s is not a standard deviation in (0, 1]", file, shown(s, sv, sizeof sv), what);
+        fail(EXIT_RUN, "%s: input_std \"%s\" in the %s is not a standard deviation in (0, 1]", file,
+             shown(s, sv, sizeof sv), what);
 }
 

@@ -3,6 +3,7 @@
  * tape, then evaluation, checkpoint, metrics and plot), and the final model.
  */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,8 @@ static ag_optim_config optim_config(const run *r) {
     if (!strcmp(c->schedule, "cosine"))
         oc.schedule = (ag_schedule){.kind = AG_SCHED_COSINE, .total_steps = total_steps};
     else if (!strcmp(c->schedule, "step")) /* x0.1 after a third and after two thirds of the steps */
-        oc.schedule = (ag_schedule){.kind = AG_SCHED_STEP, .step_size = total_steps / 3 ? total_steps / 3 : 1, .gamma = 0.1};
+        oc.schedule = (ag_schedule){
+            .kind = AG_SCHED_STEP, .step_size = total_steps / 3 ? total_steps / 3 : 1, .gamma = 0.1};
     else if (strcmp(c->schedule, "constant"))
         fail(EXIT_RUN, "unknown schedule \"%s\" (constant, cosine, step)", c->schedule);
     return oc;
@@ -151,6 +153,17 @@ static ag_status train_step(run *r, size_t s, size_t k, double *loss) {
     return st;
 }
 
+/* A stop (blow-up or signal): "fashion_mnist: <what>" and, on the same line, where training can go
+ * on from (last_checkpoint). */
+FM_PRINTF(2, 3) static void report_stop(const run *r, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fashion_mnist: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    last_checkpoint(r);
+}
+
 /* The steps of one epoch; *loss_sum gets the sum of the samples' losses. Returns 0 when it stopped
  * early (r->blown or r->interrupted set, the message written). */
 static int train_epoch(run *r, size_t epoch, double t0, double *loss_sum) {
@@ -161,21 +174,18 @@ static int train_epoch(run *r, size_t epoch, double t0, double *loss_sum) {
         double lv;
         if (train_step(r, s, k, &lv) == AG_ERR_NUMERIC) {
             if (r->tty) fputc('\n', stderr);
-            fprintf(stderr,
-                    "fashion_mnist: numerical blow-up: the loss is %g at epoch %zu step %zu/%zu (learning rate %g"
-                    "%s too high?); stopping.\n",
-                    lv, epoch + 1, s + 1, r->steps, ag_optim_lr(r->opt), r->c.lambda > 0 ? " or lambda" : "");
-            fputs("fashion_mnist: ", stderr);
-            last_checkpoint(r);
+            report_stop(r,
+                        "numerical blow-up: the loss is %g at epoch %zu step %zu/%zu (learning rate %g"
+                        "%s too high?); stopping.\nfashion_mnist: ",
+                        lv, epoch + 1, s + 1, r->steps, ag_optim_lr(r->opt), r->c.lambda > 0 ? " or lambda" : "");
             r->blown = 1;
             return 0;
         }
         *loss_sum += lv * (double)k;
         if (stop_signal) {
             if (r->tty) fputs("\r\x1b[K", stderr);
-            fprintf(stderr, "fashion_mnist: interrupted (%s) at epoch %zu step %zu/%zu; ", signal_name(stop_signal),
-                    epoch + 1, s + 1, r->steps);
-            last_checkpoint(r);
+            report_stop(r, "interrupted (%s) at epoch %zu step %zu/%zu; ", signal_name(stop_signal), epoch + 1, s + 1,
+                        r->steps);
             r->interrupted = stop_signal;
             return 0;
         }
@@ -218,9 +228,7 @@ static int end_epoch(run *r, size_t epoch, double dt, double loss_sum, double lr
     r->acc = evaluate(&r->n, &r->test, r->x, r->y, r->oh, r->eidx, 1000, &h->test_loss, r->correct, r->total);
     h->test_acc = r->acc;
     if (!weights_finite(r->n.ps)) {
-        fprintf(stderr, "fashion_mnist: numerical blow-up: non-finite weights after epoch %zu; stopping.\nfashion_mnist: ",
-                epoch + 1);
-        last_checkpoint(r);
+        report_stop(r, "numerical blow-up: non-finite weights after epoch %zu; stopping.\nfashion_mnist: ", epoch + 1);
         r->blown = 1;
         return 0;
     }
@@ -246,8 +254,7 @@ void train(run *r) {
         grow_history(r, epoch);
         if (stop_signal) {
             if (r->tty) fputs("\r\x1b[K", stderr);
-            fprintf(stderr, "fashion_mnist: interrupted (%s) before epoch %zu; ", signal_name(stop_signal), epoch + 1);
-            last_checkpoint(r);
+            report_stop(r, "interrupted (%s) before epoch %zu; ", signal_name(stop_signal), epoch + 1);
             r->interrupted = stop_signal;
             return;
         }

@@ -54,7 +54,7 @@ _Noreturn void fail(int status, const char *fmt, ...) {
 int finish(int rc) {
     int e = fflush(stdout) != 0 ? errno : 0;
     if (e || ferror(stdout)) {
-        fprintf(stderr, "fashion_mnist: cannot write to standard output%s%s\n", e ? ": " : "", e ? strerror(e) : "");
+        report("cannot write to standard output%s%s", e ? ": " : "", e ? strerror(e) : "");
         return rc ? rc : 1;
     }
     return rc;
@@ -106,10 +106,10 @@ void output_target(const char *flag, const char *path, char *out, size_t size) {
     if (S_ISLNK(st.st_mode)) {
         if (stat(path, &st) != 0)
             fail(EXIT_RUN, "--%s %s: a symbolic link to %s (%s); refusing to replace it", flag, path,
-                errno == ENOENT ? "a missing file" : "a file that cannot be reached", strerror(errno));
+                 errno == ENOENT ? "a missing file" : "a file that cannot be reached", strerror(errno));
         if (!S_ISREG(st.st_mode))
             fail(EXIT_RUN, "--%s %s: a symbolic link to %s; refusing to replace it (give a regular file)", flag, path,
-                file_kind(st.st_mode));
+                 file_kind(st.st_mode));
         if (out) {
             char *r = realpath(path, NULL);
             if (!r) fail(EXIT_RUN, "--%s %s: %s", flag, path, strerror(errno));
@@ -121,7 +121,7 @@ void output_target(const char *flag, const char *path, char *out, size_t size) {
     }
     if (!S_ISREG(st.st_mode))
         fail(EXIT_RUN, "--%s %s: exists and is %s; refusing to replace it (give a regular file)", flag, path,
-            file_kind(st.st_mode));
+             file_kind(st.st_mode));
 }
 
 /* The directory an output goes to must take a new file (the temporary one renamed over it), checked
@@ -131,7 +131,8 @@ static void output_dir_writable(const char *flag, const char *path) {
     const char *slash = strrchr(path, '/');
     if (!slash) snprintf(dir, sizeof dir, ".");
     else snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    if (access(dir, W_OK | X_OK) != 0) fail(EXIT_RUN, "--%s %s: cannot write in %s: %s", flag, path, dir, strerror(errno));
+    if (access(dir, W_OK | X_OK) != 0)
+        fail(EXIT_RUN, "--%s %s: cannot write in %s: %s", flag, path, dir, strerror(errno));
 }
 
 /* path made absolute with its directory's symbolic links resolved (the file itself may not exist) */
