@@ -6,9 +6,11 @@
  *     fashion_mnist_synth DIR     (train files gzipped when gzip is available, test files raw)
  *
  * and damages model files for the tests of metadata checks: the value of one metadata entry is
- * replaced (the data section and its CRC are kept, so the file stays a sound safetensors file):
+ * replaced, or the key of one renamed (the data section and its CRC are kept and the header's CRC,
+ * if any, recomputed, so the file stays a sound safetensors file):
  *
  *     fashion_mnist_synth --set-meta IN OUT KEY VALUE
+ *     fashion_mnist_synth --rename-meta IN OUT KEY NEWKEY
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,8 +51,32 @@ static int write_set(const char *dir, const char *prefix, unsigned n) {
     return fclose(fi) | fclose(fl);
 }
 
-/* "KEY":"old" in the JSON header of IN becomes "KEY":"VALUE" in OUT (values without escapes). */
-static int set_meta(const char *in, const char *out, const char *key, const char *value) {
+/* CRC-32 (IEEE), bit by bit: enough for one header */
+static unsigned long crc32_of(unsigned long crc, const unsigned char *p, size_t n) {
+    crc = ~crc & 0xffffffffUL;
+    while (n--) {
+        crc ^= *p++;
+        for (int k = 0; k < 8; k++) crc = crc & 1 ? (crc >> 1) ^ 0xedb88320UL : crc >> 1;
+    }
+    return ~crc & 0xffffffffUL;
+}
+
+/* A header that carries "header_crc32" (tapegrad's files since the checkpoint library) gets it
+ * recomputed, so that the edited file stays sound: the CRC of the 8 length bytes and the JSON
+ * with its own 8 digits read as '0'. */
+static void fix_header_crc(unsigned char *file, size_t total) {
+    char *at = strstr((char *)file + 8, "\"header_crc32\":\"0x");
+    if (!at || (size_t)(at - (char *)file) + 26 > total) return;
+    char *hex = at + 18;
+    memset(hex, '0', 8);
+    char digits[9];
+    snprintf(digits, sizeof digits, "%08lx", crc32_of(0, file, total));
+    memcpy(hex, digits, 8);
+}
+
+/* In the JSON header of IN, "KEY":"old" becomes "KEY":"VALUE" (rename 0) or "KEY":"old" becomes
+ * "VALUE":"old" (rename 1), written to OUT (strings without escapes). */
+static int edit_meta(const char *in, const char *out, const char *key, const char *value, int rename) {
     FILE *f = fopen(in, "rb");
     if (!f) return perror(in), 1;
     static unsigned char buf[1 << 24];
@@ -68,24 +94,31 @@ static int set_meta(const char *in, const char *out, const char *key, const char
     snprintf(needle, sizeof needle, "\"%s\":\"", key);
     char *at = strstr(hdr, needle), *end = at ? strchr(at + strlen(needle), '"') : NULL;
     if (!end) return fprintf(stderr, "%s: no metadata entry %s\n", in, key), free(hdr), 1;
-    size_t pre = (size_t)(at - hdr) + strlen(needle), nn = pre + strlen(value) + strlen(end);
+    if (rename) end = at + strlen(needle) - 3; /* keep from the key's closing quote on */
+    size_t pre = (size_t)(at - hdr) + (rename ? 1 : strlen(needle)), nn = pre + strlen(value) + strlen(end);
     size_t padded = (nn + 7) / 8 * 8;
-    FILE *o = fopen(out, "wb");
-    if (!o) return perror(out), free(hdr), 1;
-    for (int i = 0; i < 8; i++) fputc((int)((padded >> (8 * i)) & 0xff), o);
-    fwrite(hdr, 1, pre, o);
-    fputs(value, o);
-    fputs(end, o);
-    for (size_t i = nn; i < padded; i++) fputc(' ', o);
-    fwrite(buf + data, 1, len - data, o);
+    unsigned char *o = malloc(8 + padded);
+    if (!o) return free(hdr), 1;
+    for (int i = 0; i < 8; i++) o[i] = (unsigned char)((padded >> (8 * i)) & 0xff);
+    memcpy(o + 8, hdr, pre);
+    memcpy(o + 8 + pre, value, strlen(value));
+    memcpy(o + 8 + pre + strlen(value), end, strlen(end));
+    memset(o + 8 + nn, ' ', padded - nn);
+    fix_header_crc(o, 8 + padded);
+    FILE *of = fopen(out, "wb");
+    if (!of) return perror(out), free(hdr), free(o), 1;
+    fwrite(o, 1, 8 + padded, of);
+    fwrite(buf + data, 1, len - data, of);
     free(hdr);
-    return fclose(o) != 0;
+    free(o);
+    return fclose(of) != 0;
 }
 
 int main(int argc, char **argv) {
-    if (argc == 6 && strcmp(argv[1], "--set-meta") == 0) return set_meta(argv[2], argv[3], argv[4], argv[5]);
+    if (argc == 6 && strcmp(argv[1], "--set-meta") == 0) return edit_meta(argv[2], argv[3], argv[4], argv[5], 0);
+    if (argc == 6 && strcmp(argv[1], "--rename-meta") == 0) return edit_meta(argv[2], argv[3], argv[4], argv[5], 1);
     if (argc != 2) {
-        fprintf(stderr, "usage: fashion_mnist_synth DIR | --set-meta IN OUT KEY VALUE\n");
+        fprintf(stderr, "usage: fashion_mnist_synth DIR | --set-meta IN OUT KEY VALUE | --rename-meta IN OUT KEY NEWKEY\n");
         return 2;
     }
     if (write_set(argv[1], "train", 256) || write_set(argv[1], "t10k", 64)) return 1;

@@ -111,11 +111,13 @@ if [ "$mode" = resume ]; then
     grep -q "standardised" x.log && { cat x.log; fail "an unstandardised model was evaluated standardised"; }
     # files from before --normalize (no such entries): pixels / 255; a model with half the pair, or a bad
     # number, is refused
-    LC_ALL=C sed 's/"cfg\.normalize"/"cfg\.normalizX"/; s/"input_mean"/"input_meaX"/; s/"input_std"/"input_stX"/' my1.ck > old.ck
+    # (keys renamed through the synth helper, which keeps the header's CRC sound; sed would now be refused as corrupt)
+    "$SYNTH" --rename-meta my1.ck old1.ck cfg.normalize cfg.normalizX && "$SYNTH" --rename-meta old1.ck old2.ck input_mean input_meaX \
+        && "$SYNTH" --rename-meta old2.ck old.ck input_std input_stX && rm -f old1.ck old2.ck || fail "rename-meta"
     "$BIN" --resume old.ck --data "$W/data" --threads 1 --model o.st --checkpoint o.ck --metrics q.csv --plot q.svg > x.log 2>&1 \
         || { cat x.log; fail "resume of a checkpoint from before --normalize"; }
     grep -q "^inputs: pixel / 255 (--normalize none)$" x.log || { cat x.log; fail "old checkpoint: inputs line"; }
-    LC_ALL=C sed 's/"input_std"/"input_stX"/' r.st > half.st
+    "$SYNTH" --rename-meta r.st half.st input_std input_stX || fail "rename-meta"
     "$BIN" --eval half.st --data "$W/data" > x.log 2>&1 && fail "a model with input_mean alone accepted"
     grep -q "half.st: the model has input_mean but not input_std" x.log || { cat x.log; fail "half pair message"; }
     "$SYNTH" --set-meta r.st sd.st input_std -1 && "$BIN" --eval sd.st --data "$W/data" > x.log 2>&1 && fail "input_std -1 accepted"

@@ -958,6 +958,17 @@ static size_t model_image(fx *f, uint8_t *buf, size_t cap) {
     ck_assert_uint_lt(n, cap);
     return n;
 }
+/* After an edit of the header: the header_crc32 a save would have written for it (the CRC of the
+ * 8 length bytes and the JSON with its own 8 digits as '0'), so that the row reaches the check it
+ * is about rather than the header's CRC. */
+static void reseal_header(uint8_t *buf, uint64_t hl) {
+    char *p = find_bytes(buf + 8, (size_t)hl, "\"header_crc32\":\"0x", 18);
+    ck_assert_ptr_nonnull(p);
+    memset(p + 18, '0', 8);
+    char hex[9];
+    snprintf(hex, sizeof hex, "%08x", (unsigned)ag_crc32(0, buf, (size_t)(8 + hl)));
+    memcpy(p + 18, hex, 8);
+}
 static ag_status h_parse_edit(fx *f, int how) {
     uint8_t buf[4096];
     size_t n = model_image(f, buf, sizeof buf);
@@ -980,6 +991,7 @@ static ag_status h_parse_edit(fx *f, int how) {
     case 8: {                                                             /* another dtype */
         char *p = find_bytes(buf + 8, (size_t)hl, DT, 3);
         memcpy(p, DT[1] == '3' ? "I32" : "I64", 3);
+        reseal_header(buf, hl);
         return h_parse(f, buf, n);
     }
     case 9: {                                                             /* crc text damaged */

@@ -28,6 +28,7 @@
 #include "internal.h"
 #include "kernels/kernels.h"
 #include <tapegrad/mlp.h>
+#include <tapegrad/checkpoint.h>
 #include <tapegrad/optim.h>
 #include "testutil.h"
 
@@ -578,6 +579,58 @@ START_TEST(oom_tape) {
 END_TEST
 
 
+/* ---------------------------------------------------------------- checkpoint save and load */
+
+typedef struct ckio {
+    ag_params *ps;
+    ag_optim *opt;
+    ag_rng rng;
+    uint32_t order[9];
+} ckio;
+
+static ag_checkpoint ckio_of(ckio *c) {
+    return (ag_checkpoint){.params = c->ps, .optim = c->opt, .rng = &c->rng, .order = c->order, .order_n = 9,
+                           .epoch = 2, .position = 5};
+}
+static ag_status ck_save_op(void *ctx) {
+    ag_checkpoint ck = ckio_of(ctx);
+    ag_status st = ag_checkpoint_save(g_path, &ck, g_err, sizeof g_err);
+    if (st != AG_OK) ck_assert_msg(strstr(g_err, "out of memory") != NULL, "checkpoint save: \"%s\"", g_err);
+    return st;
+}
+static ag_status ck_load_op(void *ctx) {
+    ckio *c = ctx;
+    ag_real w0 = ag_params_values(c->ps)[0];
+    ag_checkpoint ck = ckio_of(c);
+    ck.epoch = 0;
+    ag_status st = ag_checkpoint_load(g_path, &ck, g_err, sizeof g_err);
+    if (st != AG_OK) {
+        ck_assert_msg(strstr(g_err, "out of memory") != NULL, "checkpoint load: \"%s\"", g_err);
+        ck_assert(ag_params_values(c->ps)[0] == w0 && ck.epoch == 0); /* nothing changed */
+    } else {
+        ck_assert_uint_eq(ck.epoch, 2);
+    }
+    return st;
+}
+
+START_TEST(oom_checkpoint) {
+    tmpdir_make();
+    begin();
+    ckio c = {.ps = store(3)};
+    ck_assert_int_eq(ag_optim_new(&c.opt, c.ps, &(ag_optim_config){.kind = AG_OPT_ADAM, .lr = 0.1}, NULL, 0), AG_OK);
+    ag_rng_seed(&c.rng, 4);
+    for (uint32_t i = 0; i < 9; i++) c.order[i] = 8 - i;
+    sweep s = {"checkpoint save", &c, ck_save_op, NULL, NULL, 0};
+    size_t points = run_sweep(&s);
+    sweep l = {"checkpoint load", &c, ck_load_op, NULL, NULL, 0};
+    points += run_sweep(&l);
+    ag_optim_free(c.opt);
+    ag_params_free(c.ps);
+    end("checkpoint save and load", points);
+    ag_test_scratch_remove();
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("oom");
     TCase *tc = tcase_create("sweeps");
@@ -587,6 +640,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, oom_model_save);
     tcase_add_test(tc, oom_model_load);
     tcase_add_test(tc, oom_idx);
+    tcase_add_test(tc, oom_checkpoint);
     tcase_add_test(tc, oom_params_and_optimizers);
     tcase_add_test(tc, oom_tape);
     suite_add_tcase(s, tc);

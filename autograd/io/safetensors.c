@@ -30,12 +30,12 @@
 #define AG_DTYPE "F32"
 #endif
 
+/* The header's own CRC, next to "crc32" (the data's) in __metadata__; not listed among the metadata. */
+#define HEADER_CRC_KEY "header_crc32"
+
+/* "<what>: <name>: <message>" into err (ag__vbuf_fail with the arguments inline). */
 static ag_status mfail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
-                       const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 6, 7)))
-#endif
-    ;
+                       const char *fmt, ...) AG__PRINTF(6, 7);
 static ag_status mfail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
                        const char *fmt, ...) {
     va_list ap;
@@ -168,14 +168,28 @@ static void shape_str(int ndim, const size_t *shape, char *buf, size_t size) {
 
 /* ---------------------------------------------------------------- save */
 
+/* One tensor to save: ag_real values (parameters, extra buffers) or uint32 (ag__model_save_u32). */
 typedef struct item {
     const char *name;
     const ag_real *data;
+    const uint32_t *u32; /* not NULL: a U32 tensor */
     size_t n;
     int ndim;
     const size_t *shape;
     size_t one; /* shape storage for 1-D extras */
 } item;
+
+static size_t item_elem(const item *it) { return it->u32 ? 4 : sizeof(ag_real); }
+
+/* Elements k..k+m of the tensor as they go into the file (little-endian) */
+static void item_le(const item *it, size_t k, size_t m, unsigned char *out) {
+    if (!it->u32) {
+        to_le(it->data + k, m, out);
+        return;
+    }
+    for (size_t i = 0; i < m; i++)
+        for (int b = 0; b < 4; b++) out[i * 4 + (size_t)b] = (unsigned char)(it->u32[k + i] >> (8 * b));
+}
 
 static ag_status write_all(int fd, const void *p, size_t n) {
     const char *c = p;
@@ -191,178 +205,225 @@ static ag_status write_all(int fd, const void *p, size_t n) {
     return AG_OK;
 }
 
-ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
-                        const ag_kv *meta, size_t n_meta, char *err, size_t errsize) {
-    const char *W = "save";
-    if (err && errsize) err[0] = '\0';
-    if (!path || !path[0]) return mfail(err, errsize, AG_ERR_ARG, W, "", path ? "path is empty" : "path is NULL");
-    if ((n_extra && !extra) || (n_meta && !meta)) return mfail(err, errsize, AG_ERR_ARG, W, path, "NULL array");
+/* What a save is given, gathered into one list of tensors (parameters, extras, u32 buffers). */
+typedef struct save_req {
+    const char *path;
+    item *items;
+    size_t ni;
+    const ag_kv *meta;
+    size_t n_meta;
+    char *err;
+    size_t errsize;
+} save_req;
+
+/* Counts, buffers and the total size, into r->items (the caller frees it, also on failure). */
+static ag_status save_collect(save_req *r, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
+                              const ag__u32_buf *ints, size_t n_ints) {
+    const char *W = "save", *path = r->path;
     size_t np = ag_params_count(ps);
     /* compare before adding: np + n_extra or n_meta + 1 would wrap for counts near SIZE_MAX */
-    if (np > AG_MODEL_MAX_TENSORS || n_extra > AG_MODEL_MAX_TENSORS - np)
-        return mfail(err, errsize, AG_ERR_ARG, W, path, "%zu parameters and %zu extra tensors, at most %d tensors",
-                     np, n_extra, AG_MODEL_MAX_TENSORS);
-    if (n_meta > AG_MODEL_MAX_META - 1)
-        return mfail(err, errsize, AG_ERR_ARG, W, path, "%zu metadata entries, at most %d", n_meta,
+    if (np > AG_MODEL_MAX_TENSORS || n_extra > AG_MODEL_MAX_TENSORS - np ||
+        n_ints > AG_MODEL_MAX_TENSORS - np - n_extra)
+        return mfail(r->err, r->errsize, AG_ERR_ARG, W, path,
+                     "%zu parameters and %zu extra tensors, at most %d tensors", np, n_extra + n_ints,
+                     AG_MODEL_MAX_TENSORS);
+    if (r->n_meta > AG_MODEL_MAX_META - 1)
+        return mfail(r->err, r->errsize, AG_ERR_ARG, W, path, "%zu metadata entries, at most %d", r->n_meta,
                      AG_MODEL_MAX_META - 1);
-    size_t ni = np + n_extra; /* <= AG_MODEL_MAX_TENSORS */
-    item *items = ag__calloc(ni ? ni : 1, sizeof *items);
-    if (!items) return mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory");
-    ag_status st = AG_OK;
+    size_t ni = np + n_extra + n_ints; /* <= AG_MODEL_MAX_TENSORS */
+    item *items = r->items = ag__calloc(ni ? ni : 1, sizeof *items);
+    if (!items) return mfail(r->err, r->errsize, AG_ERR_NOMEM, W, path, "out of memory");
+    r->ni = ni;
     for (size_t i = 0; i < np; i++) {
         const ag_tensor *x = ag_params_at(ps, i);
-        items[i] = (item){x->name, x->value, x->size, x->ndim, x->shape, 0};
+        items[i] = (item){x->name, x->value, NULL, x->size, x->ndim, x->shape, 0};
     }
-    for (size_t i = 0; i < n_extra; i++) {
+    for (size_t i = 0; i < n_extra + n_ints; i++) {
         item *it = &items[np + i];
-        *it = (item){extra[i].name, extra[i].data, extra[i].n, 1, NULL, extra[i].n};
+        if (i < n_extra) *it = (item){extra[i].name, extra[i].data, NULL, extra[i].n, 1, NULL, extra[i].n};
+        else *it = (item){ints[i - n_extra].name, NULL, ints[i - n_extra].data, ints[i - n_extra].n, 1, NULL, 0};
+        it->one = it->n;
         it->shape = &it->one;
-        if (!extra[i].data && extra[i].n) {
-            st = mfail(err, errsize, AG_ERR_ARG, W, path, "extra buffer %zu has no data", i);
-            goto out;
-        }
-        if (extra[i].n > SIZE_MAX / 8) {
-            st = mfail(err, errsize, AG_ERR_ARG, W, path, "extra buffer %zu is too large", i);
-            goto out;
-        }
+        if (!it->data && !it->u32 && it->n)
+            return mfail(r->err, r->errsize, AG_ERR_ARG, W, path, "extra buffer %zu has no data", i);
+        if (it->n > SIZE_MAX / 8)
+            return mfail(r->err, r->errsize, AG_ERR_ARG, W, path, "extra buffer %zu is too large", i);
     }
-    /* the data_offsets below add up every tensor's bytes: the total must not wrap either */
+    /* the data_offsets add up every tensor's bytes: the total must not wrap either */
     size_t total = 0;
     for (size_t i = 0; i < ni; i++) {
         size_t bytes;
-        if (!ag__mul_ok(items[i].n, sizeof(ag_real), &bytes) || bytes > SIZE_MAX - total) {
-            st = mfail(err, errsize, AG_ERR_ARG, W, path, "tensors 0 to %zu hold more than %zu bytes of data", i,
-                       (size_t)SIZE_MAX);
-            goto out;
-        }
+        if (!ag__mul_ok(items[i].n, item_elem(&items[i]), &bytes) || bytes > SIZE_MAX - total)
+            return mfail(r->err, r->errsize, AG_ERR_ARG, W, path, "tensors 0 to %zu hold more than %zu bytes of data",
+                         i, (size_t)SIZE_MAX);
         total += bytes;
     }
-    for (size_t i = 0; i < ni; i++) {
+    return AG_OK;
+}
+
+/* Tensor names: valid, not reserved, not repeated. */
+static ag_status save_check_names(const save_req *r) {
+    const item *items = r->items;
+    for (size_t i = 0; i < r->ni; i++) {
         const char *why = name_problem(items[i].name);
-        if (why) {
-            st = mfail(err, errsize, AG_ERR_ARG, W, path, "tensor %zu has an invalid name: it %s", i, why);
-            goto out;
-        }
-        if (strcmp(items[i].name, "__metadata__") == 0) {
-            st = mfail(err, errsize, AG_ERR_ARG, W, path,
-                       "tensor %zu has an invalid name: __metadata__ is reserved (the metadata is stored under it)",
-                       i);
-            goto out;
-        }
+        if (why)
+            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "tensor %zu has an invalid name: it %s", i,
+                         why);
+        if (strcmp(items[i].name, "__metadata__") == 0)
+            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path,
+                         "tensor %zu has an invalid name: __metadata__ is reserved (the metadata is stored under it)",
+                         i);
         for (size_t j = 0; j < i; j++)
-            if (strcmp(items[i].name, items[j].name) == 0) {
-                st = mfail(err, errsize, AG_ERR_ARG, W, path, "tensor name %s is used twice", items[i].name);
-                goto out;
-            }
+            if (strcmp(items[i].name, items[j].name) == 0)
+                return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "tensor name %s is used twice",
+                             items[i].name);
     }
-    for (size_t i = 0; i < n_meta; i++) {
+    return AG_OK;
+}
+
+/* Metadata: valid keys and values, no reserved key, no key twice. */
+static ag_status save_check_meta(const save_req *r) {
+    const ag_kv *meta = r->meta;
+    for (size_t i = 0; i < r->n_meta; i++) {
         const char *why = name_problem(meta[i].key);
-        if (why) {
-            st = mfail(err, errsize, AG_ERR_ARG, W, path, "metadata entry %zu: the key %s", i, why);
-            goto out;
-        }
-        if (strcmp(meta[i].key, "crc32") == 0) {
-            st = mfail(err, errsize, AG_ERR_ARG, W, path,
-                       "metadata entry %zu: the key crc32 is reserved (the CRC of the data is added under it)", i);
-            goto out;
-        }
+        if (why)
+            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "metadata entry %zu: the key %s", i, why);
+        if (strcmp(meta[i].key, "crc32") == 0)
+            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path,
+                         "metadata entry %zu: the key crc32 is reserved (the CRC of the data is added under it)", i);
+        if (strcmp(meta[i].key, HEADER_CRC_KEY) == 0)
+            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path,
+                         "metadata entry %zu: the key " HEADER_CRC_KEY
+                         " is reserved (the CRC of the header is added under it)", i);
         if (!meta[i].value) why = "is NULL";
         else if (strlen(meta[i].value) > META_VALUE_MAX) why = "is longer than 65536 bytes"; /* META_VALUE_MAX */
         else if (!utf8_ok((const unsigned char *)meta[i].value, strlen(meta[i].value))) why = "is not valid UTF-8";
-        if (why) {
-            st = mfail(err, errsize, AG_ERR_ARG, W, path, "metadata entry %zu: the value of %s %s", i, meta[i].key,
-                       why);
-            goto out;
-        }
+        if (why)
+            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "metadata entry %zu: the value of %s %s", i,
+                         meta[i].key, why);
         for (size_t j = 0; j < i; j++)
-            if (strcmp(meta[i].key, meta[j].key) == 0) {
-                st = mfail(err, errsize, AG_ERR_ARG, W, path, "metadata key %s is given twice", meta[i].key);
-                goto out;
-            }
+            if (strcmp(meta[i].key, meta[j].key) == 0)
+                return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "metadata key %s is given twice",
+                             meta[i].key);
     }
+    return AG_OK;
+}
 
-    /* CRC of the data section, as it will be written */
-    unsigned char chunk[CHUNK_ELEMS * sizeof(ag_real)];
+/* CRC of the data section, as it will be written. */
+static uint32_t data_crc(const item *items, size_t ni, unsigned char *chunk) {
     uint32_t crc = 0;
     for (size_t i = 0; i < ni; i++)
         for (size_t k = 0; k < items[i].n; k += CHUNK_ELEMS) {
             size_t m = items[i].n - k < CHUNK_ELEMS ? items[i].n - k : CHUNK_ELEMS;
-            to_le(items[i].data + k, m, chunk);
-            crc = ag_crc32(crc, chunk, m * sizeof(ag_real));
+            item_le(&items[i], k, m, chunk);
+            crc = ag_crc32(crc, chunk, m * item_elem(&items[i]));
         }
+    return crc;
+}
 
-    /* header */
-    sbuf h = {0};
+static void len_le(uint64_t n, unsigned char out[8]) {
+    for (int b = 0; b < 8; b++) out[b] = (unsigned char)(n >> (8 * b));
+}
+
+/* The CRC of a header (its 8 length bytes and N bytes of JSON) with the 8 hex digits at hex (an
+ * offset in the JSON) read as '0': the value that goes there, and what a reader checks. */
+static uint32_t header_crc(const unsigned char len8[8], const unsigned char *json, size_t n, size_t hex) {
+    uint32_t crc = ag_crc32(0, len8, 8);
+    crc = ag_crc32(crc, json, hex);
+    crc = ag_crc32(crc, "00000000", 8);
+    return ag_crc32(crc, json + hex + 8, n - hex - 8);
+}
+
+/* The JSON header into h (padded to 8): metadata with the data CRC and the header CRC, then the
+ * tensor table. AG_ERR_NOMEM or AG_ERR_ARG (over AG_MODEL_MAX_HEADER) with a message. */
+static ag_status build_header(const save_req *r, uint32_t crc, sbuf *h) {
     char crcs[16];
     snprintf(crcs, sizeof crcs, "0x%08x", (unsigned)crc);
-    sb_str(&h, "{\"__metadata__\":{");
-    for (size_t i = 0; i < n_meta; i++) {
-        sb_json(&h, meta[i].key);
-        sb_str(&h, ":");
-        sb_json(&h, meta[i].value);
-        sb_str(&h, ",");
+    sb_str(h, "{\"__metadata__\":{");
+    for (size_t i = 0; i < r->n_meta; i++) {
+        sb_json(h, r->meta[i].key);
+        sb_str(h, ":");
+        sb_json(h, r->meta[i].value);
+        sb_str(h, ",");
     }
-    sb_str(&h, "\"crc32\":");
-    sb_json(&h, crcs);
-    sb_str(&h, "}");
+    sb_str(h, "\"crc32\":");
+    sb_json(h, crcs);
+    sb_str(h, ",\"" HEADER_CRC_KEY "\":\"0x");
+    size_t hex = h->len; /* the header CRC's digits, patched in below */
+    sb_str(h, "00000000\"}");
     size_t off = 0;
-    for (size_t i = 0; i < ni; i++) {
-        sb_str(&h, ",");
-        sb_json(&h, items[i].name);
-        sb_str(&h, ":{\"dtype\":\"" AG_DTYPE "\",\"shape\":[");
-        for (int d = 0; d < items[i].ndim; d++) {
-            if (d) sb_str(&h, ",");
-            sb_size(&h, items[i].shape[d]);
+    for (size_t i = 0; i < r->ni; i++) {
+        const item *it = &r->items[i];
+        sb_str(h, ",");
+        sb_json(h, it->name);
+        sb_str(h, it->u32 ? ":{\"dtype\":\"U32\",\"shape\":[" : ":{\"dtype\":\"" AG_DTYPE "\",\"shape\":[");
+        for (int d = 0; d < it->ndim; d++) {
+            if (d) sb_str(h, ",");
+            sb_size(h, it->shape[d]);
         }
-        sb_str(&h, "],\"data_offsets\":[");
-        sb_size(&h, off);
-        sb_str(&h, ",");
-        off += items[i].n * sizeof(ag_real);
-        sb_size(&h, off);
-        sb_str(&h, "]}");
+        sb_str(h, "],\"data_offsets\":[");
+        sb_size(h, off);
+        sb_str(h, ",");
+        off += it->n * item_elem(it);
+        sb_size(h, off);
+        sb_str(h, "]}");
     }
-    sb_str(&h, "}");
-    while (!h.oom && h.len % 8) sb_str(&h, " "); /* data starts 8-aligned: 8 + N is a multiple of 8 */
-    if (h.oom) {
-        ag__free(h.p);
-        st = mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory for the header");
-        goto out;
-    }
-    if (h.len > AG_MODEL_MAX_HEADER) {
-        ag__free(h.p);
-        st = mfail(err, errsize, AG_ERR_ARG, W, path, "header of %zu bytes exceeds %zu", h.len,
-                   AG_MODEL_MAX_HEADER);
-        goto out;
-    }
+    sb_str(h, "}");
+    while (!h->oom && h->len % 8) sb_str(h, " "); /* data starts 8-aligned: 8 + N is a multiple of 8 */
+    if (h->oom) return mfail(r->err, r->errsize, AG_ERR_NOMEM, "save", r->path, "out of memory for the header");
+    if (h->len > AG_MODEL_MAX_HEADER)
+        return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "header of %zu bytes exceeds %zu", h->len,
+                     AG_MODEL_MAX_HEADER);
+    unsigned char len8[8];
+    len_le(h->len, len8);
+    char digits[9];
+    snprintf(digits, sizeof digits, "%08x", (unsigned)header_crc(len8, (const unsigned char *)h->p, h->len, hex));
+    memcpy(h->p + hex, digits, 8);
+    return AG_OK;
+}
 
-    /* The file the save replaces: path itself, or what a symbolic link at path points to (the link
-     * stays a link). Anything else that exists there (a directory, FIFO, device) is refused: the
-     * rename would replace the node itself. */
-    char *resolved = NULL;
+/* The file the save replaces: path itself, or what a symbolic link at path points to (the link
+ * stays a link), into *resolved (NULL: path itself). Anything else that exists there (a directory,
+ * FIFO, device) is refused: the rename would replace the node itself. */
+static ag_status resolve_target(const save_req *r, char **resolved) {
     struct stat sb;
-    if (lstat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
-        const char *why = NULL;
-        if (!S_ISLNK(sb.st_mode)) {
-            why = "it exists and is not a regular file";
-        } else if (!(resolved = ag__malloc(PATH_MAX))) {
-            ag__free(h.p);
-            st = mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory");
-            goto out;
-        } else if (!realpath(path, resolved)) {
-            why = errno == ENOENT ? "it is a symbolic link to nothing" : "its symbolic link cannot be followed";
-        } else if (stat(resolved, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-            why = "it is a symbolic link to something that is not a regular file";
-        }
-        if (why) {
-            ag__free(resolved);
-            ag__free(h.p);
-            st = mfail(err, errsize, AG_ERR_IO, W, path, "cannot replace it: %s", why);
-            goto out;
-        }
+    *resolved = NULL;
+    if (lstat(r->path, &sb) != 0 || S_ISREG(sb.st_mode)) return AG_OK;
+    const char *why = NULL;
+    if (!S_ISLNK(sb.st_mode)) {
+        why = "it exists and is not a regular file";
+    } else if (!(*resolved = ag__malloc(PATH_MAX))) {
+        return mfail(r->err, r->errsize, AG_ERR_NOMEM, "save", r->path, "out of memory");
+    } else if (!realpath(r->path, *resolved)) {
+        why = errno == ENOENT ? "it is a symbolic link to nothing" : "its symbolic link cannot be followed";
+    } else if (stat(*resolved, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        why = "it is a symbolic link to something that is not a regular file";
     }
-    const char *target = resolved ? resolved : path;
-    /* temporary file next to the target: ".<base>.tmp-<pid>-<attempt>", the base cut to TMP_BASE_MAX
-     * bytes (at a character boundary) so that the name stays short of NAME_MAX whatever the target's */
+    if (!why) return AG_OK;
+    ag__free(*resolved);
+    *resolved = NULL;
+    return mfail(r->err, r->errsize, AG_ERR_IO, "save", r->path, "cannot replace it: %s", why);
+}
+
+/* The header and the data into fd; 0 or the errno of the failed write. */
+static int write_contents(int fd, const save_req *r, const sbuf *h, unsigned char *chunk) {
+    unsigned char len8[8];
+    len_le(h->len, len8);
+    if (write_all(fd, len8, 8) != AG_OK || write_all(fd, h->p, h->len) != AG_OK) return errno;
+    for (size_t i = 0; i < r->ni; i++)
+        for (size_t k = 0; k < r->items[i].n; k += CHUNK_ELEMS) {
+            size_t m = r->items[i].n - k < CHUNK_ELEMS ? r->items[i].n - k : CHUNK_ELEMS;
+            item_le(&r->items[i], k, m, chunk);
+            if (write_all(fd, chunk, m * item_elem(&r->items[i])) != AG_OK) return errno;
+        }
+    return 0;
+}
+
+/* Atomic replacement of target: a temporary file next to it (".<base>.tmp-<pid>-<attempt>", the
+ * base cut to TMP_BASE_MAX bytes at a character boundary so that the name stays short of NAME_MAX
+ * whatever the target's), written, fsync'ed, renamed over it, and the directory fsync'ed. */
+static ag_status write_atomic(const save_req *r, const char *target, const sbuf *h, unsigned char *chunk) {
+    const char *W = "save", *path = r->path;
     const char *slash = strrchr(target, '/');
     size_t dlen = slash ? (size_t)(slash - target) : 0;
     const char *base = slash ? slash + 1 : target;
@@ -372,11 +433,11 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
         while (blen && ((unsigned char)base[blen] & 0xC0) == 0x80) blen--; /* base[blen] continues a character */
     }
     size_t tmpsize = dlen + blen + 64; /* dir, '/', '.', base, ".tmp-", a long, '-', the attempt, NUL */
-    char *tmp = ag__malloc(tmpsize);
-    char *dir = ag__malloc(dlen + 2);
+    char *tmp = ag__malloc(tmpsize), *dir = ag__malloc(dlen + 2);
+    ag_status st = AG_OK;
     if (!tmp || !dir) {
-        st = mfail(err, errsize, AG_ERR_NOMEM, W, path, "out of memory");
-        goto out_files;
+        st = mfail(r->err, r->errsize, AG_ERR_NOMEM, W, path, "out of memory");
+        goto out;
     }
     if (slash) {
         memcpy(dir, target, dlen ? dlen : 1); /* "/x" -> "/" */
@@ -393,42 +454,58 @@ ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_bu
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0) {
-        st = mfail(err, errsize, AG_ERR_IO, W, path, "cannot create a temporary file in %s: %s", dir,
+        st = mfail(r->err, r->errsize, AG_ERR_IO, W, path, "cannot create a temporary file in %s: %s", dir,
                    strerror(errno));
-        goto out_files;
+        goto out;
     }
-    unsigned char len8[8];
-    for (int b = 0; b < 8; b++) len8[b] = (unsigned char)((uint64_t)h.len >> (8 * b));
     const char *step = "write";
-    int e = 0;
-    if (write_all(fd, len8, 8) != AG_OK || write_all(fd, h.p, h.len) != AG_OK) e = errno;
-    for (size_t i = 0; i < ni && !e; i++)
-        for (size_t k = 0; k < items[i].n && !e; k += CHUNK_ELEMS) {
-            size_t m = items[i].n - k < CHUNK_ELEMS ? items[i].n - k : CHUNK_ELEMS;
-            to_le(items[i].data + k, m, chunk);
-            if (write_all(fd, chunk, m * sizeof(ag_real)) != AG_OK) e = errno;
-        }
+    int e = write_contents(fd, r, h, chunk);
     if (!e && fsync(fd) != 0) e = errno, step = "fsync";
     if (close(fd) != 0 && !e) e = errno, step = "close";
     if (!e && rename(tmp, target) != 0) e = errno, step = "rename";
     if (e) {
         unlink(tmp);
-        st = mfail(err, errsize, AG_ERR_IO, W, path, "%s failed: %s", step, strerror(e));
-        goto out_files;
+        st = mfail(r->err, r->errsize, AG_ERR_IO, W, path, "%s failed: %s", step, strerror(e));
+        goto out;
     }
     int dfd = open(dir, O_RDONLY | O_CLOEXEC);
     if (dfd >= 0) { /* make the rename durable; some file systems refuse fsync on a directory */
         fsync(dfd);
         close(dfd);
     }
-out_files:
+out:
     ag__free(tmp);
     ag__free(dir);
+    return st;
+}
+
+ag_status ag__model_save_u32(const char *path, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
+                             const ag__u32_buf *ints, size_t n_ints, const ag_kv *meta, size_t n_meta, char *err,
+                             size_t errsize) {
+    if (err && errsize) err[0] = '\0';
+    if (!path || !path[0])
+        return mfail(err, errsize, AG_ERR_ARG, "save", "", path ? "path is empty" : "path is NULL");
+    if ((n_extra && !extra) || (n_meta && !meta) || (n_ints && !ints))
+        return mfail(err, errsize, AG_ERR_ARG, "save", path, "NULL array");
+    save_req r = {path, NULL, 0, meta, n_meta, err, errsize};
+    sbuf h = {0};
+    char *resolved = NULL;
+    unsigned char chunk[CHUNK_ELEMS * 8];
+    ag_status st = save_collect(&r, ps, extra, n_extra, ints, n_ints);
+    if (st == AG_OK) st = save_check_names(&r);
+    if (st == AG_OK) st = save_check_meta(&r);
+    if (st == AG_OK) st = build_header(&r, data_crc(r.items, r.ni, chunk), &h);
+    if (st == AG_OK) st = resolve_target(&r, &resolved);
+    if (st == AG_OK) st = write_atomic(&r, resolved ? resolved : path, &h, chunk);
     ag__free(resolved);
     ag__free(h.p);
-out:
-    ag__free(items);
+    ag__free(r.items);
     return st;
+}
+
+ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
+                        const ag_kv *meta, size_t n_meta, char *err, size_t errsize) {
+    return ag__model_save_u32(path, ps, extra, n_extra, NULL, 0, meta, n_meta, err, errsize);
 }
 
 /* ---------------------------------------------------------------- the model file in memory */
@@ -447,6 +524,7 @@ struct ag_model_file {
     meta_ent *meta;
     size_t nm, capm;
     int has_meta;
+    size_t hcrc_at; /* offset in buf of the header CRC's 8 hex digits; 0: the file has none */
     char *name; /* for messages */
 };
 
@@ -476,20 +554,19 @@ typedef struct jr {
     ag_status st;
 } jr;
 
-static ag_status jfail(jr *j, const char *fmt, ...)
-#if defined(__GNUC__) || defined(__clang__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+/* "load: <name>: malformed JSON header at byte <k>: <message>"; the first failure sticks. */
+static ag_status jfail(jr *j, const char *fmt, ...) AG__PRINTF(2, 3);
 static ag_status jfail(jr *j, const char *fmt, ...) {
     if (j->st != AG_OK) return j->st;
-    char what[AG_MODEL_MAX_NAME + 256]; /* one name or key and the words around it: never cut */
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    j->st = mfail(j->err, j->errsize, AG_ERR_FORMAT, "load", j->name, "malformed JSON header at byte %zu: %s",
-                  (size_t)(j->p - j->s), what);
+    j->st = mfail(j->err, j->errsize, AG_ERR_FORMAT, "load", j->name, "malformed JSON header at byte %zu: ",
+                  (size_t)(j->p - j->s));
+    if (j->err && j->errsize) {
+        size_t k = strlen(j->err);
+        va_list ap;
+        va_start(ap, fmt);
+        ag__verrf(j->err + k, j->errsize - k, j->st, fmt, ap);
+        va_end(ap);
+    }
     return j->st;
 }
 static ag_status jnomem(jr *j) {
@@ -732,6 +809,60 @@ static int parse_tensor(jr *j, ag_model_tensor *t) {
     return 1;
 }
 
+/* The value of HEADER_CRC_KEY, as the writer puts it: "0x" and 8 hex digits, no escapes. Records
+ * where the digits are (the CRC is checked once the whole header is read). */
+static int header_crc_entry(jr *j, ag_model_file *m) {
+    if (m->hcrc_at) return jfail(j, "metadata key " HEADER_CRC_KEY " repeated"), 0;
+    const unsigned char *q = j->p;
+    int ok = j->e - q >= 12 && q[0] == '"' && q[1] == '0' && q[2] == 'x' && q[11] == '"';
+    for (int i = 3; ok && i < 11; i++) ok = hexval(q[i]) >= 0;
+    if (!ok) return jfail(j, HEADER_CRC_KEY " in __metadata__ is not \"0x\" and 8 hex digits"), 0;
+    m->hcrc_at = (size_t)(q + 3 - m->buf);
+    j->p = q + 12;
+    return 1;
+}
+
+/* Room for one more listed metadata entry (the header CRC's is not listed). */
+static int meta_room(jr *j, ag_model_file *m) {
+    if (m->nm == AG_MODEL_MAX_META) return jfail(j, "more than %d metadata entries", AG_MODEL_MAX_META), 0;
+    if (m->nm == m->capm) {
+        size_t cap = m->capm ? m->capm * 2 : 8;
+        meta_ent *q = ag__realloc(m->meta, cap * sizeof *q);
+        if (!q) return jnomem(j), 0;
+        m->meta = q;
+        m->capm = cap;
+    }
+    return 1;
+}
+
+/* One "key": "value" entry of __metadata__ after the key k (taken over: freed or kept). */
+static int meta_entry(jr *j, ag_model_file *m, char *k) {
+    if (!expect(j, ':')) return ag__free(k), 0;
+    ws(j);
+    if (strcmp(k, HEADER_CRC_KEY) == 0) { /* kept apart: a checksum of the listing itself */
+        ag__free(k);
+        return header_crc_entry(j, m);
+    }
+    if (j->p < j->e && *j->p != '"') {
+        jfail(j, "__metadata__ value of %s is not a string", k);
+        ag__free(k);
+        return 0;
+    }
+    char *v = jstring(j, META_VALUE_MAX, "metadata value");
+    if (!v) return ag__free(k), 0;
+    for (size_t i = 0; i < m->nm; i++)
+        if (strcmp(m->meta[i].key, k) == 0) {
+            jfail(j, "metadata key %s repeated", k);
+            ag__free(k);
+            ag__free(v);
+            return 0;
+        }
+    m->meta[m->nm].key = k;
+    m->meta[m->nm].value = v;
+    m->nm++;
+    return 1;
+}
+
 static int parse_meta(jr *j, ag_model_file *m) {
     if (!expect(j, '{')) return 0;
     if (peek(j, '}')) {
@@ -739,35 +870,16 @@ static int parse_meta(jr *j, ag_model_file *m) {
         return 1;
     }
     for (;;) {
-        if (m->nm == AG_MODEL_MAX_META) return jfail(j, "more than %d metadata entries", AG_MODEL_MAX_META), 0;
-        if (m->nm == m->capm) {
-            size_t cap = m->capm ? m->capm * 2 : 8;
-            meta_ent *q = ag__realloc(m->meta, cap * sizeof *q);
-            if (!q) return jnomem(j), 0;
-            m->meta = q;
-            m->capm = cap;
-        }
+        const unsigned char *at = j->p;
         char *k = jstring(j, AG_MODEL_MAX_NAME, "metadata key");
         if (!k) return 0;
-        if (!expect(j, ':')) return ag__free(k), 0;
-        ws(j);
-        if (j->p < j->e && *j->p != '"') {
-            jfail(j, "__metadata__ value of %s is not a string", k);
-            ag__free(k);
-            return 0;
+        if (strcmp(k, HEADER_CRC_KEY) != 0) {
+            const unsigned char *after = j->p;
+            j->p = at; /* a message about the count points at the key, as before it was read */
+            if (!meta_room(j, m)) return ag__free(k), 0;
+            j->p = after;
         }
-        char *v = jstring(j, META_VALUE_MAX, "metadata value");
-        if (!v) return ag__free(k), 0;
-        for (size_t i = 0; i < m->nm; i++)
-            if (strcmp(m->meta[i].key, k) == 0) {
-                jfail(j, "metadata key %s repeated", k);
-                ag__free(k);
-                ag__free(v);
-                return 0;
-            }
-        m->meta[m->nm].key = k;
-        m->meta[m->nm].value = v;
-        m->nm++;
+        if (!meta_entry(j, m, k)) return 0;
         if (peek(j, '}')) {
             j->p++;
             return 1;
@@ -862,10 +974,8 @@ static void sort_tensors(ag_model_tensor **a, size_t n,
     }
 }
 
-/* Takes ownership of buf (freed on failure too). */
-static ag_status parse_owned(unsigned char *buf, size_t len, const char *name, ag_model_file **out, char *err,
-                             size_t errsize) {
-    const char *W = "load";
+/* A new ag_model_file owning buf (freed here when that fails), with a copy of name for messages. */
+static ag_model_file *model_file_new(unsigned char *buf, size_t len, const char *name) {
     ag_model_file *m = ag__calloc(1, sizeof *m);
     char *nm = NULL;
     if (m && name) {
@@ -876,134 +986,155 @@ static ag_status parse_owned(unsigned char *buf, size_t len, const char *name, a
         ag__free(m);
         ag__free(nm);
         ag__free(buf);
-        return mfail(err, errsize, AG_ERR_NOMEM, W, name, "out of memory");
+        return NULL;
     }
     m->buf = buf;
     m->len = len;
     m->name = nm;
-    ag_status st = AG_OK;
-    if (len < 8) {
-        st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: %zu bytes, less than the 8-byte header length",
-                   len);
-        goto fail;
-    }
+    return m;
+}
+
+/* The 8-byte length and the JSON header it announces; sets m->data and m->data_len. */
+static ag_status read_header(ag_model_file *m, char *err, size_t errsize) {
+    const char *W = "load", *name = m->name;
+    const unsigned char *buf = m->buf;
+    size_t len = m->len;
+    if (len < 8)
+        return mfail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: %zu bytes, less than the 8-byte header length",
+                     len);
     uint64_t n = 0;
     for (int b = 7; b >= 0; b--) n = n << 8 | buf[b];
-    if (n > AG_MODEL_MAX_HEADER) {
-        st = mfail(err, errsize, AG_ERR_FORMAT, W, name,
-                   "header length %llu exceeds %zu bytes: not a safetensors file or corrupt", (unsigned long long)n,
-                   AG_MODEL_MAX_HEADER);
-        goto fail;
-    }
-    if (n > len - 8) {
-        st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: header length is %llu but only %zu bytes follow",
-                   (unsigned long long)n, len - 8);
-        goto fail;
-    }
-    if (n < 2 || buf[8] != '{') {
-        st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "not a safetensors file (the header is not a JSON object)");
-        goto fail;
-    }
+    if (n > AG_MODEL_MAX_HEADER)
+        return mfail(err, errsize, AG_ERR_FORMAT, W, name,
+                     "header length %llu exceeds %zu bytes: not a safetensors file or corrupt", (unsigned long long)n,
+                     AG_MODEL_MAX_HEADER);
+    if (n > len - 8)
+        return mfail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: header length is %llu but only %zu bytes follow",
+                     (unsigned long long)n, len - 8);
+    if (n < 2 || buf[8] != '{')
+        return mfail(err, errsize, AG_ERR_FORMAT, W, name, "not a safetensors file (the header is not a JSON object)");
     jr j = {buf + 8, buf + 8, buf + 8 + n, err, errsize, name, AG_OK};
-    if (!parse_header(&j, m)) {
-        st = j.st;
-        goto fail;
-    }
+    if (!parse_header(&j, m)) return j.st;
     m->data = buf + 8 + n;
     m->data_len = len - 8 - (size_t)n;
+    return AG_OK;
+}
 
-    /* every tensor: sizes agree, offsets in range, together they tile the data section */
-    ag_model_tensor **ord = NULL;
-    if (m->nt) {
-        ord = ag__malloc(m->nt * sizeof *ord);
-        if (!ord) {
-            st = mfail(err, errsize, AG_ERR_NOMEM, W, name, "out of memory");
-            goto fail;
-        }
-    }
+/* The header's CRC (files that carry one): any byte of the metadata or the tensor table changed
+ * since the save is refused, as a changed byte of the data is by "crc32". */
+static ag_status check_header_crc(const ag_model_file *m, char *err, size_t errsize) {
+    if (!m->hcrc_at) return AG_OK; /* a file from before header CRCs, or from another writer */
+    uint32_t want = 0;
+    for (size_t i = 0; i < 8; i++) want = want << 4 | (uint32_t)hexval(m->buf[m->hcrc_at + i]);
+    size_t n = (size_t)(m->data - m->buf) - 8;
+    uint32_t got = header_crc(m->buf, m->buf + 8, n, m->hcrc_at - 8);
+    if (got == want) return AG_OK;
+    return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+                 "corrupt: CRC32 of the header (metadata and tensor table) is 0x%08x but " HEADER_CRC_KEY
+                 " says 0x%08x",
+                 (unsigned)got, (unsigned)want);
+}
+
+/* Each tensor's size agrees with its dtype and shape and lies inside the data section; ord gets
+ * the tensors (in file order). */
+static ag_status check_tensor_sizes(ag_model_file *m, ag_model_tensor **ord, char *err, size_t errsize) {
     for (size_t i = 0; i < m->nt; i++) {
         ag_model_tensor *t = &m->t[i];
         size_t numel = 1, bytes;
         int ok = 1;
         for (int d = 0; d < t->ndim && ok; d++) ok = ag__mul_ok(numel, t->shape[d], &numel);
-        if (!ok || !ag__mul_ok(numel, dtype_size(t->dtype), &bytes)) {
-            ag__free(ord);
-            st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "tensor %s: shape overflows", t->name);
-            goto fail;
-        }
+        if (!ok || !ag__mul_ok(numel, dtype_size(t->dtype), &bytes))
+            return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "tensor %s: shape overflows", t->name);
         t->numel = numel;
         if (t->end < t->begin || t->end - t->begin != bytes) {
             char s[SHAPE_STR_SIZE];
             shape_str(t->ndim, t->shape, s, sizeof s);
-            ag__free(ord);
-            st = mfail(err, errsize, AG_ERR_FORMAT, W, name,
-                       "tensor %s: data_offsets [%zu, %zu] do not hold %s %s (%zu bytes)", t->name, t->begin, t->end,
-                       s, t->dtype, bytes);
-            goto fail;
+            return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+                         "tensor %s: data_offsets [%zu, %zu] do not hold %s %s (%zu bytes)", t->name, t->begin, t->end,
+                         s, t->dtype, bytes);
         }
-        if (t->end > m->data_len) {
-            ag__free(ord);
-            st = mfail(err, errsize, AG_ERR_FORMAT, W, name,
-                       "truncated: tensor %s ends at byte %zu of the data but the file has %zu bytes of data",
-                       t->name, t->end, m->data_len);
-            goto fail;
-        }
+        if (t->end > m->data_len)
+            return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+                         "truncated: tensor %s ends at byte %zu of the data but the file has %zu bytes of data",
+                         t->name, t->end, m->data_len);
         ord[i] = t;
     }
+    return AG_OK;
+}
+
+/* No name twice, and the tensors, ordered by offset, tile the data section exactly. */
+static ag_status check_tensor_tiling(const ag_model_file *m, ag_model_tensor **ord, char *err, size_t errsize) {
     if (m->nt) {
         sort_tensors(ord, m->nt, cmp_name);
         for (size_t i = 1; i < m->nt; i++)
-            if (strcmp(ord[i - 1]->name, ord[i]->name) == 0) {
-                st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "tensor %s appears twice", ord[i]->name);
-                ag__free(ord);
-                goto fail;
-            }
+            if (strcmp(ord[i - 1]->name, ord[i]->name) == 0)
+                return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "tensor %s appears twice", ord[i]->name);
         sort_tensors(ord, m->nt, cmp_begin);
     }
     size_t pos = 0;
     for (size_t i = 0; i < m->nt; i++) {
-        if (ord[i]->begin != pos) {
-            st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "tensor %s: data_offsets begin at %zu, %s %zu",
-                       ord[i]->name, ord[i]->begin, ord[i]->begin < pos ? "overlapping data before" : "leaving a gap after",
-                       pos);
-            ag__free(ord);
-            goto fail;
-        }
+        if (ord[i]->begin != pos)
+            return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "tensor %s: data_offsets begin at %zu, %s %zu",
+                         ord[i]->name, ord[i]->begin,
+                         ord[i]->begin < pos ? "overlapping data before" : "leaving a gap after", pos);
         pos = ord[i]->end;
     }
-    ag__free(ord);
-    if (pos != m->data_len) {
-        st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "%zu bytes of data after the last tensor",
-                   m->data_len - pos);
-        goto fail;
+    if (pos != m->data_len)
+        return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "%zu bytes of data after the last tensor",
+                     m->data_len - pos);
+    return AG_OK;
+}
+
+/* Every tensor: sizes agree, offsets in range, together they tile the data section. */
+static ag_status check_tensor_table(ag_model_file *m, char *err, size_t errsize) {
+    ag_model_tensor **ord = NULL;
+    if (m->nt) {
+        ord = ag__malloc(m->nt * sizeof *ord);
+        if (!ord) return mfail(err, errsize, AG_ERR_NOMEM, "load", m->name, "out of memory");
     }
+    ag_status st = check_tensor_sizes(m, ord, err, errsize);
+    if (st == AG_OK) st = check_tensor_tiling(m, ord, err, errsize);
+    ag__free(ord);
+    return st;
+}
+
+/* "crc32" in __metadata__, when present: the CRC-32 of the data section. */
+static ag_status check_data_crc(const ag_model_file *m, char *err, size_t errsize) {
     const char *c = ag_model_meta(m, "crc32");
-    if (c) {
-        uint32_t want = 0;
-        int ok = strlen(c) == 10 && c[0] == '0' && (c[1] == 'x' || c[1] == 'X');
-        for (int i = 2; ok && i < 10; i++) {
-            int h = hexval((unsigned char)c[i]);
-            if (h < 0) ok = 0;
-            else want = want << 4 | (uint32_t)h;
-        }
-        if (!ok) {
-            st = mfail(err, errsize, AG_ERR_FORMAT, W, name, "crc32 \"%.16s\" in __metadata__ is not 0x + 8 hex digits",
-                       c);
-            goto fail;
-        }
-        uint32_t got = ag_crc32(0, m->data, m->data_len);
-        if (got != want) {
-            st = mfail(err, errsize, AG_ERR_FORMAT, W, name,
-                       "corrupt: CRC32 of the data is 0x%08x but the header says 0x%08x", (unsigned)got,
-                       (unsigned)want);
-            goto fail;
-        }
+    if (!c) return AG_OK;
+    uint32_t want = 0;
+    int ok = strlen(c) == 10 && c[0] == '0' && (c[1] == 'x' || c[1] == 'X');
+    for (int i = 2; ok && i < 10; i++) {
+        int h = hexval((unsigned char)c[i]);
+        if (h < 0) ok = 0;
+        else want = want << 4 | (uint32_t)h;
+    }
+    if (!ok)
+        return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "crc32 \"%.16s\" in __metadata__ is not 0x + 8 hex digits",
+                     c);
+    uint32_t got = ag_crc32(0, m->data, m->data_len);
+    if (got != want)
+        return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+                     "corrupt: CRC32 of the data is 0x%08x but the header says 0x%08x", (unsigned)got, (unsigned)want);
+    return AG_OK;
+}
+
+/* Takes ownership of buf (freed on failure too). */
+static ag_status parse_owned(unsigned char *buf, size_t len, const char *name, ag_model_file **out, char *err,
+                             size_t errsize) {
+    ag_model_file *m = model_file_new(buf, len, name);
+    if (!m) return mfail(err, errsize, AG_ERR_NOMEM, "load", name, "out of memory");
+    /* the header's CRC last: a damaged table or data CRC text keeps its own, more telling message */
+    ag_status st = read_header(m, err, errsize);
+    if (st == AG_OK) st = check_tensor_table(m, err, errsize);
+    if (st == AG_OK) st = check_data_crc(m, err, errsize);
+    if (st == AG_OK) st = check_header_crc(m, err, errsize);
+    if (st != AG_OK) {
+        ag_model_close(m);
+        return st;
     }
     *out = m;
     return AG_OK;
-fail:
-    ag_model_close(m);
-    return st;
 }
 
 ag_status ag_model_parse(const void *buf, size_t len, const char *name, ag_model_file **out, char *err,
@@ -1108,8 +1239,16 @@ static ag_status check_fit(const ag_model_file *m, const char *tname, int ndim, 
     return AG_OK;
 }
 
+const unsigned char *ag__model_data(const ag_model_file *m) { return m ? m->data : NULL; }
+const char *ag__model_name(const ag_model_file *m) { return m && m->name ? m->name : "<memory>"; }
+
 ag_status ag_model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra, char *err,
                         size_t errsize) {
+    return ag__model_read(m, ps, extra, n_extra, NULL, 0, err, errsize);
+}
+
+ag_status ag__model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra,
+                         const char *const *own, size_t n_own, char *err, size_t errsize) {
     if (err && errsize) err[0] = '\0';
     if (!m || (n_extra && !extra)) return mfail(err, errsize, AG_ERR_ARG, "load", m ? m->name : NULL, "NULL argument");
     /* a file holds at most AG_MODEL_MAX_TENSORS tensors: refuse a larger count before reading extra */
@@ -1140,6 +1279,7 @@ ag_status ag_model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *ext
         for (size_t i = 0; i < m->nt; i++) {
             int known = ag_params_find(ps, m->t[i].name) != NULL;
             for (size_t k = 0; k < n_extra && !known; k++) known = strcmp(extra[k].name, m->t[i].name) == 0;
+            for (size_t k = 0; k < n_own && !known; k++) known = strcmp(own[k], m->t[i].name) == 0;
             if (!known)
                 return mfail(err, errsize, AG_ERR_SHAPE, "load", m->name, "tensor %s in the file is not in the model",
                              m->t[i].name);

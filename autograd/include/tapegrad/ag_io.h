@@ -51,18 +51,24 @@
  * MODEL FILES (safetensors layout, readable by the `safetensors` Python package)
  *
  *     8-byte little-endian header length N, N bytes of JSON
- *       {"W1": {"dtype": "F32", "shape": [256, 784], "data_offsets": [0, 802816]}, ...,
- *        "__metadata__": {"arch": "784-256-10", "crc32": "0x1234abcd", ...}}
+ *       {"__metadata__": {"arch": "784-256-10", ..., "crc32": "0x1234abcd", "header_crc32": "0x89abcdef"},
+ *        "W1": {"dtype": "F32", "shape": [256, 784], "data_offsets": [0, 802816]}, ...}
  *     padded with spaces to a multiple of 8, then the raw little-endian data.
  *
  * Parameters are stored under their names with the build's dtype (F32, or F64 with AG_DOUBLE);
  * extra named buffers (optimizer state) are 1-D tensors. "crc32" in __metadata__ is the CRC-32
- * (IEEE) of the data section. Saving is atomic: a temporary file in the same directory
+ * (IEEE) of the data section. "header_crc32" (written since the checkpoint library,
+ * <tapegrad/checkpoint.h>) is the CRC-32 of the header itself: the 8 length bytes and the N bytes
+ * of JSON, padding included, with its own 8 hex digits read as "00000000"; so a changed byte in the
+ * metadata (a learning rate, an epoch count) or in the tensor table is refused as AG_ERR_FORMAT
+ * "corrupt: CRC32 of the header ...", as a changed data byte is. It is checked, not listed among
+ * the metadata (ag_model_meta_count); files without it (older ones, other writers) load as before,
+ * with the data CRC alone. Saving is atomic: a temporary file in the same directory
  * (".<name>.tmp-<pid>-<n>", <name> being the target's file name cut to 64 bytes, so that any legal
  * target name works) is written, flushed, fsync'ed and renamed over the target, and the directory
  * is fsync'ed, so a crash leaves either the old file or the new one (and maybe that temporary
  * file). Loading checks the file completely (length, JSON, offsets, every name, dtype and shape,
- * and the CRC when "crc32" is present: files from other writers lack it) before it changes
+ * and the CRCs when "crc32" and "header_crc32" are present: files from other writers lack them) before it changes
  * anything: on failure the store and the extra buffers are unchanged.
  */
 #ifndef AG_IO_H
@@ -198,7 +204,8 @@ uint32_t ag_crc32(uint32_t crc, const void *data, size_t n);
 
 /* Save every parameter of ps (NULL: none), then the extra buffers, with the metadata entries.
  * Tensor names and keys are non-empty UTF-8 of at most AG_MODEL_MAX_NAME bytes and do not repeat;
- * no tensor is named "__metadata__" and no key is "crc32" (both reserved: crc32 is added); values are
+ * no tensor is named "__metadata__" and no key is "crc32" or "header_crc32" (reserved: both are
+ * added); values are
  * UTF-8 of at most 64 KiB, not NULL. Atomic (see above): on failure the target is untouched.
  * path names a new file, a regular file (replaced) or a symbolic link to one (the file it points to
  * is replaced, the link stays); anything else there (a directory, FIFO, device, a link to nothing)
