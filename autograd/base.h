@@ -41,13 +41,14 @@ int ag__shape_numel(int ndim, const size_t *shape, size_t *numel);
  * when err is NULL or errsize 0; cut to fit, always terminated) and return st. Every object's
  * message (tape, store, optimizer) and every caller's buffer (loaders, model files, builders) is
  * written through it. */
-ag_status ag__errf(char *err, size_t errsize, ag_status st, const char *fmt, ...) AG__PRINTF(4, 5);
+#define ag__errf ag_ext_errf /* one implementation (memory.c), public for extensions in ag_ext.h */
 ag_status ag__verrf(char *err, size_t errsize, ag_status st, const char *fmt, va_list ap);
 
 /* The same with a "<what>: <name>: " prefix (name NULL: "<memory>", data in memory; "": none):
  * the loaders and model files report through such buffers. */
 ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
                         const char *fmt, va_list ap);
+#define ag__buf_fail ag_ext_buf_fail /* the variadic form (memory.c; ag_ext.h) */
 
 /* AG__CLONES before a function: GCC/clang compile it three times, for AVX-512F, AVX2 and the
  * baseline, and the loader picks one for the machine (ifunc, resolved once). For the element-wise

@@ -63,14 +63,6 @@ ag_status ag__verrf(char *err, size_t errsize, ag_status st, const char *fmt, va
     return st;
 }
 
-ag_status ag__errf(char *err, size_t errsize, ag_status st, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    ag__verrf(err, errsize, st, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
 ag_status ag__vbuf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
                         const char *fmt, va_list ap) {
     if (!err || !errsize) return st;
@@ -94,6 +86,15 @@ ag_status ag_ext_errf(char *err, size_t errsize, ag_status st, const char *fmt, 
     va_list ap;
     va_start(ap, fmt);
     ag__verrf(err, errsize, st, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+ag_status ag_ext_buf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
+                          const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    ag__vbuf_fail(err, errsize, st, what, name, fmt, ap);
     va_end(ap);
     return st;
 }

@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "internal.h"
-#include "io/io.h"
+#include <tapegrad/ag_ext.h>
+#include <tapegrad/ag_io.h>
 
 #define MAX_STATE 8         /* optimizer buffers (ag_optim_state_count is at most 2) */
 #define STATE_NAME_SIZE 64  /* "optim." and a state's static name */
@@ -19,17 +19,6 @@
 static const char *const KIND_NAMES[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
 /* the library's own keys: a caller's metadata may not use them */
 static const char *const OWN_KEYS[] = {"optim", "optim_steps", "epoch", "position", "rng"};
-
-static ag_status ckfail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
-                        const char *fmt, ...) AG__PRINTF(6, 7);
-static ag_status ckfail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
-                        const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    ag__vbuf_fail(err, errsize, st, what, name, fmt, ap);
-    va_end(ap);
-    return st;
-}
 
 static const char *kind_name(const ag_optim *opt) {
     unsigned k = (unsigned)ag_optim_get_config(opt)->kind;
@@ -53,14 +42,14 @@ static size_t state_bufs(ag_optim *opt, ag_named_buf *bufs, char (*names)[STATE_
 static int is_permutation(const uint32_t *order, size_t n) {
     if (n == 0) return 1;
     if (n - 1 > UINT32_MAX) return 0;
-    unsigned char *seen = ag__calloc(n, 1);
+    unsigned char *seen = ag_ext_calloc(n, 1);
     if (!seen) return -1;
     int ok = 1;
     for (size_t i = 0; i < n && ok; i++) {
         ok = order[i] < n && !seen[order[i]];
         if (ok) seen[order[i]] = 1;
     }
-    ag__free(seen);
+    ag_ext_free(seen);
     return ok;
 }
 
@@ -70,26 +59,26 @@ ag_status ag_checkpoint_save(const char *path, const ag_checkpoint *ck, char *er
     const char *W = "checkpoint";
     if (err && errsize) err[0] = '\0';
     if (!ck || !ck->params || (ck->n_meta && !ck->meta) || (ck->order_n && !ck->order))
-        return ckfail(err, errsize, AG_ERR_ARG, W, path ? path : "", "NULL argument");
+        return ag_ext_buf_fail(err, errsize, AG_ERR_ARG, W, path ? path : "", "NULL argument");
     for (size_t i = 0; i < ck->n_meta; i++)
         for (size_t k = 0; k < sizeof OWN_KEYS / sizeof *OWN_KEYS; k++)
             if (ck->meta[i].key && strcmp(ck->meta[i].key, OWN_KEYS[k]) == 0)
-                return ckfail(err, errsize, AG_ERR_ARG, W, path ? path : "",
+                return ag_ext_buf_fail(err, errsize, AG_ERR_ARG, W, path ? path : "",
                               "metadata entry %zu: the key %s is the checkpoint's own", i, OWN_KEYS[k]);
     int perm = ck->order ? is_permutation(ck->order, ck->order_n) : 1;
-    if (perm < 0) return ckfail(err, errsize, AG_ERR_NOMEM, W, path ? path : "", "out of memory");
+    if (perm < 0) return ag_ext_buf_fail(err, errsize, AG_ERR_NOMEM, W, path ? path : "", "out of memory");
     if (!perm)
-        return ckfail(err, errsize, AG_ERR_ARG, W, path ? path : "", "the data order is not a permutation of 0..%zu",
+        return ag_ext_buf_fail(err, errsize, AG_ERR_ARG, W, path ? path : "", "the data order is not a permutation of 0..%zu",
                       ck->order_n ? ck->order_n - 1 : 0);
     if (ck->n_meta > AG_MODEL_MAX_META) /* ag_model_save refuses the count; no wrap below */
-        return ckfail(err, errsize, AG_ERR_ARG, W, path ? path : "", "%zu metadata entries", ck->n_meta);
+        return ag_ext_buf_fail(err, errsize, AG_ERR_ARG, W, path ? path : "", "%zu metadata entries", ck->n_meta);
 
     ag_named_buf state[MAX_STATE];
     char names[MAX_STATE][STATE_NAME_SIZE];
     size_t n_state = state_bufs(ck->optim, state, names);
     size_t n_own = sizeof OWN_KEYS / sizeof *OWN_KEYS;
-    ag_kv *meta = ag__calloc(ck->n_meta + n_own, sizeof *meta);
-    if (!meta) return ckfail(err, errsize, AG_ERR_NOMEM, W, path ? path : "", "out of memory");
+    ag_kv *meta = ag_ext_calloc(ck->n_meta + n_own, sizeof *meta);
+    if (!meta) return ag_ext_buf_fail(err, errsize, AG_ERR_NOMEM, W, path ? path : "", "out of memory");
     if (ck->n_meta) memcpy(meta, ck->meta, ck->n_meta * sizeof *meta);
     size_t nm = ck->n_meta;
     char steps[24], epoch[24], pos[24], rng[80];
@@ -107,10 +96,10 @@ ag_status ag_checkpoint_save(const char *path, const ag_checkpoint *ck, char *er
                  ck->rng->s[1], ck->rng->s[2], ck->rng->s[3]);
         meta[nm++] = (ag_kv){"rng", rng};
     }
-    ag__u32_buf order = {ORDER_NAME, ck->order, ck->order_n};
-    ag_status st = ag__model_save_u32(path, ck->params, state, n_state, &order, ck->order ? 1 : 0, meta, nm, err,
+    ag_u32_buf order = {ORDER_NAME, ck->order, ck->order_n};
+    ag_status st = ag_model_save_ex(path, ck->params, state, n_state, &order, ck->order ? 1 : 0, meta, nm, err,
                                       errsize);
-    ag__free(meta);
+    ag_ext_free(meta);
     return st;
 }
 
@@ -130,7 +119,7 @@ static ag_status read_counter(const ag_model_file *m, const char *key, uint64_t 
         x = x * 10 + d;
     }
     if (!ok)
-        return ckfail(err, errsize, AG_ERR_FORMAT, "load", ag__model_name(m),
+        return ag_ext_buf_fail(err, errsize, AG_ERR_FORMAT, "load", ag_model_name(m),
                       "%s \"%.32s\" in the checkpoint is not a number", key, v);
     *out = x;
     return AG_OK;
@@ -140,7 +129,7 @@ ag_status ag_checkpoint_counters(const ag_model_file *m, uint64_t *epoch, uint64
                                  char *err, size_t errsize) {
     if (err && errsize) err[0] = '\0';
     if (!m || !epoch || !position || !optim_steps)
-        return ckfail(err, errsize, AG_ERR_ARG, "load", m ? ag__model_name(m) : "", "NULL argument");
+        return ag_ext_buf_fail(err, errsize, AG_ERR_ARG, "load", m ? ag_model_name(m) : "", "NULL argument");
     uint64_t e = 0, p = 0, s = 0;
     ag_status st = read_counter(m, "epoch", &e, NULL, err, errsize);
     if (st == AG_OK) st = read_counter(m, "position", &p, NULL, err, errsize);
@@ -153,7 +142,7 @@ ag_status ag_checkpoint_counters(const ag_model_file *m, uint64_t *epoch, uint64
 /* "rng" as the four state words. */
 static ag_status read_rng(const ag_model_file *m, ag_rng *out, char *err, size_t errsize) {
     const char *v = ag_model_meta(m, "rng");
-    if (!v) return ckfail(err, errsize, AG_ERR_FORMAT, "load", ag__model_name(m), "the checkpoint holds no rng state");
+    if (!v) return ag_ext_buf_fail(err, errsize, AG_ERR_FORMAT, "load", ag_model_name(m), "the checkpoint holds no rng state");
     int ok = strlen(v) == 64;
     for (int w = 0; w < 4 && ok; w++) {
         uint64_t x = 0;
@@ -166,28 +155,28 @@ static ag_status read_rng(const ag_model_file *m, ag_rng *out, char *err, size_t
         out->s[w] = x;
     }
     if (!ok)
-        return ckfail(err, errsize, AG_ERR_FORMAT, "load", ag__model_name(m),
+        return ag_ext_buf_fail(err, errsize, AG_ERR_FORMAT, "load", ag_model_name(m),
                       "rng \"%.16s...\" in the checkpoint is not 64 hex digits", v);
     return AG_OK;
 }
 
 /* "data.order": U32, order_n entries, a permutation; decoded into out (order_n entries). */
 static ag_status read_order(const ag_model_file *m, uint32_t *out, size_t n, char *err, size_t errsize) {
-    const char *name = ag__model_name(m);
+    const char *name = ag_model_name(m);
     const ag_model_tensor *t = ag_model_find(m, ORDER_NAME);
-    if (!t) return ckfail(err, errsize, AG_ERR_SHAPE, "load", name, "the checkpoint holds no data order (" ORDER_NAME ")");
+    if (!t) return ag_ext_buf_fail(err, errsize, AG_ERR_SHAPE, "load", name, "the checkpoint holds no data order (" ORDER_NAME ")");
     if (strcmp(t->dtype, "U32") != 0 || t->ndim != 1)
-        return ckfail(err, errsize, AG_ERR_FORMAT, "load", name, ORDER_NAME " is not a 1-D U32 tensor");
+        return ag_ext_buf_fail(err, errsize, AG_ERR_FORMAT, "load", name, ORDER_NAME " is not a 1-D U32 tensor");
     if (t->shape[0] != n)
-        return ckfail(err, errsize, AG_ERR_SHAPE, "load", name,
+        return ag_ext_buf_fail(err, errsize, AG_ERR_SHAPE, "load", name,
                       "the data order has %zu entries in the file but %zu here", t->shape[0], n);
-    const unsigned char *d = ag__model_data(m) + t->begin;
+    const unsigned char *d = ag_model_data(m) + t->begin;
     for (size_t i = 0; i < n; i++)
         out[i] = (uint32_t)d[4 * i] | (uint32_t)d[4 * i + 1] << 8 | (uint32_t)d[4 * i + 2] << 16 |
                  (uint32_t)d[4 * i + 3] << 24;
     int perm = is_permutation(out, n);
-    if (perm < 0) return ckfail(err, errsize, AG_ERR_NOMEM, "load", name, "out of memory");
-    if (!perm) return ckfail(err, errsize, AG_ERR_FORMAT, "load", name, "the data order is not a permutation");
+    if (perm < 0) return ag_ext_buf_fail(err, errsize, AG_ERR_NOMEM, "load", name, "out of memory");
+    if (!perm) return ag_ext_buf_fail(err, errsize, AG_ERR_FORMAT, "load", name, "the data order is not a permutation");
     return AG_OK;
 }
 
@@ -196,19 +185,19 @@ static ag_status check_optim(const ag_model_file *m, const ag_optim *opt, uint64
                              size_t errsize) {
     const char *kind = ag_model_meta(m, "optim");
     if (kind && strcmp(kind, kind_name(opt)) != 0)
-        return ckfail(err, errsize, AG_ERR_ARG, "load", ag__model_name(m),
+        return ag_ext_buf_fail(err, errsize, AG_ERR_ARG, "load", ag_model_name(m),
                       "the checkpoint's optimizer is %.16s but this one is %s", kind, kind_name(opt));
     int present;
     ag_status st = read_counter(m, "optim_steps", steps, &present, err, errsize);
     if (st == AG_OK && !present)
-        st = ckfail(err, errsize, AG_ERR_FORMAT, "load", ag__model_name(m), "the checkpoint lacks optim_steps");
+        st = ag_ext_buf_fail(err, errsize, AG_ERR_FORMAT, "load", ag_model_name(m), "the checkpoint lacks optim_steps");
     return st;
 }
 
 ag_status ag_checkpoint_read(const ag_model_file *m, ag_checkpoint *ck, char *err, size_t errsize) {
     if (err && errsize) err[0] = '\0';
     if (!m || !ck || !ck->params || (ck->order_n && !ck->order))
-        return ckfail(err, errsize, AG_ERR_ARG, "load", m ? ag__model_name(m) : "", "NULL argument");
+        return ag_ext_buf_fail(err, errsize, AG_ERR_ARG, "load", m ? ag_model_name(m) : "", "NULL argument");
     uint64_t epoch = 0, position = 0, steps = 0;
     ag_rng rng;
     ag_status st = read_counter(m, "epoch", &epoch, NULL, err, errsize);
@@ -217,16 +206,16 @@ ag_status ag_checkpoint_read(const ag_model_file *m, ag_checkpoint *ck, char *er
     if (st == AG_OK && ck->rng) st = read_rng(m, &rng, err, errsize);
     uint32_t *order = NULL;
     if (st == AG_OK && ck->order) {
-        order = ag__malloc(ck->order_n ? ck->order_n * sizeof *order : 1);
-        if (!order) st = ckfail(err, errsize, AG_ERR_NOMEM, "load", ag__model_name(m), "out of memory");
+        order = ag_ext_malloc(ck->order_n ? ck->order_n * sizeof *order : 1);
+        if (!order) st = ag_ext_buf_fail(err, errsize, AG_ERR_NOMEM, "load", ag_model_name(m), "out of memory");
         else st = read_order(m, order, ck->order_n, err, errsize);
     }
-    if (st == AG_OK) { /* the tensors last: ag__model_read writes them once all fit */
+    if (st == AG_OK) { /* the tensors last: ag_model_read_ex writes them once all fit */
         ag_named_buf state[MAX_STATE];
         char names[MAX_STATE][STATE_NAME_SIZE];
         size_t n_state = state_bufs(ck->optim, state, names);
         const char *own[1] = {ORDER_NAME};
-        st = ag__model_read(m, ck->params, state, n_state, own, ck->order ? 1 : 0, err, errsize);
+        st = ag_model_read_ex(m, ck->params, state, n_state, own, ck->order ? 1 : 0, err, errsize);
     }
     if (st == AG_OK) {
         if (ck->optim) ag_optim_set_steps(ck->optim, steps);
@@ -235,7 +224,7 @@ ag_status ag_checkpoint_read(const ag_model_file *m, ag_checkpoint *ck, char *er
         ck->epoch = epoch;
         ck->position = position;
     }
-    ag__free(order);
+    ag_ext_free(order);
     return st;
 }
 

@@ -16,16 +16,6 @@
 #include <sys/types.h>
 #include <unistd.h>
 
-/* "idx: <name>: <message>" into the caller's buffer (ag__vbuf_fail); returns st. */
-AG__PRINTF(5, 6)
-static ag_status ifail(char *err, size_t errsize, ag_status st, const char *name, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    ag__vbuf_fail(err, errsize, st, "idx", name, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
 static void set_ok(char *err, size_t errsize) {
     if (err && errsize) err[0] = '\0';
 }
@@ -50,11 +40,11 @@ static ag_status check_magic(const unsigned char *p, const char *name, hdr *h, c
     uint32_t m = be32(p);
     h->magic = m;
     if (p[0] != 0 || p[1] != 0)
-        return ifail(err, errsize, AG_ERR_FORMAT, name,
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name,
                      "not an IDX file (magic 0x%08x; expected 0x%08x for labels or 0x%08x for images)",
                      (unsigned)m, AG_IDX_LABELS, AG_IDX_IMAGES);
     if (m != AG_IDX_LABELS && m != AG_IDX_IMAGES)
-        return ifail(err, errsize, AG_ERR_FORMAT, name,
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name,
                      "unsupported IDX file (magic 0x%08x: type 0x%02x with %u dimensions; expected 0x%08x "
                      "for labels or 0x%08x for images)",
                      (unsigned)m, p[2], p[3], AG_IDX_LABELS, AG_IDX_IMAGES);
@@ -71,27 +61,27 @@ static ag_status check_dims(const unsigned char *p, const char *name, const ag_i
     if (h->magic == AG_IDX_IMAGES) {
         uint32_t r = be32(p + 8), c = be32(p + 12);
         if (r == 0 || c == 0 || r > AG_IDX_MAX_SIDE || c > AG_IDX_MAX_SIDE)
-            return ifail(err, errsize, AG_ERR_FORMAT, name,
+            return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name,
                          "image size %ux%u in the header is invalid (each side must be 1..%d)", (unsigned)r,
                          (unsigned)c, AG_IDX_MAX_SIDE);
         if (o && ((o->rows && o->rows != r) || (o->cols && o->cols != c))) {
             if (o->rows && o->cols) /* both sides required */
-                return ifail(err, errsize, AG_ERR_FORMAT, name, "images are %ux%u but %zux%zu were expected",
+                return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "images are %ux%u but %zux%zu were expected",
                              (unsigned)r, (unsigned)c, o->rows, o->cols);
             size_t want = o->rows ? o->rows : o->cols; /* one side required, the other 0 (any) */
-            return ifail(err, errsize, AG_ERR_FORMAT, name, "images are %ux%u but %zu %s%s expected",
+            return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "images are %ux%u but %zu %s%s expected",
                          (unsigned)r, (unsigned)c, want, o->rows ? "row" : "column",
                          want == 1 ? " was" : "s were");
         }
         h->rows = r;
         h->cols = c;
     }
-    if (count == 0) return ifail(err, errsize, AG_ERR_FORMAT, name, "header says 0 %s", kind_name(h->magic));
+    if (count == 0) return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "header says 0 %s", kind_name(h->magic));
     size_t cap = o && o->max_bytes ? o->max_bytes : AG_IDX_MAX_BYTES;
     size_t per = h->rows * h->cols; /* <= 4096^2, no overflow */
     size_t total;
     if (!ag__mul_ok(per, h->count, &total) || total > cap)
-        return ifail(err, errsize, AG_ERR_FORMAT, name,
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name,
                      "header says %zu %s of %zux%zu, more than the cap of %zu bytes", h->count,
                      kind_name(h->magic), h->rows, h->cols, cap);
     h->data_bytes = total;
@@ -101,10 +91,10 @@ static ag_status check_dims(const unsigned char *p, const char *name, const ag_i
 static ag_status truncated_msg(const hdr *h, size_t got, const char *name, const char *extra, char *err,
                                size_t errsize) {
     if (h->magic == AG_IDX_IMAGES)
-        return ifail(err, errsize, AG_ERR_FORMAT, name,
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name,
                      "truncated%s: header says %zu images of %zux%zu but file has %zu bytes of pixels", extra,
                      h->count, h->rows, h->cols, got);
-    return ifail(err, errsize, AG_ERR_FORMAT, name, "truncated%s: header says %zu labels but file has %zu",
+    return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "truncated%s: header says %zu labels but file has %zu",
                  extra, h->count, got);
 }
 
@@ -113,7 +103,7 @@ static ag_status check_labels(const hdr *h, const uint8_t *data, const ag_idx_op
     if (h->magic != AG_IDX_LABELS || !o || o->classes <= 0) return AG_OK;
     for (size_t i = 0; i < h->count; i++)
         if (data[i] >= o->classes)
-            return ifail(err, errsize, AG_ERR_FORMAT, name, "label %u at index %zu is outside 0..%d",
+            return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "label %u at index %zu is outside 0..%d",
                          (unsigned)data[i], i, o->classes - 1);
     return AG_OK;
 }
@@ -138,12 +128,12 @@ static ag_status parse_plain(const unsigned char *p, size_t len, unsigned char *
     ag_status st = AG_OK;
     uint8_t *data = NULL;
     if (len < 4) {
-        st = ifail(err, errsize, AG_ERR_FORMAT, name, "truncated: %zu bytes%s, too short for an IDX header", len, how);
+        st = ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "truncated: %zu bytes%s, too short for an IDX header", len, how);
         goto fail;
     }
     if ((st = check_magic(p, name, &h, err, errsize)) != AG_OK) goto fail;
     if (len < h.header_bytes) {
-        st = ifail(err, errsize, AG_ERR_FORMAT, name, "truncated: the %s header is %zu bytes but file has %zu%s",
+        st = ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "truncated: the %s header is %zu bytes but file has %zu%s",
                    kind_name(h.magic), h.header_bytes, len, how);
         goto fail;
     }
@@ -154,7 +144,7 @@ static ag_status parse_plain(const unsigned char *p, size_t len, unsigned char *
         goto fail;
     }
     if (have > h.data_bytes) {
-        st = ifail(err, errsize, AG_ERR_FORMAT, name, "%zu bytes of trailing data%s after the %zu %s",
+        st = ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "%zu bytes of trailing data%s after the %zu %s",
                    have - h.data_bytes, how, h.count, kind_name(h.magic));
         goto fail;
     }
@@ -164,7 +154,7 @@ static ag_status parse_plain(const unsigned char *p, size_t len, unsigned char *
         data = own;
     } else {
         data = ag__malloc(h.data_bytes);
-        if (!data) return ifail(err, errsize, AG_ERR_NOMEM, name, "out of memory for %zu bytes", h.data_bytes);
+        if (!data) return ag__buf_fail(err, errsize, AG_ERR_NOMEM, "idx", name, "out of memory for %zu bytes", h.data_bytes);
         memcpy(data, p + h.header_bytes, h.data_bytes);
     }
     set_result(out, &h, data);
@@ -207,7 +197,7 @@ static int gz_more(void *ctx, unsigned char **buf, size_t *cap) {
         }
         size_t total = s->h.header_bytes + s->h.data_bytes; /* <= 16 + the checked cap */
         if (*cap >= total + TRAILING_COUNT_MAX) {
-            s->st = ifail(s->err, s->errsize, AG_ERR_FORMAT, s->name,
+            s->st = ag__buf_fail(s->err, s->errsize, AG_ERR_FORMAT, "idx", s->name,
                           "at least %zu bytes of trailing data (decompressed) after the %zu %s", TRAILING_COUNT_MAX,
                           s->h.count, kind_name(s->h.magic));
             return 1;
@@ -220,7 +210,7 @@ static int gz_more(void *ctx, unsigned char **buf, size_t *cap) {
     }
     unsigned char *nb = ag__realloc(*buf, want);
     if (!nb) {
-        s->st = ifail(s->err, s->errsize, AG_ERR_NOMEM, s->name, "out of memory for %zu bytes", want);
+        s->st = ag__buf_fail(s->err, s->errsize, AG_ERR_NOMEM, "idx", s->name, "out of memory for %zu bytes", want);
         return 1;
     }
     *buf = nb;
@@ -283,16 +273,16 @@ static ag_status parse_gz(ag__gz_read_fn read, void *rctx, const int *read_errno
         st = sink.st;
         break;
     case AG__GZ_READ_ERROR:
-        st = ifail(err, errsize, AG_ERR_IO, name, "read error: %s", strerror(read_errno ? *read_errno : EIO));
+        st = ag__buf_fail(err, errsize, AG_ERR_IO, "idx", name, "read error: %s", strerror(read_errno ? *read_errno : EIO));
         break;
     case AG__GZ_NOMEM:
-        st = ifail(err, errsize, AG_ERR_NOMEM, name, "out of memory for the gzip decoder");
+        st = ag__buf_fail(err, errsize, AG_ERR_NOMEM, "idx", name, "out of memory for the gzip decoder");
         break;
     case AG__GZ_TRAILING:
-        st = ifail(err, errsize, AG_ERR_FORMAT, name, "trailing data after the gzip stream");
+        st = ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "trailing data after the gzip stream");
         break;
     default: /* NOT_GZIP cannot happen (the caller saw 1f 8b), CORRUPT */
-        st = ifail(err, errsize, AG_ERR_FORMAT, name, "corrupt gzip data: %s", why);
+        st = ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", name, "corrupt gzip data: %s", why);
         break;
     }
     ag__free(buf);
@@ -303,7 +293,7 @@ ag_status ag_idx_parse(const void *buf, size_t len, const char *name, const ag_i
                        char *err, size_t errsize) {
     if (out) memset(out, 0, sizeof *out);
     set_ok(err, errsize);
-    if (!out || (!buf && len)) return ifail(err, errsize, AG_ERR_ARG, name, "NULL argument");
+    if (!out || (!buf && len)) return ag__buf_fail(err, errsize, AG_ERR_ARG, "idx", name, "NULL argument");
     const unsigned char *p = buf;
     if (len >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
         mem_src m = {p, len};
@@ -337,7 +327,7 @@ static ptrdiff_t read_full(int fd, void *buf, size_t n) {
 
 /* The message for a failed read, from errno. */
 static ag_status read_error(const char *path, char *err, size_t errsize) {
-    return ifail(err, errsize, AG_ERR_IO, path, "read error: %s", strerror(errno));
+    return ag__buf_fail(err, errsize, AG_ERR_IO, "idx", path, "read error: %s", strerror(errno));
 }
 
 /* The rest of a raw IDX header after the `have` bytes in head[16] (2, or fewer at end of file), checked
@@ -350,14 +340,14 @@ static ag_status read_header(int fd, unsigned char *head, size_t have, const cha
         have += (size_t)n;
     }
     if (have < 4)
-        return ifail(err, errsize, AG_ERR_FORMAT, path, "truncated: %zu bytes, too short for an IDX header",
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", path, "truncated: %zu bytes, too short for an IDX header",
                      have);
     ag_status st = check_magic(head, path, h, err, errsize);
     if (st != AG_OK) return st;
     n = read_full(fd, head + 4, h->header_bytes - 4);
     if (n < 0) return read_error(path, err, errsize);
     if ((size_t)n < h->header_bytes - 4)
-        return ifail(err, errsize, AG_ERR_FORMAT, path,
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", path,
                      "truncated: the %s header is %zu bytes but file has %zu", kind_name(h->magic),
                      h->header_bytes, (size_t)n + 4);
     return check_dims(head, path, opts, h, err, errsize);
@@ -371,7 +361,7 @@ static ag_status read_data(int fd, const struct stat *sb, const hdr *h, const ch
         return truncated_msg(h, (size_t)sb->st_size - h->header_bytes, path, "", err, errsize);
     size_t cap = h->data_bytes < ((size_t)4 << 20) ? h->data_bytes : ((size_t)4 << 20), got = 0;
     if (!(*data = ag__malloc(cap)))
-        return ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", cap);
+        return ag__buf_fail(err, errsize, AG_ERR_NOMEM, "idx", path, "out of memory for %zu bytes", cap);
     for (;;) {
         ptrdiff_t n = read_full(fd, *data + got, cap - got);
         if (n < 0) return read_error(path, err, errsize);
@@ -379,7 +369,7 @@ static ag_status read_data(int fd, const struct stat *sb, const hdr *h, const ch
         if (got < cap || cap == h->data_bytes) break;
         size_t ncap = cap > h->data_bytes / 2 ? h->data_bytes : cap * 2;
         uint8_t *nd = ag__realloc(*data, ncap);
-        if (!nd) return ifail(err, errsize, AG_ERR_NOMEM, path, "out of memory for %zu bytes", ncap);
+        if (!nd) return ag__buf_fail(err, errsize, AG_ERR_NOMEM, "idx", path, "out of memory for %zu bytes", ncap);
         *data = nd;
         cap = ncap;
     }
@@ -397,7 +387,7 @@ static ag_status check_no_trailing(int fd, const hdr *h, const char *path, char 
         more += (size_t)n;
     }
     if (!more) return AG_OK;
-    return ifail(err, errsize, AG_ERR_FORMAT, path, "%s%zu bytes of trailing data after the %zu %s",
+    return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", path, "%s%zu bytes of trailing data after the %zu %s",
                  more >= TRAILING_COUNT_MAX ? "at least " : "", more, h->count, kind_name(h->magic));
 }
 
@@ -428,18 +418,18 @@ static ag_status read_fd(int fd, const struct stat *sb, const char *path, const 
 ag_status ag_idx_read(const char *path, const ag_idx_options *opts, ag_idx *out, char *err, size_t errsize) {
     if (out) memset(out, 0, sizeof *out);
     set_ok(err, errsize);
-    if (!path || !out) return ifail(err, errsize, AG_ERR_ARG, path ? path : "", path ? "out is NULL" : "path is NULL");
+    if (!path || !out) return ag__buf_fail(err, errsize, AG_ERR_ARG, "idx", path ? path : "", path ? "out is NULL" : "path is NULL");
     int fd;
     do fd = open(path, O_RDONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
-        if (errno == ENOENT) return ifail(err, errsize, AG_ERR_IO, path, "no such file");
-        return ifail(err, errsize, AG_ERR_IO, path, "cannot open: %s", strerror(errno));
+        if (errno == ENOENT) return ag__buf_fail(err, errsize, AG_ERR_IO, "idx", path, "no such file");
+        return ag__buf_fail(err, errsize, AG_ERR_IO, "idx", path, "cannot open: %s", strerror(errno));
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0 || S_ISDIR(sb.st_mode)) {
         close(fd);
-        return ifail(err, errsize, AG_ERR_IO, path, "is a directory");
+        return ag__buf_fail(err, errsize, AG_ERR_IO, "idx", path, "is a directory");
     }
     ag_status st = read_fd(fd, &sb, path, opts, out, err, errsize);
     close(fd);
@@ -459,15 +449,15 @@ static ag_status pair(ag_dataset *ds, ag_idx *im, ag_idx *lb, const char *im_nam
                       const ag_idx_options *o, char *err, size_t errsize) {
     ag_status st = AG_OK;
     if (im->magic != AG_IDX_IMAGES)
-        st = ifail(err, errsize, AG_ERR_FORMAT, im_name,
+        st = ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", im_name,
                    "is an IDX label file (magic 0x%08x) but an image file (magic 0x%08x) was expected",
                    AG_IDX_LABELS, AG_IDX_IMAGES);
     else if (lb->magic != AG_IDX_LABELS)
-        st = ifail(err, errsize, AG_ERR_FORMAT, lb_name,
+        st = ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", lb_name,
                    "is an IDX image file (magic 0x%08x) but a label file (magic 0x%08x) was expected",
                    AG_IDX_IMAGES, AG_IDX_LABELS);
     else if (im->count != lb->count)
-        st = ifail(err, errsize, AG_ERR_FORMAT, im_name, "has %zu images but %s has %zu labels", im->count,
+        st = ag__buf_fail(err, errsize, AG_ERR_FORMAT, "idx", im_name, "has %zu images but %s has %zu labels", im->count,
                    lb_name ? lb_name : "<memory>", lb->count);
     if (st != AG_OK) {
         ag_idx_free(im);
@@ -495,7 +485,7 @@ ag_status ag_dataset_load(ag_dataset *ds, const char *images_path, const char *l
     if (ds) memset(ds, 0, sizeof *ds);
     set_ok(err, errsize);
     if (!ds || !images_path || !labels_path)
-        return ifail(err, errsize, AG_ERR_ARG, images_path ? images_path : "",
+        return ag__buf_fail(err, errsize, AG_ERR_ARG, "idx", images_path ? images_path : "",
                      !ds ? "ds is NULL" : !images_path ? "images_path is NULL" : "labels_path is NULL");
     ag_idx im, lb;
     ag_status st = ag_idx_read(images_path, opts, &im, err, errsize);
@@ -512,7 +502,7 @@ ag_status ag_dataset_parse(ag_dataset *ds, const void *images, size_t images_len
                            size_t labels_len, const ag_idx_options *opts, char *err, size_t errsize) {
     if (ds) memset(ds, 0, sizeof *ds);
     set_ok(err, errsize);
-    if (!ds) return ifail(err, errsize, AG_ERR_ARG, NULL, "NULL argument");
+    if (!ds) return ag__buf_fail(err, errsize, AG_ERR_ARG, "idx", NULL, "NULL argument");
     ag_idx im, lb;
     ag_status st = ag_idx_parse(images, images_len, "<images>", opts, &im, err, errsize);
     if (st != AG_OK) return st;

@@ -13,26 +13,6 @@
  * surrogates, <= U+10FFFF), n if none: parameter names and the model files' strings (params.c). */
 size_t ag__utf8_bad_at(const unsigned char *s, size_t n);
 
-/* ---- safetensors.c: what optim/checkpoint.c needs beyond the public model-file calls ----
- * A checkpoint keeps a data order (uint32 indices) next to the ag_real tensors, as a U32 tensor. */
-typedef struct ag__u32_buf {
-    const char *name;
-    const uint32_t *data;
-    size_t n;
-} ag__u32_buf;
-
-/* ag_model_save with n_ints 1-D U32 tensors after the extra buffers (same checks and messages). */
-ag_status ag__model_save_u32(const char *path, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
-                             const ag__u32_buf *ints, size_t n_ints, const ag_kv *meta, size_t n_meta, char *err,
-                             size_t errsize);
-/* ag_model_read that leaves the n_own tensors named in own to the caller (not "extra in the file"). */
-ag_status ag__model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra,
-                         const char *const *own, size_t n_own, char *err, size_t errsize);
-/* The file's data section: tensor t's bytes are data[t->begin .. t->end). */
-const unsigned char *ag__model_data(const ag_model_file *m);
-/* The name messages about m use ("<memory>" for a nameless buffer). */
-const char *ag__model_name(const ag_model_file *m);
-
 /* ---- gunzip.c: gzip files (RFC 1952) of DEFLATE data (RFC 1951), decoded in process ----
  * Streaming both ways: input is pulled through `read`, output goes to one contiguous buffer that
  * the caller grows in `more` (and may refuse to grow: a header check before the big allocation). */

@@ -33,18 +33,6 @@
 /* The header's own CRC, next to "crc32" (the data's) in __metadata__; not listed among the metadata. */
 #define HEADER_CRC_KEY "header_crc32"
 
-/* "<what>: <name>: <message>" into err (ag__vbuf_fail with the arguments inline). */
-static ag_status mfail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
-                       const char *fmt, ...) AG__PRINTF(6, 7);
-static ag_status mfail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
-                       const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    ag__vbuf_fail(err, errsize, st, what, name, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
 /* ---------------------------------------------------------------- little-endian values */
 
 #define CHUNK_ELEMS 4096
@@ -168,7 +156,7 @@ static void shape_str(int ndim, const size_t *shape, char *buf, size_t size) {
 
 /* ---------------------------------------------------------------- save */
 
-/* One tensor to save: ag_real values (parameters, extra buffers) or uint32 (ag__model_save_u32). */
+/* One tensor to save: ag_real values (parameters, extra buffers) or uint32 (ag_model_save_ex). */
 typedef struct item {
     const char *name;
     const ag_real *data;
@@ -218,21 +206,21 @@ typedef struct save_req {
 
 /* Counts, buffers and the total size, into r->items (the caller frees it, also on failure). */
 static ag_status save_collect(save_req *r, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
-                              const ag__u32_buf *ints, size_t n_ints) {
+                              const ag_u32_buf *ints, size_t n_ints) {
     const char *W = "save", *path = r->path;
     size_t np = ag_params_count(ps);
     /* compare before adding: np + n_extra or n_meta + 1 would wrap for counts near SIZE_MAX */
     if (np > AG_MODEL_MAX_TENSORS || n_extra > AG_MODEL_MAX_TENSORS - np ||
         n_ints > AG_MODEL_MAX_TENSORS - np - n_extra)
-        return mfail(r->err, r->errsize, AG_ERR_ARG, W, path,
+        return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, W, path,
                      "%zu parameters and %zu extra tensors, at most %d tensors", np, n_extra + n_ints,
                      AG_MODEL_MAX_TENSORS);
     if (r->n_meta > AG_MODEL_MAX_META - 1)
-        return mfail(r->err, r->errsize, AG_ERR_ARG, W, path, "%zu metadata entries, at most %d", r->n_meta,
+        return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, W, path, "%zu metadata entries, at most %d", r->n_meta,
                      AG_MODEL_MAX_META - 1);
     size_t ni = np + n_extra + n_ints; /* <= AG_MODEL_MAX_TENSORS */
     item *items = r->items = ag__calloc(ni ? ni : 1, sizeof *items);
-    if (!items) return mfail(r->err, r->errsize, AG_ERR_NOMEM, W, path, "out of memory");
+    if (!items) return ag__buf_fail(r->err, r->errsize, AG_ERR_NOMEM, W, path, "out of memory");
     r->ni = ni;
     for (size_t i = 0; i < np; i++) {
         const ag_tensor *x = ag_params_at(ps, i);
@@ -245,16 +233,16 @@ static ag_status save_collect(save_req *r, const ag_params *ps, const ag_named_b
         it->one = it->n;
         it->shape = &it->one;
         if (!it->data && !it->u32 && it->n)
-            return mfail(r->err, r->errsize, AG_ERR_ARG, W, path, "extra buffer %zu has no data", i);
+            return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, W, path, "extra buffer %zu has no data", i);
         if (it->n > SIZE_MAX / 8)
-            return mfail(r->err, r->errsize, AG_ERR_ARG, W, path, "extra buffer %zu is too large", i);
+            return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, W, path, "extra buffer %zu is too large", i);
     }
     /* the data_offsets add up every tensor's bytes: the total must not wrap either */
     size_t total = 0;
     for (size_t i = 0; i < ni; i++) {
         size_t bytes;
         if (!ag__mul_ok(items[i].n, item_elem(&items[i]), &bytes) || bytes > SIZE_MAX - total)
-            return mfail(r->err, r->errsize, AG_ERR_ARG, W, path, "tensors 0 to %zu hold more than %zu bytes of data",
+            return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, W, path, "tensors 0 to %zu hold more than %zu bytes of data",
                          i, (size_t)SIZE_MAX);
         total += bytes;
     }
@@ -267,15 +255,15 @@ static ag_status save_check_names(const save_req *r) {
     for (size_t i = 0; i < r->ni; i++) {
         const char *why = name_problem(items[i].name);
         if (why)
-            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "tensor %zu has an invalid name: it %s", i,
+            return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "tensor %zu has an invalid name: it %s", i,
                          why);
         if (strcmp(items[i].name, "__metadata__") == 0)
-            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path,
+            return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, "save", r->path,
                          "tensor %zu has an invalid name: __metadata__ is reserved (the metadata is stored under it)",
                          i);
         for (size_t j = 0; j < i; j++)
             if (strcmp(items[i].name, items[j].name) == 0)
-                return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "tensor name %s is used twice",
+                return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "tensor name %s is used twice",
                              items[i].name);
     }
     return AG_OK;
@@ -287,23 +275,23 @@ static ag_status save_check_meta(const save_req *r) {
     for (size_t i = 0; i < r->n_meta; i++) {
         const char *why = name_problem(meta[i].key);
         if (why)
-            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "metadata entry %zu: the key %s", i, why);
+            return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "metadata entry %zu: the key %s", i, why);
         if (strcmp(meta[i].key, "crc32") == 0)
-            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path,
+            return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, "save", r->path,
                          "metadata entry %zu: the key crc32 is reserved (the CRC of the data is added under it)", i);
         if (strcmp(meta[i].key, HEADER_CRC_KEY) == 0)
-            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path,
+            return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, "save", r->path,
                          "metadata entry %zu: the key " HEADER_CRC_KEY
                          " is reserved (the CRC of the header is added under it)", i);
         if (!meta[i].value) why = "is NULL";
         else if (strlen(meta[i].value) > META_VALUE_MAX) why = "is longer than 65536 bytes"; /* META_VALUE_MAX */
         else if (!utf8_ok((const unsigned char *)meta[i].value, strlen(meta[i].value))) why = "is not valid UTF-8";
         if (why)
-            return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "metadata entry %zu: the value of %s %s", i,
+            return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "metadata entry %zu: the value of %s %s", i,
                          meta[i].key, why);
         for (size_t j = 0; j < i; j++)
             if (strcmp(meta[i].key, meta[j].key) == 0)
-                return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "metadata key %s is given twice",
+                return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "metadata key %s is given twice",
                              meta[i].key);
     }
     return AG_OK;
@@ -370,9 +358,9 @@ static ag_status build_header(const save_req *r, uint32_t crc, sbuf *h) {
     }
     sb_str(h, "}");
     while (!h->oom && h->len % 8) sb_str(h, " "); /* data starts 8-aligned: 8 + N is a multiple of 8 */
-    if (h->oom) return mfail(r->err, r->errsize, AG_ERR_NOMEM, "save", r->path, "out of memory for the header");
+    if (h->oom) return ag__buf_fail(r->err, r->errsize, AG_ERR_NOMEM, "save", r->path, "out of memory for the header");
     if (h->len > AG_MODEL_MAX_HEADER)
-        return mfail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "header of %zu bytes exceeds %zu", h->len,
+        return ag__buf_fail(r->err, r->errsize, AG_ERR_ARG, "save", r->path, "header of %zu bytes exceeds %zu", h->len,
                      AG_MODEL_MAX_HEADER);
     unsigned char len8[8];
     len_le(h->len, len8);
@@ -393,7 +381,7 @@ static ag_status resolve_target(const save_req *r, char **resolved) {
     if (!S_ISLNK(sb.st_mode)) {
         why = "it exists and is not a regular file";
     } else if (!(*resolved = ag__malloc(PATH_MAX))) {
-        return mfail(r->err, r->errsize, AG_ERR_NOMEM, "save", r->path, "out of memory");
+        return ag__buf_fail(r->err, r->errsize, AG_ERR_NOMEM, "save", r->path, "out of memory");
     } else if (!realpath(r->path, *resolved)) {
         why = errno == ENOENT ? "it is a symbolic link to nothing" : "its symbolic link cannot be followed";
     } else if (stat(*resolved, &sb) != 0 || !S_ISREG(sb.st_mode)) {
@@ -402,7 +390,7 @@ static ag_status resolve_target(const save_req *r, char **resolved) {
     if (!why) return AG_OK;
     ag__free(*resolved);
     *resolved = NULL;
-    return mfail(r->err, r->errsize, AG_ERR_IO, "save", r->path, "cannot replace it: %s", why);
+    return ag__buf_fail(r->err, r->errsize, AG_ERR_IO, "save", r->path, "cannot replace it: %s", why);
 }
 
 /* The header and the data into fd; 0 or the errno of the failed write. */
@@ -436,7 +424,7 @@ static ag_status write_atomic(const save_req *r, const char *target, const sbuf 
     char *tmp = ag__malloc(tmpsize), *dir = ag__malloc(dlen + 2);
     ag_status st = AG_OK;
     if (!tmp || !dir) {
-        st = mfail(r->err, r->errsize, AG_ERR_NOMEM, W, path, "out of memory");
+        st = ag__buf_fail(r->err, r->errsize, AG_ERR_NOMEM, W, path, "out of memory");
         goto out;
     }
     if (slash) {
@@ -454,7 +442,7 @@ static ag_status write_atomic(const save_req *r, const char *target, const sbuf 
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0) {
-        st = mfail(r->err, r->errsize, AG_ERR_IO, W, path, "cannot create a temporary file in %s: %s", dir,
+        st = ag__buf_fail(r->err, r->errsize, AG_ERR_IO, W, path, "cannot create a temporary file in %s: %s", dir,
                    strerror(errno));
         goto out;
     }
@@ -465,7 +453,7 @@ static ag_status write_atomic(const save_req *r, const char *target, const sbuf 
     if (!e && rename(tmp, target) != 0) e = errno, step = "rename";
     if (e) {
         unlink(tmp);
-        st = mfail(r->err, r->errsize, AG_ERR_IO, W, path, "%s failed: %s", step, strerror(e));
+        st = ag__buf_fail(r->err, r->errsize, AG_ERR_IO, W, path, "%s failed: %s", step, strerror(e));
         goto out;
     }
     int dfd = open(dir, O_RDONLY | O_CLOEXEC);
@@ -479,14 +467,14 @@ out:
     return st;
 }
 
-ag_status ag__model_save_u32(const char *path, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
-                             const ag__u32_buf *ints, size_t n_ints, const ag_kv *meta, size_t n_meta, char *err,
+ag_status ag_model_save_ex(const char *path, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
+                             const ag_u32_buf *ints, size_t n_ints, const ag_kv *meta, size_t n_meta, char *err,
                              size_t errsize) {
     if (err && errsize) err[0] = '\0';
     if (!path || !path[0])
-        return mfail(err, errsize, AG_ERR_ARG, "save", "", path ? "path is empty" : "path is NULL");
+        return ag__buf_fail(err, errsize, AG_ERR_ARG, "save", "", path ? "path is empty" : "path is NULL");
     if ((n_extra && !extra) || (n_meta && !meta) || (n_ints && !ints))
-        return mfail(err, errsize, AG_ERR_ARG, "save", path, "NULL array");
+        return ag__buf_fail(err, errsize, AG_ERR_ARG, "save", path, "NULL array");
     save_req r = {path, NULL, 0, meta, n_meta, err, errsize};
     sbuf h = {0};
     char *resolved = NULL;
@@ -505,7 +493,7 @@ ag_status ag__model_save_u32(const char *path, const ag_params *ps, const ag_nam
 
 ag_status ag_model_save(const char *path, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
                         const ag_kv *meta, size_t n_meta, char *err, size_t errsize) {
-    return ag__model_save_u32(path, ps, extra, n_extra, NULL, 0, meta, n_meta, err, errsize);
+    return ag_model_save_ex(path, ps, extra, n_extra, NULL, 0, meta, n_meta, err, errsize);
 }
 
 /* ---------------------------------------------------------------- the model file in memory */
@@ -558,7 +546,7 @@ typedef struct jr {
 static ag_status jfail(jr *j, const char *fmt, ...) AG__PRINTF(2, 3);
 static ag_status jfail(jr *j, const char *fmt, ...) {
     if (j->st != AG_OK) return j->st;
-    j->st = mfail(j->err, j->errsize, AG_ERR_FORMAT, "load", j->name, "malformed JSON header at byte %zu: ",
+    j->st = ag__buf_fail(j->err, j->errsize, AG_ERR_FORMAT, "load", j->name, "malformed JSON header at byte %zu: ",
                   (size_t)(j->p - j->s));
     if (j->err && j->errsize) {
         size_t k = strlen(j->err);
@@ -571,7 +559,7 @@ static ag_status jfail(jr *j, const char *fmt, ...) {
 }
 static ag_status jnomem(jr *j) {
     if (j->st != AG_OK) return j->st;
-    j->st = mfail(j->err, j->errsize, AG_ERR_NOMEM, "load", j->name, "out of memory reading the header");
+    j->st = ag__buf_fail(j->err, j->errsize, AG_ERR_NOMEM, "load", j->name, "out of memory reading the header");
     return j->st;
 }
 
@@ -1000,19 +988,19 @@ static ag_status read_header(ag_model_file *m, char *err, size_t errsize) {
     const unsigned char *buf = m->buf;
     size_t len = m->len;
     if (len < 8)
-        return mfail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: %zu bytes, less than the 8-byte header length",
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: %zu bytes, less than the 8-byte header length",
                      len);
     uint64_t n = 0;
     for (int b = 7; b >= 0; b--) n = n << 8 | buf[b];
     if (n > AG_MODEL_MAX_HEADER)
-        return mfail(err, errsize, AG_ERR_FORMAT, W, name,
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, W, name,
                      "header length %llu exceeds %zu bytes: not a safetensors file or corrupt", (unsigned long long)n,
                      AG_MODEL_MAX_HEADER);
     if (n > len - 8)
-        return mfail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: header length is %llu but only %zu bytes follow",
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, W, name, "truncated: header length is %llu but only %zu bytes follow",
                      (unsigned long long)n, len - 8);
     if (n < 2 || buf[8] != '{')
-        return mfail(err, errsize, AG_ERR_FORMAT, W, name, "not a safetensors file (the header is not a JSON object)");
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, W, name, "not a safetensors file (the header is not a JSON object)");
     jr j = {buf + 8, buf + 8, buf + 8 + n, err, errsize, name, AG_OK};
     if (!parse_header(&j, m)) return j.st;
     m->data = buf + 8 + n;
@@ -1029,7 +1017,7 @@ static ag_status check_header_crc(const ag_model_file *m, char *err, size_t errs
     size_t n = (size_t)(m->data - m->buf) - 8;
     uint32_t got = header_crc(m->buf, m->buf + 8, n, m->hcrc_at - 8);
     if (got == want) return AG_OK;
-    return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+    return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name,
                  "corrupt: CRC32 of the header (metadata and tensor table) is 0x%08x but " HEADER_CRC_KEY
                  " says 0x%08x",
                  (unsigned)got, (unsigned)want);
@@ -1044,17 +1032,17 @@ static ag_status check_tensor_sizes(ag_model_file *m, ag_model_tensor **ord, cha
         int ok = 1;
         for (int d = 0; d < t->ndim && ok; d++) ok = ag__mul_ok(numel, t->shape[d], &numel);
         if (!ok || !ag__mul_ok(numel, dtype_size(t->dtype), &bytes))
-            return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "tensor %s: shape overflows", t->name);
+            return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name, "tensor %s: shape overflows", t->name);
         t->numel = numel;
         if (t->end < t->begin || t->end - t->begin != bytes) {
             char s[SHAPE_STR_SIZE];
             shape_str(t->ndim, t->shape, s, sizeof s);
-            return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+            return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name,
                          "tensor %s: data_offsets [%zu, %zu] do not hold %s %s (%zu bytes)", t->name, t->begin, t->end,
                          s, t->dtype, bytes);
         }
         if (t->end > m->data_len)
-            return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+            return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name,
                          "truncated: tensor %s ends at byte %zu of the data but the file has %zu bytes of data",
                          t->name, t->end, m->data_len);
         ord[i] = t;
@@ -1068,19 +1056,19 @@ static ag_status check_tensor_tiling(const ag_model_file *m, ag_model_tensor **o
         sort_tensors(ord, m->nt, cmp_name);
         for (size_t i = 1; i < m->nt; i++)
             if (strcmp(ord[i - 1]->name, ord[i]->name) == 0)
-                return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "tensor %s appears twice", ord[i]->name);
+                return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name, "tensor %s appears twice", ord[i]->name);
         sort_tensors(ord, m->nt, cmp_begin);
     }
     size_t pos = 0;
     for (size_t i = 0; i < m->nt; i++) {
         if (ord[i]->begin != pos)
-            return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "tensor %s: data_offsets begin at %zu, %s %zu",
+            return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name, "tensor %s: data_offsets begin at %zu, %s %zu",
                          ord[i]->name, ord[i]->begin,
                          ord[i]->begin < pos ? "overlapping data before" : "leaving a gap after", pos);
         pos = ord[i]->end;
     }
     if (pos != m->data_len)
-        return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "%zu bytes of data after the last tensor",
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name, "%zu bytes of data after the last tensor",
                      m->data_len - pos);
     return AG_OK;
 }
@@ -1090,7 +1078,7 @@ static ag_status check_tensor_table(ag_model_file *m, char *err, size_t errsize)
     ag_model_tensor **ord = NULL;
     if (m->nt) {
         ord = ag__malloc(m->nt * sizeof *ord);
-        if (!ord) return mfail(err, errsize, AG_ERR_NOMEM, "load", m->name, "out of memory");
+        if (!ord) return ag__buf_fail(err, errsize, AG_ERR_NOMEM, "load", m->name, "out of memory");
     }
     ag_status st = check_tensor_sizes(m, ord, err, errsize);
     if (st == AG_OK) st = check_tensor_tiling(m, ord, err, errsize);
@@ -1110,11 +1098,11 @@ static ag_status check_data_crc(const ag_model_file *m, char *err, size_t errsiz
         else want = want << 4 | (uint32_t)h;
     }
     if (!ok)
-        return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name, "crc32 \"%.16s\" in __metadata__ is not 0x + 8 hex digits",
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name, "crc32 \"%.16s\" in __metadata__ is not 0x + 8 hex digits",
                      c);
     uint32_t got = ag_crc32(0, m->data, m->data_len);
     if (got != want)
-        return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name,
                      "corrupt: CRC32 of the data is 0x%08x but the header says 0x%08x", (unsigned)got, (unsigned)want);
     return AG_OK;
 }
@@ -1123,7 +1111,7 @@ static ag_status check_data_crc(const ag_model_file *m, char *err, size_t errsiz
 static ag_status parse_owned(unsigned char *buf, size_t len, const char *name, ag_model_file **out, char *err,
                              size_t errsize) {
     ag_model_file *m = model_file_new(buf, len, name);
-    if (!m) return mfail(err, errsize, AG_ERR_NOMEM, "load", name, "out of memory");
+    if (!m) return ag__buf_fail(err, errsize, AG_ERR_NOMEM, "load", name, "out of memory");
     /* the header's CRC last: a damaged table or data CRC text keeps its own, more telling message */
     ag_status st = read_header(m, err, errsize);
     if (st == AG_OK) st = check_tensor_table(m, err, errsize);
@@ -1141,9 +1129,9 @@ ag_status ag_model_parse(const void *buf, size_t len, const char *name, ag_model
                          size_t errsize) {
     if (out) *out = NULL;
     if (err && errsize) err[0] = '\0';
-    if (!out || (!buf && len)) return mfail(err, errsize, AG_ERR_ARG, "load", name, "NULL argument");
+    if (!out || (!buf && len)) return ag__buf_fail(err, errsize, AG_ERR_ARG, "load", name, "NULL argument");
     unsigned char *copy = ag__malloc(len ? len : 1);
-    if (!copy) return mfail(err, errsize, AG_ERR_NOMEM, "load", name, "out of memory for %zu bytes", len);
+    if (!copy) return ag__buf_fail(err, errsize, AG_ERR_NOMEM, "load", name, "out of memory for %zu bytes", len);
     if (len) memcpy(copy, buf, len);
     return parse_owned(copy, len, name, out, err, errsize);
 }
@@ -1152,28 +1140,28 @@ ag_status ag_model_open(const char *path, ag_model_file **out, char *err, size_t
     if (out) *out = NULL;
     if (err && errsize) err[0] = '\0';
     if (!path || !out)
-        return mfail(err, errsize, AG_ERR_ARG, "load", path ? path : "", path ? "out is NULL" : "path is NULL");
+        return ag__buf_fail(err, errsize, AG_ERR_ARG, "load", path ? path : "", path ? "out is NULL" : "path is NULL");
     int fd;
     do fd = open(path, O_RDONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
-        if (errno == ENOENT) return mfail(err, errsize, AG_ERR_IO, "load", path, "no such file");
-        return mfail(err, errsize, AG_ERR_IO, "load", path, "cannot open: %s", strerror(errno));
+        if (errno == ENOENT) return ag__buf_fail(err, errsize, AG_ERR_IO, "load", path, "no such file");
+        return ag__buf_fail(err, errsize, AG_ERR_IO, "load", path, "cannot open: %s", strerror(errno));
     }
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return mfail(err, errsize, AG_ERR_IO, "load", path, "not a regular file");
+        return ag__buf_fail(err, errsize, AG_ERR_IO, "load", path, "not a regular file");
     }
     if ((uintmax_t)sb.st_size > SIZE_MAX / 2) {
         close(fd);
-        return mfail(err, errsize, AG_ERR_NOMEM, "load", path, "file too large");
+        return ag__buf_fail(err, errsize, AG_ERR_NOMEM, "load", path, "file too large");
     }
     size_t len = (size_t)sb.st_size;
     unsigned char *buf = ag__malloc(len ? len : 1);
     if (!buf) {
         close(fd);
-        return mfail(err, errsize, AG_ERR_NOMEM, "load", path, "out of memory for %zu bytes", len);
+        return ag__buf_fail(err, errsize, AG_ERR_NOMEM, "load", path, "out of memory for %zu bytes", len);
     }
     size_t got = 0;
     while (got < len) {
@@ -1183,7 +1171,7 @@ ag_status ag_model_open(const char *path, ag_model_file **out, char *err, size_t
             int e = errno;
             close(fd);
             ag__free(buf);
-            return mfail(err, errsize, AG_ERR_IO, "load", path, "read error: %s", strerror(e));
+            return ag__buf_fail(err, errsize, AG_ERR_IO, "load", path, "read error: %s", strerror(e));
         }
         if (r == 0) break;
         got += (size_t)r;
@@ -1221,10 +1209,10 @@ static ag_status check_fit(const ag_model_file *m, const char *tname, int ndim, 
                            const ag_model_tensor **out, char *err, size_t errsize) {
     const ag_model_tensor *t = ag_model_find(m, tname);
     if (!t)
-        return mfail(err, errsize, AG_ERR_SHAPE, "load", m->name, "tensor %s of the model is missing from the file",
+        return ag__buf_fail(err, errsize, AG_ERR_SHAPE, "load", m->name, "tensor %s of the model is missing from the file",
                      tname);
     if (strcmp(t->dtype, AG_DTYPE) != 0)
-        return mfail(err, errsize, AG_ERR_FORMAT, "load", m->name,
+        return ag__buf_fail(err, errsize, AG_ERR_FORMAT, "load", m->name,
                      "%s is %s in the file but this build stores %s (" AG_REAL_NAME ")", tname, t->dtype, AG_DTYPE);
     int same = t->ndim == ndim;
     for (int d = 0; same && d < ndim; d++) same = t->shape[d] == shape[d];
@@ -1232,28 +1220,28 @@ static ag_status check_fit(const ag_model_file *m, const char *tname, int ndim, 
         char a[SHAPE_STR_SIZE], b[SHAPE_STR_SIZE];
         shape_str(t->ndim, t->shape, a, sizeof a);
         shape_str(ndim, shape, b, sizeof b);
-        return mfail(err, errsize, AG_ERR_SHAPE, "load", m->name, "%s is %s in the file but %s in the model", tname,
+        return ag__buf_fail(err, errsize, AG_ERR_SHAPE, "load", m->name, "%s is %s in the file but %s in the model", tname,
                      a, b);
     }
     *out = t;
     return AG_OK;
 }
 
-const unsigned char *ag__model_data(const ag_model_file *m) { return m ? m->data : NULL; }
-const char *ag__model_name(const ag_model_file *m) { return m && m->name ? m->name : "<memory>"; }
+const unsigned char *ag_model_data(const ag_model_file *m) { return m ? m->data : NULL; }
+const char *ag_model_name(const ag_model_file *m) { return m && m->name ? m->name : "<memory>"; }
 
 ag_status ag_model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra, char *err,
                         size_t errsize) {
-    return ag__model_read(m, ps, extra, n_extra, NULL, 0, err, errsize);
+    return ag_model_read_ex(m, ps, extra, n_extra, NULL, 0, err, errsize);
 }
 
-ag_status ag__model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra,
+ag_status ag_model_read_ex(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra,
                          const char *const *own, size_t n_own, char *err, size_t errsize) {
     if (err && errsize) err[0] = '\0';
-    if (!m || (n_extra && !extra)) return mfail(err, errsize, AG_ERR_ARG, "load", m ? m->name : NULL, "NULL argument");
+    if (!m || (n_extra && !extra)) return ag__buf_fail(err, errsize, AG_ERR_ARG, "load", m ? m->name : NULL, "NULL argument");
     /* a file holds at most AG_MODEL_MAX_TENSORS tensors: refuse a larger count before reading extra */
     if (n_extra > AG_MODEL_MAX_TENSORS)
-        return mfail(err, errsize, AG_ERR_ARG, "load", m->name, "%zu extra buffers, at most %d tensors", n_extra,
+        return ag__buf_fail(err, errsize, AG_ERR_ARG, "load", m->name, "%zu extra buffers, at most %d tensors", n_extra,
                      AG_MODEL_MAX_TENSORS);
     size_t np = ag_params_count(ps);
     const ag_model_tensor *t;
@@ -1265,13 +1253,13 @@ ag_status ag__model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *ex
     }
     for (size_t i = 0; i < n_extra; i++) {
         if (!extra[i].name || (!extra[i].data && extra[i].n))
-            return mfail(err, errsize, AG_ERR_ARG, "load", m->name, "extra buffer %zu has no name or data", i);
+            return ag__buf_fail(err, errsize, AG_ERR_ARG, "load", m->name, "extra buffer %zu has no name or data", i);
         if (ag_params_find(ps, extra[i].name))
-            return mfail(err, errsize, AG_ERR_ARG, "load", m->name, "extra buffer %s has a parameter's name",
+            return ag__buf_fail(err, errsize, AG_ERR_ARG, "load", m->name, "extra buffer %s has a parameter's name",
                          extra[i].name);
         for (size_t k = 0; k < i; k++)
             if (strcmp(extra[k].name, extra[i].name) == 0)
-                return mfail(err, errsize, AG_ERR_ARG, "load", m->name, "extra buffer %s given twice", extra[i].name);
+                return ag__buf_fail(err, errsize, AG_ERR_ARG, "load", m->name, "extra buffer %s given twice", extra[i].name);
         ag_status st = check_fit(m, extra[i].name, 1, &extra[i].n, &t, err, errsize);
         if (st != AG_OK) return st;
     }
@@ -1281,7 +1269,7 @@ ag_status ag__model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *ex
             for (size_t k = 0; k < n_extra && !known; k++) known = strcmp(extra[k].name, m->t[i].name) == 0;
             for (size_t k = 0; k < n_own && !known; k++) known = strcmp(own[k], m->t[i].name) == 0;
             if (!known)
-                return mfail(err, errsize, AG_ERR_SHAPE, "load", m->name, "tensor %s in the file is not in the model",
+                return ag__buf_fail(err, errsize, AG_ERR_SHAPE, "load", m->name, "tensor %s in the file is not in the model",
                              m->t[i].name);
         }
     }

@@ -65,6 +65,10 @@ void ag_ext_aligned_free(void *ptr);
 /* Write the printf-formatted message into err[errsize] (nothing when err is NULL or errsize 0; cut
  * to fit, always terminated) and return st: the library's one way of filling a message buffer. */
 ag_status ag_ext_errf(char *err, size_t errsize, ag_status st, const char *fmt, ...) AG_PRINTF(4, 5);
+/* The same with a "<what>: <name>: " prefix, as the file formats report ("load: run.ck: ..."; name
+ * NULL: "<memory>"; "": no name). */
+ag_status ag_ext_buf_fail(char *err, size_t errsize, ag_status st, const char *what, const char *name,
+                          const char *fmt, ...) AG_PRINTF(6, 7);
 
 /* Record the failure of an op builder on t ("<builder>: <message>" is the caller's format) and
  * return st: the result is missing, so backward refuses until ag_tape_clear_error, as after a

@@ -258,6 +258,30 @@ const ag_model_tensor *ag_model_find(const ag_model_file *m, const char *name); 
 ag_status ag_model_read(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra,
                         char *err, size_t errsize);
 
+/* ---- for files that hold more than a model (optim/checkpoint.c is the library's own user) */
+
+/* A caller's uint32 buffer saved as a 1-D U32 tensor (a data order, say). */
+typedef struct ag_u32_buf {
+    const char *name;
+    const uint32_t *data;
+    size_t n;
+} ag_u32_buf;
+
+/* ag_model_save with n_ints U32 tensors after the extra buffers; the same checks and messages
+ * (ints may be NULL when n_ints is 0). */
+ag_status ag_model_save_ex(const char *path, const ag_params *ps, const ag_named_buf *extra, size_t n_extra,
+                           const ag_u32_buf *ints, size_t n_ints, const ag_kv *meta, size_t n_meta, char *err,
+                           size_t errsize);
+/* ag_model_read that leaves the n_skip tensors named in skip to the caller instead of refusing
+ * them as "extra in the file" (read them with ag_model_data). */
+ag_status ag_model_read_ex(const ag_model_file *m, ag_params *ps, ag_named_buf *extra, size_t n_extra,
+                           const char *const *skip, size_t n_skip, char *err, size_t errsize);
+/* The file's data section (checked by its CRC): tensor t's little-endian bytes are
+ * data[t->begin .. t->end). NULL for a NULL m. */
+const unsigned char *ag_model_data(const ag_model_file *m);
+/* The name the messages about m use: its path, or "<memory>" for a buffer without one. */
+const char *ag_model_name(const ag_model_file *m);
+
 #ifdef __cplusplus
 }
 #endif
