@@ -9,7 +9,7 @@
  *   fwd_min= fwd_max= bwd_min= bwd_max=   (the median and spread of R repeats of N iterations)
  * The inputs are wrapped (no copy); backward is ag_backward_seed with a fixed seed, so it
  * includes the zeroing of the input gradient buffers, as in training. The ops are built by their
- * records (tests/op_records.c); bench_ops gives every record's line.
+ * records (tests/ops/op_records.c); bench_ops gives every record's line.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -21,7 +21,7 @@
 #include "bench_util.h"
 #include "op_records.h"
 
-/* The ops timed here, as (record, layout) of tests/op_records.c: the builders and shapes are the records'. */
+/* The ops timed here, as (record, layout) of tests/ops/op_records.c: the builders and shapes are the records'. */
 static const struct {
     const char *name, *record, *layout;
 } OPS[] = {{"add_bcast", "add", "RxC,C"}, {"mul", "mul", "RxC,RxC"},       {"relu", "relu", "RxC"},

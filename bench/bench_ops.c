@@ -1,5 +1,5 @@
 /*
- * bench_ops.c - one speed line per op record (tests/op_records.c): the record's first layout at its
+ * bench_ops.c - one speed line per op record (tests/ops/op_records.c): the record's first layout at its
  * speed shape (256 x 1024 unless the record says otherwise; K is the inner size of the products),
  * forward (recording) plus backward (ag_backward_seed, input gradients zeroed as in training) on
  * wrapped inputs. Information, not a timed test.

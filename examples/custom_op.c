@@ -15,7 +15,7 @@
  *
  * The program trains conv1d -> +b -> softplus -> maxpool1d -> dense on a synthetic task where the
  * structure matters: which of three short patterns sits, at a random position, in a noisy signal.
- * tests/test_custom_op.c includes this file with CUSTOM_OP_NO_MAIN defined and gradient-checks
+ * tests/engine/test_custom_op.c includes this file with CUSTOM_OP_NO_MAIN defined and gradient-checks
  * every op; docs/extending.md walks through writing an op step by step.
  *
  *     build/examples/custom_op

@@ -2,7 +2,7 @@
  * backprop_ref.c - backpropagation by hand, one example at a time, exactly as the derivation
  * (backprop-derivation.md) writes it: forward pass, output residual, the delta recursion, the
  * accumulation of DeltaW and Deltab, and the gradient-descent update. No tape, no GEMM, no
- * cleverness: this file is the yardstick the tape is measured against (tests/test_delta.c).
+ * cleverness: this file is the yardstick the tape is measured against (tests/layers/test_delta.c).
  *
  * Read next: layers/dense.c (the same network recorded on the tape).
  */

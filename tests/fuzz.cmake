@@ -1,12 +1,12 @@
 # Fuzzing (issue 7 item 3). Included by tests/CMakeLists.txt.
-#  - Always: fuzz_make_corpus, the program that writes the seed corpus (tests/fuzz/corpus).
+#  - Always: fuzz_make_corpus, the program that writes the seed corpus (tests/io/fuzz/corpus).
 #    The corpus is replayed through both harnesses by test_fuzz_regress (a normal Check suite, so it
 #    also runs under ASan and valgrind).
 #  - AG_FUZZ=ON (clang only): the libFuzzer harnesses fuzz_idx and fuzz_model (and fuzz_gunzip when
 #    zlib is found), with the library
 #    instrumented for coverage (-fsanitize=fuzzer-no-link) and ASan + UBSan. Run them with
-#    tests/fuzz/run.sh [seconds]; CI runs a 60-second smoke run of each (.ci/run.d/fuzz.sh).
-add_executable(fuzz_make_corpus ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/make_corpus.c)
+#    tests/io/fuzz/run.sh [seconds]; CI runs a 60-second smoke run of each (.ci/run.d/fuzz.sh).
+add_executable(fuzz_make_corpus ${CMAKE_CURRENT_SOURCE_DIR}/io/fuzz/make_corpus.c)
 target_link_libraries(fuzz_make_corpus PRIVATE tapegrad)
 target_compile_definitions(fuzz_make_corpus PRIVATE _POSIX_C_SOURCE=200809L)
 
@@ -21,7 +21,7 @@ if(AG_FUZZ)
     -fno-omit-frame-pointer -g)
   target_link_options(tapegrad INTERFACE -fsanitize=${AG_FUZZ_SAN})
   foreach(h fuzz_idx fuzz_model)
-    add_executable(${h} ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/${h}.c)
+    add_executable(${h} ${CMAKE_CURRENT_SOURCE_DIR}/io/fuzz/${h}.c)
     target_link_libraries(${h} PRIVATE tapegrad)
     target_compile_options(${h} PRIVATE -fsanitize=fuzzer,${AG_FUZZ_SAN} -fno-sanitize-recover=all
       -fno-omit-frame-pointer -g)
@@ -31,7 +31,7 @@ if(AG_FUZZ)
   # linked by the library; Debian: zlib1g-dev)
   find_package(ZLIB)
   if(ZLIB_FOUND)
-    add_executable(fuzz_gunzip ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_gunzip.c)
+    add_executable(fuzz_gunzip ${CMAKE_CURRENT_SOURCE_DIR}/io/fuzz/fuzz_gunzip.c)
     target_include_directories(fuzz_gunzip PRIVATE ${PROJECT_SOURCE_DIR}/autograd)
     target_link_libraries(fuzz_gunzip PRIVATE tapegrad ZLIB::ZLIB)
     target_compile_options(fuzz_gunzip PRIVATE -fsanitize=fuzzer,${AG_FUZZ_SAN} -fno-sanitize-recover=all

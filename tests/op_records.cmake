@@ -1,8 +1,8 @@
-# test_op_records (tests/op_records.c): one ctest entry per op record, op_records/<name>, running that
+# test_op_records (tests/ops/op_records.c): one ctest entry per op record, op_records/<name>, running that
 # record's TCase (CK_RUN_CASE): gradcheck, bad_input and composed. The names are read from the
 # records' `.name = "..."` fields and their BIN/ELT macro calls; the configure step re-runs when the
 # file changes. Included by tests/CMakeLists.txt (which skips the suite's single entry).
-set(_rec_src ${CMAKE_CURRENT_SOURCE_DIR}/op_records.c)
+set(_rec_src ${CMAKE_CURRENT_SOURCE_DIR}/ops/op_records.c)
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_rec_src})
 file(STRINGS ${_rec_src} _rec_lines REGEX "^    (\\{\\.name = \"|BIN\\(|ELT\\()")
 set(_rec_names "")

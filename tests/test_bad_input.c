@@ -13,7 +13,7 @@
  * One Check test per subject (leaves_and_arena, null_tape, ..., kernels_threads_rng_allocator), each
  * printing its number of rows ("bad_input <subject>: N error cases"). The built-in ops' own rows
  * (shapes, axes, labels, NULL / other-tape / stale inputs, a NULL tape) are generated from their
- * records instead: tests/op_records.c, test_op_records <op>:bad_input.
+ * records instead: tests/ops/op_records.c, test_op_records <op>:bad_input.
  */
 #include <math.h>
 #include <stdio.h>

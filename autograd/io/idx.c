@@ -515,7 +515,7 @@ ag_status ag_dataset_parse(ag_dataset *ds, const void *images, size_t images_len
 }
 
 /* v / 255 rounded once in ag_real: the same values as the former (ag_real)(v / 255.0) table for
- * all 256 bytes (tests/test_idx.c), and unlike a table lookup it vectorises (AG__CLONES: at the
+ * all 256 bytes (tests/io/test_idx.c), and unlike a table lookup it vectorises (AG__CLONES: at the
  * machine's width; an exact conversion and one division, so the same bits from every clone). */
 AG__CLONES static void bytes_to_real(const uint8_t *restrict src, ag_real *restrict dst, size_t f) {
     for (size_t j = 0; j < f; j++) dst[j] = (ag_real)src[j] / (ag_real)255;

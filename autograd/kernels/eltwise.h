@@ -46,7 +46,7 @@
  * Written once, here, for every width: AG__EXP_NONPOS_DEFINE(P, attrs, name) defines
  * `attrs P_f name(P_f x)` from the operations of an instruction set P, so the scalar below and the
  * SSE2/AVX2/AVX-512 sigmoids (eltwise.c) run the same operations in the same order (the
- * bit-for-bit test: tests/test_exp_variants.c). P provides the types P_f (floats) and P_i (their
+ * bit-for-bit test: tests/kernels/test_exp_variants.c). P provides the types P_f (floats) and P_i (their
  * 32-bit integer view) and
  *   P_set1(c), P_add/P_sub/P_mul(a, b)  floats, IEEE single precision, lane by lane
  *   P_max(lo, a)                        a < lo ? lo : a (so a NaN a stays)

@@ -1,7 +1,7 @@
 /*
  * backprop_ref.h - the hand-derived backpropagation of backprop-derivation.md (the project's
  * math notes), written out literally for an MLP of dense layers, with no tape at all. Users and
- * tests compare the tape with it layer by layer (tests/test_delta.c, examples/compare_backprop.c).
+ * tests compare the tape with it layer by layer (tests/layers/test_delta.c, examples/compare_backprop.c).
  *
  * OVERVIEW
  *

@@ -22,7 +22,7 @@
  *     leaves g + lambda W in W->grad, and SGD with weight_decay = 0 does W -= alpha W->grad;
  *   - lambda in the optimizer: no L2 term on the tape and weight_decay = lambda, which SGD
  *     applies to AG_DECAY tensors only as W -= alpha (W->grad + lambda W).
- * For plain SGD the two are the same update (tests/test_optim.c checks it); `decoupled` makes
+ * For plain SGD the two are the same update (tests/optim/test_optim.c checks it); `decoupled` makes
  * no difference to it. For the other methods they differ, as usual:
  *   decoupled = 0: weight decay is added to the gradient (g + lambda W) before momentum/Adam,
  *                  exactly as an L2 term in the cost would be;

@@ -1,7 +1,7 @@
 /*
- * make_corpus.c - writes the seed corpus of the fuzz harnesses (tests/fuzz/corpus/{idx,model}):
+ * make_corpus.c - writes the seed corpus of the fuzz harnesses (tests/io/fuzz/corpus/{idx,model}):
  * small valid files made with the library itself, and a few edge cases.
- *     build/.../tests/fuzz_make_corpus tests/fuzz/corpus
+ *     build/.../tests/fuzz_make_corpus tests/io/fuzz/corpus
  * The files are committed; rerun only to regenerate them (float build: model files are F32).
  */
 #include <stdio.h>

@@ -1,6 +1,6 @@
 #!/bin/sh
 # fm_old_checkpoint.sh - the files of examples/fashion_mnist written at commit f799a42 (before the
-# checkpoint library and the header CRC; tests/fixtures/fm_f799a42.*) still work: --resume of the
+# checkpoint library and the header CRC; tests/main_job/fixtures/fm_f799a42.*) still work: --resume of the
 # checkpoint (784-4-10, momentum, 1 of 2 epochs on the synthetic set, --limit 48 --test-limit 20
 # --batch 16 --seed 3) ends in the very model the old program's uninterrupted run wrote, and --eval
 # of the old model shows the accuracy saved with it. A double build refuses the F32 files by name.

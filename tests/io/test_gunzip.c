@@ -1313,7 +1313,7 @@ START_TEST(out_of_memory) {
 }
 END_TEST
 
-/* tests/fuzz/corpus/gunzip (fuzz_gunzip's seeds and any crash it saved there) through the decoder,
+/* tests/io/fuzz/corpus/gunzip (fuzz_gunzip's seeds and any crash it saved there) through the decoder,
  * without zlib: only that each input ends in a result, with len <= cap and the buffers intact
  * (ASan and valgrind watch). The mode byte as in fuzz_gunzip.c: bit 0 set wraps the payload, raw
  * DEFLATE, in a gzip header and a zero trailer (a CRC mismatch at the end, after the whole body has
@@ -1321,7 +1321,7 @@ END_TEST
 START_TEST(fuzz_corpus_replay) {
     const char *root = getenv("AG_SOURCE_DIR");
     char path[1200];
-    snprintf(path, sizeof path, "%s/tests/fuzz/corpus/gunzip", root ? root : ".");
+    snprintf(path, sizeof path, "%s/tests/io/fuzz/corpus/gunzip", root ? root : ".");
     DIR *d = opendir(path);
     ck_assert_msg(d != NULL, "cannot open %s", path);
     static const size_t reads[4] = {0, 1, 7, 509};

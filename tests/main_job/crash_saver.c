@@ -1,5 +1,5 @@
 /*
- * crash_saver.c - helper of the crash-safety test (tests/kill_save.sh, issue 7 item 6).
+ * crash_saver.c - helper of the crash-safety test (tests/main_job/kill_save.sh, issue 7 item 6).
  *
  *   crash_saver save PATH [ELEMENTS]   save generation g+1, g+2, ... to PATH forever (g read from
  *                                      PATH if it exists, else 0), each with every value a function

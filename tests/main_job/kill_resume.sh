@@ -2,8 +2,8 @@
 # Crash safety of training (issue 7 item 6): SIGKILL examples/fashion_mnist at random points of a
 # run that checkpoints every epoch, resume it from the checkpoint with --resume, and check that the
 # final model is byte-identical to an uninterrupted run. The data is the tiny synthetic set of
-# tests/fashion_mnist_synth.c (the main job's helper). Several kills in the smoke run.
-#   tests/kill_resume.sh FASHION_MNIST SYNTH WORKDIR [KILLS, default 4]
+# tests/main_job/fashion_mnist_synth.c (the main job's helper). Several kills in the smoke run.
+#   tests/main_job/kill_resume.sh FASHION_MNIST SYNTH WORKDIR [KILLS, default 4]
 set -u
 BIN=$1 SYNTH=$2 W=$3 KILLS=${AG_RESUME_KILLS:-${4:-4}}
 fail() { echo "FAIL: $*" >&2; exit 1; }

@@ -1,5 +1,5 @@
 /*
- * test_ops.c - the built-in ops of ag.h beyond what their records check (tests/op_records.c
+ * test_ops.c - the built-in ops of ag.h beyond what their records check (tests/ops/op_records.c
  * generates each op's gradient check, bad inputs and twin in test_op_records.c): value checks
  * against references computed here in double (never by the code under test), extremes, closed
  * forms on every code path, accumulation, and a composite network's gradient check.
@@ -159,7 +159,7 @@ static const struct {
 };
 
 /* The per-op gradient checks (every op, its broadcasting shapes, ranks, axes, transposes and
- * parameters) are generated from the op records: tests/op_records.c, tests/test_op_records.c.
+ * parameters) are generated from the op records: tests/ops/op_records.c, tests/ops/test_op_records.c.
  * What stays here is a composite the records do not cover, with the same driver. */
 
 /* a 2-layer net: J = squared_error(sigmoid(linear(tanh(linear(X, W1, b1)), W2, b2)), Y) + l2(W1, W2) */

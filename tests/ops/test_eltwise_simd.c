@@ -8,7 +8,7 @@
  *    clamp, overflow; every length 0..100 at 4 alignments, in place, and no write past the end.
  * 2. The AG__CLONES op bodies cannot be forced to one clone in-process, so `--hash` prints an
  *    FNV-1a hash of the forward value and input gradients of every op record marked `clones`
- *    (tests/op_records.c, each of its layouts) on fixed random inputs (with specials) instead of
+ *    (tests/ops/op_records.c, each of its layouts) on fixed random inputs (with specials) instead of
  *    running the suite; tests/noclones.cmake builds this file a second time
  *    against the library built with -DAG_NO_CLONES and a ctest compares the two outputs.
  */
@@ -252,7 +252,7 @@ static int same_shape(const op_shape *a, const op_shape *b) {
     return eq;
 }
 
-/* Every record with AG__CLONES bodies (tests/op_records.c), each of its layouts at three sizes
+/* Every record with AG__CLONES bodies (tests/ops/op_records.c), each of its layouts at three sizes
  * (vector tails, one and several vectors per row), on clean values and with specials. */
 static int hash_all(void) {
     ag_tape *t;

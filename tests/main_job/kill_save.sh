@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Crash safety of model saving (issue 7 item 6): start a process that saves a model over and over
-# to the same path (tests/crash_saver.c, through ag_model_save), SIGKILL it after a random delay,
+# to the same path (tests/main_job/crash_saver.c, through ag_model_save), SIGKILL it after a random delay,
 # and check that the file is always intact and loadable (CRC, names, shapes) and holds one whole
 # generation, never older than the last one seen. Repeat KILLS times.
-#   tests/kill_save.sh CRASH_SAVER [KILLS, default 200] [ELEMENTS, default 65536]
+#   tests/main_job/kill_save.sh CRASH_SAVER [KILLS, default 200] [ELEMENTS, default 65536]
 # ctest runs the smoke run (kill_save); the target kill_save_long, or AG_KILLS=N, a longer one.
 set -euo pipefail
 saver=$1

@@ -461,7 +461,7 @@ START_TEST(gzip_trailing_data_refused) {
     ck_assert_int_eq(ag_idx_read(gp, NULL, &f, err, sizeof err), AG_OK); /* as written */
     ag_idx_free(&f);
     /* bytes after the gzip stream are refused, as trailing bytes after raw data are (zero padding,
-     * which gzip ignores, is accepted: tests/test_gunzip.c) */
+     * which gzip ignores, is accepted: tests/io/test_gunzip.c) */
     static const struct {
         const char *tail;
         size_t len;

@@ -1,5 +1,5 @@
 /*
- * test_fuzz_regress.c - replays the fuzz corpus (tests/fuzz/corpus/{idx,model}: the seeds and every
+ * test_fuzz_regress.c - replays the fuzz corpus (tests/io/fuzz/corpus/{idx,model}: the seeds and every
  * input a fuzzer ever crashed on) through the two harnesses, compiled here without libFuzzer, so
  * the normal suites (plain, ASan+UBSan, valgrind) check them on every run. Then a few thousand
  * deterministic mutations of each seed (bit flips, byte sets, truncations, splices) go through the
@@ -28,11 +28,11 @@ typedef struct blob {
     char name[256];
 } blob;
 
-/* All files of tests/fuzz/corpus/<sub>, sorted by name. */
+/* All files of tests/io/fuzz/corpus/<sub>, sorted by name. */
 static size_t load_corpus(const char *sub, blob *out, size_t max) {
     const char *src = getenv("AG_SOURCE_DIR");
     char dir[1024];
-    snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/%s", src ? src : ".", sub);
+    snprintf(dir, sizeof dir, "%s/tests/io/fuzz/corpus/%s", src ? src : ".", sub);
     DIR *d = opendir(dir);
     ck_assert_msg(d != NULL, "cannot open %s (AG_SOURCE_DIR)", dir);
     size_t n = 0;

@@ -6,8 +6,8 @@
  *   ag_dataset_parse(images = P[0..s), labels = P[s..)) (s clamped to |P|), then converts a batch.
  * Whatever the bytes, the calls must return a status (never crash, leak or read out of bounds);
  * on success the result must be consistent with the input. Built with -fsanitize=fuzzer by
- * tests/fuzz.cmake (AG_FUZZ=ON, clang); tests/test_fuzz_regress.c compiles it without libFuzzer
- * (AG_FUZZ_ENTRY renames the entry point) and replays tests/fuzz/corpus/idx through it.
+ * tests/fuzz.cmake (AG_FUZZ=ON, clang); tests/io/test_fuzz_regress.c compiles it without libFuzzer
+ * (AG_FUZZ_ENTRY renames the entry point) and replays tests/io/fuzz/corpus/idx through it.
  */
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /*
- * test_op_records.c - the per-op checks, generated from tests/op_records.c: one TCase per record
+ * test_op_records.c - the per-op checks, generated from tests/ops/op_records.c: one TCase per record
  * (CK_RUN_CASE=sqrt runs one op; ctest has one entry per record, op_records/<name>) holding
  *
  *   <name>:gradcheck  ag_gradcheck (central differences, in the build's ag_real) at 2 seeded random

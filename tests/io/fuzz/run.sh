@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Fuzz the IDX and model-file loaders and the gzip decoder with libFuzzer (issue 7 item 3).
-#   tests/fuzz/run.sh [seconds per harness, default 300] [--build DIR] [--jobs N]
+#   tests/io/fuzz/run.sh [seconds per harness, default 300] [--build DIR] [--jobs N]
 # Builds the harnesses with clang (-DAG_FUZZ=ON: libFuzzer + ASan + UBSan) in DIR (default
 # build/fuzz), then runs fuzz_idx, fuzz_model and (when zlib1g-dev is installed: it compares with
 # zlib) fuzz_gunzip for the given time each, starting from the
-# committed seeds (tests/fuzz/corpus/<harness>) in a scratch corpus. Prints executions and corpus
-# size. A crash is copied into tests/fuzz/corpus/<harness>/ as crash-<sha1> (a regression input that
+# committed seeds (tests/io/fuzz/corpus/<harness>) in a scratch corpus. Prints executions and corpus
+# size. A crash is copied into tests/io/fuzz/corpus/<harness>/ as crash-<sha1> (a regression input that
 # test_fuzz_regress replays from then on) and the script fails.
 # CI runs a 60-second smoke run (.ci/run.d/fuzz.sh).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 secs=300 build=build/fuzz
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -41,19 +41,19 @@ for h in $harnesses; do
   log=$work/$h.log
   set +e
   "$build/tests/fuzz_$h" -max_total_time="$secs" -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 \
-    -artifact_prefix="$work/art-$h/" "$work/$h" "tests/fuzz/corpus/$h" >"$log" 2>&1
+    -artifact_prefix="$work/art-$h/" "$work/$h" "tests/io/fuzz/corpus/$h" >"$log" 2>&1
   rc=$?
   set -e
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   size=$(ls "$work/$h" | wc -l)
-  seeds=$(ls "tests/fuzz/corpus/$h" | wc -l)
+  seeds=$(ls "tests/io/fuzz/corpus/$h" | wc -l)
   echo "fuzz_$h: ${secs}s, ${execs:-?} executions, corpus ${size} inputs (from ${seeds} seeds), exit $rc"
   if [ "$rc" -ne 0 ]; then
     fail=1
     grep -E "ERROR|SUMMARY|==[0-9]+==" "$log" | head -20 >&2 || true
     for f in "$work/art-$h"/*; do
       [ -e "$f" ] || continue
-      dst="tests/fuzz/corpus/$h/crash-$(sha1sum "$f" | cut -c1-16)"
+      dst="tests/io/fuzz/corpus/$h/crash-$(sha1sum "$f" | cut -c1-16)"
       cp "$f" "$dst"
       echo "fuzz_$h: crashing input saved as $dst (commit it with the fix)" >&2
     done

@@ -6,7 +6,7 @@
  *     and Adam, with the rng and the data order restored;
  *   - refusals, nothing changed: another model, another optimizer kind, a truncated file;
  *   - a byte of a metadata value flipped: refused (AG_ERR_FORMAT); a file without header CRC
- *     (the fashion_mnist checkpoint written at commit f799a42, tests/fixtures) still loads.
+ *     (the fashion_mnist checkpoint written at commit f799a42, tests/main_job/fixtures) still loads.
  */
 #include <tapegrad/ag_io.h>
 #include <tapegrad/checkpoint.h>
@@ -288,8 +288,8 @@ START_TEST(old_files_load) {
     const char *src = getenv("AG_SOURCE_DIR");
     ck_assert_ptr_nonnull(src);
     char ckp[1024], mp[1024];
-    snprintf(ckp, sizeof ckp, "%s/tests/fixtures/fm_f799a42.ckpt.safetensors", src);
-    snprintf(mp, sizeof mp, "%s/tests/fixtures/fm_f799a42.model.safetensors", src);
+    snprintf(ckp, sizeof ckp, "%s/tests/main_job/fixtures/fm_f799a42.ckpt.safetensors", src);
+    snprintf(mp, sizeof mp, "%s/tests/main_job/fixtures/fm_f799a42.model.safetensors", src);
     ag_params *ps;
     ck_assert_int_eq(ag_params_new(&ps), AG_OK);
     const size_t sizes[] = {784, 4, 10};

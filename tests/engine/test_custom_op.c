@@ -8,7 +8,7 @@
  * The example is included with its main() left out, so these are the very ops it trains with.
  */
 #define CUSTOM_OP_NO_MAIN
-#include "../examples/custom_op.c"
+#include "../../examples/custom_op.c"
 
 #include "testutil.h"
 

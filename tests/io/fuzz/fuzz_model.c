@@ -5,7 +5,7 @@
  * tensor and metadata entry it reports, then ag_model_read into a parameter store of a fixed small
  * architecture (3-4-2: fc1.W 4x3, fc1.b 4, fc2.W 2x4, fc2.b 2) with and without an extra buffer
  * "opt.m" of 5 elements. A failed read must leave the store untouched. Built with -fsanitize=fuzzer
- * by tests/fuzz.cmake; tests/test_fuzz_regress.c replays tests/fuzz/corpus/model through it.
+ * by tests/fuzz.cmake; tests/io/test_fuzz_regress.c replays tests/io/fuzz/corpus/model through it.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -88,7 +88,7 @@ int AG_FUZZ_ENTRY(const uint8_t *data, size_t size) {
     return 0;
 }
 
-/* For replays without libFuzzer (tests/test_fuzz_regress.c): free the store, so memcheck sees no leak. */
+/* For replays without libFuzzer (tests/io/test_fuzz_regress.c): free the store, so memcheck sees no leak. */
 void fuzz_model_free(void);
 void fuzz_model_free(void) {
     ag_params_free(g_store);

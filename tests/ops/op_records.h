@@ -1,7 +1,7 @@
 /*
  * op_records.h - one record per built-in op, from which every per-op check is generated
- * (tests/test_op_records.c: gradient check, bad input, composed twin), the clones-vs-baseline hash
- * (tests/test_eltwise_simd.c --hash) and the speed lines (bench/bench_ops.c).
+ * (tests/ops/test_op_records.c: gradient check, bad input, composed twin), the clones-vs-baseline hash
+ * (tests/ops/test_eltwise_simd.c --hash) and the speed lines (bench/bench_ops.c).
  *
  * Adding an op = its entry in autograd/ops/<file>.c, its line in ag.h, and ONE record in
  * op_records.c (docs/extending.md, "Adding a built-in op"). A record names the op, builds it from
