@@ -136,3 +136,24 @@ int ag_test_run(Suite *s) {
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+/* ---------------------------------------------------------------- loss = sum_i r_i y_i */
+
+static ag_status wsum_shape(ag_node *n) {
+    return n->in[0]->size == n->in[1]->size ? ag_node_set_shape(n, 0, NULL)
+                                            : ag_node_fail(n, AG_ERR_SHAPE, "sizes differ");
+}
+static ag_status wsum_forward(ag_node *n) {
+    double s = 0;
+    for (size_t i = 0; i < n->in[0]->size; i++) s += (double)n->in[0]->value[i] * n->in[1]->value[i];
+    n->out.value[0] = (ag_real)s;
+    return AG_OK;
+}
+static ag_status wsum_backward(ag_node *n) {
+    if (n->in[0]->grad)
+        for (size_t i = 0; i < n->in[0]->size; i++) n->in[0]->grad[i] += n->in[1]->value[i] * n->out.grad[0];
+    return AG_OK;
+}
+static const ag_op wsum_op = {"t_wsum", 2, 0, wsum_shape, wsum_forward, wsum_backward};
+
+ag_tensor *ag_test_wsum(ag_tape *t, ag_tensor *y, ag_tensor *r) { return ag_call(t, &wsum_op, (ag_tensor *[]){y, r}, 2, NULL); }

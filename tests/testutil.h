@@ -47,6 +47,10 @@ void ag_test_scratch_remove(void); /* it and all in it (links are not followed);
 /* True when running under valgrind or with AG_TEST_QUICK set: suites shrink their sweeps. */
 int ag_test_quick(void);
 
+/* sum_i r_i y_i as a user op ("t_wsum"): a scalar loss with the gradient r on y (none on r); the
+ * gradient checks reduce any result to a scalar with fixed random weights r. */
+ag_tensor *ag_test_wsum(ag_tape *t, ag_tensor *y, ag_tensor *r);
+
 /* Run one suite: exit status for ctest. */
 int ag_test_run(Suite *s);
 #define AG_TEST_MAIN(suite_fn) \

@@ -21,9 +21,15 @@ if [ "$DOUBLE" = ON ]; then
 fi
 [ $rc -eq 0 ] || { cat r.log; fail "resume of the f799a42 checkpoint"; }
 grep -q "resuming from old.ck at epoch 2/2" r.log || { cat r.log; fail "resume message"; }
-# the weights (the data section: 3190 float32 at the end) equal; the headers differ by header_crc32
-tail -c 12760 r.st > r.data && tail -c 12760 "$FX/fm_f799a42.resumed.safetensors" > old.data || fail "tail"
-cmp r.data old.data || fail "the resumed model's weights differ from the old program's uninterrupted run"
+# the weights (the data section: 3190 float32 at the end) equal; the headers differ by header_crc32.
+# The old run used the avx512 kernels: another path (forced portable, avx2, aarch64) sums the products
+# in another order, so its bits are its own and only the resume itself is checked there.
+if grep -q "(avx512 kernels)" r.log; then
+    tail -c 12760 r.st > r.data && tail -c 12760 "$FX/fm_f799a42.resumed.safetensors" > old.data || fail "tail"
+    cmp r.data old.data || fail "the resumed model's weights differ from the old program's uninterrupted run"
+else
+    echo "not the avx512 kernels: the bit comparison with the old run is skipped"
+fi
 "$BIN" --eval "$FX/fm_f799a42.model.safetensors" --data "$W/data" --test-limit 20 > e.log 2>&1 || { cat e.log; fail "--eval of the f799a42 model"; }
 acc=$(sed -n 's/.*eval test_accuracy=\([0-9.]*\) .*/\1/p' e.log)
 grep -q "saved test_accuracy $acc on 20 images" e.log || { cat e.log; fail "eval accuracy $acc differs from the saved one"; }

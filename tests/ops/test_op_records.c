@@ -35,25 +35,6 @@
 
 enum { POINTS = 2, MAX_OUT = 4096, SMALL_R = 3, SMALL_C = 4, SMALL_K = 5 };
 
-/* ---------------------------------------------------------------- loss = sum_i r_i y_i */
-
-static ag_status wsum_shape(ag_node *n) {
-    return n->in[0]->size == n->in[1]->size ? ag_node_set_shape(n, 0, NULL)
-                                            : ag_node_fail(n, AG_ERR_SHAPE, "sizes differ");
-}
-static ag_status wsum_forward(ag_node *n) {
-    double s = 0;
-    for (size_t i = 0; i < n->in[0]->size; i++) s += (double)n->in[0]->value[i] * n->in[1]->value[i];
-    n->out.value[0] = (ag_real)s;
-    return AG_OK;
-}
-static ag_status wsum_backward(ag_node *n) {
-    if (n->in[0]->grad)
-        for (size_t i = 0; i < n->in[0]->size; i++) n->in[0]->grad[i] += n->in[1]->value[i] * n->out.grad[0];
-    return AG_OK;
-}
-static const ag_op wsum_op = {"t_wsum", 2, 0, wsum_shape, wsum_forward, wsum_backward};
-
 /* ---------------------------------------------------------------- drawing a point */
 
 /* A case at its literal shapes, or a layout at the small size. */
@@ -112,7 +93,7 @@ static ag_tensor *gc_loss(ag_tape *t, void *vctx) {
     if (!y) return NULL;
     ck_assert_uint_le(y->size, MAX_OUT);
     ag_tensor *r = ag_tensor_wrap(t, y->ndim, y->shape, c->r);
-    return ag_call(t, &wsum_op, (ag_tensor *[]){y, r}, 2, NULL);
+    return ag_test_wsum(t, y, r);
 }
 
 /* Values of the point: drawn, and redrawn while an internal kink is too close. */

@@ -22,25 +22,6 @@
 #define GC_EPS 1e-2
 #endif
 
-/* ---------------------------------------------------------------- loss = sum_i r_i y_i */
-
-static ag_status wsum_shape(ag_node *n) {
-    return n->in[0]->size == n->in[1]->size ? ag_node_set_shape(n, 0, NULL)
-                                            : ag_node_fail(n, AG_ERR_SHAPE, "sizes differ");
-}
-static ag_status wsum_forward(ag_node *n) {
-    double s = 0;
-    for (size_t i = 0; i < n->in[0]->size; i++) s += (double)n->in[0]->value[i] * n->in[1]->value[i];
-    n->out.value[0] = (ag_real)s;
-    return AG_OK;
-}
-static ag_status wsum_backward(ag_node *n) {
-    if (n->in[0]->grad)
-        for (size_t i = 0; i < n->in[0]->size; i++) n->in[0]->grad[i] += n->in[1]->value[i] * n->out.grad[0];
-    return AG_OK;
-}
-static const ag_op wsum_op = {"t_wsum", 2, 0, wsum_shape, wsum_forward, wsum_backward};
-
 /* ---------------------------------------------------------------- the gradcheck driver */
 
 enum { ANY, POS, AWAY }; /* value domains: [-1,1]; [0.5,2]; |x| in [0.3,1.5], either sign */
@@ -60,7 +41,7 @@ static ag_tensor *gc_loss(ag_tape *t, void *vctx) {
     if (!y) return NULL;
     ck_assert_uint_le(y->size, 1024);
     ag_tensor *r = ag_tensor_wrap(t, y->ndim, y->shape, c->r);
-    return ag_call(t, &wsum_op, (ag_tensor *[]){y, r}, 2, NULL);
+    return ag_test_wsum(t, y, r);
 }
 
 typedef struct gc_input {
@@ -696,8 +677,8 @@ START_TEST(unary_closed_forms_and_accumulation) {
         ag_tensor *y1 = apply_unary(t, op, c, x), *y2 = apply_unary(t, op, c, x);
         ck_assert(y1 && y2);
         ag_tensor *w1 = ag_tensor_wrap(t, 1, (size_t[]){N}, g1), *w2 = ag_tensor_wrap(t, 1, (size_t[]){N}, g2);
-        ag_tensor *loss = ag_add(t, ag_call(t, &wsum_op, (ag_tensor *[]){y1, w1}, 2, NULL),
-                                 ag_call(t, &wsum_op, (ag_tensor *[]){y2, w2}, 2, NULL));
+        ag_tensor *loss = ag_add(t, ag_test_wsum(t, y1, w1),
+                                 ag_test_wsum(t, y2, w2));
         ck_assert_ptr_nonnull(loss);
         ck_assert_int_eq(ag_backward(t, loss), AG_OK);
         int saw_zero = 0;
@@ -954,7 +935,7 @@ typedef struct cube_ctx {
 static ag_tensor *cube_loss(ag_tape *t, void *vctx) {
     cube_ctx *c = vctx;
     ag_tensor *y = ag_call(t, &cube_op, (ag_tensor *[]){c->x}, 1, &c->p);
-    return ag_call(t, &wsum_op, (ag_tensor *[]){y, ag_tensor_wrap(t, 1, (size_t[]){6}, c->r)}, 2, NULL);
+    return ag_test_wsum(t, y, ag_tensor_wrap(t, 1, (size_t[]){6}, c->r));
 }
 
 START_TEST(gradcheck_flags_wrong_gradients) {
@@ -1017,10 +998,10 @@ START_TEST(l2_repeated_weight_sums_every_term) {
             ag_params_zero_grad(ps);
             ag_tensor *R = ag_tensor_wrap(t, 2, (size_t[]){2, 3}, rv);
             ag_tensor *L1 = NULL, *use = NULL;
-            if (!l2_first) use = ag_call(t, &wsum_op, (ag_tensor *[]){W, R}, 2, NULL);
+            if (!l2_first) use = ag_test_wsum(t, W, R);
             L1 = ag_l2(t, (ag_real)0.5, (ag_tensor *[]){W, W, V}, 3);
             ag_tensor *L2 = ag_l2(t, (ag_real)0.25, (ag_tensor *[]){W}, 1);
-            if (l2_first) use = ag_call(t, &wsum_op, (ag_tensor *[]){W, R}, 2, NULL);
+            if (l2_first) use = ag_test_wsum(t, W, R);
             ag_tensor *J = ag_add(t, ag_add(t, L1, L2), use);
             ck_assert_ptr_nonnull(J);
             /* 0.25 (2 |W|^2 + |V|^2) + 0.125 |W|^2 + sum W R */
