@@ -129,6 +129,28 @@ static inline ag_status ag__node_shape_like(ag_node *n, const ag_tensor *x) {
     return AG_OK;
 }
 
+/* Axis arguments of the built-in ops: *axis (as the user gave it, negative counting from the end)
+ * normalised to 0..ndim-1 for an input of ndim dimensions; AG_ERR_SHAPE "<op>: axis 5 is out of
+ * range for 2x3" naming x otherwise. Ops that insert an axis (stack, unsqueeze) pass ndim + 1. */
+static inline ag_status ag__axis(ag_node *n, int *axis, int ndim, const ag_tensor *x) {
+    int a = *axis < 0 ? *axis + ndim : *axis;
+    if (a < 0 || a >= ndim) {
+        char s[64];
+        return ag_node_fail(n, AG_ERR_SHAPE, "axis %d is out of range for %s", *axis, ag_shape_str(x, s, sizeof s));
+    }
+    *axis = a;
+    return AG_OK;
+}
+/* x seen as outer x len x inner around a (normalised) axis: the products of the sizes before and
+ * after it. Most axis ops are a loop over outer, a run of len, and a contiguous inner block. */
+static inline void ag__axis_split(const ag_tensor *x, int axis, size_t *outer, size_t *len, size_t *inner) {
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < axis; i++) *outer *= x->shape[i];
+    for (int i = axis + 1; i < x->ndim; i++) *inner *= x->shape[i];
+    *len = x->shape[axis];
+}
+
 /* Convenience for built-ins: ag_call with inputs given inline. */
 #define AG__CALL(t, op, params, ...) \
     ag_call((t), (op), (ag_tensor *[]){__VA_ARGS__}, \

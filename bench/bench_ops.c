@@ -147,8 +147,8 @@ int main(int argc, char **argv) {
     ag_rng rng;
     ag_rng_seed(&rng, 1);
     int rc = 0;
-    for (size_t ri = 0; ri < op_n_records && rc == 0; ri++) {
-        const op_record *r = &op_records[ri];
+    for (size_t ri = 0; ri < op_record_count() && rc == 0; ri++) {
+        const op_record *r = op_record_at(ri);
         if (only && strcmp(only, r->name) != 0) continue;
         for (size_t li = 0; li < (all_layouts ? r->n_layouts : 1) && rc == 0; li++) {
             bench_case b;

@@ -16,7 +16,7 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64|i.86)$" AND NOT AG_SANIT
 
   add_executable(test_eltwise_simd_nc ${CMAKE_CURRENT_SOURCE_DIR}/ops/test_eltwise_simd.c
                                       ${CMAKE_CURRENT_SOURCE_DIR}/testutil.c
-                                      ${CMAKE_CURRENT_SOURCE_DIR}/ops/op_records.c)
+                                      ${AG_OP_RECORD_SOURCES})
   target_link_libraries(test_eltwise_simd_nc PRIVATE tapegrad_noclones PkgConfig::CHECK)
   target_compile_definitions(test_eltwise_simd_nc PRIVATE _POSIX_C_SOURCE=200809L)
   target_include_directories(test_eltwise_simd_nc PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})

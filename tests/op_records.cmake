@@ -1,10 +1,13 @@
-# test_op_records (tests/ops/op_records.c): one ctest entry per op record, op_records/<name>, running that
-# record's TCase (CK_RUN_CASE): gradcheck, bad_input and composed. The names are read from the
-# records' `.name = "..."` fields and their BIN/ELT macro calls; the configure step re-runs when the
-# file changes. Included by tests/CMakeLists.txt (which skips the suite's single entry).
-set(_rec_src ${CMAKE_CURRENT_SOURCE_DIR}/ops/op_records.c)
-set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_rec_src})
-file(STRINGS ${_rec_src} _rec_lines REGEX "^    (\\{\\.name = \"|BIN\\(|ELT\\()")
+# test_op_records (AG_OP_RECORD_SOURCES: tests/ops/op_records.c and tests/ops/records/*.c): one ctest
+# entry per op record, op_records/<name>, running that record's TCase (CK_RUN_CASE): gradcheck,
+# bad_input and composed. The names are read from the records' `.name = "..."` fields and their
+# BIN/ELT macro calls; the configure step re-runs when a file changes. Included by tests/CMakeLists.txt (which skips the suite's single entry).
+set(_rec_lines "")
+foreach(_rec_src ${AG_OP_RECORD_SOURCES})
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_rec_src})
+  file(STRINGS ${_rec_src} _lines REGEX "^    (\\{\\.name = \"|BIN\\(|ELT\\()")
+  list(APPEND _rec_lines ${_lines})
+endforeach()
 set(_rec_names "")
 foreach(_line ${_rec_lines})
   if(_line MATCHES "\\.name = \"([a-z0-9_]+)\"")
@@ -14,7 +17,7 @@ foreach(_line ${_rec_lines})
   endif()
 endforeach()
 if(NOT _rec_names)
-  message(FATAL_ERROR "tests/op_records.cmake: no record names found in ${_rec_src}")
+  message(FATAL_ERROR "tests/op_records.cmake: no record names found in ${AG_OP_RECORD_SOURCES}")
 endif()
 foreach(_rec ${_rec_names})
   if(AG_VALGRIND)

@@ -60,13 +60,9 @@ typedef struct axis_params {
 static ag_status axis_shape(ag_node *n) {
     axis_params *p = n->params;
     const ag_tensor *x = n->in[0];
-    int axis = p->axis < 0 ? p->axis + x->ndim : p->axis;
-    if (axis < 0 || axis >= x->ndim) {
-        char s[64];
-        return ag_node_fail(n, AG_ERR_SHAPE, "axis %d is out of range for %s", p->axis,
-                            ag_shape_str(x, s, sizeof s));
-    }
-    p->axis = axis;
+    ag_status st = ag__axis(n, &p->axis, x->ndim, x);
+    if (st != AG_OK) return st;
+    int axis = p->axis;
     size_t shape[AG_MAX_DIMS];
     int nd = 0;
     for (int i = 0; i < x->ndim; i++)
@@ -76,13 +72,7 @@ static ag_status axis_shape(ag_node *n) {
 
 /* outer, len, inner of x around the (normalised) axis */
 static void axis_split(const ag_node *n, size_t *outer, size_t *len, size_t *inner) {
-    const ag_tensor *x = n->in[0];
-    int axis = ((const axis_params *)n->params)->axis;
-    *outer = 1;
-    *inner = 1;
-    for (int i = 0; i < axis; i++) *outer *= x->shape[i];
-    for (int i = axis + 1; i < x->ndim; i++) *inner *= x->shape[i];
-    *len = x->shape[axis];
+    ag__axis_split(n->in[0], ((const axis_params *)n->params)->axis, outer, len, inner);
 }
 
 static ag_status axis_reduce(ag_node *n, double c) {

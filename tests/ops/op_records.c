@@ -8,7 +8,7 @@
  * standard); the float build to OP_TOL_FLOAT = 5e-3 (central differences with eps 1e-2 in float:
  * the worst seen is ~1.1e-3, and 2e-2 let a 1% gradient error pass), unless a record says more.
  */
-#include "op_records.h"
+#include "records/records.h"
 
 #include <limits.h>
 #include <math.h>
@@ -16,25 +16,13 @@
 
 #define OP_TOL_FLOAT 5e-3
 
-#define SHP(n, ...) {n, {__VA_ARGS__}}
-#define S0 {0, {0}}
-#define LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define CASES(a) a, LEN(a)
-#define CALL(ctx) ((const op_call *)(ctx))
-#define P(ctx, T) (*(const T *)CALL(ctx)->param)
-
-/* initializers (a const object is not a constant expression in C), and the same as objects */
-#define ANY {-1, 1}
-#define POS {0.5, 2}
-#define AWAY {-1.5, 1.5}
-static const op_domain DOM_ANY = ANY, DOM_POS = POS;
-#define AVOID_ZERO .avoid = {0}, .n_avoid = 1, .avoid_dist = 0.3
+const op_domain DOM_ANY = ANY, DOM_POS = POS;
 
 /* ---------------------------------------------------------------- shared shape lists */
 
 /* Broadcasting pairs: equal, row, a 3-D against a column, scalar either side, outer [4,1] x [1,5],
  * rank 1 vs 3, 4-D against a 1-D, and both sides repeated in different places. */
-static const op_case BINARY_CASES[] = {
+const op_case BINARY_CASES[] = {
     {"3x4,3x4", 2, {SHP(2, 3, 4), SHP(2, 3, 4)}, NULL, NULL},
     {"3x4,4", 2, {SHP(2, 3, 4), SHP(1, 4)}, NULL, NULL},
     {"2x3x4,3x1", 2, {SHP(3, 2, 3, 4), SHP(2, 3, 1)}, NULL, NULL},
@@ -49,7 +37,7 @@ static const op_case BINARY_CASES[] = {
     {"2x3x1x2,1x3x4x1", 2, {SHP(4, 2, 3, 1, 2), SHP(4, 1, 3, 4, 1)}, NULL, NULL},
 };
 /* The clones-vs-baseline layouts of the old --hash list: every fast path of bcast. */
-static const op_case BINARY_LAYOUTS[] = {
+const op_case BINARY_LAYOUTS[] = {
     {"RxC,RxC", 2, {SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C)}, NULL, NULL},
     {"RxC,C", 2, {SHP(2, OP_R, OP_C), SHP(1, OP_C)}, NULL, NULL},
     {"C,RxC", 2, {SHP(1, OP_C), SHP(2, OP_R, OP_C)}, NULL, NULL},
@@ -59,14 +47,14 @@ static const op_case BINARY_LAYOUTS[] = {
     {"RxC,Rx1", 2, {SHP(2, OP_R, OP_C), SHP(2, OP_R, 1)}, NULL, NULL},
 };
 /* Ranks 0..4 for element-wise maps, reductions and softmax. */
-static const op_case RANK_CASES[] = {
+const op_case RANK_CASES[] = {
     {"scalar", 1, {S0}, NULL, NULL},
     {"5", 1, {SHP(1, 5)}, NULL, NULL},
     {"3x4", 1, {SHP(2, 3, 4)}, NULL, NULL},
     {"2x3x4", 1, {SHP(3, 2, 3, 4)}, NULL, NULL},
     {"2x3x1x2", 1, {SHP(4, 2, 3, 1, 2)}, NULL, NULL},
 };
-static const op_case RC_LAYOUT[] = {{"RxC", 1, {SHP(2, OP_R, OP_C)}, NULL, NULL}};
+const op_case RC_LAYOUT[] = {{"RxC", 1, {SHP(2, OP_R, OP_C)}, NULL, NULL}};
 
 /* ---------------------------------------------------------------- element-wise */
 
@@ -520,7 +508,7 @@ static const op_bad CE_BAD[] = {
     {.name = #nm, .build = b_##nm, .composed = tw_##nm, .cases = CASES(BINARY_CASES),                  \
      .layouts = CASES(BINARY_LAYOUTS), .domain = {ANY, dom_b}, .clones = 1, __VA_ARGS__}
 
-const op_record op_records[] = {
+const op_record op_records_first_wave[] = {
     BIN(add, ANY, .bad = CASES(ADD_BAD)),
     BIN(sub, ANY, .bad = CASES(SUB_BAD)),
     BIN(mul, ANY, .bad = CASES(MUL_BAD)),
@@ -570,13 +558,42 @@ const op_record op_records[] = {
     {.name = "cross_entropy", .build = b_cross_entropy, .composed = tw_cross_entropy, .cases = CASES(CE_CASES),
      .layouts = CASES(RC_LAYOUT), .domain = {ANY}, .labels = 1, .bad = CASES(CE_BAD), .clones = 1},
 };
-const size_t op_n_records = LEN(op_records);
+const size_t op_records_first_wave_n = LEN(op_records_first_wave);
+
+/* ---------------------------------------------------------------- the registry
+ * A family of ops keeps its records in tests/ops/records/<family>.c, defining
+ * op_records_<family>[] and op_records_<family>_n; adding a family is its line here. The first
+ * wave's records are the table above. Order is the order of ctest entries and bench lines. */
+#define OP_FAMILIES(X) \
+    X(first_wave)
+
+#define OP_FAMILY_DECL(f) extern const op_record op_records_##f[]; extern const size_t op_records_##f##_n;
+OP_FAMILIES(OP_FAMILY_DECL)
+#define OP_FAMILY_ROW(f) {op_records_##f, &op_records_##f##_n},
+static const struct {
+    const op_record *records;
+    const size_t *n;
+} families[] = {OP_FAMILIES(OP_FAMILY_ROW)};
+
+size_t op_record_count(void) {
+    size_t n = 0;
+    for (size_t f = 0; f < LEN(families); f++) n += *families[f].n;
+    return n;
+}
+
+const op_record *op_record_at(size_t i) {
+    for (size_t f = 0; f < LEN(families); f++) {
+        if (i < *families[f].n) return &families[f].records[i];
+        i -= *families[f].n;
+    }
+    return NULL;
+}
 
 /* ---------------------------------------------------------------- helpers */
 
 const op_record *op_record_find(const char *name) {
-    for (size_t i = 0; name && i < op_n_records; i++)
-        if (strcmp(op_records[i].name, name) == 0) return &op_records[i];
+    for (size_t i = 0, n = op_record_count(); name && i < n; i++)
+        if (strcmp(op_record_at(i)->name, name) == 0) return op_record_at(i);
     return NULL;
 }
 

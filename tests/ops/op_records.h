@@ -4,7 +4,7 @@
  * (tests/ops/test_eltwise_simd.c --hash) and the speed lines (bench/bench_ops.c).
  *
  * Adding an op = its entry in autograd/ops/<file>.c, its line in ag.h, and ONE record in
- * op_records.c (docs/extending.md, "Adding a built-in op"). A record names the op, builds it from
+ * tests/ops/records/<family>.c (docs/extending.md, "Adding a built-in op"). A record names the op, builds it from
  * inputs and parameters, lists the shapes to check it at, the domain its inputs are drawn from, the
  * erroneous calls it must refuse (with the status and the message), and optionally a twin made of
  * other ops that must agree with it. Plain C on the public API: no
@@ -96,8 +96,9 @@ typedef struct op_record {
     size_t speed_r, speed_c, speed_k; /* the first layout's size for bench_ops (0: 256 x 1024, K = C) */
 } op_record;
 
-extern const op_record op_records[];
-extern const size_t op_n_records;
+/* Every record, family by family (op_records.c lists the families): i < op_record_count(), else NULL. */
+size_t op_record_count(void);
+const op_record *op_record_at(size_t i);
 
 /* The record of that name, or NULL. */
 const op_record *op_record_find(const char *name);

@@ -261,8 +261,8 @@ static int hash_all(void) {
     char name[96];
     const size_t sizes[][2] = {{7, 13}, {33, 100}, {64, 257}};
     const size_t K = 19; /* inner size of the products */
-    for (size_t ri = 0; ri < op_n_records; ri++) {
-        const op_record *r = &op_records[ri];
+    for (size_t ri = 0; ri < op_record_count(); ri++) {
+        const op_record *r = op_record_at(ri);
         if (!r->clones) continue;
         for (size_t li = 0; li < r->n_layouts; li++)
             for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++)

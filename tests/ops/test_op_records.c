@@ -171,7 +171,7 @@ static void gradcheck_inst(const op_record *r, const inst *it, size_t k, int poi
 }
 
 static void t_gradcheck(int ri) {
-    const op_record *r = &op_records[ri];
+    const op_record *r = op_record_at(ri);
     double worst = 0;
     for (size_t k = 0; k < n_insts(r); k++) {
         inst it = inst_at(r, k);
@@ -246,7 +246,7 @@ static void expect_refused(bad_env *e, const op_record *r, const char *what, int
 }
 
 static void t_bad_input(int ri) {
-    const op_record *r = &op_records[ri];
+    const op_record *r = op_record_at(ri);
     bad_env e = {0};
     ck_assert_int_eq(ag_tape_new(&e.t, NULL), AG_OK);
     ck_assert_int_eq(ag_tape_new(&e.t2, NULL), AG_OK);
@@ -329,7 +329,7 @@ static void compare(const char *label, const char *what, const ag_real *got, con
 }
 
 static void t_composed(int ri) {
-    const op_record *r = &op_records[ri];
+    const op_record *r = op_record_at(ri);
     ag_tape *t;
     ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
     size_t checked = 0;
@@ -378,21 +378,21 @@ static void t_composed(int ri) {
 static TTest *g_tests;
 
 static void free_tests(void) {
-    for (size_t i = 0; g_tests && i < 3 * op_n_records; i++) free((char *)g_tests[i].name);
+    for (size_t i = 0; g_tests && i < 3 * op_record_count(); i++) free((char *)g_tests[i].name);
     free(g_tests);
     g_tests = NULL;
 }
 
 static Suite *op_records_suite(void) {
-    TTest *tests = g_tests = calloc(3 * op_n_records, sizeof *tests);
+    TTest *tests = g_tests = calloc(3 * op_record_count(), sizeof *tests);
     if (!tests) return NULL;
     Suite *s = suite_create("op_records");
     static const struct {
         const char *kind;
         TFun fn;
     } kinds[] = {{"gradcheck", t_gradcheck}, {"bad_input", t_bad_input}, {"composed", t_composed}};
-    for (size_t i = 0; i < op_n_records; i++) {
-        const op_record *r = &op_records[i];
+    for (size_t i = 0; i < op_record_count(); i++) {
+        const op_record *r = op_record_at(i);
         TCase *tc = tcase_create(r->name);
         tcase_set_timeout(tc, 120);
         for (int k = 0; k < 3; k++) {
@@ -410,7 +410,7 @@ static Suite *op_records_suite(void) {
 
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--list") == 0) {
-        for (size_t i = 0; i < op_n_records; i++) printf("%s\n", op_records[i].name);
+        for (size_t i = 0; i < op_record_count(); i++) printf("%s\n", op_record_at(i)->name);
         return 0;
     }
     const char *only = getenv("CK_RUN_CASE");
