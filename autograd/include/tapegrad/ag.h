@@ -190,10 +190,21 @@ ag_status ag_tape_new(ag_tape **out, const ag_tape_params *params);
 void ag_tape_free(ag_tape *t); /* the arena and every tensor on it; never a caller's mem_buffer */
 
 /* Forget every node: tensors recorded so far become invalid (using one is reported as
- * AG_ERR_STATE when detectable; its memory stays owned by the tape until ag_tape_free). Clears
- * the error and the backward-done state. Keeps all arena memory, so after the first step a step
- * that records the same ops allocates nothing. */
+ * AG_ERR_STATE when detectable; its memory stays owned by the tape until ag_tape_free, or until
+ * ag_tape_shrink frees it). Clears the error and the backward-done state. Keeps all arena memory,
+ * so after the first step a step that records the same ops allocates nothing. */
 void ag_tape_reset(ag_tape *t);
+/* Give back arena memory after an unusually large pass (a long no-grad evaluation, say): frees the
+ * arena's later chunks, keeping the first one and as many of the following as fit in keep_bytes
+ * together (0 keeps only the first, the size ag_tape_new made), so ag_tape_mem_capacity drops to
+ * at most max(keep_bytes, the first chunk). Never frees a caller's mem_buffer (such a tape has
+ * nothing else to free: AG_OK). The next step regrows the arena as needed, allocating again on
+ * its first run only; pass the bytes a training step uses (ag_tape_mem_capacity after one) to
+ * keep even that. Call it right after ag_tape_reset: tensors recorded before that reset which
+ * lay in a freed chunk are gone, and passing one to any call is then undefined (not detected as
+ * stale). Allocates nothing. AG_ERR_ARG: NULL t; AG_ERR_STATE (recorded on t, nothing freed):
+ * anything was recorded since the last reset. */
+ag_status ag_tape_shrink(ag_tape *t, size_t keep_bytes);
 
 /* The last error and its message ("" if none; owned by t, valid until the next error or reset).
  * ag_tape_clear_error forgets it (AG_OK, ""), so recording and backward go on. */
@@ -237,6 +248,13 @@ ag_tensor *ag_scalar(ag_tape *t, ag_real v);
  * recorded before the last reset, or already an input of an op (whose part of the gradient would
  * be missing). */
 ag_status ag_requires_grad(ag_tensor *x);
+/* Stop-gradient: x's values as a view (no copy; the result shares x's memory, as a reshape does),
+ * through which no gradient flows back to x: d detach(x)/dx = 0. The result never requires a
+ * gradient, so ops on it alone record nothing for backward, in training as in no-grad mode. Use it
+ * for targets computed from the model, for a hidden state carried over a truncation, or before an
+ * op that has no backward. Of a parameter it is a view of the store's buffers, refused once the
+ * store moves them (as reshape's). Only the errors every op has. */
+ag_tensor *ag_detach(ag_tape *t, ag_tensor *x);
 
 /* Reverse-mode sweep from a scalar loss: seeds dloss = 1, walks the tape backwards from loss
  * and accumulates into every tensor that requires a gradient. Parameter gradients accumulate
@@ -245,7 +263,10 @@ ag_status ag_requires_grad(ag_tensor *x);
  * Once per reset: a second call is AG_ERR_STATE. After an op failed (a result is missing),
  * backward returns that op's status and leaves its message, until ag_tape_clear_error. Other
  * errors, recorded on t: AG_ERR_ARG (NULL loss, a parameter, another tape's tensor), AG_ERR_STATE
- * (loss from before the last reset, or it depends on nothing that requires a gradient),
+ * (loss from before the last reset, or it depends on nothing that requires a gradient, or a
+ * gradient reaches the result of an op whose descriptor has no backward: "argmax: has no backward,
+ * but a gradient reaches its 32 result (node #7); detach its input (ag_detach) or give the op a
+ * backward"; the sweep stops there, and parameters may hold part of its gradient),
  * AG_ERR_SHAPE (loss holds more than one element), AG_ERR_NOMEM (arena full), AG_ERR_NUMERIC (numeric check on),
  * or the status an op's backward returned. */
 ag_status ag_backward(ag_tape *t, ag_tensor *loss);
@@ -459,7 +480,12 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels
  * calls backward() only for nodes a gradient reached; before that, every input that requires a
  * gradient has a grad buffer (zeroed on first use: a parameter's keeps what earlier ag_backward
  * calls accumulated until it is zeroed); inputs that need none have grad == NULL and must be
- * skipped. Hence backward() always adds into in[i]->grad, never assigns. */
+ * skipped. Hence backward() always adds into in[i]->grad, never assigns.
+ * An op with backward == NULL is not differentiable. Its result still requires a gradient when an
+ * input does (so it is not silently cut off), and ag_backward fails (AG_ERR_STATE, naming the op)
+ * if a gradient reaches it; used on data, or with its result kept out of the loss (an argmax for
+ * the accuracy), it is fine. ag_detach its input to use it on the gradient path on purpose. An op
+ * whose gradient is zero by design (a sign) has a backward that adds nothing. */
 
 struct ag_op {
     const char *name;   /* shown in errors and dumps */
@@ -467,7 +493,8 @@ struct ag_op {
     size_t params_size; /* bytes of op parameters copied into the node (n->params) */
     ag_status (*shape)(ag_node *n);    /* validate inputs, set the output shape */
     ag_status (*forward)(ag_node *n);  /* out = f(in); may save state with ag_node_alloc */
-    ag_status (*backward)(ag_node *n); /* in[i]->grad += J_i^T out.grad; NULL: not differentiable */
+    ag_status (*backward)(ag_node *n); /* in[i]->grad += J_i^T out.grad; NULL: not differentiable
+                                          (ag_backward fails if a gradient reaches it) */
 };
 
 struct ag_node {
@@ -536,7 +563,8 @@ ag_status ag_tape_write_dot(const ag_tape *t, FILE *f, unsigned flags);
 
 /* ---------------------------------------------------------------- gradient checking */
 
-/* Builds a scalar loss on t from the parameters (the checker resets t before each call). */
+/* Builds a scalar loss on t from the parameters, and for ag_gradcheck_leaves from leaves that it
+ * wraps (the checker resets t before each call). */
 typedef ag_tensor *(*ag_loss_fn)(ag_tape *t, void *ctx);
 
 typedef struct ag_gradcheck_result {
@@ -544,7 +572,7 @@ typedef struct ag_gradcheck_result {
                             gradients >= 1, absolute below (where f's rounding noise dominates);
                             +inf if either side is NaN */
     double max_abs_err;  /* worst |analytic - numeric| */
-    size_t worst_tensor; /* index into wrt */
+    size_t worst_tensor; /* index into wrt (ag_gradcheck_leaves: params, then n_params + j for leaves[j]) */
     size_t worst_index;  /* element within it */
     double analytic, numeric; /* at the worst element */
     size_t n_checked;    /* elements compared */
@@ -559,9 +587,41 @@ typedef struct ag_gradcheck_result {
  * AG_ERR_SHAPE, bad arguments AG_ERR_ARG (NULL, n_wrt 0, eps not finite and > 0, a wrt that is
  * not a parameter, eps too small to move some w in ag_real), and backward's status. t is reset
  * before each evaluation and after a successful check. A gradient sink set on t is set aside for
- * the check's backward (the gradients must land in ->grad) and is set again afterwards. */
+ * the check's backward (the gradients must land in ->grad) and is set again afterwards. Tape
+ * tensors do not survive those resets: check with respect to a leaf with ag_gradcheck_leaves. */
 ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wrt, size_t n_wrt,
                        double eps, ag_gradcheck_result *res);
+
+/* A tape leaf to check against: a buffer of the caller's that f wraps on every call with
+ * ag_tensor_wrap (any shape of size elements) and marks with ag_requires_grad. */
+typedef struct ag_gradcheck_leaf {
+    ag_real *value; /* size elements; perturbed in place by the checker, restored exactly */
+    size_t size;
+    ag_real *grad;  /* NULL, or size elements that receive the analytic gradient */
+} ag_gradcheck_leaf;
+
+/* ag_gradcheck with respect to parameters (n_params, may be 0; params may then be NULL) and tape
+ * leaves (n_leaves, may be 0 likewise), at least one in all. E.g. f(x, W) = sum(x .* W) with x a
+ * buffer of the caller's:
+ *
+ *     static ag_tensor *f(ag_tape *t, void *ctx) {
+ *         struct my *c = ctx;
+ *         ag_tensor *x = ag_tensor_wrap(t, 1, (size_t[]){3}, c->x);   // every call, the same buffer
+ *         ag_requires_grad(x);
+ *         return ag_sum(t, ag_mul(t, x, c->W));
+ *     }
+ *     ag_gradcheck_leaves(t, f, &c, &c.W, 1, &(ag_gradcheck_leaf){c.x, 3, NULL}, 1, eps, &res);
+ *
+ * After the analytic backward a leaf's gradient is read from the leaf nodes wrapping its buffer
+ * (found by address; several add up); a marked leaf that the loss does not use has gradient 0.
+ * Parameters as ag_gradcheck. Errors as ag_gradcheck (AG_ERR_ARG for a NULL params or leaves with
+ * a nonzero count, nothing to check), and for leaves: AG_ERR_ARG for a NULL value or size 0, the
+ * same buffer twice, a buffer no leaf of f's wraps ("gradcheck: leaves[1] is not on the tape
+ * ...") or none marks; AG_ERR_SHAPE when f wraps it with another size; AG_ERR_NOMEM (scratch for
+ * the leaves' gradients). */
+ag_status ag_gradcheck_leaves(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *params, size_t n_params,
+                              const ag_gradcheck_leaf *leaves, size_t n_leaves, double eps,
+                              ag_gradcheck_result *res);
 
 /* ---------------------------------------------------------------- random numbers */
 
