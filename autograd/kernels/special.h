@@ -35,6 +35,7 @@ static inline double ag__fn_ncdf(double x) { return 0.5 * erfc(-x * AG__SQRT1_2)
 static inline double ag__fn_sin(double x) { return sin(x); }
 static inline double ag__fn_cos(double x) { return cos(x); }
 static inline int ag__fn_trig_ok(double x) { (void)x; return 1; } /* libm everywhere */
+static inline double ag__fn_rsqrt(double x) { return 1 / sqrt(x); }
 
 #else
 
@@ -121,6 +122,23 @@ static inline float ag__fn_ncdf(float x) {
                     t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f))))))));
     const float r = t * ag__fn_exp_nonpos(p - az * az); /* the exponent is <= 3e-8: fine for exp_nonpos */
     return 0.5f * ag__fn_sel(z >= 0.0f, r, 2.0f - r);
+}
+
+/* 1/sqrt(x): sqrtf keeps an errno path for x < 0, so its loops do not vectorise, and a scalar
+ * sqrt + div cost ~8 ns on the Zen 5 host. Instead: y0 from the bits (0x5f3759df - b/2, within
+ * 3.5%), then three Newton steps y (3/2 - x y^2 / 2) (relative error 3.5e-2 -> 1.8e-3 -> 4.7e-6 ->
+ * 3e-11, so the float roundings dominate: ~1-2 ulp). Subnormal x is scaled by 2^24 first (the
+ * result by 2^12); 0 gives 1/x = +-inf, +inf 0, x < 0 and NaN NaN, as 1/sqrt(x). */
+static inline float ag__fn_rsqrt(float x) {
+    const int sub = x < 1.17549435e-38f;
+    const float xs = ag__fn_sel(sub, x * 16777216.0f, x), h = 0.5f * xs;
+    float y = ag__f1_float(0x5f3759dfu - (ag__f1_bits(xs) >> 1));
+    y = y * (1.5f - h * y * y);
+    y = y * (1.5f - h * y * y);
+    y = y * (1.5f - h * y * y);
+    y = y * ag__fn_sel(sub, 4096.0f, 1.0f);
+    const float edge = ag__fn_sel(x == 0.0f, 1.0f / x, ag__fn_sel(x == INFINITY, 0.0f, NAN));
+    return ag__fn_sel((x > 0.0f) & (x < INFINITY), y, edge);
 }
 
 /* sin and cos for |x| <= AG__TRIG_FAST_MAX (Cephes' sinf/cosf): n = round(x 2/pi) by the

@@ -153,8 +153,7 @@ static const ag_op reciprocal_op = {"reciprocal", 1, 0, same_shape, reciprocal_f
 ag_tensor *ag_reciprocal(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &reciprocal_op, NULL, x); }
 
 /* ---- rsqrt: 1/sqrt(x);  dx += -g out^3 / 2. rsqrt(0) = inf, of a negative NaN. */
-/* sqrt of |x| (known >= 0: no errno path, so the loop vectorises), NaN put back for x < 0 */
-FN(rsqrt, ag__fn_pick(x < 0, (ag_real)NAN, 1 / ag__sqrt(ag__fabs(x))), (ag_real)-0.5 * g * (out * out * out))
+FN(rsqrt, ag__fn_rsqrt(x), (ag_real)-0.5 * g * (out * out * out)) /* special.h: no scalar sqrt */
 static const ag_op rsqrt_op = {"rsqrt", 1, 0, same_shape, rsqrt_forward, rsqrt_backward};
 ag_tensor *ag_rsqrt(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &rsqrt_op, NULL, x); }
 

@@ -388,17 +388,30 @@ static ag_status cex_shape(ag_node *n) {
     return ag_node_set_shape(n, 0, NULL);
 }
 
-/* max over a row: 16 lanes, so that it vectorises (NaN never wins, as ag_cross_entropy) */
+/* max over a row as an integer max of order-preserving keys (sign-magnitude to two's complement:
+ * the bits, with the magnitude flipped for negatives), which vectorises; a float max does not
+ * without -ffinite-math-only. A NaN of either sign makes the row's loss NaN all the same. */
+#ifdef AG_DOUBLE
+typedef int64_t real_key;
+#define KEY_MAG INT64_MAX
+#else
+typedef int32_t real_key;
+#define KEY_MAG INT32_MAX
+#endif
+static inline real_key key_flip(real_key b) { return b ^ ((b >> (8 * sizeof b - 1)) & KEY_MAG); }
 AG__CLONES static ag_real row_max(const ag_real *restrict x, size_t V) {
-    ag_real l[16];
-    for (int j = 0; j < 16; j++) l[j] = x[0];
-    size_t i = 0;
-    for (; i + 16 <= V; i += 16)
-        for (int j = 0; j < 16; j++) l[j] = ag__fn_pick(x[i + j] > l[j], x[i + j], l[j]);
-    for (; i < V; i++) l[0] = ag__fn_pick(x[i] > l[0], x[i], l[0]);
-    ag_real m = l[0];
-    for (int j = 1; j < 16; j++) m = ag__fn_pick(l[j] > m, l[j], m);
-    return m;
+    real_key m, k;
+    memcpy(&m, &x[0], sizeof m);
+    m = key_flip(m);
+    for (size_t i = 1; i < V; i++) {
+        memcpy(&k, &x[i], sizeof k);
+        k = key_flip(k);
+        m = k > m ? k : m;
+    }
+    m = key_flip(m); /* its own inverse */
+    ag_real r;
+    memcpy(&r, &m, sizeof r);
+    return r;
 }
 #define EXP_SHIFT_TERM(x, unused, m) ag__fn_exp_nonpos((x) - (m))
 LANE_SUM(row_sum_exp, EXP_SHIFT_TERM) /* sum_j e^(x_j - m), b unused */
