@@ -29,7 +29,7 @@ static inline double ag__fn_pick(int c, double a, double b) { return c ? a : b; 
 static inline double ag__fn_log1p(double x) { return log1p(x); }
 static inline double ag__fn_log1p_unit(double e) { return log1p(e); }
 static inline double ag__fn_expm1(double x) { return expm1(x); }
-static inline double ag__fn_expm1_nonpos(double x) { return expm1(x < 0 ? x : 0); }
+static inline double ag__fn_expm1_nonpos(double x) { return expm1(x > 0 ? 0 : x); } /* NaN stays */
 /* Phi(x) = P(N(0,1) <= x) = erfc(-x/sqrt2)/2: erfc keeps the left tail's relative precision */
 static inline double ag__fn_ncdf(double x) { return 0.5 * erfc(-x * AG__SQRT1_2); }
 static inline double ag__fn_sin(double x) { return sin(x); }

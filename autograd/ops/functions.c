@@ -4,10 +4,11 @@
  *
  * Each op: its forward and backward side by side (FN below), the output of the input's shape.
  * Backward adds into the input's gradient (skipped when it needs none), and takes f' from the
- * saved output when that is exact (reciprocal, rsqrt, log1p) or recomputes the cheap part from x
- * when the output would lose it (sigmoid(x) = 1 - e^-softplus(x) cancels for x << 0).
+ * saved output where that is exact (reciprocal -out^2, rsqrt -out^3/2) and from x elsewhere: the
+ * output would lose it (sigmoid(x) = 1 - e^-softplus(x) cancels for x >> 0), and recomputing one
+ * e^ in a vectorised loop costs less than saving and streaming another array.
  *
- * Stability: every e^ here is of -|x| or of an argument <= 0 (ag__exp_nonpos), so nothing
+ * Stability: every e^ here is of -|x| or of an argument <= 0 (ag__fn_exp_nonpos), so nothing
  * overflows: softplus(1e4) = 1e4, log_sigmoid(-1e4) = -1e4, gelu(+-1e30) = 1e30 and -0, with the
  * right gradients. Where a product 0 * inf would appear in f' (gelu at |x| = 1e30, whose x^3
  * overflows) the vanishing factor is tested and the term dropped.

@@ -462,6 +462,11 @@ ag_tensor *ag_squared_error(ag_tape *t, ag_tensor *h, ag_tensor *y);
 ag_tensor *ag_l2(ag_tape *t, ag_real lambda, ag_tensor *const *weights, size_t n);
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels);
 
+/* Options of ag_cross_entropy_ex: torch's ignore_index and label_smoothing. */
+typedef struct ag_ce_opts {
+    int32_t ignore_index;    /* rows with this label are skipped (any value; torch's default: -100) */
+    ag_real label_smoothing; /* eps in [0, 1) */
+} ag_ce_opts;
 /* More losses (scalars), each torch's reduction='mean' definition exactly, stable at any |x|.
  * bce_with_logits: mean over all N elements of softplus(x) - x y = max(x,0) - x y + log1p(e^-|x|)
  *   (torch's binary_cross_entropy_with_logits, no weights); logits of +-1e4 give a finite loss and
@@ -483,10 +488,6 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels
  *   huber_loss); f' = clamp(d, -delta, delta)/N. delta must be finite and > 0 (else AG_ERR_ARG).
  * l1 and huber: h and y of equal shapes (else AG_ERR_SHAPE); y gets the opposite gradient if it
  * requires one. N is the element count (not the rows, unlike squared_error). */
-typedef struct ag_ce_opts {
-    int32_t ignore_index;    /* rows with this label are skipped (any value; torch's default: -100) */
-    ag_real label_smoothing; /* eps in [0, 1) */
-} ag_ce_opts;
 ag_tensor *ag_bce_with_logits(ag_tape *t, ag_tensor *logits, ag_tensor *targets);
 ag_tensor *ag_cross_entropy_ex(ag_tape *t, ag_tensor *logits, const int32_t *labels, const ag_ce_opts *opts);
 ag_tensor *ag_l1_loss(ag_tape *t, ag_tensor *h, ag_tensor *y);
