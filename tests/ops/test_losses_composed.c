@@ -69,6 +69,18 @@ START_TEST(bce_composed_agrees) {
     ck_assert_int_eq(ag_backward(t, ag_bce_with_logits(t, x, y)), AG_OK);
     ck_assert_ptr_null(y->grad);
     expect_near("dx (data targets)", 6, (double)x->grad[6], B_DX[6]);
+    /* logits of +-1e30 (x^2 would overflow in float): softplus(x) - x y is 0 for the matching
+     * targets and 1e30 for the others; the gradient (sigmoid(x) - y)/4 is 0, 0, 1/4, -1/4 */
+    ag_tape_reset(t);
+    x = ag_tensor_from(t, 1, (size_t[]){4}, (ag_real[]){(ag_real)1e30, (ag_real)-1e30, (ag_real)1e30, (ag_real)-1e30});
+    y = ag_tensor_from(t, 1, (size_t[]){4}, (ag_real[]){1, 0, 0, 1});
+    ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+    ag_tensor *J = ag_bce_with_logits(t, x, y);
+    ck_assert_ptr_nonnull(J);
+    ck_assert_int_eq(ag_backward(t, J), AG_OK);
+    expect_near("bce 1e30", 0, (double)J->value[0], 2 * (double)(ag_real)1e30 / 4);
+    static const double d30[4] = {0, 0, 0.25, -0.25};
+    for (size_t i = 0; i < 4; i++) expect_near("bce 1e30 dx", i, (double)x->grad[i], d30[i]);
     printf("bce_with_logits: built-in, composed and torch agree at logits of +-1e4 (%s)\n", AG_REAL_NAME);
     ag_tape_free(t);
 }
@@ -117,6 +129,18 @@ START_TEST(cross_entropy_ex_matches_torch) {
     static const int32_t all[6] = {-100, -100, -100, -100, -100, -100};
     static const double zeros[24];
     run_ce(t, all, &(ag_ce_opts){-100, (ag_real)0.3}, 0, zeros);
+    /* logits of +-1e30: row {1e30, 0, -1e30} with label 0 costs 0 (gradient 0), with label 1 costs
+     * 1e30 (gradient (p - onehot)/2 = {1, -1, 0}/2); the mean over the two rows is 5e29 */
+    ag_tape_reset(t);
+    ag_tensor *x = ag_tensor_from(t, 2, (size_t[]){2, 3},
+                                  (ag_real[]){(ag_real)1e30, 0, (ag_real)-1e30, (ag_real)1e30, 0, (ag_real)-1e30});
+    ck_assert_int_eq(ag_requires_grad(x), AG_OK);
+    ag_tensor *J = ag_cross_entropy_ex(t, x, (const int32_t[]){0, 1}, NULL);
+    ck_assert_ptr_nonnull(J);
+    ck_assert_int_eq(ag_backward(t, J), AG_OK);
+    expect_near("cross_entropy_ex 1e30", 0, (double)J->value[0], (double)(ag_real)1e30 / 2);
+    static const double d30[6] = {0, 0, 0, 0.5, -0.5, 0};
+    for (size_t i = 0; i < 6; i++) expect_near("cross_entropy_ex 1e30 dx", i, (double)x->grad[i], d30[i]);
     printf("cross_entropy_ex: ignore index, smoothing, 3-D logits with 1e4 agree with torch (%s)\n", AG_REAL_NAME);
     ag_tape_free(t);
 }
