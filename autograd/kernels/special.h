@@ -1,10 +1,12 @@
 /*
  * special.h - scalar special functions for the element-wise functions and losses of ops/functions.c
- * and ops/loss.c: log1p, expm1, the normal CDF, sin/cos. Not installed; knows nothing of tapes.
+ * and ops/loss.c: log1p, expm1, the normal CDF, sin/cos, 1/sqrt. Not installed; knows nothing of
+ * tapes.
  *
  * The double build calls libm (the reference precision, and what the 1e-6 gradient checks hold
  * the ops to). The float build uses branch-free forms of IEEE operations only, built on
- * ag__exp_nonpos (eltwise.h): GCC and clang vectorise loops over them inside AG__CLONES bodies,
+ * ag__fn_exp_nonpos (eltwise.h's ag__exp_nonpos, its selects on the bits) and ag__fn_sel: GCC and
+ * clang vectorise loops over them inside AG__CLONES bodies (AVX2 and SSE2 clones included),
  * and every clone does the same operations per element, so the clones give the baseline's bits.
  * Errors are a few ulp (each function says); the specials (0, +-inf, NaN) are selected at the end.
  */
