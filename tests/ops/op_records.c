@@ -565,7 +565,9 @@ const size_t op_records_first_wave_n = LEN(op_records_first_wave);
  * op_records_<family>[] and op_records_<family>_n; adding a family is its line here. The first
  * wave's records are the table above. Order is the order of ctest entries and bench lines. */
 #define OP_FAMILIES(X) \
-    X(first_wave)
+    X(first_wave) \
+    X(functions) \
+    X(losses)
 
 #define OP_FAMILY_DECL(f) extern const op_record op_records_##f[]; extern const size_t op_records_##f##_n;
 OP_FAMILIES(OP_FAMILY_DECL)
@@ -609,9 +611,10 @@ op_domain op_domain_of(const op_record *r, const op_case *c, int i) {
     return d;
 }
 
-void op_label_dims(const op_shape *s, size_t *rows, size_t *classes) {
+void op_label_dims(const op_shape *s, size_t *rows, size_t *classes) { /* rows: every axis but the last */
     *classes = s->ndim == 0 ? 1 : s->d[s->ndim - 1];
-    *rows = s->ndim >= 2 ? s->d[0] : 1;
+    *rows = 1;
+    for (int i = 0; i + 1 < s->ndim; i++) *rows *= s->d[i];
 }
 
 double op_tol_float(const op_record *r) { return r->tol_float > 0 ? r->tol_float : OP_TOL_FLOAT; }

@@ -391,6 +391,27 @@ ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x); /* 1/(1+e^-x);  f' = f(1-f) */
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);    /* f' = 1 - f^2 */
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* max(x,0), NaN stays NaN; f'(0) = 0 */
 
+/* Element-wise functions, any rank (the result has x's shape), ops/functions.c. The same values
+ * and gradients as torch's functions of those names; stable at any |x|: nothing overflows inside
+ * (softplus(1e4) = 1e4, log_sigmoid(-1e4) = -1e4, gelu(1e30) = 1e30, each with its exact
+ * gradient). Domain errors follow IEEE/libm, unreported (log1p(-2) and rsqrt(-1) are NaN,
+ * reciprocal(0) is inf). leaky_relu and elu: AG_ERR_ARG if slope or alpha is not finite. */
+ag_tensor *ag_softplus(ag_tape *t, ag_tensor *x);    /* log(1 + e^x);  f' = sigmoid(x) */
+ag_tensor *ag_log_sigmoid(ag_tape *t, ag_tensor *x); /* log sigmoid(x) = -softplus(-x);  f' = 1 - sigmoid(x) */
+ag_tensor *ag_log1p(ag_tape *t, ag_tensor *x);       /* log(1 + x), precise for small x;  f' = 1/(1 + x) */
+ag_tensor *ag_expm1(ag_tape *t, ag_tensor *x);       /* e^x - 1, precise for small x;  f' = e^x */
+/* gelu: torch's approximate='tanh': 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+ * gelu_erf: torch's default (exact) gelu: x Phi(x) = 0.5 x (1 + erf(x / sqrt 2));  f' = Phi + x phi. */
+ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_gelu_erf(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_silu(ag_tape *t, ag_tensor *x);        /* x sigmoid(x) (swish);  f' = s (1 + x (1 - s)) */
+ag_tensor *ag_leaky_relu(ag_tape *t, ag_tensor *x, ag_real slope); /* x > 0 ? x : slope x;  f'(0) = slope */
+ag_tensor *ag_elu(ag_tape *t, ag_tensor *x, ag_real alpha); /* x > 0 ? x : alpha (e^x - 1);  f'(0) = alpha */
+ag_tensor *ag_sin(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_cos(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_reciprocal(ag_tape *t, ag_tensor *x);  /* 1/x;  f' = -1/x^2 */
+ag_tensor *ag_rsqrt(ag_tape *t, ag_tensor *x);       /* 1/sqrt(x);  f' = -x^(-3/2)/2 */
+
 /* Activations, for ag_activate, ag_linear_act and the dense layer (tapegrad/dense.h). Each but the
  * identity is an element-wise op above, its f' written from its output a = f(z). */
 typedef enum ag_act {
@@ -461,6 +482,37 @@ ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
 ag_tensor *ag_squared_error(ag_tape *t, ag_tensor *h, ag_tensor *y);
 ag_tensor *ag_l2(ag_tape *t, ag_real lambda, ag_tensor *const *weights, size_t n);
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels);
+
+/* Options of ag_cross_entropy_ex: torch's ignore_index and label_smoothing. */
+typedef struct ag_ce_opts {
+    int32_t ignore_index;    /* rows with this label are skipped (any value; torch's default: -100) */
+    ag_real label_smoothing; /* eps in [0, 1) */
+} ag_ce_opts;
+/* More losses (scalars), each torch's reduction='mean' definition exactly, stable at any |x|.
+ * bce_with_logits: mean over all N elements of softplus(x) - x y = max(x,0) - x y + log1p(e^-|x|)
+ *   (torch's binary_cross_entropy_with_logits, no weights); logits of +-1e4 give a finite loss and
+ *   the gradient (sigmoid(x) - y)/N. targets: the shape of logits (else AG_ERR_SHAPE), usually
+ *   data in [0, 1] (any real is accepted, as torch); it gets the gradient -x/N only if it
+ *   requires one.
+ * cross_entropy_ex: softmax cross-entropy over logits of any rank >= 1 with the classes V on the
+ *   last axis (K x T x V: K T rows); labels has one entry per row. With opts (NULL: no ignored
+ *   label, no smoothing; then it equals ag_cross_entropy of the logits seen as rows x V), as
+ *   torch's cross_entropy(ignore_index, label_smoothing) on those rows:
+ *     J = (1/M) sum over rows k with labels[k] != ignore_index of -sum_j q_kj log softmax(x_k)_j,
+ *     q_k = (1 - eps) onehot(labels[k]) + eps/V, M the number of such rows;
+ *   dx_k += dJ (softmax(x_k) - q_k)/M on those rows, 0 on ignored ones. All rows ignored: J = 0
+ *   and a zero gradient (torch gives NaN). AG_ERR_ARG: labels NULL, eps outside [0, 1), a label
+ *   outside 0..V-1 that is not the ignore index ("cross_entropy_ex: label 12 of row 3 is outside
+ *   0..9"); AG_ERR_SHAPE: scalar logits. labels is copied when backward needs it.
+ * l1: mean |h - y|; f' = sign(h - y)/N, 0 at h = y (torch's l1_loss).
+ * huber: mean of 0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta), d = h - y (torch's
+ *   huber_loss); f' = clamp(d, -delta, delta)/N. delta must be finite and > 0 (else AG_ERR_ARG).
+ * l1 and huber: h and y of equal shapes (else AG_ERR_SHAPE); y gets the opposite gradient if it
+ * requires one. N is the element count (not the rows, unlike squared_error). */
+ag_tensor *ag_bce_with_logits(ag_tape *t, ag_tensor *logits, ag_tensor *targets);
+ag_tensor *ag_cross_entropy_ex(ag_tape *t, ag_tensor *logits, const int32_t *labels, const ag_ce_opts *opts);
+ag_tensor *ag_l1_loss(ag_tape *t, ag_tensor *h, ag_tensor *y);
+ag_tensor *ag_huber_loss(ag_tape *t, ag_tensor *h, ag_tensor *y, ag_real delta);
 
 /* ---------------------------------------------------------------- writing an op
  *
