@@ -118,7 +118,7 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
 
 /* Runs the body for every inner run of the plan: i, ia, ib index its first element, L = n[3] long,
  * and each operand steps by its stride (0 or 1) along it. */
-#define BCAST_RUNS(p, ...)                                                                  \
+#define BCAST_RUNS(p, ...)                                                                   \
     do {                                                                                     \
         size_t i = 0;                                                                        \
         for (size_t i0 = 0; i0 < (p).n[0]; i0++)                                             \
@@ -181,12 +181,12 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
             const size_t L = p.n[3];                                                         \
             if (p.sa[3] && p.sb[3])                                                          \
                 BCAST_RUNS(p, for (size_t j = 0; j < L; j++) {                               \
-                    const ag_real x = a[ia + j], y = b[ib + j]; o[i + j] = (EXPR); });        \
+                    const ag_real x = a[ia + j], y = b[ib + j]; o[i + j] = (EXPR); });       \
             else if (p.sa[3])                                                                \
-                BCAST_RUNS(p, const ag_real y = b[ib]; for (size_t j = 0; j < L; j++) {     \
+                BCAST_RUNS(p, const ag_real y = b[ib]; for (size_t j = 0; j < L; j++) {      \
                     const ag_real x = a[ia + j]; o[i + j] = (EXPR); });                      \
             else if (p.sb[3])                                                                \
-                BCAST_RUNS(p, const ag_real x = a[ia]; for (size_t j = 0; j < L; j++) {     \
+                BCAST_RUNS(p, const ag_real x = a[ia]; for (size_t j = 0; j < L; j++) {      \
                     const ag_real y = b[ib + j]; o[i + j] = (EXPR); });                      \
             else                                                                             \
                 BCAST_RUNS(p, const ag_real x = a[ia], y = b[ib]; for (size_t j = 0; j < L; j++) { \
@@ -199,7 +199,7 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
  * element by element where d steps with the output (the order of the element walk: each element of
  * d gets its terms in that order), or RUN_SUM where d is repeated along the run. TERM in x, y, the
  * output o and its gradient g. */
-#define BCAST_GRAD(p, d, to_a, a, b, sa3, sb3, TERM)                                               \
+#define BCAST_GRAD(p, d, to_a, a, b, sa3, sb3, TERM)                                         \
     do {                                                                                     \
         const size_t L = (p).n[3];                                                           \
         const size_t sd3 = to_a ? (sa3) : (sb3);                                             \
@@ -224,12 +224,12 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
                            (void)x, (void)y, (void)out;                                      \
                            dr[j] += (TERM);                                                  \
                        });                                                                   \
-        else if (to_a && (sb3)) /* da[ia] over a run of b */                                \
+        else if (to_a && (sb3)) /* da[ia] over a run of b */                                 \
             BCAST_RUNS(p, const ag_real x = (a)[ia]; (void)x;                                \
                        RUN_SUM((d)[ia], L, const ag_real y = (b)[ib + j]; const ag_real out = o[i + j]; \
                                const ag_real g = dout[i + j]; (void)y; (void)out,            \
                                TERM));                                                       \
-        else if (!to_a && (sa3)) /* db[ib] over a run of a */                               \
+        else if (!to_a && (sa3)) /* db[ib] over a run of a */                                \
             BCAST_RUNS(p, const ag_real y = (b)[ib]; (void)y;                                \
                        RUN_SUM((d)[ib], L, const ag_real x = (a)[ia + j]; const ag_real out = o[i + j]; \
                                const ag_real g = dout[i + j]; (void)x; (void)out,            \
@@ -272,11 +272,11 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
         bcast_plan_make(n, &p);                                                              \
         if (A->grad) {                                                                       \
             ag_real *restrict da = A->grad;                                                  \
-            BCAST_GRAD(p, da, 1, a, b, p.sa[3], p.sb[3], DA);                                   \
+            BCAST_GRAD(p, da, 1, a, b, p.sa[3], p.sb[3], DA);                                \
         }                                                                                    \
         if (B->grad) {                                                                       \
             ag_real *restrict db = B->grad;                                                  \
-            BCAST_GRAD(p, db, 0, a, b, p.sa[3], p.sb[3], DB);                                   \
+            BCAST_GRAD(p, db, 0, a, b, p.sa[3], p.sb[3], DB);                                \
         }                                                                                    \
         return AG_OK;                                                                        \
     }
