@@ -5,7 +5,7 @@ import torch
 
 
 def bmm(xs, labels):
-    # layout "RxCxC RxCxC": 128 x 64x64 @ 128 x 64x64, no transposes
+    # layout "Rx4xCxC Rx4xCxC": 32x4x64x64 @ 32x4x64x64 (128 products of 64^3), no transposes
     return torch.matmul(xs[0], xs[1])
 
 
