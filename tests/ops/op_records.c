@@ -567,7 +567,8 @@ const size_t op_records_first_wave_n = LEN(op_records_first_wave);
 #define OP_FAMILIES(X) \
     X(first_wave) \
     X(functions) \
-    X(losses)
+    X(losses) \
+    X(bmm)
 
 #define OP_FAMILY_DECL(f) extern const op_record op_records_##f[]; extern const size_t op_records_##f##_n;
 OP_FAMILIES(OP_FAMILY_DECL)

@@ -436,6 +436,14 @@ ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z);
  * AG_ERR_SHAPE unless both are 2-D and inner sizes agree: "matmul: a is 32x784 but b is 256x10". */
 ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_matmul_ex(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b);
+/* Batched product: C[..] = op(a[..]) op(b[..]) over the leading (batch) axes, op = transpose of the
+ * last two axes when the flag is set (never materialised). a and b have 2 to 4 dims; their batch
+ * axes broadcast NumPy-style (B x H x T x D with D x E, or 1 x H x .. with B x 1 x ..); C is
+ * batch x m x n, of the larger rank. dA and dB are summed over the batch axes they were repeated
+ * along. Bits do not depend on the thread count. AG_ERR_SHAPE for a 1-D (or scalar) operand,
+ * inner sizes that differ ("bmm: a is 2x3x4 but b is 5x2: inner sizes 4 and 5 differ") or batch
+ * axes that do not broadcast. */
+ag_tensor *ag_bmm(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b);
 /* Dense layer pre-activation: z = x W^T + b, x is K x in (or 1-D: one row), W is out x in, b is
  * out (or NULL: no bias). Row k is z^(l+1) = W^(l) a^(l) + b^(l) for example k
  * (backprop-derivation.md, "Forward pass"). AG_ERR_SHAPE if the shapes do not fit. While the tape
