@@ -190,10 +190,9 @@ ag_status ag_dist_check_same(ag_dist *d, uint64_t hash, const char *what) {
             }
         if (n_bad) {
             set_err(d,
-                    "the ranks' %s differ: rank%s%s (%016llx on rank %d) against rank 0 (%016llx); start every "
-                    "rank with the same program, model and options",
-                    what, n_bad > 1 ? "s" : "", list, (unsigned long long)hash, d->rank,
-                    (unsigned long long)all[0]);
+                    "rank %d: the %s of rank%s%s differ from rank 0's (hash %016llx here, %016llx on rank 0); "
+                    "start every rank with the same program, model, data and options",
+                    d->rank, what, n_bad > 1 ? "s" : "", list, (unsigned long long)hash, (unsigned long long)all[0]);
             st = AG_ERR_STATE;
         }
     }

@@ -19,7 +19,7 @@
 void dist_start(run *r, int *argc, char ***argv) {
     cfg *c = &r->c;
     r->rank = 0, r->nranks = 1;
-    if (!c->dist && c->dist_shards == 0) return;
+    if (!c->dist && c->dist_shards == 0) return; /* a resumed checkpoint's may start it later (dist_agree) */
     char err[256];
     ag_dist_config dc = {.use_mpi = c->dist, .timeout_s = c->dist_timeout};
     if (ag_dist_init(&r->dist, argc, argv, &dc, err, sizeof err) != AG_OK) fail(EXIT_USAGE, "%s", err);
@@ -48,6 +48,7 @@ static void fnv(uint64_t *h, const char *s) {
  * every rank (the same start by construction, made certain). */
 void dist_agree(run *r) {
     const cfg *c = &r->c;
+    if (!r->dist && c->dist_shards > 0) dist_start(r, NULL, NULL); /* cfg.dist-shards of a --resume */
     if (!r->dist) return;
     if (c->dist && c->dist_shards == 0) r->c.dist_shards = 12; /* divisible by 1, 2, 3, 4 and 6 ranks */
     ag_dist_rank_shards((size_t)r->c.dist_shards, r->nranks, r->rank, &r->shard_first, &r->shard_count);
