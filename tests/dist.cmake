@@ -12,6 +12,10 @@ if(AG_MPI)
   target_link_libraries(dist_unit PRIVATE tapegrad_dist)
   add_test(NAME dist_unit COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/dist/dist_unit.sh ${AG_MPIRUN} $<TARGET_FILE:dist_unit>)
   set_tests_properties(dist_unit PROPERTIES TIMEOUT 300 LABELS mpi)
+  # dist.h documents every call, as the core headers must (tests/api_docs.cmake)
+  add_test(NAME dist_api_docs COMMAND ${CMAKE_COMMAND} -DHEADERS=${PROJECT_SOURCE_DIR}/dist/include/tapegrad/dist.h
+           -P ${CMAKE_CURRENT_LIST_DIR}/check_api_docs.cmake)
+  set_tests_properties(dist_api_docs PROPERTIES TIMEOUT 60 LABELS "mpi;docs")
   if(AG_BUILD_EXAMPLES AND TARGET fashion_mnist_synth)
     foreach(mode bits faults)
       add_test(NAME dist_${mode}
