@@ -43,15 +43,15 @@ int ag_dist_has_mpi(void) {
 #endif
 }
 
+/* ---------------------------------------------------------------- MPI plumbing */
+
+#ifdef AG_MPI
 static double wall(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ---------------------------------------------------------------- MPI plumbing */
-
-#ifdef AG_MPI
 /* MPI counts are int: big buffers go in pieces of CHUNK elements */
 #define CHUNK ((size_t)1 << 28)
 
