@@ -4,8 +4,8 @@
  *
  * A step with S micro-shards: the batch (--batch samples of the epoch's order, the global batch
  * whatever the number of ranks) is cut into S shards by ag_dist_shard_rows; rank r computes shards
- * ag_dist_rank_shards(S, P, r), each alone (forward, mean loss over its rows, ag_backward), and adds
- * its gradient weighted by rows / batch into the fixed-point accumulator; the reduction sums every
+ * ag_dist_rank_shards(S, P, r), each alone (forward, mean loss over its rows, ag_dist_backward, which
+ * rounds its gradient weighted by rows / batch into the fixed-point accumulator as backward makes it); the reduction sums every
  * rank's exactly, and every rank takes the same optimizer step. Without --dist (one process) the
  * same code is the reference that mpirun -np P reproduces bit for bit.
  */
@@ -99,10 +99,12 @@ ag_status dist_step(run *r, size_t s, size_t k, double *loss) {
         else
             J = ag_cost_cross_entropy_l2(n->t, hh, r->y, r->lambda_cost, r->weights, n->mlp->n_layers);
         if (!J) fail(EXIT_RUN, "step %zu: %s", s, ag_tape_errmsg(n->t));
-        double lv = (double)J->value[0];
-        /* a non-finite loss skips backward; grad_add counts it, and the reduction fails everywhere */
-        if (isfinite(lv) && ag_backward(n->t, J) != AG_OK) fail(EXIT_RUN, "step %zu: %s", s, ag_tape_errmsg(n->t));
-        if (ag_dist_grad_add(d, n->ps, (double)m / (double)k, lv) != AG_OK) fail(EXIT_RUN, "%s", ag_dist_errmsg(d));
+        /* backward rounds each gradient piece into the fixed-point sum as it comes; on the last shard
+         * the buckets' all-reduces start while backward goes on. A non-finite loss is counted, and
+         * the reduction then fails on every rank. */
+        int last = i + 1 == r->shard_first + r->shard_count;
+        if (ag_dist_backward(d, n->ps, n->t, J, (double)m / (double)k, last) != AG_OK)
+            fail(EXIT_RUN, "step %zu: %s", s, ag_dist_errmsg(d));
     }
     int64_t flags = stop_signal ? 1 : 0;
     ag_status st = ag_dist_grad_reduce(d, n->ps, loss, &flags);

@@ -4,7 +4,9 @@
  *   shard cuts and rank assignments partition the batch; a step's gradient summed over 12 shards is
  *   bit for bit what one process summing every shard gets, for wide-ranging values; out-of-range
  *   and NaN values fail the reduction on every rank; the flags slot sums; a rank with another hash
- *   is refused by name; rank 0's parameters and optimizer state reach every rank; bad configs refused.
+ *   is refused by name; rank 0's parameters and optimizer state reach every rank; bad configs refused;
+ *   ag_dist_backward (the sink, buckets reduced while backward goes on, 2 threads) gives the integers
+ *   of ag_backward + ag_dist_grad_add, on every rank count, for a net of two buckets with an L2 term.
  *     dist_unit [--solo]     (--solo: without MPI_Init)
  */
 #include <math.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include <tapegrad/dist.h>
+#include <tapegrad/mlp.h>
 #include <tapegrad/optim.h>
 
 static int failures, rank;
@@ -156,6 +159,55 @@ int main(int argc, char **argv) {
     int same = 1;
     for (size_t j = 0; j < n; j++) same &= w[j] == (ag_real)j && v[j] == (ag_real)(2 * j);
     CHECK(same && ag_optim_steps(opt) == 77, "rank 0's parameters and state did not arrive");
+
+    /* a real backward: 784-512-256-10 (two 1 MiB buckets), L2 in the cost, 48 rows in 4 shards, 2 threads:
+     * ag_dist_backward over MPI (overlap) == ag_backward + ag_dist_grad_add in one process */
+    ag_set_threads(2);
+    ag_params *q = NULL;
+    ag_mlp *mlp;
+    ag_tape *t;
+    ag_params_new(&q);
+    ag_tape_new(&t, NULL);
+    CHECK(ag_mlp_new(&mlp, q, &(ag_mlp_config){.spec = "784-512-256-10", .hidden = AG_ACT_RELU, .init = AG_INIT_HE_NORMAL, .seed = 4},
+                     err, sizeof err) == AG_OK, "mlp: %s", err);
+    size_t k = 48, nq = ag_params_numel(q);
+    ag_real *x = malloc(k * 784 * sizeof *x), *g_mpi = malloc(2 * nq * sizeof *g_mpi), *g_one = g_mpi + nq;
+    int32_t y[48];
+    for (size_t i = 0; i < k * 784; i++) x[i] = (ag_real)((double)((i * 2654435761u) % 1000) / 500 - 1);
+    for (size_t i = 0; i < k; i++) y[i] = (int32_t)(i % 10);
+    double l_mpi = 0, l_one = 0;
+    for (int pass = 0; pass < 2; pass++) { /* 0: the sink over MPI, 1: ag_backward + grad_add alone */
+        ag_dist *dd = pass ? one : d;
+        size_t f, c;
+        ag_dist_rank_shards(4, pass ? 1 : P, pass ? 0 : rank, &f, &c);
+        ag_dist_grad_begin(dd, q);
+        for (size_t i = f; i < f + c; i++) {
+            size_t off, rows;
+            ag_dist_shard_rows(k, 4, i, &off, &rows);
+            ag_tape_reset(t);
+            ag_tensor *X = ag_tensor_wrap(t, 2, (size_t[]){rows, 784}, x + off * 784);
+            ag_tensor *J = ag_cost_cross_entropy_l2(t, ag_mlp_forward(t, mlp, X, NULL, NULL), y + off, (ag_real)1e-3,
+                                                    mlp->weights, mlp->n_layers);
+            if (pass) {
+                CHECK(ag_backward(t, J) == AG_OK, "backward");
+                CHECK(ag_dist_grad_add(dd, q, (double)rows / (double)k, (double)J->value[0]) == AG_OK, "grad_add");
+            } else
+                CHECK(ag_dist_backward(dd, q, t, J, (double)rows / (double)k, i + 1 == f + c) == AG_OK,
+                      "ag_dist_backward: %s", ag_dist_errmsg(dd));
+        }
+        CHECK(ag_dist_grad_reduce(dd, q, pass ? &l_one : &l_mpi, NULL) == AG_OK, "reduce: %s", ag_dist_errmsg(dd));
+        memcpy(pass ? g_one : g_mpi, ag_params_grads(q), nq * sizeof *g_mpi);
+        ag_params_zero_grad(q); /* the reduction left the sum there */
+    }
+    CHECK(memcmp(g_mpi, g_one, nq * sizeof *g_mpi) == 0 && l_mpi == l_one,
+          "np %d: ag_dist_backward's gradient differs from ag_backward + ag_dist_grad_add's", P);
+    double norm = 0;
+    for (size_t i = 0; i < nq; i++) norm += (double)g_one[i] * g_one[i];
+    CHECK(norm > 1e-6 && l_one > 0.1, "the gradient (norm^2 %g) or loss (%g) is empty", norm, l_one);
+    free(x), free(g_mpi);
+    ag_mlp_free(mlp);
+    ag_tape_free(t);
+    ag_params_free(q);
 
     ag_optim_free(opt);
     ag_params_free(ps);

@@ -67,6 +67,8 @@ typedef struct ag_dist_config {
     int use_mpi;      /* 1: MPI_Init (a build without MPI refuses it, AG_ERR_ARG); 0: one process */
     int frac_bits;    /* fixed-point fractional bits, 8..48; 0 picks 40 */
     double timeout_s; /* longest wait of one collective, > 0; 0 picks 20 s */
+    size_t bucket_bytes; /* ag_dist_backward's buckets (whole tensors, from the store's end); 0: 1 MiB */
+    int no_overlap;      /* 1: buckets are reduced after backward only (to measure what overlap saves) */
 } ag_dist_config;
 
 /* 1 when this build of tapegrad_dist talks to MPI (-DAG_MPI=ON), else 0. */
@@ -124,6 +126,23 @@ void ag_dist_rank_shards(size_t S, int P, int r, size_t *first, size_t *count);
 ag_status ag_dist_grad_begin(ag_dist *d, ag_params *ps);
 ag_status ag_dist_grad_add(ag_dist *d, ag_params *ps, double weight, double loss);
 ag_status ag_dist_grad_reduce(ag_dist *d, ag_params *ps, double *loss, int64_t *flags);
+
+/* Backward of one shard straight into the accumulator: ag_backward(t, loss) with a gradient sink
+ * (ag.h, ag_tape_set_grad_sink) that rounds each piece of a parameter's gradient, times weight,
+ * into the accumulator as backward produces it, and weight * loss->value[0] into the loss slot. The
+ * sink sees what ->grad would hold, bit for bit, so the integers are those of ag_backward +
+ * ag_dist_grad_add, without storing, re-reading and zeroing a float gradient (the store's grads
+ * stay zero). last = 1 on the rank's last shard of the step: with MPI, each bucket (bucket_bytes of
+ * whole tensors, from the end of the store: the last layer's first, as backward completes them)
+ * starts its MPI_Iallreduce as soon as its gradients are all in, while backward goes on; the sink
+ * then also polls MPI from the calling thread so that the reductions progress (overlap). The sums
+ * stay exact whenever a bucket starts, so overlap cannot change a bit. The tape's own sink, if any,
+ * is set aside for the sweep and put back. The store's grads must hold zeros (as ag_dist_grad_reduce's
+ * caller's optimizer step with zero_grad leaves them): what they hold is added in. A non-finite loss skips backward and is counted (the
+ * reduction fails on every rank). Errors: AG_ERR_ARG (NULL, weight outside [0, 1]), AG_ERR_STATE
+ * (no ag_dist_grad_begin on this store), the status of ag_backward (message in ag_dist_errmsg);
+ * MPI failures during the sweep are reported by ag_dist_grad_reduce. */
+ag_status ag_dist_backward(ag_dist *d, ag_params *ps, ag_tape *t, ag_tensor *loss, double weight, int last);
 
 /* Seconds spent inside ag_dist_grad_reduce's communication since ag_dist_init (for benches). */
 double ag_dist_comm_seconds(const ag_dist *d);
