@@ -2,16 +2,20 @@
  * bench_dist - a data-parallel step over tapegrad_dist (-DAG_MPI=ON): where the time goes, per rank.
  *
  *     mpirun -np 2 build/bench/bench_dist [--batch 128] [--shards S] [--steps 60] [--threads 1]
+ *                                         [--no-overlap 0|1] [--bucket-kb 1024]
  *
  * The bench `modern` net (784-512-256-10 ReLU, cross-entropy, momentum 0.9, lr 0.05), random
  * standardised inputs (the time does not depend on the values), --batch samples per rank (the
  * global batch is P times that), S micro-shards per global batch (default P: one per rank). Per
- * step it times the shards' forward + backward + fixed-point accumulation ("compute"), the
- * wait for the slowest rank (a barrier, so that the next figure is communication only), the
- * all-reduce's wait ("allreduce"), turning the sum back into gradients, and the optimizer step.
+ * step it times the shards' forward + backward with the fixed-point accumulation (ag_dist_backward:
+ * with overlap the buckets' all-reduces start during the last shard's backward), the wait for the
+ * slowest rank (--no-overlap 1 only: a barrier, so that the next figure is communication only), the
+ * all-reduce's remaining wait ("allreduce"), turning the sum back into gradients, and the optimizer step.
  * Medians and ranges over --steps steps after 5 warm-up steps, rank 0's clock (the reduction
  * synchronises the ranks). Then rank 0 alone times the ordinary one-process step at the same
- * per-rank batch (ag_optim_backward_step: no shards, no fixed point) for the cost of the method.
+ * per-rank batch (ag_optim_backward_step: no shards, no fixed point), and the method's step with
+ * nothing to send (one shard through a one-process tapegrad_dist): the np run's step minus the
+ * latter is the communication added.
  * Last line: dist_bench np=P batch=B shards=S step_ms=... allreduce_ms=... comm_fraction=...
  */
 #include <math.h>
@@ -36,11 +40,14 @@ static int cmp(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* median [min - max] of n values, in ms */
-static void stat(const char *name, double *v, int n, double *median) {
+/* median, then min, 10th percentile and max of n values, in ms; *low gets the 10th percentile (a busy
+ * shared host stretches the median; the low percentiles are what the steps cost undisturbed) */
+static void stat(const char *name, double *v, int n, double *median, double *low) {
     qsort(v, (size_t)n, sizeof *v, cmp);
     *median = v[n / 2] * 1e3;
-    printf("  %-22s %8.3f ms  [%.3f - %.3f]\n", name, *median, v[0] * 1e3, v[n - 1] * 1e3);
+    *low = v[n / 10] * 1e3;
+    printf("  %-22s median %8.3f ms  [min %.3f, p10 %.3f, max %.3f]\n", name, *median, v[0] * 1e3, *low,
+           v[n - 1] * 1e3);
 }
 
 static void build(ag_params **ps, ag_mlp **m, ag_tape **t, ag_optim **opt) {
@@ -63,10 +70,16 @@ static ag_tensor *loss_of(ag_tape *t, ag_mlp *m, ag_real *x, int32_t *y, size_t 
 }
 
 int main(int argc, char **argv) {
-    long batch = 128, steps = 60, threads = 1, shards = 0;
+    long batch = 128, steps = 60, threads = 1, shards = 0, no_overlap = 0, bucket_kb = 0;
     char err[256];
     ag_dist *d;
-    if (ag_dist_init(&d, &argc, &argv, &(ag_dist_config){.use_mpi = 1, .timeout_s = 60}, err, sizeof err) != AG_OK) {
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--no-overlap")) no_overlap = atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--bucket-kb")) bucket_kb = atol(argv[i + 1]);
+    }
+    ag_dist_config dc = {.use_mpi = 1, .timeout_s = 60, .no_overlap = (int)no_overlap,
+                         .bucket_bytes = (size_t)bucket_kb * 1024};
+    if (ag_dist_init(&d, &argc, &argv, &dc, err, sizeof err) != AG_OK) {
         fprintf(stderr, "bench_dist: %s\n", err);
         return 1;
     }
@@ -113,12 +126,13 @@ int main(int argc, char **argv) {
             if (!rows) continue;
             ag_tape_reset(t);
             ag_tensor *J = loss_of(t, m, x + off * 784, y + off, rows);
-            if (!J || ag_backward(t, J) != AG_OK) return fprintf(stderr, "bench_dist: %s\n", ag_tape_errmsg(t)), 1;
-            ag_dist_grad_add(d, ps, (double)rows / (double)k, (double)J->value[0]);
+            if (!J || ag_dist_backward(d, ps, t, J, (double)rows / (double)k, i + 1 == first + count) != AG_OK)
+                return fprintf(stderr, "bench_dist: %s\n", ag_dist_errmsg(d)), 1;
         }
         double t1 = now();
-        /* the barrier takes the ranks' compute imbalance (and a busy host's) out of the all-reduce's time */
-        MPI_Barrier(MPI_COMM_WORLD);
+        /* the barrier takes the ranks' compute imbalance (and a busy host's) out of the all-reduce's time;
+         * not with overlap, where the reductions are already under way */
+        if (no_overlap) MPI_Barrier(MPI_COMM_WORLD);
         double tb = now();
         c0 = ag_dist_comm_seconds(d);
         if (ag_dist_grad_reduce(d, ps, NULL, NULL) != AG_OK) {
@@ -134,17 +148,17 @@ int main(int argc, char **argv) {
             v_upd[j] = t3 - t2, v_bar[j] = tb - t1;
         }
     }
-    double med_step, med_comp, med_red, med_comm, med_upd, med_bar, med_one = 0;
+    double med_step, med_comp, med_red, med_comm, med_upd, med_bar, med_one = 0, lo_step, lo_comm, lo_one = 0, lo, med_meth = 0, lo_meth = 0;
     printf("bench_dist: np %d, %ld samples per rank (global batch %zu), %zu micro-shards, %ld thread%s, %s\n", P,
            batch, k, S, threads, threads == 1 ? "" : "s", ag_kernel_name());
     printf("  parameters: %zu (%.2f MB as int64 in the all-reduce)\n", ag_params_numel(ps),
            (double)ag_params_numel(ps) * 8 / 1e6);
-    stat("step", v_step, n, &med_step);
-    stat("compute (shards)", v_comp, n, &med_comp);
-    stat("wait for slowest rank", v_bar, n, &med_bar);
-    stat("reduce (all)", v_red, n, &med_red);
-    stat("  all-reduce wait", v_comm, n, &med_comm);
-    stat("optimizer step", v_upd, n, &med_upd);
+    stat("step", v_step, n, &med_step, &lo_step);
+    stat("compute (shards)", v_comp, n, &med_comp, &lo);
+    stat("wait for slowest rank", v_bar, n, &med_bar, &lo);
+    stat("reduce (all)", v_red, n, &med_red, &lo);
+    stat("  all-reduce wait", v_comm, n, &med_comm, &lo_comm);
+    stat("optimizer step", v_upd, n, &med_upd, &lo);
 
     /* rank 0 alone: the ordinary fused step on the per-rank batch, for the method's own cost */
     MPI_Barrier(MPI_COMM_WORLD);
@@ -161,13 +175,32 @@ int main(int argc, char **argv) {
             ag_optim_backward_step(o1, t1, loss_of(t1, m1, x, y, (size_t)batch));
             if (it >= warm) v_step[it - warm] = now() - t0;
         }
-        stat("one process, fused", v_step, n, &med_one);
+        stat("one process, fused", v_step, n, &med_one, &lo_one);
+        /* the same method with nothing to send: one shard of --batch rows through a one-process
+         * tapegrad_dist, its (local) reduction and the step: a step of the np run minus this one is
+         * what communication adds */
+        ag_dist *solo;
+        ag_dist_init(&solo, NULL, NULL, NULL, NULL, 0);
+        for (int it = 0; it < warm + n; it++) {
+            double t0 = now();
+            ag_dist_grad_begin(solo, ps1);
+            ag_tape_reset(t1);
+            ag_dist_backward(solo, ps1, t1, loss_of(t1, m1, x, y, (size_t)batch), 1, 1);
+            ag_dist_grad_reduce(solo, ps1, NULL, NULL);
+            ag_optim_step(o1);
+            if (it >= warm) v_step[it - warm] = now() - t0;
+        }
+        stat("one process, method", v_step, n, &med_meth, &lo_meth);
+        ag_dist_finalize(solo);
         ag_optim_free(o1), ag_mlp_free(m1), ag_tape_free(t1), ag_params_free(ps1);
     }
     MPI_Barrier(MPI_COMM_WORLD);
-    printf("dist_bench np=%d batch=%ld shards=%zu step_ms=%.3f allreduce_ms=%.3f comm_fraction=%.3f "
-           "one_process_step_ms=%.3f\n",
-           P, batch, S, med_step, med_comm, med_comm / med_step, med_one);
+    printf("communication added: median %.3f ms (%.1f%% of the step), p10 %.3f ms (%.1f%%)\n", med_step - med_meth,
+           100 * (med_step - med_meth) / med_step, lo_step - lo_meth, 100 * (lo_step - lo_meth) / lo_step);
+    printf("dist_bench np=%d batch=%ld shards=%zu overlap=%d step_ms=%.3f allreduce_ms=%.3f comm_fraction=%.3f "
+           "one_process_step_ms=%.3f p10: step_ms=%.3f allreduce_ms=%.3f comm_fraction=%.3f one_process_step_ms=%.3f\n",
+           P, batch, S, !no_overlap, med_step, med_comm, med_comm / med_step, med_one, lo_step, lo_comm, lo_comm / lo_step,
+           lo_one);
     ag_optim_free(opt), ag_mlp_free(m), ag_tape_free(t), ag_params_free(ps);
     free(x), free(y), free(v_step);
     ag_dist_finalize(d);
