@@ -13,7 +13,7 @@ set -u
 fail() { echo "FAIL: $*" >&2; exit 1; }
 mode=$1 MPIRUN=$2 BIN=$3 SYNTH=$4 W=$5
 flags=""
-if "$MPIRUN" --version 2>&1 | grep -q "Open MPI"; then
+if "$MPIRUN" --version 2>&1 | grep -Eq "Open MPI|OpenRTE"; then
     flags="--oversubscribe"
     [ "$(id -u)" = 0 ] && flags="$flags --allow-run-as-root"
 fi

@@ -4,7 +4,7 @@
 set -u
 MPIRUN=$1 BIN=$2
 flags=""
-if "$MPIRUN" --version 2>&1 | grep -q "Open MPI"; then
+if "$MPIRUN" --version 2>&1 | grep -Eq "Open MPI|OpenRTE"; then
     flags="--oversubscribe"
     [ "$(id -u)" = 0 ] && flags="$flags --allow-run-as-root"
 fi
