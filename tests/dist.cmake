@@ -4,7 +4,8 @@
 #   dist_bits:   fashion_mnist --dist at np 1-4 writes the one-process reference's model byte for byte;
 #                stopped at np 2, resumed at np 3 / np 4 / one process: the same model
 #   dist_faults: mismatched ranks refused; a killed rank ends the job within 30 s, its checkpoint resumes;
-#                a stopped rank makes the others give up after --dist-timeout
+#                a stopped rank makes the others give up after --dist-timeout; SIGTERM to mpirun stops
+#                every rank after the same step and the checkpoint resumes
 if(AG_MPI)
   find_package(MPI REQUIRED COMPONENTS C)
   set(AG_MPIRUN ${MPIEXEC_EXECUTABLE})

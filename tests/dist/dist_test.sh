@@ -6,7 +6,8 @@
 #   dist_test.sh faults MPIRUN BIN SYNTH WORKDIR   ranks started with other options are refused; a rank
 #                                                  killed mid-run ends the job (non-zero, < 30 s) and the
 #                                                  last checkpoint resumes; a stopped (hung) rank makes the
-#                                                  others give up after --dist-timeout
+#                                                  others give up after --dist-timeout; SIGTERM stops
+#                                                  every rank after one same step
 # Every mpirun runs under timeout(1): nothing can hang CI. As root, and with more ranks than cores,
 # Open MPI needs --allow-run-as-root and --oversubscribe (added here; MPICH needs neither).
 set -u
@@ -125,4 +126,19 @@ rc=$(cat h.rc)
 [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || { tail h.log; fail "hung rank: exit status $rc"; }
 grep -q "no answer from the other ranks within 3 s" h.log || { tail h.log; fail "hung rank: no timeout message"; }
 echo "hung rank: exit $rc after $dt s with the timeout message"
+
+# 4. SIGTERM to mpirun (which passes it on): every rank stops after the same step, the checkpoint resumes
+start_run s ""
+wait_for s.ck 60 || { cat s.log; fail "no checkpoint within 60 s"; }
+launcher=$(pgrep -f "^[^ ]*(mpirun|mpiexec)[^ ]* .*--checkpoint s\.ck" | head -1)
+[ -n "$launcher" ] || fail "mpirun's process not found"
+kill -TERM "$launcher"
+wait_for s.rc 30 || fail "SIGTERM: the job went on for 30 s"
+n=$(grep -c "interrupted (SIGTERM) at epoch" s.log)
+at=$(sed -n 's/.*interrupted (SIGTERM) \(at epoch [0-9]* step [0-9]*\).*/\1/p' s.log | sort -u | wc -l)
+[ "$n" -ge 2 ] && [ "$at" = 1 ] || { grep interrupted s.log; fail "SIGTERM: the ranks did not stop at one step"; }
+grep -q "the last good checkpoint is s.ck" s.log || { tail s.log; fail "SIGTERM: rank 0 did not name the checkpoint"; }
+"$BIN" --resume s.ck $D --epochs 100000 --stop-after "$(( $(sed -n 's/.*(epoch \([0-9]*\)).*/\1/p' s.log | head -1) + 1 ))" \
+    --model s2.st --metrics= --plot= > s2.log 2>&1 || { cat s2.log; fail "SIGTERM: the checkpoint does not resume"; }
+echo "SIGTERM: $n ranks stopped $(sed -n 's/.*interrupted (SIGTERM) \(at epoch [0-9]* step [0-9]*\).*/\1/p' s.log | head -1); resumed"
 exit 0
