@@ -4,6 +4,7 @@
  *   util.c     errors, signals, outputs     model.c   the network, the data, checks of saved files
  *   resume.c   checkpoints, --resume        train.c   the training loop and the final model
  *   report.c   what is printed and plotted  eval.c    test-set evaluation and --eval
+ *   dist.c     --dist (MPI ranks) and --dist-shards: the micro-shard step summed in fixed point
  */
 #ifndef FM_H
 #define FM_H
