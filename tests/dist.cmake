@@ -14,7 +14,7 @@ if(AG_MPI)
   add_test(NAME dist_unit COMMAND sh ${CMAKE_CURRENT_LIST_DIR}/dist/dist_unit.sh ${AG_MPIRUN} $<TARGET_FILE:dist_unit>)
   set_tests_properties(dist_unit PROPERTIES TIMEOUT 300 LABELS mpi)
   # dist.h documents every call, as the core headers must (tests/api_docs.cmake)
-  add_test(NAME dist_api_docs COMMAND ${CMAKE_COMMAND} -DHEADERS=${PROJECT_SOURCE_DIR}/dist/include/tapegrad/dist.h
+  add_test(NAME dist_api_docs COMMAND ${CMAKE_COMMAND} -DHEADERS=${PROJECT_SOURCE_DIR}/optim/dist/include/tapegrad/dist.h
            -P ${CMAKE_CURRENT_LIST_DIR}/check_api_docs.cmake)
   set_tests_properties(dist_api_docs PROPERTIES TIMEOUT 60 LABELS "mpi;docs")
   # fashion_mnist_synth comes from fashion_mnist.cmake (included after this file): the same condition
