@@ -89,8 +89,9 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
     if (ndim < 0 || ndim > AG_MAX_DIMS)
         return pfail(ps, AG_ERR_ARG, "params_add %s: rank %d is outside 0..%d", name, ndim, AG_MAX_DIMS);
     if (ndim > 0 && !shape) return pfail(ps, AG_ERR_ARG, "params_add %s: shape is NULL", name);
-    if (flags & ~(unsigned)AG_DECAY)
-        return pfail(ps, AG_ERR_ARG, "params_add %s: flags 0x%x: only AG_DECAY may be given", name, flags);
+    if ((flags & ~(unsigned)(AG_DECAY | AG_STATE)) || flags == (AG_DECAY | AG_STATE))
+        return pfail(ps, AG_ERR_ARG, "params_add %s: flags 0x%x: only AG_DECAY or AG_STATE may be given", name,
+                     flags);
     if (ag_params_find(ps, name)) return pfail(ps, AG_ERR_ARG, "params_add: name %s is already used", name);
     size_t numel;
     int rc = ag__shape_numel(ndim, shape, &numel);
@@ -149,7 +150,9 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
     x->ndim = ndim;
     for (int i = 0; i < AG_MAX_DIMS; i++) x->shape[i] = i < ndim ? shape[i] : 1;
     x->size = numel;
-    x->flags = AG_PARAM | AG_REQUIRES_GRAD | flags;
+    /* state (running statistics) takes no gradient: backward never writes its grad, which stays
+     * zero, so the optimizers' flat loops leave its values as they are and no sink delivers it */
+    x->flags = AG_PARAM | (flags & AG_STATE ? 0u : (unsigned)AG_REQUIRES_GRAD) | flags;
     ps->offsets[ps->count] = ps->numel;
     ps->tensors[ps->count++] = x;
     ps->numel = total;
