@@ -53,6 +53,8 @@ ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wr
         return ag__fail(t, AG_ERR_ARG, "gradcheck: eps %g must be positive and finite", eps);
     for (size_t i = 0; i < n_wrt; i++) {
         if (!wrt[i]) return ag__fail(t, AG_ERR_ARG, "gradcheck: wrt[%zu] is NULL", i);
+        if (wrt[i]->flags & AG_STATE)
+            return ag__fail(t, AG_ERR_ARG, "gradcheck: wrt[%zu] is state (AG_STATE), which has no gradient", i);
         if (!(wrt[i]->flags & AG_PARAM))
             return ag__fail(t, AG_ERR_ARG,
                             "gradcheck: wrt[%zu] is not a parameter (tape tensors do not survive the "

@@ -263,47 +263,53 @@ static ag_status batch_norm_shape(ag_node *n) {
     return ag__node_shape_like(n, x);
 }
 
-/* l[k] += (x - mu)^e over a run of L, e = 1 or 2 (k restarts at 0 for each run) */
-static inline void run_lanes(double *restrict l, const ag_real *restrict x, size_t L, double mu, int square) {
-    size_t j = 0;
-    if (square) {
-        for (; j + LANES <= L; j += LANES)
-            for (int k = 0; k < LANES; k++) {
-                const double d = (double)x[j + k] - mu;
-                l[k] += d * d;
-            }
-        for (int k = 0; j < L; j++, k++) {
-            const double d = (double)x[j] - mu;
-            l[k] += d * d;
-        }
-    } else {
-        for (; j + LANES <= L; j += LANES)
-            for (int k = 0; k < LANES; k++) l[k] += (double)x[j + k];
-        for (int k = 0; j < L; j++, k++) l[k] += (double)x[j];
-    }
-}
-
-/* s[c] = sum of x over channel c's values, minus mu[c] and squared if square (mu may be NULL) */
-static inline void channel_sums(const ag_real *restrict x, size_t N, size_t C, size_t L, const double *restrict mu,
-                                int square, double *restrict s) {
+/* Per channel mean and biased variance in one pass over x (x is read from memory once more, for
+ * the output): with each channel's first value as the shift s, sums of d = x - s and d^2 in double
+ * give mu = s + mean d and var = mean d^2 - (mean d)^2, which loses nothing that matters while
+ * |s - mu| is within a few thousand standard deviations (a double has 16 digits; ag_real's are
+ * 7 or 16). */
+static inline void channel_stats(const ag_real *restrict x, size_t N, size_t C, size_t L, double *restrict mu,
+                                 double *restrict var) {
+    const double M = (double)(N * L);
     if (L == 1) { /* rows of C: vectorised over the channels */
-        for (size_t c = 0; c < C; c++) s[c] = 0;
+        double *restrict s2 = var;
+        for (size_t c = 0; c < C; c++) mu[c] = s2[c] = 0;
         for (size_t i = 0; i < N; i++) {
             const ag_real *restrict xr = x + i * C;
-            if (square)
-                for (size_t c = 0; c < C; c++) {
-                    const double d = (double)xr[c] - mu[c];
-                    s[c] += d * d;
-                }
-            else
-                for (size_t c = 0; c < C; c++) s[c] += (double)xr[c];
+            for (size_t c = 0; c < C; c++) {
+                const double d = (double)xr[c] - (double)x[c];
+                mu[c] += d;
+                s2[c] += d * d;
+            }
+        }
+        for (size_t c = 0; c < C; c++) {
+            const double md = mu[c] / M, v = s2[c] / M - md * md;
+            mu[c] = (double)x[c] + md;
+            var[c] = v > 0 ? v : 0;
         }
         return;
     }
     for (size_t c = 0; c < C; c++) {
-        double l[LANES] = {0};
-        for (size_t i = 0; i < N; i++) run_lanes(l, x + (i * C + c) * L, L, square ? mu[c] : 0, square);
-        s[c] = lanes_total(l);
+        double l1[LANES] = {0}, l2[LANES] = {0};
+        const double sh = (double)x[c * L];
+        for (size_t i = 0; i < N; i++) {
+            const ag_real *restrict xr = x + (i * C + c) * L;
+            size_t j = 0;
+            for (; j + LANES <= L; j += LANES)
+                for (int k = 0; k < LANES; k++) {
+                    const double d = (double)xr[j + k] - sh;
+                    l1[k] += d;
+                    l2[k] += d * d;
+                }
+            for (int k = 0; j < L; j++, k++) {
+                const double d = (double)xr[j] - sh;
+                l1[k] += d;
+                l2[k] += d * d;
+            }
+        }
+        const double md = lanes_total(l1) / M, v = lanes_total(l2) / M - md * md;
+        mu[c] = sh + md;
+        var[c] = v > 0 ? v : 0;
     }
 }
 
@@ -319,10 +325,7 @@ AG__CLONES static ag_status batch_norm_forward(ag_node *n) {
     double *mu = ag_node_alloc(n, 2 * C * sizeof(double)), *var = mu ? mu + C : NULL;
     if (!st || !mu) return AG_ERR_NOMEM;
     if (p->batch_stats) {
-        channel_sums(x->value, N, C, L, NULL, 0, mu);
-        for (size_t c = 0; c < C; c++) mu[c] /= M;
-        channel_sums(x->value, N, C, L, mu, 1, var);
-        for (size_t c = 0; c < C; c++) var[c] /= M;
+        channel_stats(x->value, N, C, L, mu, var);
     } else {
         for (size_t c = 0; c < C; c++) {
             mu[c] = (double)n->in[ir]->value[c];

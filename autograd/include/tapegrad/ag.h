@@ -149,8 +149,9 @@ enum {
     AG_DECAY = 1u << 2,         /* a weight: L2 / weight decay applies (never set it on biases) */
     AG_BORROWED = 1u << 3,      /* value points at caller memory (ag_tensor_wrap) */
     AG_STATE = 1u << 4          /* a parameter that is state, not a weight (batch norm's running statistics):
-                                 * saved and loaded with the model, but no gradient (no AG_REQUIRES_GRAD, its
-                                 * grad stays zero), never decayed, left unchanged by the optimizers */
+                                 * saved and loaded with the model, but no gradient (no AG_REQUIRES_GRAD, grad
+                                 * NULL; its slice of the flat gradient buffer stays zero), never decayed, left
+                                 * unchanged by the optimizers, refused by ag_gradcheck */
 };
 
 typedef struct ag_tape ag_tape;
@@ -612,7 +613,7 @@ typedef struct ag_gradcheck_result {
  * whatever the error size (compare res->max_rel_err: ~1e-6 in double with eps ~1e-6, ~1e-2 in
  * float with eps ~1e-2); f returning NULL gives the tape's status, a non-scalar loss
  * AG_ERR_SHAPE, bad arguments AG_ERR_ARG (NULL, n_wrt 0, eps not finite and > 0, a wrt that is
- * not a parameter, eps too small to move some w in ag_real), and backward's status. t is reset
+ * not a parameter or is AG_STATE, eps too small to move some w in ag_real), and backward's status. t is reset
  * before each evaluation and after a successful check. A gradient sink set on t is set aside for
  * the check's backward (the gradients must land in ->grad) and is set again afterwards. */
 ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wrt, size_t n_wrt,
