@@ -6,8 +6,9 @@
  * bits of ag_rng_counter(seed, k, stream, i), as a fraction of 2^53, are below p (keys as
  * ag_tape_set_seed says). Each element's bits depend only on its key and index, so the mask does
  * not depend on threads, on the order ops are recorded, or on anything else drawn that step.
- * Forward keeps the mask as one byte per element for backward: recomputing it there costs the
- * hash again (see bench notes in the commit), a byte is read at stream speed.
+ * Forward keeps the mask as one byte per element for backward: recomputing it there would cost the
+ * hash again (0.17 ns/element with AVX-512DQ, 0.9 without, on the Zen 5 host), while the byte is
+ * read with dy at stream speed (backward of 32 x 2048: 0.23-0.26 ns/element in all, bench_ops).
  *
  * Read next: ops/norm.c.
  */
