@@ -359,13 +359,14 @@ static size_t drop_ones(ag_tape *t, ag_real p, uint64_t stream, unsigned char *k
     ag_tensor *x = ag_tensor_wrap(t, 1, (size_t[]){DN}, DXV);
     ag_tensor *y = ag_dropout(t, x, p, stream);
     ck_assert_msg(y != NULL, "%s", ag_tape_errmsg(t));
-    size_t kept = 0;
+    size_t kept = 0, odd = 0; /* one check at the end: Check's asserts are slow per element */
     const ag_real s = (ag_real)(1.0 / (1.0 - (double)p));
     for (size_t i = 0; i < DN; i++) {
-        ck_assert(y->value[i] == 0 || y->value[i] == s);
+        odd += !(y->value[i] == 0 || y->value[i] == s);
         kept += y->value[i] != 0;
         if (keep) keep[i] = y->value[i] != 0;
     }
+    ck_assert_msg(odd == 0, "%zu outputs neither 0 nor 1/(1 - p)", odd);
     return kept;
 }
 
@@ -396,8 +397,9 @@ START_TEST(test_dropout_mask) {
     drop_ones(t, (ag_real)0.5, 3, K2);
     ck_assert_int_eq(memcmp(K1, K2, DN), 0);
     /* the documented key: element i dropped iff (ag_rng_counter(42, 0, 3, i) >> 11) 2^-53 < p */
-    for (size_t i = 0; i < DN; i += 97)
-        ck_assert_int_eq(K1[i], (double)(ag_rng_counter(42, 0, 3, i) >> 11) * 0x1.0p-53 >= 0.5);
+    size_t differ = 0;
+    for (size_t i = 0; i < DN; i++) differ += K1[i] != ((double)(ag_rng_counter(42, 0, 3, i) >> 11) * 0x1.0p-53 >= 0.5);
+    ck_assert_uint_eq(differ, 0);
     /* another stream, another step, another seed: independent masks (both kept ~ 1/4) */
     size_t both = 0;
     drop_ones(t, (ag_real)0.5, 4, K2);
