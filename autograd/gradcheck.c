@@ -88,6 +88,8 @@ ag_status ag_gradcheck_leaves(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *co
         return ag__fail(t, AG_ERR_ARG, "gradcheck: eps %g must be positive and finite", eps);
     for (size_t i = 0; i < n_params; i++) {
         if (!params[i]) return ag__fail(t, AG_ERR_ARG, "gradcheck: wrt[%zu] is NULL", i);
+        if (params[i]->flags & AG_STATE)
+            return ag__fail(t, AG_ERR_ARG, "gradcheck: wrt[%zu] is state (AG_STATE), which has no gradient", i);
         if (!(params[i]->flags & AG_PARAM))
             return ag__fail(t, AG_ERR_ARG,
                             "gradcheck: wrt[%zu] is not a parameter (tape tensors do not survive the reset before "

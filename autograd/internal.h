@@ -34,6 +34,8 @@ struct ag_tape {
     int grad_enabled;
     int check_numerics;
     uint64_t step;          /* resets since creation */
+    int training;           /* ag_tape_set_training: 1 (default) training, 0 evaluation */
+    uint64_t seed, seed_step; /* ag_tape_set_seed: the random ops' key, and step when it was set */
     int backward_done;
     int has_sink;           /* sink below is set (ag_tape_set_grad_sink) */
     ag_grad_sink sink;
@@ -153,6 +155,16 @@ static inline void ag__axis_split(const ag_tensor *x, int axis, size_t *outer, s
 
 /* ag_detach's descriptor (ops/grad.c): the one op whose result never requires a gradient. */
 extern const ag_op ag__detach_op;
+
+/* The counter-based generator (rng.c): ag_rng_counter(seed, step, stream, i) is
+ * ag__mix64(ag__rng_key(seed, step, stream) + (i + 1) * AG__GOLDEN); ops hoist the key out of loops. */
+#define AG__GOLDEN 0x9e3779b97f4a7c15ull
+static inline uint64_t ag__mix64(uint64_t z) { /* splitmix64's finaliser */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+uint64_t ag__rng_key(uint64_t seed, uint64_t step, uint64_t stream);
 
 /* Convenience for built-ins: ag_call with inputs given inline. */
 #define AG__CALL(t, op, params, ...) \

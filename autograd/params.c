@@ -65,6 +65,11 @@ void ag_params_free(ag_params *ps) {
     ag__free(ps);
 }
 
+/* Tensor i's gradient: its slice of the flat buffer, none for state (AG_STATE). */
+static ag_real *param_grad(ag_params *ps, size_t i) {
+    return ps->tensors[i]->flags & AG_STATE ? NULL : ps->grads + ps->offsets[i];
+}
+
 /* elements per AG_ALIGN bytes: every view starts aligned */
 #define ALIGN_ELEMS (AG_ALIGN / sizeof(ag_real))
 
@@ -89,8 +94,9 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
     if (ndim < 0 || ndim > AG_MAX_DIMS)
         return pfail(ps, AG_ERR_ARG, "params_add %s: rank %d is outside 0..%d", name, ndim, AG_MAX_DIMS);
     if (ndim > 0 && !shape) return pfail(ps, AG_ERR_ARG, "params_add %s: shape is NULL", name);
-    if (flags & ~(unsigned)AG_DECAY)
-        return pfail(ps, AG_ERR_ARG, "params_add %s: flags 0x%x: only AG_DECAY may be given", name, flags);
+    if ((flags & ~(unsigned)(AG_DECAY | AG_STATE)) || flags == (AG_DECAY | AG_STATE))
+        return pfail(ps, AG_ERR_ARG, "params_add %s: flags 0x%x: only AG_DECAY or AG_STATE may be given", name,
+                     flags);
     if (ag_params_find(ps, name)) return pfail(ps, AG_ERR_ARG, "params_add: name %s is already used", name);
     size_t numel;
     int rc = ag__shape_numel(ndim, shape, &numel);
@@ -149,13 +155,16 @@ ag_status ag_params_add(ag_params *ps, const char *name, int ndim, const size_t 
     x->ndim = ndim;
     for (int i = 0; i < AG_MAX_DIMS; i++) x->shape[i] = i < ndim ? shape[i] : 1;
     x->size = numel;
-    x->flags = AG_PARAM | AG_REQUIRES_GRAD | flags;
+    /* state (running statistics) takes no gradient: no AG_REQUIRES_GRAD and grad NULL, so ops skip
+     * it as any input that needs none; its slice of the flat gradient buffer stays zero, so the
+     * optimizers' flat loops leave its values as they are, and no sink delivers it */
+    x->flags = AG_PARAM | (flags & AG_STATE ? 0u : (unsigned)AG_REQUIRES_GRAD) | flags;
     ps->offsets[ps->count] = ps->numel;
     ps->tensors[ps->count++] = x;
     ps->numel = total;
     for (size_t i = 0; i < ps->count; i++) { /* the buffers moved: re-point every view */
         ps->tensors[i]->value = ps->values + ps->offsets[i];
-        ps->tensors[i]->grad = ps->grads + ps->offsets[i];
+        ps->tensors[i]->grad = param_grad(ps, i);
     }
     *out = x;
     return AG_OK;
@@ -191,7 +200,7 @@ ag_status ag_params_truncate(ag_params *ps, size_t count) {
         ps->grads = grads;
         for (size_t i = 0; i < count; i++) {
             ps->tensors[i]->value = ps->values + ps->offsets[i];
-            ps->tensors[i]->grad = ps->grads + ps->offsets[i];
+            ps->tensors[i]->grad = param_grad(ps, i);
         }
     } else {
         ag__aligned_free(values);

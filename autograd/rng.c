@@ -94,3 +94,15 @@ void ag_rng_shuffle(ag_rng *r, uint32_t *idx, size_t n) {
         idx[j] = tmp;
     }
 }
+
+/* Counter-based (ag_rng_counter): the key is splitmix64's finaliser (ag__mix64, a bijection of 64
+ * bits with full avalanche) chained over seed, step and stream; element i is then the i-th output
+ * of splitmix64 started at the key. No state: any element of any stream is computed directly, in
+ * any order, on any thread. */
+uint64_t ag__rng_key(uint64_t seed, uint64_t step, uint64_t stream) {
+    return ag__mix64(ag__mix64(ag__mix64(seed + AG__GOLDEN) ^ step) + stream);
+}
+
+uint64_t ag_rng_counter(uint64_t seed, uint64_t step, uint64_t stream, uint64_t index) {
+    return ag__mix64(ag__rng_key(seed, step, stream) + (index + 1) * AG__GOLDEN);
+}

@@ -222,6 +222,7 @@ ag_status ag_tape_new(ag_tape **out, const ag_tape_params *params) {
     }
     t->cur = t->first;
     t->grad_enabled = 1;
+    t->training = 1;
     t->gen = 1;
     *out = t;
     return AG_OK;
@@ -314,6 +315,19 @@ int ag_tape_set_grad_enabled(ag_tape *t, int enabled) {
     int prev = t->grad_enabled;
     t->grad_enabled = enabled != 0;
     return prev;
+}
+
+int ag_tape_set_training(ag_tape *t, int training) {
+    if (!t) return 0;
+    int prev = t->training;
+    t->training = training != 0;
+    return prev;
+}
+
+void ag_tape_set_seed(ag_tape *t, uint64_t seed) {
+    if (!t) return;
+    t->seed = seed;
+    t->seed_step = t->step; /* the key's step restarts at 0: a replayed step draws the same masks */
 }
 
 size_t ag_tape_node_count(const ag_tape *t) { return t ? t->n_nodes : 0; }

@@ -603,6 +603,7 @@ ag_status ag_optim_backward_step(ag_optim *opt, ag_tape *t, ag_tensor *loss) {
     for (size_t i = 0; i < opt->n_params; i++) {
         if (atomic_load_explicit(&opt->delivered[i], memory_order_relaxed)) continue;
         ag_tensor *x = ag_params_at(ps, i);
+        if (x->flags & AG_STATE) continue; /* not a weight: no gradient, never updated */
         optim_consume(opt, x, 0, 1, x->size, x->size, x->grad, x->size, 0);
         memset(x->grad, 0, x->size * sizeof(ag_real));
         ag_ext_grad_zeroed(x);

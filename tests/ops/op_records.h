@@ -18,7 +18,7 @@
 
 #include <tapegrad/ag.h>
 
-enum { OP_MAX_IN = 4 };
+enum { OP_MAX_IN = 6 }; /* batch_norm: x, gamma, beta and the two running statistics */
 
 /* Placeholders in a layout's shapes, replaced by op_shape_at: rows, columns, inner size. */
 #define OP_R ((size_t)-1)

@@ -147,7 +147,11 @@ enum {
     AG_REQUIRES_GRAD = 1u << 0, /* gradients flow into this tensor */
     AG_PARAM = 1u << 1,         /* lives in an ag_params store, not on a tape */
     AG_DECAY = 1u << 2,         /* a weight: L2 / weight decay applies (never set it on biases) */
-    AG_BORROWED = 1u << 3       /* value points at caller memory (ag_tensor_wrap) */
+    AG_BORROWED = 1u << 3,      /* value points at caller memory (ag_tensor_wrap) */
+    AG_STATE = 1u << 4          /* a parameter that is state, not a weight (batch norm's running statistics):
+                                 * saved and loaded with the model, but no gradient (no AG_REQUIRES_GRAD, grad
+                                 * NULL; its slice of the flat gradient buffer stays zero), never decayed, left
+                                 * unchanged by the optimizers, refused by ag_gradcheck */
 };
 
 typedef struct ag_tape ag_tape;
@@ -162,7 +166,7 @@ typedef struct ag_tensor {
     size_t size;                /* product of shape[0..ndim) (1 for a scalar) */
     size_t shape[AG_MAX_DIMS];  /* unused trailing entries are 1 */
     int ndim;                   /* 0..AG_MAX_DIMS */
-    unsigned flags;             /* AG_REQUIRES_GRAD | AG_PARAM | AG_DECAY | AG_BORROWED */
+    unsigned flags;             /* AG_REQUIRES_GRAD | AG_PARAM | AG_DECAY | AG_BORROWED | AG_STATE */
     ag_tape *tape;              /* owning tape; NULL for parameters */
     uint32_t gen;               /* tape generation when recorded (detects use after reset) */
     const char *name;           /* parameter name, or NULL */
@@ -215,6 +219,17 @@ void ag_tape_clear_error(ag_tape *t);
 /* No-grad mode: while disabled, ops compute values but record nothing for backward
  * (outputs do not require grad). Returns the previous setting. */
 int ag_tape_set_grad_enabled(ag_tape *t, int enabled);
+/* Training (1, the default) or evaluation (0) mode, read by the ops that behave differently:
+ * ag_dropout (identity in evaluation) and ag_batch_norm (batch statistics and running-statistics
+ * updates in training, the running statistics in evaluation). Returns the previous setting. */
+int ag_tape_set_training(ag_tape *t, int training);
+/* The key of the tape's random ops (ag_dropout): from this call on they draw element i of stream s
+ * as ag_rng_counter(seed, k, s, i), where k counts the ag_tape_reset calls since this call (0 right
+ * after it). A new tape has seed 0, counted from its creation (k = ag_tape_step). So the masks
+ * depend only on (seed, k, stream), never on threads or recording order, and calling
+ * ag_tape_set_seed with the same seed after each reset replays the same masks (a gradient check
+ * evaluates one function many times; tests/ops/records/norm.c does this). */
+void ag_tape_set_seed(ag_tape *t, uint64_t seed);
 
 /* Numerical fault check (off by default; costs one pass over every result): the first op whose
  * output, or whose backward's input gradient, holds NaN or Inf fails with AG_ERR_NUMERIC and a
@@ -324,8 +339,9 @@ typedef struct ag_params ag_params;
 ag_status ag_params_new(ag_params **out);
 void ag_params_free(ag_params *ps);
 
-/* Add a zero-initialised parameter (value and grad); *out is owned by the store. flags: 0, or
- * AG_DECAY for weights (nothing else is accepted). The name keys saved files, so it is what a model
+/* Add a zero-initialised parameter (value and grad); *out is owned by the store. flags: 0, AG_DECAY
+ * for weights, or AG_STATE for non-gradient state such as running statistics (nothing else, nor
+ * both, is accepted). The name keys saved files, so it is what a model
  * file can hold: 1..128 bytes of valid UTF-8, not "__metadata__" (reserved there), and unique.
  * Adding may move the flat buffers: re-read ->value and ->grad pointers (the ag_tensor itself stays
  * put). A view of a parameter already on a tape (ag_reshape) then points at the old buffers: ops
@@ -456,6 +472,46 @@ ag_tensor *ag_linear(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b);
  * db += sum_k dz_k as ag_linear. The same values and gradients as ag_activate(ag_linear(..)).
  * Shapes and errors as ag_linear ("linear_act: ..."), and AG_ERR_ARG for an unknown act. */
 ag_tensor *ag_linear_act(ag_tape *t, ag_tensor *x, ag_tensor *W, ag_tensor *b, ag_act act);
+
+/* Normalisation over each row, the trailing n_axes axes of x (1..ndim; D values): mu = mean x,
+ * var = mean (x - mu)^2 (biased, as torch), rstd = 1/sqrt(var + eps), xh = (x - mu) rstd;
+ *   layer norm:  y = xh .* gamma + beta
+ *   RMS norm:    y = x / sqrt(mean x^2 + eps) .* gamma   (xh = x rstd, no mu)
+ * gamma and beta have the row's shape (x's trailing n_axes sizes) or are NULL (no scale, no
+ * shift; while the tape holds an error a NULL one is taken for a failed result, as ag_linear's b).
+ * Backward, closed-form from the per-row mu and rstd forward saved, with gh = dy .* gamma:
+ *   dx += rstd (gh - mean gh - xh mean(gh .* xh)) (RMS: no mean gh), dgamma += sum over rows of
+ *   dy .* xh, dbeta += sum over rows of dy; sums in double. AG_ERR_SHAPE: n_axes out of range
+ * ("layer_norm: n_axes 3 is out of range for 4x5 (1..2)"), gamma or beta of another shape
+ * ("layer_norm: gamma is 4 but x is 3x5, normalised over 5"); AG_ERR_ARG: eps not positive and
+ * finite. */
+ag_tensor *ag_layer_norm(ag_tape *t, ag_tensor *x, int n_axes, ag_tensor *gamma, ag_tensor *beta, ag_real eps);
+ag_tensor *ag_rms_norm(ag_tape *t, ag_tensor *x, int n_axes, ag_tensor *gamma, ag_real eps);
+/* Batch normalisation over the channel axis 1 of x, N x C, N x C x L or N x C x H x W: each
+ * channel c's M values (N, N L or N H W of them) are normalised with one mean and variance:
+ *   y = (x - mu_c) / sqrt(var_c + eps) .* gamma_c + beta_c      (gamma, beta: C values, or NULL)
+ * Training mode (ag_tape_set_training, the default): mu, var are the batch's (var biased), and
+ * forward updates running_mean and running_var in place as torch does, r = (1 - momentum) r +
+ * momentum s, with the unbiased var M/(M-1) for running_var; backward (closed form, saved mu and
+ * rstd): dx += gamma rstd (dy - mean dy - xh mean(dy .* xh)), dgamma += sum dy .* xh,
+ * dbeta += sum dy. Evaluation mode: mu, var are running_mean, running_var (not updated), so y is an
+ * affine map of x and dx += gamma rstd dy; running statistics that require a gradient (not
+ * AG_STATE) get theirs. running_mean and running_var (C values each) are given both or neither:
+ * usually AG_STATE parameters of the model's store, so they are saved and loaded with it; without
+ * them both modes use the batch's statistics (torch's track_running_stats=False), nothing updated.
+ * Errors: AG_ERR_SHAPE for x of fewer than 2 dimensions, gamma, beta or a running statistic not of
+ * shape C ("batch_norm: running_var is 4 but x is 8x3 with 3 channels"), training with one value
+ * per channel (M = 1: no variance); AG_ERR_ARG for only one running statistic, momentum outside
+ * [0, 1], eps not positive and finite. */
+ag_tensor *ag_batch_norm(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_tensor *beta, ag_tensor *running_mean,
+                         ag_tensor *running_var, ag_real momentum, ag_real eps);
+/* Inverted dropout: in training mode y = x .* m / (1 - p), m_i = 0 (dropped) when
+ * (ag_rng_counter(seed, k, stream, i) >> 11) 2^-53 < p, else 1 (seed, k: ag_tape_set_seed), so each
+ * element is dropped with probability p; dx += dy .* m / (1 - p) (the mask is kept, one byte per
+ * element). Give each dropout of a step its own stream: equal streams draw equal masks. In
+ * evaluation mode or with p = 0: the identity, a view of x with no randomness. AG_ERR_ARG: p outside
+ * [0, 1) ("dropout: p 1 is outside [0, 1)"). */
+ag_tensor *ag_dropout(ag_tape *t, ag_tensor *x, ag_real p, uint64_t stream);
 
 /* Reductions. axis may be negative (counts from the end); the axis is removed (a 1-D input gives a
  * scalar); AG_ERR_SHAPE if it is out of range. Sums accumulate in double. */
@@ -645,7 +701,7 @@ typedef struct ag_gradcheck_result {
  * whatever the error size (compare res->max_rel_err: ~1e-6 in double with eps ~1e-6, ~1e-2 in
  * float with eps ~1e-2); f returning NULL gives the tape's status, a non-scalar loss
  * AG_ERR_SHAPE, bad arguments AG_ERR_ARG (NULL, n_wrt 0, eps not finite and > 0, a wrt that is
- * not a parameter, eps too small to move some w in ag_real), and backward's status. t is reset
+ * not a parameter or is AG_STATE, eps too small to move some w in ag_real), and backward's status. t is reset
  * before each evaluation and after a successful check. A gradient sink set on t is set aside for
  * the check's backward (the gradients must land in ->grad) and is set again afterwards. Tape
  * tensors do not survive those resets: check with respect to a leaf with ag_gradcheck_leaves. */
@@ -699,6 +755,11 @@ double ag_rng_normal(ag_rng *r);                 /* N(0, 1) */
 void ag_rng_fill_uniform(ag_rng *r, ag_real *x, size_t n, double lo, double hi);
 void ag_rng_fill_normal(ag_rng *r, ag_real *x, size_t n, double mean, double std);
 void ag_rng_shuffle(ag_rng *r, uint32_t *idx, size_t n); /* Fisher-Yates */
+/* Counter-based: 64 random bits for element index of a stream, a pure function of the four keys
+ * (no state, any order, any thread): key = m(m(m(seed + G) ^ step) + stream), result
+ * m(key + (index + 1) G), with m splitmix64's finaliser (a bijection of 64 bits) and G =
+ * 0x9e3779b97f4a7c15; so a key's elements are splitmix64's output sequence from that key. */
+uint64_t ag_rng_counter(uint64_t seed, uint64_t step, uint64_t stream, uint64_t index);
 
 /* ---------------------------------------------------------------- kernels and threads */
 
