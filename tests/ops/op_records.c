@@ -565,7 +565,8 @@ const size_t op_records_first_wave_n = LEN(op_records_first_wave);
  * op_records_<family>[] and op_records_<family>_n; adding a family is its line here. The first
  * wave's records are the table above. Order is the order of ctest entries and bench lines. */
 #define OP_FAMILIES(X) \
-    X(first_wave)
+    X(first_wave) \
+    X(views)
 
 #define OP_FAMILY_DECL(f) extern const op_record op_records_##f[]; extern const size_t op_records_##f##_n;
 OP_FAMILIES(OP_FAMILY_DECL)
