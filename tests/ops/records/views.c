@@ -109,7 +109,7 @@ static ag_tensor *tw_flatten(ag_tape *t, ag_tensor *const *in, const void *c) {
     for (int i = b + 1; i < x->ndim; i++) d[j++] = x->shape[i];
     return ag_reshape(t, in[0], j, d);
 }
-static const axis_pair FL[] = {{0, -1}, {1, 2}, {-3, -1}, {1, 1}, {0, 0}, {-2, 1}, {2, 1}, {0, 3}};
+static const axis_pair FL[] = {{0, -1}, {1, 2}, {-3, -1}, {1, 1}, {0, 0}, {-2, 1}, {2, 1}, {0, 3}, {1, -1}};
 static const op_case FLATTEN_CASES[] = {
     {"2x3x4 0..-1", 1, {SHP(3, 2, 3, 4)}, &FL[0], NULL},
     {"2x3x4x5 1..2", 1, {SHP(4, 2, 3, 4, 5)}, &FL[1], NULL},
@@ -119,7 +119,7 @@ static const op_case FLATTEN_CASES[] = {
     {"5 0..0", 1, {SHP(1, 5)}, &FL[4], NULL},
     {"3x1x4 -2..1", 1, {SHP(3, 3, 1, 4)}, &FL[5], NULL},
 };
-static const op_case FLATTEN_LAYOUT[] = {{"RxCxK 1..-1", 1, {SHP(3, OP_R, OP_C, OP_K)}, &FL[2], NULL}};
+static const op_case FLATTEN_LAYOUT[] = {{"RxCxK 1..-1", 1, {SHP(3, OP_R, OP_C, OP_K)}, &FL[8], NULL}};
 static const op_bad FLATTEN_BAD[] = {
     {"start after end", 1, {SHP(3, 2, 3, 4)}, &FL[6], NULL, 0, AG_ERR_SHAPE, "start axis 2 comes after end axis 1 in 2x3x4"},
     {"end axis 3 of 3-D", 1, {SHP(3, 2, 3, 4)}, &FL[7], NULL, 0, AG_ERR_SHAPE, "axis 3 is out of range for 2x3x4"},
