@@ -223,7 +223,7 @@ typedef struct bto_arg {
     int null;
 } bto_arg;
 static void bto_target(const ag_tensor *x, const bto_arg *a, size_t *d) {
-    for (int i = 0; i < a->ndim; i++) {
+    for (int i = 0; i < a->ndim && i < AG_MAX_DIMS; i++) { /* the rank-5 bad call: the op reads none */
         const int j = i - (a->ndim - x->ndim);
         d[i] = a->shape[i] >= OP_K && j >= 0 ? x->shape[j] : a->shape[i];
     }
