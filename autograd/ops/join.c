@@ -351,17 +351,38 @@ static void pad_plan_make(const ag_node *n, pad_plan *pl) {
     pl->row = pl->xd[3];
 }
 
+/* One pass over y, row by row (y's last axis): a row outside x's block is all value; a row
+ * through it is value, x's row, value. */
 AG__CLONES static ag_status pad_forward(ag_node *n) {
-    const ag_real v = ((const pad_params *)n->params)->value;
+    const pad_params *p = n->params;
+    const ag_tensor *x = n->in[0];
+    const ag_real v = p->value;
+    size_t yd[4], xd[4], b[4];
+    for (int i = 0; i < 4; i++) {
+        const int a = i - (4 - x->ndim);
+        yd[i] = a >= 0 ? n->out.shape[a] : 1;
+        xd[i] = a >= 0 ? x->shape[a] : 1;
+        b[i] = a >= 0 ? p->before[a] : 0;
+    }
     ag_real *restrict y = n->out.value;
-    for (size_t i = 0, N = n->out.size; i < N; i++) y[i] = v;
-    pad_plan pl;
-    pad_plan_make(n, &pl);
-    const ag_real *restrict x = n->in[0]->value;
-    for (size_t i0 = 0; i0 < pl.xd[0]; i0++)
-        for (size_t i1 = 0; i1 < pl.xd[1]; i1++)
-            for (size_t i2 = 0; i2 < pl.xd[2]; i2++, x += pl.row)
-                run_copy(y + pl.off + i0 * pl.ys[0] + i1 * pl.ys[1] + i2 * pl.ys[2], x, pl.row);
+    const ag_real *restrict xv = x->value;
+    const size_t L = yd[3], X = xd[3], B = b[3];
+    for (size_t i0 = 0; i0 < yd[0]; i0++) {
+        const int in0 = i0 >= b[0] && i0 - b[0] < xd[0];
+        for (size_t i1 = 0; i1 < yd[1]; i1++) {
+            const int in1 = in0 && i1 >= b[1] && i1 - b[1] < xd[1];
+            for (size_t i2 = 0; i2 < yd[2]; i2++, y += L) {
+                if (!(in1 && i2 >= b[2] && i2 - b[2] < xd[2])) {
+                    for (size_t j = 0; j < L; j++) y[j] = v;
+                    continue;
+                }
+                const ag_real *restrict xr = xv + (((i0 - b[0]) * xd[1] + (i1 - b[1])) * xd[2] + (i2 - b[2])) * X;
+                for (size_t j = 0; j < B; j++) y[j] = v;
+                run_copy(y + B, xr, X);
+                for (size_t j = B + X; j < L; j++) y[j] = v;
+            }
+        }
+    }
     return AG_OK;
 }
 
