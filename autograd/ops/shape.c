@@ -415,27 +415,39 @@ static void bc_plan_make(const ag_tensor *x, const ag_tensor *y, bc_plan *p) {
     }
 }
 
-/* Group g onwards; returns the output position after the block. */
-AG__CLONES static ag_real *bc_fwd(const bc_plan *p, int g, const ag_real *restrict x, ag_real *restrict y) {
-    const size_t d = p->d[g];
-    if (g == p->k - 1) {
-        if (p->s[g]) for (size_t i = 0; i < d; i++) y[i] = x[i];
-        else for (size_t i = 0; i < d; i++) y[i] = x[0];
-        return y + d;
+/* The groups right-aligned into 4 (leading groups of size 1); the innermost is a run or a fill. */
+static void bc_pad4(const bc_plan *p, size_t d[4], size_t s[4]) {
+    for (int i = 0; i < 4; i++) {
+        const int g = i - (4 - p->k);
+        d[i] = g >= 0 ? p->d[g] : 1;
+        s[i] = g >= 0 ? p->s[g] : 0;
     }
-    for (size_t i = 0; i < d; i++) y = bc_fwd(p, g + 1, x + i * p->s[g], y);
-    return y;
 }
 
-AG__CLONES static const ag_real *bc_bwd(const bc_plan *p, int g, ag_real *restrict dx, const ag_real *restrict dy) {
-    const size_t d = p->d[g];
-    if (g == p->k - 1) {
-        if (p->s[g]) for (size_t i = 0; i < d; i++) dx[i] += dy[i];
-        else dx[0] += (ag_real)ag__sum(dy, d);
-        return dy + d;
-    }
-    for (size_t i = 0; i < d; i++) dy = bc_bwd(p, g + 1, dx + i * p->s[g], dy);
-    return dy;
+AG__CLONES static void bc_fwd(const bc_plan *p, const ag_real *restrict x, ag_real *restrict y) {
+    size_t d[4], s[4];
+    bc_pad4(p, d, s);
+    const size_t L = d[3];
+    for (size_t i0 = 0; i0 < d[0]; i0++)
+        for (size_t i1 = 0; i1 < d[1]; i1++)
+            for (size_t i2 = 0; i2 < d[2]; i2++, y += L) {
+                const ag_real *restrict xr = x + i0 * s[0] + i1 * s[1] + i2 * s[2];
+                if (s[3]) for (size_t j = 0; j < L; j++) y[j] = xr[j];
+                else for (size_t j = 0; j < L; j++) y[j] = xr[0];
+            }
+}
+
+AG__CLONES static void bc_bwd(const bc_plan *p, ag_real *restrict dx, const ag_real *restrict dy) {
+    size_t d[4], s[4];
+    bc_pad4(p, d, s);
+    const size_t L = d[3];
+    for (size_t i0 = 0; i0 < d[0]; i0++)
+        for (size_t i1 = 0; i1 < d[1]; i1++)
+            for (size_t i2 = 0; i2 < d[2]; i2++, dy += L) {
+                ag_real *restrict g = dx + i0 * s[0] + i1 * s[1] + i2 * s[2];
+                if (s[3]) for (size_t j = 0; j < L; j++) g[j] += dy[j];
+                else g[0] += (ag_real)ag__sum(dy, L);
+            }
 }
 
 static ag_status bcast_to_shape(ag_node *n) {
@@ -466,7 +478,7 @@ static ag_status bcast_to_forward(ag_node *n) {
     if (n->out.value == x->value) return AG_OK;
     bc_plan p;
     bc_plan_make(x, &n->out, &p);
-    bc_fwd(&p, 0, x->value, n->out.value);
+    bc_fwd(&p, x->value, n->out.value);
     return AG_OK;
 }
 
@@ -476,7 +488,7 @@ static ag_status bcast_to_backward(ag_node *n) {
     if (n->out.value == x->value) return reshape_backward(n);
     bc_plan p;
     bc_plan_make(x, &n->out, &p);
-    bc_bwd(&p, 0, x->grad, n->out.grad);
+    bc_bwd(&p, x->grad, n->out.grad);
     return AG_OK;
 }
 
