@@ -366,7 +366,7 @@ static const ag_op transpose_axes_op = {"transpose_axes", 1, sizeof(permute_para
                                         permute_forward, permute_backward};
 
 ag_tensor *ag_permute(ag_tape *t, ag_tensor *x, const int *perm) {
-    permute_params p = {0, perm == NULL, {0, 1, 2, 3}, 0, 0};
+    permute_params p = {0, perm == NULL && x && x->ndim > 0, {0, 1, 2, 3}, 0, 0}; /* a scalar has no axes */
     if (perm && x && x->ndim >= 0 && x->ndim <= AG_MAX_DIMS)
         for (int i = 0; i < x->ndim; i++) p.perm[i] = perm[i];
     return AG__CALL(t, &permute_op, &p, x);

@@ -429,7 +429,7 @@ ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
  * Axis arguments count from the end when negative; out of range is AG_ERR_SHAPE naming x.
  * permute: y.shape[j] = x.shape[perm[j]], perm has x->ndim entries (negatives allowed), a copy
  *   unless the axes of size > 1 keep their order (then a view); not a permutation: AG_ERR_SHAPE,
- *   perm NULL: AG_ERR_ARG. transpose_axes swaps axes a and b (permute's copy).
+ *   perm NULL: AG_ERR_ARG (a scalar needs none). transpose_axes swaps axes a and b (permute's copy).
  * broadcast_to: x repeated to shape (NumPy rules as ag_add: right-aligned, sizes equal or x's 1;
  *   else AG_ERR_SHAPE); dx sums over the repeated axes. A view when it only adds size-1 axes.
  * slice: y = x[start : start + len*step : step] along axis; step 0 is AG_ERR_ARG, len 0 or indices

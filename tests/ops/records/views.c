@@ -169,6 +169,7 @@ static const op_case PERMUTE_CASES[] = {
     {"5 (0)", 1, {SHP(1, 5)}, &PM[6], NULL},
     {"17x19 (1,0) tiles", 1, {SHP(2, 17, 19)}, &PM[0], NULL},
     {"3x2x18x17 (1,2,3,0)", 1, {SHP(4, 3, 2, 18, 17)}, &PM[10], NULL},
+    {"scalar, perm NULL", 1, {S0}, &PM[9], NULL},
 };
 /* attention's head split: B x T x H x D -> B x H x T x D (bench: 32 x 64 x 8 x 16) */
 static const op_case PERMUTE_LAYOUTS[] = {
