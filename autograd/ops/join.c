@@ -37,7 +37,8 @@ static ag_status slice_shape(ag_node *n) {
     if (st != AG_OK) return st;
     char s[64];
     const size_t N = x->shape[p->axis];
-    if (p->step == 0) return ag_node_fail(n, AG_ERR_ARG, "step is 0, must be >= 1 (x is %s)", ag_shape_str(x, s, sizeof s));
+    if (p->step == 0)
+        return ag_node_fail(n, AG_ERR_ARG, "step is 0, must be >= 1 (x is %s)", ag_shape_str(x, s, sizeof s));
     if (p->len == 0)
         return ag_node_fail(n, AG_ERR_SHAPE, "len is 0 for axis %d of %s (slices are not empty)", axis,
                             ag_shape_str(x, s, sizeof s));
@@ -45,8 +46,8 @@ static ag_status slice_shape(ag_node *n) {
         return ag_node_fail(n, AG_ERR_SHAPE, "start %zu is out of range for axis %d of %s", p->start, axis,
                             ag_shape_str(x, s, sizeof s));
     if (p->len - 1 > (N - 1 - p->start) / p->step) /* the last index, start + (len-1) step, is past N - 1 */
-        return ag_node_fail(n, AG_ERR_SHAPE, "start %zu, len %zu, step %zu runs past axis %d of %s", p->start, p->len,
-                            p->step, axis, ag_shape_str(x, s, sizeof s));
+        return ag_node_fail(n, AG_ERR_SHAPE, "start %zu, len %zu, step %zu runs past axis %d of %s", p->start,
+                            p->len, p->step, axis, ag_shape_str(x, s, sizeof s));
     size_t d[AG_MAX_DIMS], outer, len, inner;
     for (int i = 0; i < x->ndim; i++) d[i] = x->shape[i];
     d[p->axis] = p->len;
@@ -123,7 +124,8 @@ static ag_status pieces_check(ag_tape *t, const char *name, ag_tensor *x, int *a
     }
     if (x->tape == t && x->gen != t->gen)
         return ag__op_fail(t, AG_ERR_STATE, "%s: input 0 was recorded before the last ag_tape_reset", name);
-    if (x->tape && x->tape != t) return ag__op_fail(t, AG_ERR_ARG, "%s: input 0 belongs to another tape", name);
+    if (x->tape && x->tape != t)
+        return ag__op_fail(t, AG_ERR_ARG, "%s: input 0 belongs to another tape", name);
     if (!x->tape && !(x->flags & AG_PARAM))
         return ag__op_fail(t, AG_ERR_ARG, "%s: input 0 is neither a tape tensor nor a parameter", name);
     const int a = *axis < 0 ? *axis + x->ndim : *axis;
@@ -169,8 +171,8 @@ ag_status ag_split(ag_tape *t, ag_tensor *x, int axis, const size_t *sizes, size
             return ag__op_fail(t, AG_ERR_SHAPE, "split: size %zu is 0 (pieces are not empty; x is %s)", i,
                                ag_shape_str(x, s, sizeof s));
         if (sizes[i] > x->shape[axis] - sum)
-            return ag__op_fail(t, AG_ERR_SHAPE, "split: sizes 0..%zu add up past axis %d of %s (size %zu)", i, axis,
-                               ag_shape_str(x, s, sizeof s), x->shape[axis]);
+            return ag__op_fail(t, AG_ERR_SHAPE, "split: sizes 0..%zu add up past axis %d of %s (size %zu)", i,
+                               axis, ag_shape_str(x, s, sizeof s), x->shape[axis]);
         sum += sizes[i];
     }
     if (sum != x->shape[axis])
@@ -190,8 +192,9 @@ ag_status ag_chunk(ag_tape *t, ag_tensor *x, int axis, size_t n, ag_tensor **out
     const size_t N = x->shape[axis];
     if (n > N) {
         char s[64];
-        return ag__op_fail(t, AG_ERR_SHAPE, "chunk: n is %zu but axis %d of %s has %zu (chunks are not empty)", n,
-                           axis, ag_shape_str(x, s, sizeof s), N);
+        return ag__op_fail(t, AG_ERR_SHAPE,
+                           "chunk: n is %zu but axis %d of %s has %zu (chunks are not empty)", n, axis,
+                           ag_shape_str(x, s, sizeof s), N);
     }
     /* NumPy's array_split: the first N % n chunks are one longer; the sizes go through out[] */
     size_t start = 0;
@@ -234,12 +237,15 @@ static ag_status join_shape(ag_node *n) {
     for (int k = 0; k < n->n_in; k++) {
         const ag_tensor *x = n->in[k];
         int same = x->ndim == x0->ndim;
-        for (int i = 0; same && i < x->ndim; i++) same = x->shape[i] == x0->shape[i] || (!p->stack && i == p->axis);
+        for (int i = 0; same && i < x->ndim; i++)
+            same = x->shape[i] == x0->shape[i] || (!p->stack && i == p->axis);
         if (!same) {
             if (p->stack)
-                return ag_node_fail(n, AG_ERR_SHAPE, "input %d is %s but input 0 is %s (shapes must be equal)", k,
+                return ag_node_fail(n, AG_ERR_SHAPE,
+                                    "input %d is %s but input 0 is %s (shapes must be equal)", k,
                                     ag_shape_str(x, sk, sizeof sk), ag_shape_str(x0, s0, sizeof s0));
-            return ag_node_fail(n, AG_ERR_SHAPE, "input %d is %s but input 0 is %s (they must agree off axis %d)", k,
+            return ag_node_fail(n, AG_ERR_SHAPE,
+                                "input %d is %s but input 0 is %s (they must agree off axis %d)", k,
                                 ag_shape_str(x, sk, sizeof sk), ag_shape_str(x0, s0, sizeof s0), axis);
         }
         along += p->stack ? 1 : x->shape[p->axis];
@@ -285,7 +291,8 @@ AG__CLONES static ag_status join_backward(ag_node *n) {
 
 static const ag_op concat_op = {"concat", AG_VARIADIC, sizeof(join_params), join_shape, join_forward,
                                 join_backward};
-static const ag_op stack_op = {"stack", AG_VARIADIC, sizeof(join_params), join_shape, join_forward, join_backward};
+static const ag_op stack_op = {"stack", AG_VARIADIC, sizeof(join_params), join_shape, join_forward,
+                               join_backward};
 
 static ag_tensor *join(ag_tape *t, const ag_op *op, ag_tensor *const *xs, size_t n, int axis, int stack) {
     if (!t) return NULL;
@@ -298,8 +305,12 @@ static ag_tensor *join(ag_tape *t, const ag_op *op, ag_tensor *const *xs, size_t
     return ag_call(t, op, xs, (int)n, &(join_params){axis, stack});
 }
 
-ag_tensor *ag_concat(ag_tape *t, ag_tensor *const *xs, size_t n, int axis) { return join(t, &concat_op, xs, n, axis, 0); }
-ag_tensor *ag_stack(ag_tape *t, ag_tensor *const *xs, size_t n, int axis) { return join(t, &stack_op, xs, n, axis, 1); }
+ag_tensor *ag_concat(ag_tape *t, ag_tensor *const *xs, size_t n, int axis) {
+    return join(t, &concat_op, xs, n, axis, 0);
+}
+ag_tensor *ag_stack(ag_tape *t, ag_tensor *const *xs, size_t n, int axis) {
+    return join(t, &stack_op, xs, n, axis, 1);
+}
 
 /* ---------------------------------------------------------------- pad
  * y = value everywhere, x at offset `before` (y's sizes are x's + before + after);
@@ -376,7 +387,8 @@ AG__CLONES static ag_status pad_forward(ag_node *n) {
                     for (size_t j = 0; j < L; j++) y[j] = v;
                     continue;
                 }
-                const ag_real *restrict xr = xv + (((i0 - b[0]) * xd[1] + (i1 - b[1])) * xd[2] + (i2 - b[2])) * X;
+                const ag_real *restrict xr =
+                    xv + (((i0 - b[0]) * xd[1] + (i1 - b[1])) * xd[2] + (i2 - b[2])) * X;
                 for (size_t j = 0; j < B; j++) y[j] = v;
                 run_copy(y + B, xr, X);
                 for (size_t j = B + X; j < L; j++) y[j] = v;

@@ -101,7 +101,6 @@ static const ag_op transpose_op = {"transpose", 1, 0, transpose_shape, transpose
                                    transpose_backward};
 ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &transpose_op, NULL, x); }
 
-
 /* ---------------------------------------------------------------- views: squeeze, unsqueeze, flatten
  * Each only renames the shape: out.value = x->value, and dx_i += dy_i (reshape_backward). */
 
@@ -128,8 +127,8 @@ static ag_status squeeze_shape(ag_node *n) {
     if (st != AG_OK) return st;
     if (x->shape[a] != 1) {
         char s[64];
-        return ag_node_fail(n, AG_ERR_SHAPE, "axis %d of %s has size %zu, not 1", ((const view_params *)n->params)->a,
-                            ag_shape_str(x, s, sizeof s), x->shape[a]);
+        return ag_node_fail(n, AG_ERR_SHAPE, "axis %d of %s has size %zu, not 1",
+                            ((const view_params *)n->params)->a, ag_shape_str(x, s, sizeof s), x->shape[a]);
     }
     size_t d[AG_MAX_DIMS];
     for (int i = 0, j = 0; i < x->ndim; i++)
@@ -174,10 +173,12 @@ static ag_status flatten_shape(ag_node *n) {
     return view_of(n, j, d);
 }
 
-static const ag_op squeeze_op = {"squeeze", 1, sizeof(view_params), squeeze_shape, view_forward, reshape_backward};
+static const ag_op squeeze_op = {"squeeze", 1, sizeof(view_params), squeeze_shape, view_forward,
+                                 reshape_backward};
 static const ag_op unsqueeze_op = {"unsqueeze", 1, sizeof(view_params), unsqueeze_shape, view_forward,
                                    reshape_backward};
-static const ag_op flatten_op = {"flatten", 1, sizeof(view_params), flatten_shape, view_forward, reshape_backward};
+static const ag_op flatten_op = {"flatten", 1, sizeof(view_params), flatten_shape, view_forward,
+                                 reshape_backward};
 
 ag_tensor *ag_squeeze(ag_tape *t, ag_tensor *x, int axis) {
     const view_params p = {axis, 0};
@@ -201,7 +202,7 @@ ag_tensor *ag_flatten(ag_tape *t, ag_tensor *x, int start_axis, int end_axis) {
  * input's innermost group against the output's. */
 
 typedef struct permute_params {
-    int kind;  /* 0: permute (perm), 1: transpose_axes (a, b) */
+    int kind; /* 0: permute (perm), 1: transpose_axes (a, b) */
     int null_perm;
     int perm[AG_MAX_DIMS]; /* normalised by shape() */
     int a, b;
@@ -243,50 +244,51 @@ static void perm_plan_make(const size_t *sh, int nd, const int *perm, perm_plan 
 
 enum { PERM_TILE = 16 };
 
-/* dst (contiguous in plan order) = or += src. ADD is a constant: two clones of one loop nest. */
-#define PERMUTE_KERNEL(fname, OP)                                                                          \
-    AG__CLONES static void fname(const perm_plan *p, const ag_real *restrict src, ag_real *restrict dst,   \
-                                 size_t total) {                                                           \
-        const int k = p->k;                                                                                \
-        if (k <= 1) {                                                                                      \
-            for (size_t i = 0; i < total; i++) dst[i] OP src[i];                                           \
-            return;                                                                                        \
-        }                                                                                                  \
-        size_t d[4] = {1, 1, 1, 1}, s[4] = {0, 0, 0, 0};                                                   \
-        if (p->s[k - 1] == 1) { /* contiguous runs of d[3] */                                              \
-            for (int g = 0; g < k; g++) d[4 - k + g] = p->d[g], s[4 - k + g] = p->s[g];                    \
-            const size_t L = d[3];                                                                         \
-            for (size_t i0 = 0; i0 < d[0]; i0++)                                                           \
-                for (size_t i1 = 0; i1 < d[1]; i1++)                                                       \
-                    for (size_t i2 = 0; i2 < d[2]; i2++) {                                                 \
-                        const ag_real *restrict x = src + i0 * s[0] + i1 * s[1] + i2 * s[2];               \
-                        for (size_t i = 0; i < L; i++) dst[i] OP x[i];                                     \
-                        dst += L;                                                                          \
-                    }                                                                                      \
-            return;                                                                                        \
-        }                                                                                                  \
-        /* group q (source stride 1) against the innermost output group r = k-1 (source stride sr):     \
-         * dst[c * os_q + j] = src[j * sr + c]; the other groups (at most 2) are outer loops */          \
-        int q = 0;                                                                                         \
-        while (p->s[q] != 1) q++;                                                                          \
-        size_t os[AG_MAX_DIMS], o = 1;                                                                     \
-        for (int g = k - 1; g >= 0; g--) os[g] = o, o *= p->d[g];                                          \
-        size_t od[2] = {1, 1}, oss[2] = {0, 0}, ods[2] = {0, 0};                                           \
-        for (int g = 0, m = 0; g < k - 1; g++)                                                             \
-            if (g != q) od[m] = p->d[g], oss[m] = p->s[g], ods[m] = os[g], m++;                            \
-        const size_t R = p->d[k - 1], sr = p->s[k - 1], Cq = p->d[q], osq = os[q];                         \
-        for (size_t i0 = 0; i0 < od[0]; i0++)                                                              \
-            for (size_t i1 = 0; i1 < od[1]; i1++) {                                                        \
-                const ag_real *restrict x = src + i0 * oss[0] + i1 * oss[1];                               \
-                ag_real *restrict y = dst + i0 * ods[0] + i1 * ods[1];                                     \
-                for (size_t c0 = 0; c0 < Cq; c0 += PERM_TILE)                                              \
-                    for (size_t j0 = 0; j0 < R; j0 += PERM_TILE) {                                         \
-                        const size_t c1 = c0 + PERM_TILE < Cq ? c0 + PERM_TILE : Cq;                       \
-                        const size_t j1 = j0 + PERM_TILE < R ? j0 + PERM_TILE : R;                         \
-                        for (size_t c = c0; c < c1; c++)                                                   \
-                            for (size_t j = j0; j < j1; j++) y[c * osq + j] OP x[j * sr + c];              \
-                    }                                                                                      \
-            }                                                                                              \
+/* dst (contiguous in plan order) OP src, OP `=` or `+=`: two copies of one loop nest. Runs when the
+ * innermost group keeps stride 1; else group q (source stride 1) against the innermost output group
+ * (source stride sr) in PERM_TILE x PERM_TILE tiles, dst[c * os_q + j] = src[j * sr + c], the other
+ * groups (at most 2) as outer loops. */
+#define PERMUTE_KERNEL(fname, OP)                                                                         \
+    AG__CLONES static void fname(const perm_plan *p, const ag_real *restrict src, ag_real *restrict dst,  \
+                                 size_t total) {                                                          \
+        const int k = p->k;                                                                               \
+        if (k <= 1) {                                                                                     \
+            for (size_t i = 0; i < total; i++) dst[i] OP src[i];                                          \
+            return;                                                                                       \
+        }                                                                                                 \
+        size_t d[4] = {1, 1, 1, 1}, s[4] = {0, 0, 0, 0};                                                  \
+        if (p->s[k - 1] == 1) { /* contiguous runs of d[3] */                                             \
+            for (int g = 0; g < k; g++) d[4 - k + g] = p->d[g], s[4 - k + g] = p->s[g];                   \
+            const size_t L = d[3];                                                                        \
+            for (size_t i0 = 0; i0 < d[0]; i0++)                                                          \
+                for (size_t i1 = 0; i1 < d[1]; i1++)                                                      \
+                    for (size_t i2 = 0; i2 < d[2]; i2++) {                                                \
+                        const ag_real *restrict x = src + i0 * s[0] + i1 * s[1] + i2 * s[2];              \
+                        for (size_t i = 0; i < L; i++) dst[i] OP x[i];                                    \
+                        dst += L;                                                                         \
+                    }                                                                                     \
+            return;                                                                                       \
+        }                                                                                                 \
+        int q = 0;                                                                                        \
+        while (p->s[q] != 1) q++;                                                                         \
+        size_t os[AG_MAX_DIMS], o = 1;                                                                    \
+        for (int g = k - 1; g >= 0; g--) os[g] = o, o *= p->d[g];                                         \
+        size_t od[2] = {1, 1}, oss[2] = {0, 0}, ods[2] = {0, 0};                                          \
+        for (int g = 0, m = 0; g < k - 1; g++)                                                            \
+            if (g != q) od[m] = p->d[g], oss[m] = p->s[g], ods[m] = os[g], m++;                           \
+        const size_t R = p->d[k - 1], sr = p->s[k - 1], Cq = p->d[q], osq = os[q];                        \
+        for (size_t i0 = 0; i0 < od[0]; i0++)                                                             \
+            for (size_t i1 = 0; i1 < od[1]; i1++) {                                                       \
+                const ag_real *restrict x = src + i0 * oss[0] + i1 * oss[1];                              \
+                ag_real *restrict y = dst + i0 * ods[0] + i1 * ods[1];                                    \
+                for (size_t c0 = 0; c0 < Cq; c0 += PERM_TILE)                                             \
+                    for (size_t j0 = 0; j0 < R; j0 += PERM_TILE) {                                        \
+                        const size_t c1 = c0 + PERM_TILE < Cq ? c0 + PERM_TILE : Cq;                      \
+                        const size_t j1 = j0 + PERM_TILE < R ? j0 + PERM_TILE : R;                        \
+                        for (size_t c = c0; c < c1; c++)                                                  \
+                            for (size_t j = j0; j < j1; j++) y[c * osq + j] OP x[j * sr + c];             \
+                    }                                                                                     \
+            }                                                                                             \
     }
 PERMUTE_KERNEL(permute_set, =)
 PERMUTE_KERNEL(permute_add, +=)
@@ -315,7 +317,8 @@ static ag_status permute_shape(ag_node *n) {
         p->perm[p->a] = p->b;
         p->perm[p->b] = p->a;
     } else {
-        if (p->null_perm) return ag_node_fail(n, AG_ERR_ARG, "perm is NULL for %s", ag_shape_str(x, sx, sizeof sx));
+        if (p->null_perm)
+            return ag_node_fail(n, AG_ERR_ARG, "perm is NULL for %s", ag_shape_str(x, sx, sizeof sx));
         unsigned seen = 0;
         for (int i = 0; i < nd; i++) {
             const int a = p->perm[i] < 0 ? p->perm[i] + nd : p->perm[i];
@@ -432,8 +435,10 @@ AG__CLONES static void bc_fwd(const bc_plan *p, const ag_real *restrict x, ag_re
         for (size_t i1 = 0; i1 < d[1]; i1++)
             for (size_t i2 = 0; i2 < d[2]; i2++, y += L) {
                 const ag_real *restrict xr = x + i0 * s[0] + i1 * s[1] + i2 * s[2];
-                if (s[3]) for (size_t j = 0; j < L; j++) y[j] = xr[j];
-                else for (size_t j = 0; j < L; j++) y[j] = xr[0];
+                if (s[3])
+                    for (size_t j = 0; j < L; j++) y[j] = xr[j];
+                else
+                    for (size_t j = 0; j < L; j++) y[j] = xr[0];
             }
 }
 
@@ -445,7 +450,8 @@ AG__CLONES static void bc_bwd(const bc_plan *p, ag_real *restrict dx, const ag_r
         for (size_t i1 = 0; i1 < d[1]; i1++)
             for (size_t i2 = 0; i2 < d[2]; i2++, dy += L) {
                 ag_real *restrict g = dx + i0 * s[0] + i1 * s[1] + i2 * s[2];
-                if (s[3]) for (size_t j = 0; j < L; j++) g[j] += dy[j];
+                if (s[3])
+                    for (size_t j = 0; j < L; j++) g[j] += dy[j];
                 else g[0] += (ag_real)ag__sum(dy, L);
             }
 }
@@ -492,8 +498,8 @@ static ag_status bcast_to_backward(ag_node *n) {
     return AG_OK;
 }
 
-static const ag_op bcast_to_op = {"broadcast_to", 1, sizeof(bcast_to_params), bcast_to_shape, bcast_to_forward,
-                                  bcast_to_backward};
+static const ag_op bcast_to_op = {"broadcast_to", 1, sizeof(bcast_to_params), bcast_to_shape,
+                                  bcast_to_forward, bcast_to_backward};
 
 ag_tensor *ag_broadcast_to(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape) {
     bcast_to_params p = {ndim, ndim > 0 && !shape, {1, 1, 1, 1}};

@@ -33,9 +33,9 @@ START_TEST(t_views_share_param) {
     ck_assert_ptr_nonnull(s);
     ck_assert_ptr_eq(s->value, w->value + 3);
     ck_assert(inside(s, w));
-    ag_tensor *u = ag_unsqueeze(t, s, 0);          /* 1x2x3 */
-    ag_tensor *f = ag_flatten(t, u, 1, 2);         /* 1x6 */
-    ag_tensor *q = ag_squeeze(t, f, 0);            /* 6 */
+    ag_tensor *u = ag_unsqueeze(t, s, 0);  /* 1x2x3 */
+    ag_tensor *f = ag_flatten(t, u, 1, 2); /* 1x6 */
+    ag_tensor *q = ag_squeeze(t, f, 0);    /* 6 */
     ck_assert(u && f && q);
     ck_assert_ptr_eq(u->value, s->value);
     ck_assert_ptr_eq(f->value, s->value);
@@ -65,9 +65,10 @@ START_TEST(t_views_share_leaf) {
     for (int i = 0; i < 24; i++) v[i] = (ag_real)i;
     ag_tensor *x = ag_tensor_from(t, 3, (size_t[]){2, 3, 4}, v);
     ck_assert_int_eq(ag_requires_grad(x), AG_OK);
-    ag_tensor *f = ag_flatten(t, x, 0, 1);                     /* 6x4 */
-    ag_tensor *s = ag_slice(t, f, 0, 5, 1, 7);                 /* row 5, len 1: one block whatever the step */
-    ag_tensor *p = ag_permute(t, ag_unsqueeze(t, x, 1), (const int[]){1, 0, 2, 3}); /* moves a size-1 axis: a view */
+    ag_tensor *f = ag_flatten(t, x, 0, 1);     /* 6x4 */
+    ag_tensor *s = ag_slice(t, f, 0, 5, 1, 7); /* row 5, len 1: one block whatever the step */
+    ag_tensor *p =
+        ag_permute(t, ag_unsqueeze(t, x, 1), (const int[]){1, 0, 2, 3}); /* moves a size-1 axis: a view */
     ck_assert(f && s && p);
     ck_assert_ptr_eq(f->value, x->value);
     ck_assert_ptr_eq(s->value, x->value + 20);
@@ -112,8 +113,10 @@ START_TEST(t_permute_values) {
     for (size_t k = 0; k < 4; k++)
         for (size_t i = 0; i < 2; i++)
             for (size_t j = 0; j < 3; j++)
-                ck_assert_msg(y->value[(k * 2 + i) * 3 + j] == (ag_real)(100 * i + 10 * j + k), "y[%zu][%zu][%zu]", k, i, j);
-    ck_assert(y->value[0] == 0 && y->value[1] == 10 && y->value[3] == 100 && y->value[6] == 1 && y->value[23] == 123);
+                ck_assert_msg(y->value[(k * 2 + i) * 3 + j] == (ag_real)(100 * i + 10 * j + k),
+                              "y[%zu][%zu][%zu]", k, i, j);
+    ck_assert(y->value[0] == 0 && y->value[1] == 10 && y->value[3] == 100 && y->value[6] == 1 &&
+              y->value[23] == 123);
     /* transpose_axes(0, 2): z[k][j][i] = x[i][j][k] */
     ag_tensor *z = ag_transpose_axes(t, x, 0, -1);
     ck_assert_ptr_nonnull(z);
@@ -137,7 +140,8 @@ START_TEST(t_permute_4d) {
     const size_t A = 2, B = 3, C = 19, D = 17;
     ag_tensor *x = ag_tensor_new(t, 4, (size_t[]){A, B, C, D});
     for (size_t i = 0; i < x->size; i++) x->value[i] = (ag_real)i;
-    ag_tensor *y = ag_permute(t, x, (const int[]){0, 2, 1, 3}), *z = ag_permute(t, x, (const int[]){3, 1, 0, 2});
+    ag_tensor *y = ag_permute(t, x, (const int[]){0, 2, 1, 3}),
+              *z = ag_permute(t, x, (const int[]){3, 1, 0, 2});
     ck_assert(y && z);
     for (size_t a = 0; a < A; a++)
         for (size_t b = 0; b < B; b++)
@@ -158,14 +162,15 @@ START_TEST(t_broadcast_values) {
     ag_tensor *c = ag_tensor_from(t, 2, (size_t[]){3, 1}, (ag_real[]){1, 2, 3});
     ck_assert_int_eq(ag_requires_grad(r), AG_OK);
     ck_assert_int_eq(ag_requires_grad(c), AG_OK);
-    ag_tensor *yr = ag_broadcast_to(t, r, 2, (size_t[]){2, 3}), *yc = ag_broadcast_to(t, c, 2, (size_t[]){3, 2});
+    ag_tensor *yr = ag_broadcast_to(t, r, 2, (size_t[]){2, 3}),
+              *yc = ag_broadcast_to(t, c, 2, (size_t[]){3, 2});
     ck_assert(yr && yc);
     expect("rows", yr->value, (const double[]){1, 2, 3, 1, 2, 3}, 6);
     expect("columns", yc->value, (const double[]){1, 1, 2, 2, 3, 3}, 6);
     ag_tensor *y = ag_concat(t, (ag_tensor *[]){ag_flatten(t, yr, 0, 1), ag_flatten(t, yc, 0, 1)}, 2, 0);
     ck_assert_int_eq(ag_backward_seed(t, y, (const ag_real[]){1, 2, 3, 4, 5, 6, 1, 2, 3, 4, 5, 6}), AG_OK);
-    expect("dr", r->grad, (const double[]){5, 7, 9}, 3);    /* column sums */
-    expect("dc", c->grad, (const double[]){3, 7, 11}, 3);   /* row sums */
+    expect("dr", r->grad, (const double[]){5, 7, 9}, 3);  /* column sums */
+    expect("dc", c->grad, (const double[]){3, 7, 11}, 3); /* row sums */
     ag_tape_free(t);
 }
 END_TEST
@@ -177,13 +182,15 @@ START_TEST(t_slice_values) {
     for (int i = 0; i < 12; i++) v[i] = (ag_real)i;
     ag_tensor *x = ag_tensor_from(t, 2, (size_t[]){3, 4}, v);
     ck_assert_int_eq(ag_requires_grad(x), AG_OK);
-    ag_tensor *a = ag_slice(t, x, 1, 1, 2, 1), *b = ag_slice(t, x, -1, 0, 2, 3), *c = ag_slice(t, x, 0, 0, 2, 2);
+    ag_tensor *a = ag_slice(t, x, 1, 1, 2, 1), *b = ag_slice(t, x, -1, 0, 2, 3),
+              *c = ag_slice(t, x, 0, 0, 2, 2);
     ck_assert(a && b && c);
     expect("x[:, 1:3]", a->value, (const double[]){1, 2, 5, 6, 9, 10}, 6);
     expect("x[:, 0:4:3]", b->value, (const double[]){0, 3, 4, 7, 8, 11}, 6);
     expect("x[0:3:2]", c->value, (const double[]){0, 1, 2, 3, 8, 9, 10, 11}, 8);
     ag_tensor *y = ag_concat(t, (ag_tensor *[]){ag_flatten(t, a, 0, 1), ag_flatten(t, b, 0, 1)}, 2, 0);
-    ck_assert_int_eq(ag_backward_seed(t, y, (const ag_real[]){1, 2, 3, 4, 5, 6, 10, 20, 30, 40, 50, 60}), AG_OK);
+    ck_assert_int_eq(ag_backward_seed(t, y, (const ag_real[]){1, 2, 3, 4, 5, 6, 10, 20, 30, 40, 50, 60}),
+                     AG_OK);
     expect("dx", x->grad, (const double[]){10, 1, 2, 20, 30, 3, 4, 40, 50, 5, 6, 60}, 12);
     ag_tape_free(t);
 }

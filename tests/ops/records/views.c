@@ -40,7 +40,9 @@ static ag_tensor *constant(ag_tape *t, int nd, const size_t *shape, ag_real v) {
 static const int AX[9] = {-4, -3, -2, -1, 0, 1, 2, 3, 4};
 #define AXP(a) (&AX[(a) + 4])
 
-static ag_tensor *b_squeeze(ag_tape *t, ag_tensor *const *in, const void *c) { return ag_squeeze(t, in[0], P(c, int)); }
+static ag_tensor *b_squeeze(ag_tape *t, ag_tensor *const *in, const void *c) {
+    return ag_squeeze(t, in[0], P(c, int));
+}
 static ag_tensor *tw_squeeze(ag_tape *t, ag_tensor *const *in, const void *c) { /* reshape without the axis */
     const ag_tensor *x = in[0];
     const int a = norm_axis(P(c, int), x->ndim);
@@ -87,7 +89,8 @@ static const op_bad UNSQUEEZE_BAD[] = {
     {"4-D", 1, {SHP(4, 2, 1, 3, 2)}, AXP(0), NULL, 0, AG_ERR_SHAPE, "x is 2x1x3x2, already 4 dimensions"},
     {"axis 3 of 2-D", 1, {SHP(2, 3, 4)}, AXP(3), NULL, 0, AG_ERR_SHAPE, "axis 3 is out of range for 3x4"},
     {"axis -4 of 2-D", 1, {SHP(2, 3, 4)}, AXP(-4), NULL, 0, AG_ERR_SHAPE, "axis -4 is out of range for 3x4"},
-    {"axis INT_MIN", 1, {SHP(2, 3, 4)}, (const int[]){INT_MIN}, NULL, 0, AG_ERR_SHAPE, "out of range for 3x4"},
+    {"axis INT_MIN", 1, {SHP(2, 3, 4)}, (const int[]){INT_MIN}, NULL, 0, AG_ERR_SHAPE,
+     "out of range for 3x4"},
 };
 
 typedef struct axis_pair {
@@ -99,7 +102,8 @@ static ag_tensor *b_flatten(ag_tape *t, ag_tensor *const *in, const void *c) {
 }
 static ag_tensor *tw_flatten(ag_tape *t, ag_tensor *const *in, const void *c) {
     const ag_tensor *x = in[0];
-    const int nd = x->ndim ? x->ndim : 1, a = norm_axis(P(c, axis_pair).a, nd), b = norm_axis(P(c, axis_pair).b, nd);
+    const int nd = x->ndim ? x->ndim : 1;
+    const int a = norm_axis(P(c, axis_pair).a, nd), b = norm_axis(P(c, axis_pair).b, nd);
     size_t d[AG_MAX_DIMS];
     int j = 0;
     for (int i = 0; i < a; i++) d[j++] = x->shape[i];
@@ -121,8 +125,10 @@ static const op_case FLATTEN_CASES[] = {
 };
 static const op_case FLATTEN_LAYOUT[] = {{"RxCxK 1..-1", 1, {SHP(3, OP_R, OP_C, OP_K)}, &FL[8], NULL}};
 static const op_bad FLATTEN_BAD[] = {
-    {"start after end", 1, {SHP(3, 2, 3, 4)}, &FL[6], NULL, 0, AG_ERR_SHAPE, "start axis 2 comes after end axis 1 in 2x3x4"},
-    {"end axis 3 of 3-D", 1, {SHP(3, 2, 3, 4)}, &FL[7], NULL, 0, AG_ERR_SHAPE, "axis 3 is out of range for 2x3x4"},
+    {"start after end", 1, {SHP(3, 2, 3, 4)}, &FL[6], NULL, 0, AG_ERR_SHAPE,
+     "start axis 2 comes after end axis 1 in 2x3x4"},
+    {"end axis 3 of 3-D", 1, {SHP(3, 2, 3, 4)}, &FL[7], NULL, 0, AG_ERR_SHAPE,
+     "axis 3 is out of range for 2x3x4"},
 };
 
 /* ---------------------------------------------------------------- permute, transpose_axes */
@@ -179,7 +185,8 @@ static const op_case PERMUTE_LAYOUTS[] = {
 static const op_bad PERMUTE_BAD[] = {
     {"repeated axis", 1, {SHP(3, 2, 3, 4)}, &PM[7], NULL, 0, AG_ERR_SHAPE,
      "perm (0, 0, 1) is not a permutation of the 3 axes of 2x3x4"},
-    {"axis 3 of 2-D", 1, {SHP(2, 2, 3)}, &PM[8], NULL, 0, AG_ERR_SHAPE, "perm (0, 3) is not a permutation of the 2 axes of 2x3"},
+    {"axis 3 of 2-D", 1, {SHP(2, 2, 3)}, &PM[8], NULL, 0, AG_ERR_SHAPE,
+     "perm (0, 3) is not a permutation of the 2 axes of 2x3"},
     {"axis -4 of 3-D", 1, {SHP(3, 2, 3, 4)}, &PM[11], NULL, 0, AG_ERR_SHAPE, "perm (-4, 1, 2)"},
     {"perm NULL", 1, {SHP(2, 2, 3)}, &PM[9], NULL, 0, AG_ERR_ARG, "perm is NULL for 2x3"},
 };
@@ -210,8 +217,10 @@ static const op_case TRANSPOSE_AXES_LAYOUTS[] = {
     {"RxCxKx16 (1,2)", 1, {SHP(4, OP_R, OP_C, OP_K, 16)}, &TA[2], NULL},
 };
 static const op_bad TRANSPOSE_AXES_BAD[] = {
-    {"axis 3 of 3-D", 1, {SHP(3, 2, 3, 4)}, &TA[6], NULL, 0, AG_ERR_SHAPE, "axis 3 is out of range for 2x3x4"},
-    {"axis -4 of 3-D", 1, {SHP(3, 2, 3, 4)}, &TA[7], NULL, 0, AG_ERR_SHAPE, "axis -4 is out of range for 2x3x4"},
+    {"axis 3 of 3-D", 1, {SHP(3, 2, 3, 4)}, &TA[6], NULL, 0, AG_ERR_SHAPE,
+     "axis 3 is out of range for 2x3x4"},
+    {"axis -4 of 3-D", 1, {SHP(3, 2, 3, 4)}, &TA[7], NULL, 0, AG_ERR_SHAPE,
+     "axis -4 is out of range for 2x3x4"},
     {"scalar", 1, {S0}, &TA[0], NULL, 0, AG_ERR_SHAPE, "scalar"},
 };
 
@@ -329,10 +338,14 @@ static const op_case SLICE_LAYOUTS[] = {
 static const op_bad SLICE_BAD[] = {
     {"axis 2 of 2-D", 1, {SHP(2, 2, 3)}, &SL[9], NULL, 0, AG_ERR_SHAPE, "axis 2 is out of range for 2x3"},
     {"axis -3 of 2-D", 1, {SHP(2, 2, 3)}, &SL[15], NULL, 0, AG_ERR_SHAPE, "axis -3 is out of range for 2x3"},
-    {"start past the axis", 1, {SHP(2, 2, 3)}, &SL[10], NULL, 0, AG_ERR_SHAPE, "start 3 is out of range for axis 1 of 2x3"},
-    {"len past the axis", 1, {SHP(2, 2, 3)}, &SL[11], NULL, 0, AG_ERR_SHAPE, "start 1, len 3, step 1 runs past axis 1 of 2x3"},
-    {"steps past the axis", 1, {SHP(2, 2, 3)}, &SL[14], NULL, 0, AG_ERR_SHAPE, "start 0, len 2, step 3 runs past axis 1 of 2x3"},
-    {"len SIZE_MAX", 1, {SHP(2, 2, 3)}, &(const slice_arg){1, 0, SIZE_MAX, 1, 0}, NULL, 0, AG_ERR_SHAPE, "runs past axis 1 of 2x3"},
+    {"start past the axis", 1, {SHP(2, 2, 3)}, &SL[10], NULL, 0, AG_ERR_SHAPE,
+     "start 3 is out of range for axis 1 of 2x3"},
+    {"len past the axis", 1, {SHP(2, 2, 3)}, &SL[11], NULL, 0, AG_ERR_SHAPE,
+     "start 1, len 3, step 1 runs past axis 1 of 2x3"},
+    {"steps past the axis", 1, {SHP(2, 2, 3)}, &SL[14], NULL, 0, AG_ERR_SHAPE,
+     "start 0, len 2, step 3 runs past axis 1 of 2x3"},
+    {"len SIZE_MAX", 1, {SHP(2, 2, 3)}, &(const slice_arg){1, 0, SIZE_MAX, 1, 0}, NULL, 0, AG_ERR_SHAPE,
+     "runs past axis 1 of 2x3"},
     {"step 0", 1, {SHP(2, 2, 3)}, &SL[12], NULL, 0, AG_ERR_ARG, "step is 0, must be >= 1 (x is 2x3)"},
     {"len 0", 1, {SHP(2, 2, 3)}, &SL[13], NULL, 0, AG_ERR_SHAPE, "len is 0 for axis 1 of 2x3"},
 };
@@ -361,7 +374,8 @@ static ag_tensor *b_split(ag_tape *t, ag_tensor *const *in, const void *c) {
         for (size_t i = 0; i < n; i++) sizes[i] = in[0]->shape[norm_axis(a->axis, in[0]->ndim)] / n;
     }
     ag_tensor *out[4];
-    if (ag_split(t, in[0], a->axis, a->null_sizes ? NULL : sizes, n, a->null_out ? NULL : out) != AG_OK) return NULL;
+    if (ag_split(t, in[0], a->axis, a->null_sizes ? NULL : sizes, n, a->null_out ? NULL : out) != AG_OK)
+        return NULL;
     return join_reversed(t, out, n, a->axis);
 }
 static ag_tensor *tw_split(ag_tape *t, ag_tensor *const *in, const void *c) { /* slices */
@@ -377,9 +391,9 @@ static ag_tensor *tw_split(ag_tape *t, ag_tensor *const *in, const void *c) { /*
     return join_reversed(t, out, n, a->axis);
 }
 static const split_arg SP[] = {
-    {0, 3, {1, 2, 3}, 0, 0, 0},    {-1, 2, {2, 3}, 0, 0, 0},      {0, 2, {1, 3}, 0, 0, 0},   {2, 3, {1, 1, 2}, 0, 0, 0},
-    {1, 1, {4}, 0, 0, 0},          {-1, 0, {0}, 4, 0, 0},         {1, 3, {2, 2, 3}, 0, 0, 0}, {1, 3, {2, 0, 4}, 0, 0, 0},
-    {1, 0, {0}, 0, 0, 0},          {1, 2, {3, 3}, 0, 1, 0},       {1, 2, {3, 3}, 0, 0, 1},   {2, 2, {3, 3}, 0, 0, 0},
+    {0, 3, {1, 2, 3}, 0, 0, 0}, {-1, 2, {2, 3}, 0, 0, 0}, {0, 2, {1, 3}, 0, 0, 0}, {2, 3, {1, 1, 2}, 0, 0, 0},
+    {1, 1, {4}, 0, 0, 0}, {-1, 0, {0}, 4, 0, 0}, {1, 3, {2, 2, 3}, 0, 0, 0}, {1, 3, {2, 0, 4}, 0, 0, 0},
+    {1, 0, {0}, 0, 0, 0}, {1, 2, {3, 3}, 0, 1, 0}, {1, 2, {3, 3}, 0, 0, 1}, {2, 2, {3, 3}, 0, 0, 0},
     {1, 2, {5, 2}, 0, 0, 0},       {1, 2, {2, SIZE_MAX}, 0, 0, 0},
 };
 static const op_case SPLIT_CASES[] = {
@@ -391,11 +405,16 @@ static const op_case SPLIT_CASES[] = {
 };
 static const op_case SPLIT_LAYOUT[] = {{"RxC axis -1, 4 equal", 1, {SHP(2, OP_R, OP_C)}, &SP[5], NULL}};
 static const op_bad SPLIT_BAD[] = {
-    {"sizes add to 7", 1, {SHP(2, 2, 6)}, &SP[6], NULL, 0, AG_ERR_SHAPE, "split: sizes 0..2 add up past axis 1 of 2x6"},
-    {"second size past", 1, {SHP(2, 2, 6)}, &SP[12], NULL, 0, AG_ERR_SHAPE, "sizes 0..1 add up past axis 1 of 2x6"},
-    {"sizes add to 4", 1, {SHP(2, 2, 6)}, &SP[4], NULL, 0, AG_ERR_SHAPE, "sizes add up to 4 but axis 1 of 2x6"},
-    {"a size 0", 1, {SHP(2, 2, 6)}, &SP[7], NULL, 0, AG_ERR_SHAPE, "size 1 is 0 (pieces are not empty; x is 2x6)"},
-    {"a size SIZE_MAX", 1, {SHP(2, 2, 6)}, &SP[13], NULL, 0, AG_ERR_SHAPE, "sizes 0..1 add up past axis 1 of 2x6"},
+    {"sizes add to 7", 1, {SHP(2, 2, 6)}, &SP[6], NULL, 0, AG_ERR_SHAPE,
+     "split: sizes 0..2 add up past axis 1 of 2x6"},
+    {"second size past", 1, {SHP(2, 2, 6)}, &SP[12], NULL, 0, AG_ERR_SHAPE,
+     "sizes 0..1 add up past axis 1 of 2x6"},
+    {"sizes add to 4", 1, {SHP(2, 2, 6)}, &SP[4], NULL, 0, AG_ERR_SHAPE,
+     "sizes add up to 4 but axis 1 of 2x6"},
+    {"a size 0", 1, {SHP(2, 2, 6)}, &SP[7], NULL, 0, AG_ERR_SHAPE,
+     "size 1 is 0 (pieces are not empty; x is 2x6)"},
+    {"a size SIZE_MAX", 1, {SHP(2, 2, 6)}, &SP[13], NULL, 0, AG_ERR_SHAPE,
+     "sizes 0..1 add up past axis 1 of 2x6"},
     {"n 0", 1, {SHP(2, 2, 6)}, &SP[8], NULL, 0, AG_ERR_ARG, "n is 0"},
     {"sizes NULL", 1, {SHP(2, 2, 6)}, &SP[9], NULL, 0, AG_ERR_ARG, "sizes is NULL"},
     {"out NULL", 1, {SHP(2, 2, 6)}, &SP[10], NULL, 0, AG_ERR_ARG, "out is NULL"},
@@ -413,7 +432,8 @@ static ag_tensor *b_chunk(ag_tape *t, ag_tensor *const *in, const void *c) {
     if (ag_chunk(t, in[0], a->axis, a->n, a->null_out ? NULL : out) != AG_OK) return NULL;
     return join_reversed(t, out, a->n, a->axis);
 }
-static ag_tensor *tw_chunk(ag_tape *t, ag_tensor *const *in, const void *c) { /* slices of N/n, N%n one longer */
+/* slices of N/n, the first N%n one longer */
+static ag_tensor *tw_chunk(ag_tape *t, ag_tensor *const *in, const void *c) {
     const chunk_arg *a = CALL(c)->param;
     const size_t N = in[0]->shape[norm_axis(a->axis, in[0]->ndim)];
     ag_tensor *out[8];
@@ -478,22 +498,26 @@ static const op_case CONCAT_CASES[] = {
     {"3x4,3x2 axis 1", 2, {SHP(2, 3, 4), SHP(2, 3, 2)}, &JN[0], NULL},
     {"2x3,4x3 axis 0", 2, {SHP(2, 2, 3), SHP(2, 4, 3)}, &JN[1], NULL},
     {"2x3x4,2x3x1,2x3x2 axis -1", 3, {SHP(3, 2, 3, 4), SHP(3, 2, 3, 1), SHP(3, 2, 3, 2)}, &JN[2], NULL},
-    {"4 x 2x3xNx2 axis 2", 4, {SHP(4, 2, 3, 1, 2), SHP(4, 2, 3, 2, 2), SHP(4, 2, 3, 1, 2), SHP(4, 2, 3, 3, 2)}, &JN[3], NULL},
+    {"4 x 2x3xNx2 axis 2", 4,
+     {SHP(4, 2, 3, 1, 2), SHP(4, 2, 3, 2, 2), SHP(4, 2, 3, 1, 2), SHP(4, 2, 3, 3, 2)}, &JN[3], NULL},
     {"5,3", 2, {SHP(1, 5), SHP(1, 3)}, &JN[1], NULL},
     {"3x4 alone", 1, {SHP(2, 3, 4)}, &JN[1], NULL},
     {"2x2x3,2x1x3 axis -2", 2, {SHP(3, 2, 2, 3), SHP(3, 2, 1, 3)}, &JN[4], NULL},
 };
 /* 4 heads' outputs joined: 4 x (R x C) along axis 1 (bench: 32 x 256 each) */
 static const op_case CONCAT_LAYOUT[] = {
-    {"4 x RxC axis 1", 4, {SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C)}, &JN[0], NULL},
+    {"4 x RxC axis 1", 4,
+     {SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C)}, &JN[0], NULL},
 };
 static const op_bad CONCAT_BAD[] = {
     {"sizes differ off the axis", 2, {SHP(2, 3, 4), SHP(2, 3, 5)}, &JN[1], NULL, 0, AG_ERR_SHAPE,
      "input 1 is 3x5 but input 0 is 3x4 (they must agree off axis 0)"},
     {"third input differs", 3, {SHP(2, 3, 4), SHP(2, 3, 2), SHP(2, 2, 4)}, &JN[2], NULL, 0, AG_ERR_SHAPE,
      "input 2 is 2x4 but input 0 is 3x4 (they must agree off axis -1)"},
-    {"ranks differ", 2, {SHP(2, 3, 4), SHP(1, 4)}, &JN[1], NULL, 0, AG_ERR_SHAPE, "input 1 is 4 but input 0 is 3x4"},
-    {"axis 2 of 2-D", 2, {SHP(2, 3, 4), SHP(2, 3, 4)}, &JN[3], NULL, 0, AG_ERR_SHAPE, "axis 2 is out of range for 3x4"},
+    {"ranks differ", 2, {SHP(2, 3, 4), SHP(1, 4)}, &JN[1], NULL, 0, AG_ERR_SHAPE,
+     "input 1 is 4 but input 0 is 3x4"},
+    {"axis 2 of 2-D", 2, {SHP(2, 3, 4), SHP(2, 3, 4)}, &JN[3], NULL, 0, AG_ERR_SHAPE,
+     "axis 2 is out of range for 3x4"},
     {"scalars", 2, {S0, S0}, &JN[1], NULL, 0, AG_ERR_SHAPE, "axis 0 is out of range for scalar"},
     {"n 0", 1, {SHP(2, 3, 4)}, &JN[5], NULL, 0, AG_ERR_ARG, "n is 0, expects 1..64 tensors"},
     {"n 65", 1, {SHP(2, 3, 4)}, &JN[6], NULL, 0, AG_ERR_ARG, "n is 65"},
@@ -513,21 +537,25 @@ static const op_case STACK_CASES[] = {
     {"2 x 3x4 axis 0", 2, {SHP(2, 3, 4), SHP(2, 3, 4)}, &JN[1], NULL},
     {"3 x 3x4 axis -1", 3, {SHP(2, 3, 4), SHP(2, 3, 4), SHP(2, 3, 4)}, &JN[2], NULL},
     {"2 x 5 axis 1", 2, {SHP(1, 5), SHP(1, 5)}, &JN[0], NULL},
-    {"4 x 2x3x2 axis 2", 4, {SHP(3, 2, 3, 2), SHP(3, 2, 3, 2), SHP(3, 2, 3, 2), SHP(3, 2, 3, 2)}, &JN[3], NULL},
+    {"4 x 2x3x2 axis 2", 4,
+     {SHP(3, 2, 3, 2), SHP(3, 2, 3, 2), SHP(3, 2, 3, 2), SHP(3, 2, 3, 2)}, &JN[3], NULL},
     {"2 x scalar axis 0", 2, {S0, S0}, &JN[1], NULL},
     {"1 x 3 axis -2", 1, {SHP(1, 3)}, &JN[4], NULL},
     {"2 x 2x3x2 axis 3", 2, {SHP(3, 2, 3, 2), SHP(3, 2, 3, 2)}, &JN[8], NULL},
 };
 static const op_case STACK_LAYOUT[] = {
-    {"4 x RxC axis 1", 4, {SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C)}, &JN[0], NULL},
+    {"4 x RxC axis 1", 4,
+     {SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C), SHP(2, OP_R, OP_C)}, &JN[0], NULL},
 };
 static const op_bad STACK_BAD[] = {
     {"shapes differ", 2, {SHP(2, 3, 4), SHP(2, 3, 5)}, &JN[1], NULL, 0, AG_ERR_SHAPE,
      "input 1 is 3x5 but input 0 is 3x4 (shapes must be equal)"},
-    {"ranks differ", 2, {SHP(2, 3, 4), SHP(3, 1, 3, 4)}, &JN[1], NULL, 0, AG_ERR_SHAPE, "input 1 is 1x3x4 but input 0 is 3x4"},
+    {"ranks differ", 2, {SHP(2, 3, 4), SHP(3, 1, 3, 4)}, &JN[1], NULL, 0, AG_ERR_SHAPE,
+     "input 1 is 1x3x4 but input 0 is 3x4"},
     {"4-D inputs", 2, {SHP(4, 2, 1, 3, 2), SHP(4, 2, 1, 3, 2)}, &JN[1], NULL, 0, AG_ERR_SHAPE,
      "inputs are 2x1x3x2, already 4 dimensions"},
-    {"axis 3 of 2-D", 2, {SHP(2, 3, 4), SHP(2, 3, 4)}, &JN[8], NULL, 0, AG_ERR_SHAPE, "axis 3 is out of range for 3x4"},
+    {"axis 3 of 2-D", 2, {SHP(2, 3, 4), SHP(2, 3, 4)}, &JN[8], NULL, 0, AG_ERR_SHAPE,
+     "axis 3 is out of range for 3x4"},
     {"axis -4 of 2-D", 2, {SHP(2, 3, 4), SHP(2, 3, 4)}, &(const join_arg){-4, 0, 0}, NULL, 0, AG_ERR_SHAPE,
      "axis -4 is out of range for 3x4"},
     {"n 0", 1, {SHP(2, 3, 4)}, &JN[5], NULL, 0, AG_ERR_ARG, "n is 0, expects 1..64 tensors"},
@@ -581,7 +609,8 @@ static const op_case PAD_CASES[] = {
     {"1x2x3 last axis only", 1, {SHP(3, 1, 2, 3)}, &PD[8], NULL},
 };
 /* an image batch padded by 1 around H and W (bench: 32 x 16 x 32 x 32) */
-static const op_case PAD_LAYOUT[] = {{"RxCxKxK (1,1) on H, W", 1, {SHP(4, OP_R, OP_C, OP_K, OP_K)}, &PD[5], NULL}};
+static const op_case PAD_LAYOUT[] = {
+    {"RxCxKxK (1,1) on H, W", 1, {SHP(4, OP_R, OP_C, OP_K, OP_K)}, &PD[5], NULL}};
 static const op_bad PAD_BAD[] = {
     {"after NULL", 1, {SHP(2, 2, 3)}, &PD[6], NULL, 0, AG_ERR_ARG, "before or after is NULL (x is 2x3)"},
     {"size overflows", 1, {SHP(2, 2, 3)}, &PD[7], NULL, 0, AG_ERR_SHAPE, "padding axis 1 of 2x3 by"},
@@ -603,9 +632,9 @@ const op_record op_records_views[] = {
     {.name = "transpose_axes", .build = b_transpose_axes, .composed = tw_transpose_axes,
      .cases = CASES(TRANSPOSE_AXES_CASES), .layouts = CASES(TRANSPOSE_AXES_LAYOUTS), .domain = {ANY},
      .bad = CASES(TRANSPOSE_AXES_BAD), .clones = 1, .speed_r = 32, .speed_c = 64, .speed_k = 8},
-    {.name = "broadcast_to", .build = b_broadcast_to, .composed = tw_broadcast_to, .cases = CASES(BROADCAST_TO_CASES),
-     .layouts = CASES(BROADCAST_TO_LAYOUT), .domain = {ANY}, .bad = CASES(BROADCAST_TO_BAD), .clones = 1,
-     .speed_r = 256, .speed_c = 256},
+    {.name = "broadcast_to", .build = b_broadcast_to, .composed = tw_broadcast_to,
+     .cases = CASES(BROADCAST_TO_CASES), .layouts = CASES(BROADCAST_TO_LAYOUT), .domain = {ANY},
+     .bad = CASES(BROADCAST_TO_BAD), .clones = 1, .speed_r = 256, .speed_c = 256},
     {.name = "slice", .build = b_slice, .composed = tw_slice, .cases = CASES(SLICE_CASES),
      .layouts = CASES(SLICE_LAYOUTS), .domain = {ANY}, .bad = CASES(SLICE_BAD), .clones = 1,
      .speed_r = 256, .speed_c = 3072},
@@ -619,7 +648,8 @@ const op_record op_records_views[] = {
     {.name = "stack", .build = b_stack, .composed = tw_stack, .cases = CASES(STACK_CASES),
      .layouts = CASES(STACK_LAYOUT), .domain = {ANY, ANY, ANY, ANY}, .bad = CASES(STACK_BAD), .clones = 1,
      .speed_r = 32, .speed_c = 256},
-    {.name = "pad", .build = b_pad, .composed = tw_pad, .cases = CASES(PAD_CASES), .layouts = CASES(PAD_LAYOUT),
-     .domain = {ANY}, .bad = CASES(PAD_BAD), .clones = 1, .speed_r = 32, .speed_c = 16, .speed_k = 32},
+    {.name = "pad", .build = b_pad, .composed = tw_pad, .cases = CASES(PAD_CASES),
+     .layouts = CASES(PAD_LAYOUT), .domain = {ANY}, .bad = CASES(PAD_BAD), .clones = 1, .speed_r = 32,
+     .speed_c = 16, .speed_k = 32},
 };
 const size_t op_records_views_n = LEN(op_records_views);
