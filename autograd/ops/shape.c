@@ -1,7 +1,7 @@
 /*
  * shape.c - shape ops: the views reshape, squeeze, unsqueeze and flatten (the result shares the
- * input's values), 2-D transpose, permute and transpose_axes (copies, unless the order of the
- * elements is unchanged), and broadcast_to (a copy; a view when it only adds size-1 axes).
+ * input's values), permute, transpose_axes and the 2-D transpose (one blocked copy kernel; permute
+ * is a view when the order of the elements is unchanged), and broadcast_to (a copy; a view when it only adds size-1 axes).
  * Slicing and joining are in join.c.
  *
  * Read next: reduce.c.
@@ -65,41 +65,6 @@ ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape) {
         for (int i = 0; i < ndim; i++) p.shape[i] = shape[i];
     return AG__CALL(t, &reshape_op, &p, x);
 }
-
-/* ---------------------------------------------------------------- transpose (2-D, a copy)
- * y[j, i] = x[i, j];  dx[i, j] += dy[j, i] */
-
-static ag_status transpose_shape(ag_node *n) {
-    const ag_tensor *x = n->in[0];
-    if (x->ndim != 2) {
-        char s[64];
-        return ag_node_fail(n, AG_ERR_SHAPE, "x is %s, must be 2-D", ag_shape_str(x, s, sizeof s));
-    }
-    return ag_node_set_shape(n, 2, (size_t[]){x->shape[1], x->shape[0]});
-}
-
-static ag_status transpose_forward(ag_node *n) {
-    const size_t R = n->in[0]->shape[0], C = n->in[0]->shape[1];
-    const ag_real *restrict x = n->in[0]->value;
-    ag_real *restrict y = n->out.value;
-    for (size_t i = 0; i < R; i++)
-        for (size_t j = 0; j < C; j++) y[j * R + i] = x[i * C + j];
-    return AG_OK;
-}
-
-static ag_status transpose_backward(ag_node *n) {
-    ag_real *restrict dx = n->in[0]->grad;
-    if (!dx) return AG_OK;
-    const size_t R = n->in[0]->shape[0], C = n->in[0]->shape[1];
-    const ag_real *restrict dy = n->out.grad;
-    for (size_t i = 0; i < R; i++)
-        for (size_t j = 0; j < C; j++) dx[i * C + j] += dy[j * R + i];
-    return AG_OK;
-}
-
-static const ag_op transpose_op = {"transpose", 1, 0, transpose_shape, transpose_forward,
-                                   transpose_backward};
-ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &transpose_op, NULL, x); }
 
 /* ---------------------------------------------------------------- views: squeeze, unsqueeze, flatten
  * Each only renames the shape: out.value = x->value, and dx_i += dy_i (reshape_backward). */
@@ -292,6 +257,39 @@ enum { PERM_TILE = 16 };
     }
 PERMUTE_KERNEL(permute_set, =)
 PERMUTE_KERNEL(permute_add, +=)
+
+/* ---------------------------------------------------------------- transpose (2-D, a copy)
+ * y[j, i] = x[i, j];  dx[i, j] += dy[j, i]: permute's blocked kernel with perm (1, 0). */
+
+static ag_status transpose_shape(ag_node *n) {
+    const ag_tensor *x = n->in[0];
+    if (x->ndim != 2) {
+        char s[64];
+        return ag_node_fail(n, AG_ERR_SHAPE, "x is %s, must be 2-D", ag_shape_str(x, s, sizeof s));
+    }
+    return ag_node_set_shape(n, 2, (size_t[]){x->shape[1], x->shape[0]});
+}
+
+static const int swap2[2] = {1, 0};
+
+static ag_status transpose_forward(ag_node *n) {
+    perm_plan pl;
+    perm_plan_make(n->in[0]->shape, 2, swap2, &pl);
+    permute_set(&pl, n->in[0]->value, n->out.value, n->out.size);
+    return AG_OK;
+}
+
+static ag_status transpose_backward(ag_node *n) {
+    if (!n->in[0]->grad) return AG_OK;
+    perm_plan pl;
+    perm_plan_make(n->out.shape, 2, swap2, &pl);
+    permute_add(&pl, n->out.grad, n->in[0]->grad, n->in[0]->size);
+    return AG_OK;
+}
+
+static const ag_op transpose_op = {"transpose", 1, 0, transpose_shape, transpose_forward,
+                                   transpose_backward};
+ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &transpose_op, NULL, x); }
 
 /* "(0, 2, 1)" */
 static const char *perm_str(const int *perm, int nd, char *buf, size_t size) {
