@@ -569,7 +569,8 @@ const size_t op_records_first_wave_n = LEN(op_records_first_wave);
     X(functions) \
     X(losses) \
     X(bmm) \
-    X(norm)
+    X(norm) \
+    X(views)
 
 #define OP_FAMILY_DECL(f) extern const op_record op_records_##f[]; extern const size_t op_records_##f##_n;
 OP_FAMILIES(OP_FAMILY_DECL)

@@ -529,6 +529,38 @@ ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x);
  * ndim outside 0..AG_MAX_DIMS or a NULL shape, AG_ERR_SHAPE for another count. transpose copies; AG_ERR_SHAPE unless x is 2-D. */
 ag_tensor *ag_reshape(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape);
 ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
+/* Views (the result shares x's values, as reshape): squeeze removes axis (its size must be 1, else
+ * AG_ERR_SHAPE); unsqueeze inserts a size-1 axis at axis in -(ndim+1)..ndim (AG_ERR_SHAPE if x
+ * already has AG_MAX_DIMS); flatten merges the axes start..end into one (a scalar is 1-D of 1).
+ * Axis arguments count from the end when negative; out of range is AG_ERR_SHAPE naming x.
+ * permute: y.shape[j] = x.shape[perm[j]], perm has x->ndim entries (negatives allowed), a copy
+ *   unless the axes of size > 1 keep their order (then a view); not a permutation: AG_ERR_SHAPE,
+ *   perm NULL: AG_ERR_ARG (a scalar needs none). transpose_axes swaps axes a and b (permute's copy).
+ * broadcast_to: x repeated to shape (NumPy rules as ag_add: right-aligned, sizes equal or x's 1;
+ *   else AG_ERR_SHAPE); dx sums over the repeated axes. A view when it only adds size-1 axes.
+ * slice: y = x[start : start + len*step : step] along axis; step 0 is AG_ERR_ARG, len 0 or indices
+ *   past the axis AG_ERR_SHAPE. A view when the slice is one block of x (step 1, every axis before
+ *   axis of size 1: the leading axis), else a copy.
+ * split: n pieces (slices) of the given sizes, which must add up to the axis; chunk: n pieces of
+ *   N/n, the first N%n one longer (NumPy array_split; n <= N). Both fill out[0..n-1] and return
+ *   the status (out all NULL on error; nothing is recorded on a bad argument).
+ * concat: the n inputs (1..AG_MAX_IN) one after the other along axis, shapes equal off it; stack:
+ *   n inputs of one shape along a new axis in -(ndim+1)..ndim. Mismatched shapes are AG_ERR_SHAPE
+ *   naming the input and both shapes; xs NULL or n out of range AG_ERR_ARG.
+ * pad: value around x, before[i] and after[i] elements on axis i (x->ndim entries each; NULL is
+ *   AG_ERR_ARG); dx is the gradient's interior block. */
+ag_tensor *ag_squeeze(ag_tape *t, ag_tensor *x, int axis);
+ag_tensor *ag_unsqueeze(ag_tape *t, ag_tensor *x, int axis);
+ag_tensor *ag_flatten(ag_tape *t, ag_tensor *x, int start_axis, int end_axis);
+ag_tensor *ag_permute(ag_tape *t, ag_tensor *x, const int *perm);
+ag_tensor *ag_transpose_axes(ag_tape *t, ag_tensor *x, int a, int b);
+ag_tensor *ag_broadcast_to(ag_tape *t, ag_tensor *x, int ndim, const size_t *shape);
+ag_tensor *ag_slice(ag_tape *t, ag_tensor *x, int axis, size_t start, size_t len, size_t step);
+ag_status ag_split(ag_tape *t, ag_tensor *x, int axis, const size_t *sizes, size_t n, ag_tensor **out);
+ag_status ag_chunk(ag_tape *t, ag_tensor *x, int axis, size_t n, ag_tensor **out);
+ag_tensor *ag_concat(ag_tape *t, ag_tensor *const *xs, size_t n, int axis);
+ag_tensor *ag_stack(ag_tape *t, ag_tensor *const *xs, size_t n, int axis);
+ag_tensor *ag_pad(ag_tape *t, ag_tensor *x, const size_t *before, const size_t *after, ag_real value);
 
 /* Losses (scalars). K is the number of rows: shape[0] with 2 or more dimensions, 1 for a 1-D
  * tensor or a scalar (one example).
