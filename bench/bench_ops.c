@@ -20,8 +20,8 @@
  * For bench/ops_vs_torch, which alternates repeats with the torch side: reads commands on stdin,
  *   run <name> <seconds>
  * and answers each with one line `op=<name> iters=<n> us=<mean us per forward+backward>`. The first run
- * of an op prepares it (the same inputs as above), warms up and picks the iteration count that fills
- * <seconds>; later runs of that op reuse it. An unknown op or a failure answers `error <message>`.
+ * of an op prepares it (the same inputs as above), warms up (3 runs and 50 ms) and picks the iteration
+ * count that fills <seconds> from the time of further runs (2 and 20 ms); later runs of that op reuse it. An unknown op or a failure answers `error <message>`.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -211,6 +211,22 @@ static int serve(ag_tape *t) {
             int n = 0, bad = 0;
             while (n < 3 || el < 50e6) {
                 if (run_once(t, &b, &rng, &f, &w)) { bad = 1; break; }
+                n++;
+                el = now_ns() - t0;
+            }
+            if (bad) {
+                release(&b);
+                have = 0;
+                printf("error %s: %s\n", name, ag_tape_errmsg(t));
+                fflush(stdout);
+                continue;
+            }
+            /* the count from warm iterations only: at least 2 and 20 ms more */
+            t0 = now_ns();
+            el = 0;
+            n = 0;
+            while (!bad && (n < 2 || el < 20e6)) {
+                bad = run_once(t, &b, &rng, &f, &w);
                 n++;
                 el = now_ns() - t0;
             }

@@ -14,7 +14,8 @@ with torch's own op(s). A twin may make its own integer or mask side inputs (onc
 
 One iteration, as training runs it: the inputs' .grad set to None, y = fn(xs, labels), then
 y.backward(seed) with a fixed N(0, 1) seed of y's shape (bench_ops's ag_backward_seed). Warm-up: at
-least 3 iterations and 50 ms; then the iteration count that fills --seconds; a repeat is the mean time
+least 3 iterations and 50 ms; then the iteration count that fills --seconds, from the time of at
+least 2 more iterations and 20 ms (as bench_ops --serve); a repeat is the mean time
 of that many iterations. Configuration (default, "tuned"): glibc's allocator tuned with mallopt as
 torch_train.py --tune-malloc does, denormals flushed (torch.set_flush_denormal(True)), 1 thread
 (torch.set_num_threads(1)). --stock keeps glibc's defaults; --no-flush-denormal keeps denormals.
@@ -141,6 +142,10 @@ class Case:
         if self.iters is None:
             n, el = 0, 0.0
             while n < 3 or el < 0.05:
+                el += self.loop(1)
+                n += 1
+            n, el = 0, 0.0  # the count from warm iterations only: at least 2 and 20 ms more
+            while n < 2 or el < 0.02:
                 el += self.loop(1)
                 n += 1
             self.iters = max(1, min(1000000, int(seconds / (el / n))))
