@@ -56,7 +56,11 @@ def load_twins(only=None):
             continue
         spec = importlib.util.spec_from_file_location("tapegrad_torch_ops_" + base, path)
         mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
+        try:
+            spec.loader.exec_module(mod)
+        except Exception as e:  # one broken family must not take the others down
+            note("warning: %s does not load (%s: %s); its twins are skipped" % (path, type(e).__name__, e))
+            continue
         ops = getattr(mod, "OPS", None)
         if not isinstance(ops, dict):
             note("warning: %s defines no OPS dict; ignored" % path)
