@@ -565,7 +565,9 @@ const size_t op_records_first_wave_n = LEN(op_records_first_wave);
  * op_records_<family>[] and op_records_<family>_n; adding a family is its line here. The first
  * wave's records are the table above. Order is the order of ctest entries and bench lines. */
 #define OP_FAMILIES(X) \
-    X(first_wave)
+    X(first_wave) \
+    X(index) \
+    X(compare)
 
 #define OP_FAMILY_DECL(f) extern const op_record op_records_##f[]; extern const size_t op_records_##f##_n;
 OP_FAMILIES(OP_FAMILY_DECL)
@@ -612,6 +614,14 @@ op_domain op_domain_of(const op_record *r, const op_case *c, int i) {
 void op_label_dims(const op_shape *s, size_t *rows, size_t *classes) {
     *classes = s->ndim == 0 ? 1 : s->d[s->ndim - 1];
     *rows = s->ndim >= 2 ? s->d[0] : 1;
+}
+
+int op_int_dims(const op_record *r, const op_shape *in, const void *param, size_t *count, size_t *range) {
+    *count = *range = 0;
+    if (r->index_count) *count = r->index_count(in, param, range);
+    else if (r->labels) op_label_dims(&in[0], count, range);
+    else return 0;
+    return 1;
 }
 
 double op_tol_float(const op_record *r) { return r->tol_float > 0 ? r->tol_float : OP_TOL_FLOAT; }
