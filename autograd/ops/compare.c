@@ -358,36 +358,8 @@ typedef struct axis_params {
 } axis_params;
 
 /* BETTER(v, m): v replaces the running best m: strictly greater (less), or the first NaN */
-#define BETTER_MAX(v, m) ((v) > (m) || ((v) != (v) && (m) == (m)))
-#define BETTER_MIN(v, m) ((v) < (m) || ((v) != (v) && (m) == (m)))
-
-/* LANES running bests over a contiguous run, merged, then the first index holding the best: two
- * vectorised passes instead of one branchy one. Returns j* of x[0..len). */
-enum { LANES = 16 };
-#define ROW_BEST(name, BETTER)                                                                        \
-    AG__CLONES static size_t name(const ag_real *restrict x, size_t len) {                            \
-        ag_real m[LANES];                                                                             \
-        size_t j = 0;                                                                                 \
-        if (len >= LANES) {                                                                           \
-            for (int l = 0; l < LANES; l++) m[l] = x[l];                                              \
-            for (j = LANES; j + LANES <= len; j += LANES)                                             \
-                for (int l = 0; l < LANES; l++) m[l] = BETTER(x[j + l], m[l]) ? x[j + l] : m[l];      \
-            for (int l = 1; l < LANES; l++) m[0] = BETTER(m[l], m[0]) ? m[l] : m[0];                  \
-        } else {                                                                                      \
-            m[0] = x[0];                                                                              \
-            j = 1;                                                                                    \
-        }                                                                                             \
-        for (; j < len; j++) m[0] = BETTER(x[j], m[0]) ? x[j] : m[0];                                 \
-        const ag_real best = m[0];                                                                    \
-        if (best != best) {                                                                           \
-            for (j = 0; x[j] == x[j]; j++) continue;                                                  \
-            return j;                                                                                 \
-        }                                                                                             \
-        for (j = 0; x[j] != best; j++) continue;                                                      \
-        return j;                                                                                     \
-    }
-ROW_BEST(row_max, BETTER_MAX)
-ROW_BEST(row_min, BETTER_MIN)
+#define BETTER_MAX(v, m) (((v) > (m)) | (((v) != (v)) & ((m) == (m)))) /* bitwise: no branches */
+#define BETTER_MIN(v, m) (((v) < (m)) | (((v) != (v)) & ((m) == (m))))
 
 /* cnt columns of a len x inner block (row stride inner): m[i] = the best over j, arg[i] = j*
  * (arg may be NULL: not tracked). Vectorised across the columns. */
@@ -415,6 +387,36 @@ ROW_BEST(row_min, BETTER_MIN)
     }
 COL_BEST(col_max, BETTER_MAX)
 COL_BEST(col_min, BETTER_MIN)
+
+/* The best of a contiguous run, vectorised: the run seen as rows of LANES columns (col_best's
+ * loop, whose runtime count the compiler vectorises; a fixed 16 it unrolls into branches), the
+ * lanes and the tail merged, then the first index holding it. Returns j* of x[0..len). */
+enum { LANES = 32 };
+#define ROW_BEST(name, col, BETTER)                                                                   \
+    AG__CLONES static size_t name(const ag_real *restrict x, size_t len) {                            \
+        ag_real m[LANES], best = x[0];                                                                \
+        const size_t rows = len / LANES;                                                              \
+        size_t j = 1;                                                                                 \
+        if (rows > 0) {                                                                               \
+            col(x, rows, LANES, LANES, m, NULL);                                                      \
+            for (int l = 0; l < LANES; l++) best = BETTER(m[l], best) ? m[l] : best;                  \
+            j = rows * LANES;                                                                         \
+        }                                                                                             \
+        for (; j < len; j++) best = BETTER(x[j], best) ? x[j] : best;                                 \
+        if (best != best) {                                                                           \
+            for (j = 0; x[j] == x[j]; j++) continue;                                                  \
+            return j;                                                                                 \
+        }                                                                                             \
+        for (j = 0; j + LANES <= len; j += LANES) { /* a block at a time, then within it */           \
+            int hit = 0;                                                                              \
+            for (int l = 0; l < LANES; l++) hit |= x[j + l] == best;                                  \
+            if (hit) break;                                                                           \
+        }                                                                                             \
+        for (; x[j] != best; j++) continue;                                                           \
+        return j;                                                                                     \
+    }
+ROW_BEST(row_max, col_max, BETTER_MAX)
+ROW_BEST(row_min, col_min, BETTER_MIN)
 
 typedef size_t (*row_fn)(const ag_real *, size_t);
 typedef void (*col_fn)(const ag_real *, size_t, size_t, size_t, ag_real *, int32_t *);
