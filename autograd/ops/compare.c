@@ -133,23 +133,30 @@ AG__CLONES static ag_status where_forward(ag_node *n) {
     return AG_OK;
 }
 
+/* One written pointer per block: a and b may be one tensor (where(m, x, x)), so da and db may be
+ * the same buffer. */
 AG__CLONES static ag_status where_backward(ag_node *n) {
     const ag_real *restrict m = n->in[0]->value, *restrict g = n->out.grad;
-    ag_real *restrict da = n->in[1]->grad, *restrict db = n->in[2]->grad;
     const size_t N = n->out.size;
-    if (n->in[0]->size == N && n->in[1]->size == N && n->in[2]->size == N) {
-        if (da)
-            for (size_t i = 0; i < N; i++) da[i] += m[i] != 0 ? g[i] : 0;
-        if (db)
-            for (size_t i = 0; i < N; i++) db[i] += m[i] != 0 ? 0 : g[i];
-        return AG_OK;
-    }
+    const int flat = n->in[0]->size == N && n->in[1]->size == N && n->in[2]->size == N;
     bplan p;
-    bplan_make(n, 3, &p);
+    if (!flat) bplan_make(n, 3, &p);
+    if (n->in[1]->grad) {
+        ag_real *restrict da = n->in[1]->grad;
 #define WHERE_DA(I, JM, JA, JB) da[JA] += m[JM] != 0 ? g[I] : 0
+        if (flat)
+            for (size_t i = 0; i < N; i++) da[i] += m[i] != 0 ? g[i] : 0;
+        else
+            BFOR(p, 3, WHERE_DA);
+    }
+    if (n->in[2]->grad) {
+        ag_real *restrict db = n->in[2]->grad;
 #define WHERE_DB(I, JM, JA, JB) db[JB] += m[JM] != 0 ? 0 : g[I]
-    if (da) BFOR(p, 3, WHERE_DA);
-    if (db) BFOR(p, 3, WHERE_DB);
+        if (flat)
+            for (size_t i = 0; i < N; i++) db[i] += m[i] != 0 ? 0 : g[i];
+        else
+            BFOR(p, 3, WHERE_DB);
+    }
     return AG_OK;
 }
 
@@ -227,28 +234,34 @@ static ag_status bin_shape(ag_node *n) { return bcast_shape_k(n, 2, NULL); }
         BFOR(p, 2, name##_F);                                                                         \
         return AG_OK;                                                                                 \
     }                                                                                                 \
+    /* one written pointer per block: maximum(x, x) adds both halves into one buffer */              \
     AG__CLONES static ag_status name##_backward(ag_node *n) {                                         \
         const ag_real *restrict a = n->in[0]->value, *restrict b = n->in[1]->value;                   \
         const ag_real *restrict g = n->out.grad;                                                      \
-        ag_real *restrict da = n->in[0]->grad, *restrict db = n->in[1]->grad;                         \
         const size_t N = n->out.size;                                                                 \
-        if (n->in[0]->size == N && n->in[1]->size == N) {                                             \
-            if (da)                                                                                   \
+        const int flat = n->in[0]->size == N && n->in[1]->size == N;                                  \
+        bplan p;                                                                                      \
+        if (!flat) bplan_make(n, 2, &p);                                                              \
+        if (n->in[0]->grad) {                                                                         \
+            ag_real *restrict da = n->in[0]->grad;                                                    \
+            if (flat)                                                                                 \
                 for (size_t i = 0; i < N; i++) {                                                      \
                     const ag_real x = a[i], z = b[i], h = g[i] * (ag_real)0.5;                        \
                     da[i] += GT(x, z) ? g[i] : x == z ? h : 0;                                        \
                 }                                                                                     \
-            if (db)                                                                                   \
+            else                                                                                      \
+                BFOR(p, 2, name##_DA);                                                                \
+        }                                                                                             \
+        if (n->in[1]->grad) {                                                                         \
+            ag_real *restrict db = n->in[1]->grad;                                                    \
+            if (flat)                                                                                 \
                 for (size_t i = 0; i < N; i++) {                                                      \
                     const ag_real x = a[i], z = b[i], h = g[i] * (ag_real)0.5;                        \
                     db[i] += GT(z, x) ? g[i] : x == z ? h : 0;                                        \
                 }                                                                                     \
-            return AG_OK;                                                                             \
+            else                                                                                      \
+                BFOR(p, 2, name##_DB);                                                                \
         }                                                                                             \
-        bplan p;                                                                                      \
-        bplan_make(n, 2, &p);                                                                         \
-        if (da) BFOR(p, 2, name##_DA);                                                                \
-        if (db) BFOR(p, 2, name##_DB);                                                                \
         return AG_OK;                                                                                 \
     }                                                                                                 \
     static const ag_op name##_op = {#name, 2, 0, bin_shape, name##_forward, name##_backward};        \
