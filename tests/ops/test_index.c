@@ -181,6 +181,12 @@ START_TEST(test_maximum_ties_clamp_sign) {
     expect("da", a->grad, (double[]){0, 2, 0}, 3); /* the tie splits 4 into 2 + 2 */
     expect("db", b->grad, (double[]){4, 2, 0}, 3);
 
+    /* maximum(x, x): both halves of every tie into one buffer, dx = dy */
+    ag_tape_reset(T);
+    a = leaf(1, (size_t[]){3}, (const ag_real[]){1, -2, 3});
+    ck_assert_int_eq(ag_backward_seed(T, ag_maximum(T, a, a), (ag_real[]){4, 5, 6}), AG_OK);
+    expect("d(max(x, x))", a->grad, (double[]){4, 5, 6}, 3);
+
     ag_tape_reset(T);
     ag_tensor *x = leaf(1, (size_t[]){5}, (const ag_real[]){-2, -1, 0, 1, 2});
     y = ag_clamp(T, x, -1, 1);
