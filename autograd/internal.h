@@ -151,6 +151,9 @@ static inline void ag__axis_split(const ag_tensor *x, int axis, size_t *outer, s
     *len = x->shape[axis];
 }
 
+/* ag_detach's descriptor (ops/grad.c): the one op whose result never requires a gradient. */
+extern const ag_op ag__detach_op;
+
 /* Convenience for built-ins: ag_call with inputs given inline. */
 #define AG__CALL(t, op, params, ...) \
     ag_call((t), (op), (ag_tensor *[]){__VA_ARGS__}, \

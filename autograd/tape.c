@@ -252,6 +252,27 @@ void ag_tape_reset(ag_tape *t) {
     t->errmsg[0] = '\0';
 }
 
+/* Keep the first chunk and as many of the next as fit in keep_bytes together, free the rest.
+ * Chunks are used in list order, so the kept prefix is exactly what a step of up to that size
+ * fills; an owned chunk is never the caller's mem_buffer (that one is always first, and alone). */
+ag_status ag_tape_shrink(ag_tape *t, size_t keep_bytes) {
+    if (!t) return AG_ERR_ARG;
+    if (t->n_nodes || ag_tape_mem_used(t))
+        return ag__fail(t, AG_ERR_STATE,
+                        "tape_shrink: %zu nodes (%zu arena bytes) recorded since the last ag_tape_reset; "
+                        "reset the tape first", t->n_nodes, ag_tape_mem_used(t));
+    size_t kept = t->first->size;
+    ag__chunk *tail = t->first;
+    while (tail->next && tail->next->size <= keep_bytes && kept <= keep_bytes - tail->next->size) {
+        tail = tail->next;
+        kept += tail->size;
+    }
+    chunks_free(tail->next);
+    tail->next = NULL;
+    t->cur = t->first;
+    return AG_OK;
+}
+
 int ag_tape_set_check_numerics(ag_tape *t, int enabled) {
     if (!t) return 0;
     int prev = t->check_numerics;
@@ -511,7 +532,9 @@ static ag_status apply_impl(ag_tape *t, const ag_op *op, ag_tensor *const *in, i
                         ag_tape_mem_used(t));
     for (int i = 0; i < n_in; i++) n->in[i] = in[i];
     if (op->params_size) memcpy(n->params, params, op->params_size);
-    if (needs_grad && t->grad_enabled && op->backward) n->out.flags |= AG_REQUIRES_GRAD;
+    /* An op without backward is marked too: a gradient that reaches it must fail in backward,
+     * not vanish here. Only detach stops gradients, by definition. */
+    if (needs_grad && t->grad_enabled && op != &ag__detach_op) n->out.flags |= AG_REQUIRES_GRAD;
 
     unsigned long fails_before = t->n_fails;
     ag_status st = op->shape(n);
@@ -713,7 +736,13 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
         AG__PREFETCH_R((const char *)n - AG__PREFETCH_AHEAD); /* and walked downwards here */
         if (!n->op || !(n->out.flags & AG_REQUIRES_GRAD)) continue;
         const int reached = n->out.grad != NULL;
-        if (reached) {
+        if (reached && !n->op->backward) {
+            char sh[64];
+            st = ag_node_fail(n, AG_ERR_STATE,
+                              "has no backward, but a gradient reaches its %s result (node #%zu); detach its "
+                              "input (ag_detach) or give the op a backward",
+                              ag_shape_str(&n->out, sh, sizeof sh), node_creation_index(t, n));
+        } else if (reached) {
             for (int i = 0; i < n->n_in; i++) {
                 ag_tensor *x = n->in[i];
                 if (x->flags & AG_REQUIRES_GRAD) {

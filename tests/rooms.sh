@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The rooms' rules (README, "Where things live"), checked on the sources' #include lines:
-#  1. layers/, optim/, examples/ and bench/ include only public headers (<tapegrad/...>) and their
+#  1. layers/, optim/, dist/, examples/ and bench/ include only public headers (<tapegrad/...>) and their
 #     own files: never internal.h, base.h or another private header of autograd/;
 #  2. the lower rooms know nothing of the higher ones: autograd/kernels/ and autograd/io/ include
 #     neither the engine's internal.h nor autograd/ops/, layers/ or optim/ files;
-#  3. public headers include only public headers;
+#  3. public headers include only public headers; the core (autograd/, layers/, optim/) never
+#     includes dist/ (the optional MPI module);
 #  4. no include cycle between files (tsort finds none).
 #   tests/rooms.sh [SOURCE_DIR]      prints each violation; exit 1 if there is any
 set -u
@@ -16,7 +17,7 @@ cd "$src" || exit 2
 resolve() { # $1 including file, $2 included name
   local d c
   d=$(dirname "$1")
-  for c in "$d/$2" "autograd/$2" "autograd/include/$2" "layers/include/$2" "optim/include/$2"; do
+  for c in "$d/$2" "autograd/$2" "autograd/include/$2" "layers/include/$2" "optim/include/$2" "dist/include/$2"; do
     [ -f "$c" ] && { realpath --relative-to=. "$c"; return; }
   done
 }
@@ -29,20 +30,24 @@ while IFS= read -r f; do
       to=$(resolve "$f" "$inc")
       [ -n "$to" ] && echo "$f $to"
     done
-done < <(find autograd layers optim examples bench -name '*.[ch]' | sort) > "$edges"
+done < <(find autograd layers optim dist examples bench -name '*.[ch]' | sort) > "$edges"
 
 bad=0
 flag() { echo "rooms: $*"; bad=1; }
 private='^autograd/(internal\.h|base\.h|ops/|kernels/|io/|[a-z_]+\.c$)'
 while read -r from to; do
   case "$from" in
-  layers/*|optim/*|examples/*|bench/*)
+  layers/*|optim/*|dist/*|examples/*|bench/*)
     [[ "$to" =~ $private ]] && flag "$from includes the private $to" ;;
   esac
   case "$from" in
   autograd/kernels/*|autograd/io/*)
     [[ "$to" =~ ^(autograd/internal\.h|autograd/ops/|layers/|optim/) ]] &&
       flag "$from (a lower room) includes $to" ;;
+  esac
+  case "$from" in # the core library never depends on the optional distributed module
+  autograd/*|layers/*|optim/*)
+    [[ "$to" =~ ^dist/ ]] && flag "$from (the core library) includes $to of dist/" ;;
   esac
   case "$from" in
   */include/tapegrad/*)

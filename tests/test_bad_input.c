@@ -432,6 +432,54 @@ static ag_status h_gc_no_tape(fx *f) {
     f->msg = "";
     return ag_gradcheck(NULL, loss_ok, f, TL(f->W), 1, 1e-3, &r);
 }
+/* ag_gradcheck_leaves: the loss functions wrap lbuf (2x3) as f's leaf, or get it wrong */
+static ag_real lbuf[6] = {0.5, -1, 0.25, 2, -0.75, 1}, lbuf2[4];
+static ag_tensor *loss_leaf(ag_tape *t, void *ctx) {
+    fx *f = ctx;
+    ag_tensor *x = ag_tensor_wrap(t, 2, SH(2, 3), lbuf);
+    ag_requires_grad(x);
+    return ag_sum(t, ag_square(t, ag_linear(t, x, f->W, f->b)));
+}
+static ag_tensor *loss_leaf_unmarked(ag_tape *t, void *ctx) {
+    fx *f = ctx;
+    return ag_sum(t, ag_square(t, ag_linear(t, ag_tensor_wrap(t, 2, SH(2, 3), lbuf), f->W, f->b)));
+}
+static ag_tensor *loss_leaf_copied(ag_tape *t, void *ctx) { /* a copy: perturbing lbuf would change nothing */
+    fx *f = ctx;
+    ag_tensor *x = ag_tensor_from(t, 2, SH(2, 3), lbuf);
+    ag_requires_grad(x);
+    return ag_sum(t, ag_square(t, ag_linear(t, x, f->W, f->b)));
+}
+static ag_status h_gcl(fx *f, ag_loss_fn fn, ag_tensor *const *params, size_t np, const ag_gradcheck_leaf *leaves,
+                       size_t nl, double eps) {
+    ag_gradcheck_result r;
+    ag_status st = ag_gradcheck_leaves(f->t, fn, f, params, np, leaves, nl, eps, &r);
+    f->msg = ag_tape_errmsg(f->t);
+    return st;
+}
+#define LEAF(v, n) ((ag_gradcheck_leaf[]){{(v), (n), NULL}})
+static ag_status h_gcl_params_null(fx *f) { return h_gcl(f, loss_leaf, NULL, 1, LEAF(lbuf, 6), 1, 1e-3); }
+static ag_status h_gcl_leaves_null(fx *f) { return h_gcl(f, loss_leaf, TL(f->W), 1, NULL, 1, 1e-3); }
+static ag_status h_gcl_nothing(fx *f) { return h_gcl(f, loss_leaf, NULL, 0, NULL, 0, 1e-3); }
+static ag_status h_gcl_value_null(fx *f) { return h_gcl(f, loss_leaf, NULL, 0, LEAF(NULL, 6), 1, 1e-3); }
+static ag_status h_gcl_size0(fx *f) { return h_gcl(f, loss_leaf, NULL, 0, LEAF(lbuf, 0), 1, 1e-3); }
+static ag_status h_gcl_same(fx *f) {
+    return h_gcl(f, loss_leaf, NULL, 0, (ag_gradcheck_leaf[]){{lbuf, 6, NULL}, {lbuf2, 4, NULL}, {lbuf, 6, NULL}}, 3,
+                 1e-3);
+}
+static ag_status h_gcl_not_wrapped(fx *f) { return h_gcl(f, loss_leaf, TL(f->W), 1, LEAF(lbuf2, 4), 1, 1e-3); }
+static ag_status h_gcl_copied(fx *f) { return h_gcl(f, loss_leaf_copied, NULL, 0, LEAF(lbuf, 6), 1, 1e-3); }
+static ag_status h_gcl_unmarked(fx *f) { return h_gcl(f, loss_leaf_unmarked, TL(f->W), 1, LEAF(lbuf, 6), 1, 1e-3); }
+static ag_status h_gcl_size(fx *f) { return h_gcl(f, loss_leaf, NULL, 0, LEAF(lbuf, 5), 1, 1e-3); }
+static ag_status h_gcl_eps_tiny(fx *f) { return h_gcl(f, loss_leaf, NULL, 0, LEAF(lbuf, 6), 1, 1e-300); }
+static ag_status h_gcl_nomem(fx *f) { /* scratch for 2^29 gradients: more than the suite's allocator gives */
+    return h_gcl(f, loss_leaf, NULL, 0, LEAF(lbuf, (size_t)1 << 29), 1, 1e-3);
+}
+static ag_status h_gcl_no_tape(fx *f) {
+    ag_gradcheck_result r;
+    f->msg = "";
+    return ag_gradcheck_leaves(NULL, loss_leaf, f, NULL, 0, LEAF(lbuf, 6), 1, 1e-3, &r);
+}
 
 /* params-store rows on a scratch store (so the fixture store never changes) */
 static ag_params *scratch_ps;
@@ -1325,12 +1373,41 @@ static ag_status h_apply_no_tape(fx *f) {
     return st;
 }
 static ag_status h_nobwd_grad(fx *f) {
-    /* an op without backward: its result needs no gradient, so backward through it alone fails */
+    /* an op without backward on the only path from the loss to W */
     ag_tensor *y = ag_call(f->t, &op_nobwd, TL(ag_linear(f->t, f->x23, f->W, f->b)), 1, NULL);
     ck_assert_ptr_nonnull(y);
     ag_status st = ag_backward(f->t, ag_sum(f->t, y));
     f->msg = ag_tape_errmsg(f->t);
     return st;
+}
+static ag_status h_nobwd_mixed(fx *f) {
+    /* J = sum(nobwd(z)) + sum(z): the other path alone would give W a (wrong) gradient */
+    ag_tensor *z = ag_linear(f->t, f->x23, f->W, f->b);
+    ag_tensor *cut = ag_sum(f->t, ag_call(f->t, &op_nobwd, TL(z), 1, NULL)); /* node #10, then #11 */
+    ag_tensor *J = ag_add(f->t, cut, ag_sum(f->t, z));
+    ck_assert_ptr_nonnull(J);
+    ag_status st = ag_backward(f->t, J);
+    f->msg = ag_tape_errmsg(f->t);
+    return st;
+}
+static ag_status h_nobwd_seed(fx *f) {
+    ag_tensor *y = ag_call(f->t, &op_nobwd, TL(ag_linear(f->t, f->x23, f->W, f->b)), 1, NULL);
+    ck_assert_ptr_nonnull(y);
+    ag_status st = ag_backward_seed(f->t, y, (ag_real[8]){1, 1, 1, 1, 1, 1, 1, 1});
+    f->msg = ag_tape_errmsg(f->t);
+    return st;
+}
+static ag_status h_detach_only_path(fx *f) {
+    /* the loss reaches W only through detach: nothing requires a gradient */
+    ag_tensor *J = ag_sum(f->t, ag_detach(f->t, ag_linear(f->t, f->x23, f->W, f->b)));
+    ck_assert_ptr_nonnull(J);
+    ag_status st = ag_backward(f->t, J);
+    f->msg = ag_tape_errmsg(f->t);
+    return st;
+}
+static ag_status h_shrink_null(fx *f) {
+    f->msg = "";
+    return ag_tape_shrink(NULL, 0);
 }
 static ag_status h_seed_other(fx *f) {
     ag_real seed[6] = {1, 1, 1, 1, 1, 1};
@@ -1404,7 +1481,14 @@ static ag_status h_seed_null(fx *f) {
     X(H, seed_other, h_seed_other, AG_ERR_ARG, "backward_seed:", "another tape")                        \
     X(H, requires_grad_result, h_requires_grad_result, AG_ERR_ARG, "requires_grad:", "exp result")      \
     X(H, requires_grad_stale, h_requires_grad_stale, AG_ERR_STATE, "requires_grad:", "ag_tape_reset")   \
-    X(H, tape_nulls, h_tape_nulls, AG_ERR_ARG, "tape is NULL", "")
+    X(H, tape_nulls, h_tape_nulls, AG_ERR_ARG, "tape is NULL", "")                                      \
+    X(ST, shrink_recorded, ag_tape_shrink(T, 0), AG_ERR_STATE, "tape_shrink:", "since the last ag_tape_reset; reset the tape first") \
+    X(H, shrink_null, h_shrink_null, AG_ERR_ARG, "", "")                                                \
+    X(OP, detach_null, ag_detach(T, NULL), AG_ERR_ARG, "detach:", "input 0 is NULL")                    \
+    X(OP, detach_other, ag_detach(T, F.other), AG_ERR_ARG, "detach:", "input 0 belongs to another tape") \
+    X(OP, detach_stale, ag_detach(T, F.stale), AG_ERR_STATE, "detach:", "input 0 was recorded before the last ag_tape_reset") \
+    X(NOTAPE, detach_notape, ag_detach(NULL, F.x23), AG_ERR_ARG, "", "")                                \
+    X(H, detach_only_path, h_detach_only_path, AG_ERR_STATE, "backward:", "does not depend")
 /* ag_apply with bad descriptors and misbehaving user ops */
 #define ROWS_APPLY(X)                                                                               \
     X(ST, apply_op_null, ag_apply(T, NULL, TL(F.x23), 1, NULL, &(ag_tensor *){0}), AG_ERR_ARG, "apply:", "descriptor is NULL") \
@@ -1437,7 +1521,9 @@ static ag_status h_seed_null(fx *f) {
     X(H, op_bwd_fails, h_bwd_fail, AG_ERR_NUMERIC, "bwdfail:", "custom backward refused")               \
     X(H, op_bwd_silent, h_bwd_silent, AG_ERR_STATE, "bwdsilent:", "backward failed with status -4")     \
     X(H, op_bwd_inf, h_bwd_inf, AG_ERR_NUMERIC, "bwdinf:", "Inf at element 0")                          \
-    X(H, op_nobwd, h_nobwd_grad, AG_ERR_STATE, "backward:", "does not depend")                          \
+    X(H, op_nobwd, h_nobwd_grad, AG_ERR_STATE, "nobwd: has no backward, but a gradient reaches its 2x4 result (node #10)", "detach its input (ag_detach)") \
+    X(H, op_nobwd_mixed, h_nobwd_mixed, AG_ERR_STATE, "nobwd: has no backward, but a gradient reaches its 2x4 result (node #10)", "detach") \
+    X(H, op_nobwd_seed, h_nobwd_seed, AG_ERR_STATE, "nobwd: has no backward, but a gradient reaches its 2x4 result (node #10)", "give the op a backward") \
     X(STL, op_huge_limited, ag_apply(F.tl, &op_huge, TL(ag_tensor_new(F.tl, 1, SH(2))), 1, NULL, &(ag_tensor *){0}), AG_ERR_NOMEM, "huge:", "arena is full") \
     X(STL, op_alloc_huge, ag_apply(F.tl, &op_fwdhuge, TL(ag_tensor_new(F.tl, 1, SH(2))), 1, NULL, &(ag_tensor *){0}), AG_ERR_NOMEM, "fwdhuge:", "arena is full")
 /* gradcheck */
@@ -1452,11 +1538,24 @@ static ag_status h_seed_null(fx *f) {
     X(H, gc_eps_inf, h_gc_eps_inf, AG_ERR_ARG, "gradcheck:", "finite")                                  \
     X(H, gc_eps_tiny, h_gc_eps_tiny, AG_ERR_ARG, "gradcheck:", "vanishes next to W[")                   \
     X(H, gc_wrt_elem_null, h_gc_wrt_elem_null, AG_ERR_ARG, "gradcheck:", "wrt[1] is NULL")              \
-    X(H, gc_wrt_tape, h_gc_wrt_tape, AG_ERR_ARG, "gradcheck:", "wrt[0] is not a parameter")             \
+    X(H, gc_wrt_tape, h_gc_wrt_tape, AG_ERR_ARG, "gradcheck: wrt[0] is not a parameter", "ag_gradcheck_leaves") \
     X(H, gc_loss_null, h_gc_loss_null, AG_ERR_ARG, "gradcheck:", "returned NULL")                       \
     X(H, gc_loss_failed, h_gc_loss_failed, AG_ERR_SHAPE, "matmul:", "a is 2x3 but b is 2x3")            \
     X(H, gc_loss_vector, h_gc_loss_vector, AG_ERR_SHAPE, "gradcheck:", "loss is 2x4, not a scalar")     \
-    X(H, gc_no_tape, h_gc_no_tape, AG_ERR_ARG, "", "")
+    X(H, gc_no_tape, h_gc_no_tape, AG_ERR_ARG, "", "")                                                  \
+    X(H, gcl_params_null, h_gcl_params_null, AG_ERR_ARG, "gradcheck:", "params is NULL")                \
+    X(H, gcl_leaves_null, h_gcl_leaves_null, AG_ERR_ARG, "gradcheck:", "leaves is NULL")                \
+    X(H, gcl_nothing, h_gcl_nothing, AG_ERR_ARG, "gradcheck:", "nothing to check")                      \
+    X(H, gcl_value_null, h_gcl_value_null, AG_ERR_ARG, "gradcheck:", "leaves[0] has a NULL value")      \
+    X(H, gcl_size0, h_gcl_size0, AG_ERR_ARG, "gradcheck:", "leaves[0] has size 0")                      \
+    X(H, gcl_same, h_gcl_same, AG_ERR_ARG, "gradcheck:", "leaves[0] and leaves[2] are the same buffer") \
+    X(H, gcl_not_wrapped, h_gcl_not_wrapped, AG_ERR_ARG, "gradcheck: leaves[0] is not on the tape", "ag_tensor_wrap") \
+    X(H, gcl_copied, h_gcl_copied, AG_ERR_ARG, "gradcheck: leaves[0] is not on the tape", "ag_tensor_wrap") \
+    X(H, gcl_unmarked, h_gcl_unmarked, AG_ERR_ARG, "gradcheck: leaves[0] is on the tape", "did not mark it with ag_requires_grad") \
+    X(H, gcl_size, h_gcl_size, AG_ERR_SHAPE, "gradcheck:", "leaves[0] has 5 elements but f wraps it as 2x3") \
+    X(H, gcl_eps_tiny, h_gcl_eps_tiny, AG_ERR_ARG, "gradcheck:", "vanishes next to leaves[0][0] = 0.5")  \
+    X(H, gcl_nomem, h_gcl_nomem, AG_ERR_NOMEM, "gradcheck:", "out of memory for the leaves' gradients") \
+    X(H, gcl_no_tape, h_gcl_no_tape, AG_ERR_ARG, "", "")
 /* parameter store */
 #define ROWS_PARAMS(X)                                                                              \
     X(H, ps_null_name, h_ps_null_name, AG_ERR_ARG, "params_add", "name is NULL")                        \

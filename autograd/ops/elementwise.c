@@ -17,6 +17,7 @@
  */
 #include "../internal.h"
 
+#include <assert.h>
 #include <stdatomic.h>
 
 /* ---------------------------------------------------------------- broadcasting
@@ -24,8 +25,10 @@
  * NumPy rules: shapes are right-aligned, and in every position the two sizes are equal or one of
  * them is 1 (that operand is repeated). The output has the larger rank. Forward and backward pick
  * a fast path when they can (same element count, a scalar operand, a [.., n] op [n] row operand)
- * and otherwise walk the 4-D index space with stride 0 along broadcast dimensions. In backward the
- * same strides make the += reduce the gradient over the dimensions an operand was repeated along.
+ * and otherwise walk the 4-D index space with stride 0 along broadcast dimensions, adjacent axes
+ * merged into runs as long as possible (bcast_plan_make). In backward the same strides reduce the
+ * gradient over the dimensions an operand was repeated along: a run it is repeated along is summed
+ * in a fixed blocked order (RUN_SUM), so that reduction streams at the speed of a same-shape op.
  */
 
 /* Sizes of x right-aligned into 4 dimensions (leading 1s). */
@@ -82,28 +85,72 @@ static void plan_strides(const size_t d[4], const size_t out[4], size_t s[4]) {
     }
 }
 
+/* Axis i (outer) joins the group of axes at k (inner, n_k long, stride s_k of its innermost axis) for
+ * an operand that repeats along both, or steps through both as one run. */
+static int joins(size_t s_i, size_t s_k, size_t n_k) { return s_k == 0 ? s_i == 0 : s_i == s_k * n_k; }
+
+/* The plan with size-1 output axes dropped and adjacent axes merged where both operands allow
+ * (N x C x H x W + C x 1 x 1 is N x C x HW: b repeated along N and along HW), right-aligned. The
+ * walk visits the elements in the same order; the inner run is as long as it can be, and each
+ * operand's stride along it is 0 (repeated) or 1. */
 static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
-    size_t da[4], db[4];
-    pad4(&n->out, p->n);
+    size_t dout[4], da[4], db[4], sa[4], sb[4];
+    pad4(&n->out, dout);
     pad4(n->in[0], da);
     pad4(n->in[1], db);
-    plan_strides(da, p->n, p->sa);
-    plan_strides(db, p->n, p->sb);
+    plan_strides(da, dout, sa);
+    plan_strides(db, dout, sb);
+    int k = 4;
+    for (int i = 0; i < 4; i++) p->n[i] = 1, p->sa[i] = p->sb[i] = 0;
+    for (int i = 3; i >= 0; i--) {
+        if (dout[i] == 1) continue;
+        if (k < 4 && joins(sa[i], p->sa[k], p->n[k]) && joins(sb[i], p->sb[k], p->n[k])) {
+            p->n[k] *= dout[i];
+            continue;
+        }
+        k--;
+        p->n[k] = dout[i];
+        p->sa[k] = sa[i];
+        p->sb[k] = sb[i];
+    }
+    assert(p->sa[3] <= 1 && p->sb[3] <= 1);
 }
 
-/* Runs the body (the variadic part) for every output element i with its operand indices ia, ib. */
-#define BCAST_FOR(p, ...)                                                                   \
+/* Runs the body for every inner run of the plan: i, ia, ib index its first element, L = n[3] long,
+ * and each operand steps by its stride (0 or 1) along it. */
+#define BCAST_RUNS(p, ...)                                                                   \
     do {                                                                                     \
         size_t i = 0;                                                                        \
         for (size_t i0 = 0; i0 < (p).n[0]; i0++)                                             \
             for (size_t i1 = 0; i1 < (p).n[1]; i1++)                                         \
-                for (size_t i2 = 0; i2 < (p).n[2]; i2++) {                                   \
-                    size_t ia = i0 * (p).sa[0] + i1 * (p).sa[1] + i2 * (p).sa[2];            \
-                    size_t ib = i0 * (p).sb[0] + i1 * (p).sb[1] + i2 * (p).sb[2];            \
-                    for (size_t i3 = 0; i3 < (p).n[3]; i3++, i++, ia += (p).sa[3], ib += (p).sb[3]) { \
-                        __VA_ARGS__;                                                         \
-                    }                                                                        \
+                for (size_t i2 = 0; i2 < (p).n[2]; i2++, i += (p).n[3]) {                    \
+                    const size_t ia = i0 * (p).sa[0] + i1 * (p).sa[1] + i2 * (p).sa[2];      \
+                    const size_t ib = i0 * (p).sb[0] + i1 * (p).sb[1] + i2 * (p).sb[2];      \
+                    __VA_ARGS__;                                                             \
                 }                                                                            \
+    } while (0)
+
+/* dst += the sum of TERM over j < L (SET defines the term's inputs for j), in a fixed order that
+ * depends on L only: in order for short runs, else RED_W interleaved partial sums (acc[l] takes
+ * j = l mod RED_W; vector lanes in every clone, the same IEEE operations) folded in halves. The
+ * reduction of a gradient over an axis an operand was repeated along, at memory speed. */
+#define RED_W 32
+#define RUN_SUM(dst, L, SET, TERM)                                                           \
+    do {                                                                                     \
+        ag_real s_ = 0;                                                                      \
+        if ((L) < 2 * RED_W) {                                                               \
+            for (size_t j = 0; j < (L); j++) { SET; s_ += (TERM); }                          \
+        } else {                                                                             \
+            ag_real acc_[RED_W] = {0};                                                       \
+            size_t j0 = 0;                                                                   \
+            for (; j0 + RED_W <= (L); j0 += RED_W)                                           \
+                for (size_t l = 0; l < RED_W; l++) { const size_t j = j0 + l; SET; acc_[l] += (TERM); } \
+            for (size_t l = 0; j0 + l < (L); l++) { const size_t j = j0 + l; SET; acc_[l] += (TERM); } \
+            for (size_t w = RED_W / 2; w > 0; w /= 2)                                        \
+                for (size_t l = 0; l < w; l++) acc_[l] += acc_[l + w];                       \
+            s_ = acc_[0];                                                                    \
+        }                                                                                    \
+        (dst) += s_;                                                                         \
     } while (0)
 
 /* Forward of a binary op: o = EXPR(x, y) with x from a and y from b. */
@@ -128,13 +175,71 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
         } else if (B->size == N && (m = row_len(A, &n->out)) != 0) {                         \
             for (size_t r = 0; r < N; r += m)                                                \
                 for (size_t j = 0; j < m; j++) { const ag_real x = a[j], y = b[r + j]; o[r + j] = (EXPR); } \
-        } else {                                                                             \
+        } else { /* runs with constant strides (0 or 1), so the loops vectorise */           \
             bcast_plan p;                                                                    \
             bcast_plan_make(n, &p);                                                          \
-            BCAST_FOR(p, { const ag_real x = a[ia], y = b[ib]; o[i] = (EXPR); });            \
+            const size_t L = p.n[3];                                                         \
+            if (p.sa[3] && p.sb[3])                                                          \
+                BCAST_RUNS(p, for (size_t j = 0; j < L; j++) {                               \
+                    const ag_real x = a[ia + j], y = b[ib + j]; o[i + j] = (EXPR); });       \
+            else if (p.sa[3])                                                                \
+                BCAST_RUNS(p, const ag_real y = b[ib]; for (size_t j = 0; j < L; j++) {      \
+                    const ag_real x = a[ia + j]; o[i + j] = (EXPR); });                      \
+            else if (p.sb[3])                                                                \
+                BCAST_RUNS(p, const ag_real x = a[ia]; for (size_t j = 0; j < L; j++) {      \
+                    const ag_real y = b[ib + j]; o[i + j] = (EXPR); });                      \
+            else                                                                             \
+                BCAST_RUNS(p, const ag_real x = a[ia], y = b[ib]; for (size_t j = 0; j < L; j++) { \
+                    o[i + j] = (EXPR); });                                                   \
         }                                                                                    \
         return AG_OK;                                                                        \
     }
+
+/* The general backward into d (A's gradient when d indexes like a, B's like b): for each inner run,
+ * element by element where d steps with the output (the order of the element walk: each element of
+ * d gets its terms in that order), or RUN_SUM where d is repeated along the run. TERM in x, y, the
+ * output o and its gradient g. */
+#define BCAST_GRAD(p, d, to_a, a, b, sa3, sb3, TERM)                                         \
+    do {                                                                                     \
+        const size_t L = (p).n[3];                                                           \
+        const size_t sd3 = to_a ? (sa3) : (sb3);                                             \
+        if (sd3 && (sa3) && (sb3))                                                           \
+            BCAST_RUNS(p, ag_real *restrict dr = (d) + (to_a ? ia : ib);                     \
+                       for (size_t j = 0; j < L; j++) {                                      \
+                           const ag_real x = (a)[ia + j], y = (b)[ib + j], out = o[i + j], g = dout[i + j]; \
+                           (void)x, (void)y, (void)out;                                      \
+                           dr[j] += (TERM);                                                  \
+                       });                                                                   \
+        else if (sd3 && (sa3))                                                               \
+            BCAST_RUNS(p, ag_real *restrict dr = (d) + (to_a ? ia : ib); const ag_real y = (b)[ib]; \
+                       for (size_t j = 0; j < L; j++) {                                      \
+                           const ag_real x = (a)[ia + j], out = o[i + j], g = dout[i + j];   \
+                           (void)x, (void)y, (void)out;                                      \
+                           dr[j] += (TERM);                                                  \
+                       });                                                                   \
+        else if (sd3)                                                                        \
+            BCAST_RUNS(p, ag_real *restrict dr = (d) + (to_a ? ia : ib); const ag_real x = (a)[ia]; \
+                       for (size_t j = 0; j < L; j++) {                                      \
+                           const ag_real y = (b)[ib + j], out = o[i + j], g = dout[i + j];   \
+                           (void)x, (void)y, (void)out;                                      \
+                           dr[j] += (TERM);                                                  \
+                       });                                                                   \
+        else if (to_a && (sb3)) /* da[ia] over a run of b */                                 \
+            BCAST_RUNS(p, const ag_real x = (a)[ia]; (void)x;                                \
+                       RUN_SUM((d)[ia], L, const ag_real y = (b)[ib + j]; const ag_real out = o[i + j]; \
+                               const ag_real g = dout[i + j]; (void)y; (void)out,            \
+                               TERM));                                                       \
+        else if (!to_a && (sa3)) /* db[ib] over a run of a */                                \
+            BCAST_RUNS(p, const ag_real y = (b)[ib]; (void)y;                                \
+                       RUN_SUM((d)[ib], L, const ag_real x = (a)[ia + j]; const ag_real out = o[i + j]; \
+                               const ag_real g = dout[i + j]; (void)x; (void)out,            \
+                               TERM));                                                       \
+        else /* both repeated along the run: only the output varies */                       \
+            BCAST_RUNS(p, const ag_real x = (a)[ia], y = (b)[ib]; (void)x, (void)y;          \
+                       RUN_SUM((d)[to_a ? ia : ib], L, const ag_real out = o[i + j];         \
+                               const ag_real g = dout[i + j]; (void)out,                     \
+                               TERM));                                                       \
+    } while (0)
 
 /* Backward of a binary op: da += DA, db += DB, both written in x, y, the output o and the output
  * gradient g. One written pointer per loop, so da and db may be the same buffer (x op x). */
@@ -167,19 +272,11 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
         bcast_plan_make(n, &p);                                                              \
         if (A->grad) {                                                                       \
             ag_real *restrict da = A->grad;                                                  \
-            BCAST_FOR(p, {                                                                   \
-                const ag_real x = a[ia], y = b[ib], out = o[i], g = dout[i];                 \
-                (void)x, (void)y, (void)out;                                                 \
-                da[ia] += (DA);                                                              \
-            });                                                                              \
+            BCAST_GRAD(p, da, 1, a, b, p.sa[3], p.sb[3], DA);                                \
         }                                                                                    \
         if (B->grad) {                                                                       \
             ag_real *restrict db = B->grad;                                                  \
-            BCAST_FOR(p, {                                                                   \
-                const ag_real x = a[ia], y = b[ib], out = o[i], g = dout[i];                 \
-                (void)x, (void)y, (void)out;                                                 \
-                db[ib] += (DB);                                                              \
-            });                                                                              \
+            BCAST_GRAD(p, db, 0, a, b, p.sa[3], p.sb[3], DB);                                \
         }                                                                                    \
         return AG_OK;                                                                        \
     }

@@ -1,5 +1,6 @@
 /*
- * ops/loss.c - the scalar losses: squared error, the L2 weight penalty, softmax cross-entropy.
+ * ops/loss.c - the scalar losses: squared error, the L2 weight penalty, softmax cross-entropy;
+ * and (issue 22, at the end) bce_with_logits, cross_entropy_ex, l1, huber.
  *
  * Conventions (backprop-derivation.md, "Cost"): K is the number of rows (examples), shape[0] of a
  * tensor with 2 or more dimensions and 1 for a 1-D tensor or a scalar (one example). The cost
@@ -13,6 +14,7 @@
  * Read next: gradcheck.c.
  */
 #include "../internal.h"
+#include "../kernels/special.h"
 
 static size_t loss_rows(const ag_tensor *x) { return x->ndim >= 2 ? x->shape[0] : 1; }
 
@@ -198,4 +200,284 @@ static const ag_op cross_entropy_op = {"cross_entropy", 1, sizeof(ce_params), ce
 
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels) {
     return AG__CALL(t, &cross_entropy_op, &(ce_params){labels}, logits);
+}
+
+/* ---------------------------------------------------------------- losses of issue 22
+ * bce_with_logits, cross_entropy_ex, l1, huber: torch's reduction='mean' definitions (ag.h). The
+ * sums run in 32 interleaved double lanes combined pairwise (as ag__sum), so the loops vectorise
+ * and the bits depend on neither the machine nor the thread count. */
+
+enum { LANES = 32 };
+
+static double combine_lanes(double *l) {
+    for (int w = LANES / 2; w > 0; w /= 2)
+        for (int j = 0; j < w; j++) l[j] += l[j + w];
+    return l[0];
+}
+
+/* double NAME(const ag_real *a, const ag_real *b, size_t n, ag_real c): sum_i TERM(a[i], b[i], c) */
+#define LANE_SUM(NAME, TERM)                                                                       \
+    AG__CLONES static double NAME(const ag_real *restrict a, const ag_real *restrict b, size_t n, ag_real c) { \
+        double l[LANES] = {0};                                                                     \
+        size_t i = 0;                                                                              \
+        (void)b, (void)c;                                                                          \
+        for (; i + LANES <= n; i += LANES)                                                         \
+            for (int j = 0; j < LANES; j++) l[j] += (double)TERM(a[i + j], b[i + j], c);           \
+        for (int j = 0; i < n; i++, j++) l[j] += (double)TERM(a[i], b[i], c);                      \
+        return combine_lanes(l);                                                                   \
+    }
+
+/* Equal shapes of inputs 0 and 1, named na and nb in the message; the output a scalar. */
+static ag_status pair_shape(ag_node *n, const char *na, const char *nb) {
+    const ag_tensor *a = n->in[0], *b = n->in[1];
+    int same = a->ndim == b->ndim;
+    for (int i = 0; same && i < a->ndim; i++) same = a->shape[i] == b->shape[i];
+    if (!same) {
+        char sa[64], sb[64];
+        return ag_node_fail(n, AG_ERR_SHAPE, "%s %s %s but %s %s %s (shapes must be equal)", na,
+                            strcmp(na, "logits") == 0 ? "are" : "is", ag_shape_str(a, sa, sizeof sa), nb,
+                            strcmp(nb, "targets") == 0 ? "are" : "is", ag_shape_str(b, sb, sizeof sb));
+    }
+    return ag_node_set_shape(n, 0, NULL);
+}
+
+/* ---- bce_with_logits: J = (1/N) sum softplus(x) - x y, softplus(x) = max(x, 0) + log1p(e^-|x|);
+ * dx += dJ (sigmoid(x) - y)/N, dy -= dJ x/N. */
+static inline ag_real bce1(ag_real x, ag_real y, ag_real c) {
+    (void)c;
+    return ag__fn_pick(x > 0, x, 0) - x * y + ag__fn_log1p_unit(ag__fn_exp_nonpos(-ag__fabs(x)));
+}
+LANE_SUM(bce_sum, bce1)
+
+static ag_status bce_shape(ag_node *n) { return pair_shape(n, "logits", "targets"); }
+
+static ag_status bce_forward(ag_node *n) {
+    const size_t N = n->in[0]->size;
+    n->out.value[0] = (ag_real)(bce_sum(n->in[0]->value, n->in[1]->value, N, 0) / (double)N);
+    return AG_OK;
+}
+
+AG__CLONES static ag_status bce_backward(ag_node *n) {
+    const ag_real *restrict x = n->in[0]->value, *restrict y = n->in[1]->value;
+    const size_t N = n->in[0]->size;
+    const ag_real c = (ag_real)(n->out.grad[0] / (double)N);
+    if (n->in[0]->grad) {
+        ag_real *restrict dx = n->in[0]->grad;
+        for (size_t i = 0; i < N; i++) {
+            const ag_real e = ag__fn_exp_nonpos(-ag__fabs(x[i])), s1 = 1 / (1 + e);
+            dx[i] += c * (ag__fn_pick(x[i] >= 0, s1, e * s1) - y[i]); /* sigmoid, stable */
+        }
+    }
+    if (n->in[1]->grad) {
+        ag_real *restrict dy = n->in[1]->grad;
+        for (size_t i = 0; i < N; i++) dy[i] -= c * x[i];
+    }
+    return AG_OK;
+}
+
+static const ag_op bce_op = {"bce_with_logits", 2, 0, bce_shape, bce_forward, bce_backward};
+ag_tensor *ag_bce_with_logits(ag_tape *t, ag_tensor *logits, ag_tensor *targets) {
+    return AG__CALL(t, &bce_op, NULL, logits, targets);
+}
+
+/* ---- l1: J = (1/N) sum |h - y|;  dh += dJ sign(h - y)/N (0 at h = y), dy -= the same */
+#define L1_TERM(h, y, c) ag__fabs((h) - (y))
+LANE_SUM(l1_sum, L1_TERM)
+static ag_status l1_shape(ag_node *n) { return pair_shape(n, "h", "y"); }
+static ag_status l1_forward(ag_node *n) {
+    const size_t N = n->in[0]->size;
+    n->out.value[0] = (ag_real)(l1_sum(n->in[0]->value, n->in[1]->value, N, 0) / (double)N);
+    return AG_OK;
+}
+static inline ag_real sign1(ag_real d) { return ag__fn_pick(d > 0, 1, ag__fn_pick(d < 0, -1, 0)); }
+AG__CLONES static ag_status l1_backward(ag_node *n) {
+    const ag_real *restrict h = n->in[0]->value, *restrict y = n->in[1]->value;
+    const size_t N = n->in[0]->size;
+    const ag_real c = (ag_real)(n->out.grad[0] / (double)N);
+    if (n->in[0]->grad) {
+        ag_real *restrict dh = n->in[0]->grad;
+        for (size_t i = 0; i < N; i++) dh[i] += c * sign1(h[i] - y[i]);
+    }
+    if (n->in[1]->grad) {
+        ag_real *restrict dy = n->in[1]->grad;
+        for (size_t i = 0; i < N; i++) dy[i] -= c * sign1(h[i] - y[i]);
+    }
+    return AG_OK;
+}
+static const ag_op l1_op = {"l1_loss", 2, 0, l1_shape, l1_forward, l1_backward};
+ag_tensor *ag_l1_loss(ag_tape *t, ag_tensor *h, ag_tensor *y) { return AG__CALL(t, &l1_op, NULL, h, y); }
+
+/* ---- huber: J = (1/N) sum_i (|d| < delta ? d^2/2 : delta (|d| - delta/2)), d = h - y;
+ * dh += dJ clamp(d, -delta, delta)/N, dy -= the same */
+static inline ag_real huber1(ag_real h, ag_real y, ag_real delta) {
+    const ag_real d = h - y, ad = ag__fabs(d);
+    return ag__fn_pick(ad < delta, (ag_real)0.5 * d * d, delta * (ad - (ag_real)0.5 * delta));
+}
+LANE_SUM(huber_sum, huber1)
+static ag_status huber_shape(ag_node *n) {
+    const ag_real delta = *(const ag_real *)n->params;
+    if (!(delta > 0) || !isfinite((double)delta))
+        return ag_node_fail(n, AG_ERR_ARG, "delta is %g, must be finite and > 0", (double)delta);
+    return pair_shape(n, "h", "y");
+}
+static ag_status huber_forward(ag_node *n) {
+    const size_t N = n->in[0]->size;
+    const ag_real delta = *(const ag_real *)n->params;
+    n->out.value[0] = (ag_real)(huber_sum(n->in[0]->value, n->in[1]->value, N, delta) / (double)N);
+    return AG_OK;
+}
+static inline ag_real clamp1(ag_real d, ag_real delta) {
+    return ag__fn_pick(d > delta, delta, ag__fn_pick(d < -delta, -delta, d));
+}
+AG__CLONES static ag_status huber_backward(ag_node *n) {
+    const ag_real *restrict h = n->in[0]->value, *restrict y = n->in[1]->value;
+    const size_t N = n->in[0]->size;
+    const ag_real delta = *(const ag_real *)n->params, c = (ag_real)(n->out.grad[0] / (double)N);
+    if (n->in[0]->grad) {
+        ag_real *restrict dh = n->in[0]->grad;
+        for (size_t i = 0; i < N; i++) dh[i] += c * clamp1(h[i] - y[i], delta);
+    }
+    if (n->in[1]->grad) {
+        ag_real *restrict dy = n->in[1]->grad;
+        for (size_t i = 0; i < N; i++) dy[i] -= c * clamp1(h[i] - y[i], delta);
+    }
+    return AG_OK;
+}
+static const ag_op huber_op = {"huber_loss", 2, sizeof(ag_real), huber_shape, huber_forward, huber_backward};
+ag_tensor *ag_huber_loss(ag_tape *t, ag_tensor *h, ag_tensor *y, ag_real delta) {
+    return AG__CALL(t, &huber_op, &delta, h, y);
+}
+
+/* ---- cross_entropy_ex: logits R x V (any rank >= 1, classes last), a label per row; rows whose
+ * label is the ignore index are skipped, M rows remain. With lse_k = m_k + log sum_j e^(x_kj - m_k)
+ * (m_k the row max), q_k = (1 - eps) onehot + eps/V:
+ *   J = (1/M) sum_k [lse_k - (1 - eps) x_k[label_k] - (eps/V) sum_j x_kj]
+ *   dx_kj += dJ (e^(x_kj - lse_k) - q_kj)/M
+ * Forward keeps lse_k (not the probabilities: backward recomputes e^(x - lse), an argument <= 0,
+ * cheaper than streaming R x V saved values) and a copy of the labels. */
+
+typedef struct cex_params {
+    const int32_t *labels;
+    ag_ce_opts opts;
+    int ignore; /* opts given: rows labelled opts.ignore_index are skipped */
+} cex_params;
+
+typedef struct cex_saved {
+    ag_real *lse;    /* R, the row's log-sum-exp; unused for ignored rows */
+    int32_t *labels; /* R, copied */
+    size_t M;        /* rows not ignored */
+} cex_saved;
+
+static ag_status cex_shape(ag_node *n) {
+    const ag_tensor *x = n->in[0];
+    const cex_params *p = n->params;
+    if (!p->labels) {
+        ag_status st = ag_tape_status(n->out.tape);
+        return st != AG_OK ? st : ag_node_fail(n, AG_ERR_ARG, "labels is NULL");
+    }
+    if (x->ndim < 1) return ag_node_fail(n, AG_ERR_SHAPE, "logits are a scalar, must have the classes on a last axis");
+    const double eps = (double)p->opts.label_smoothing;
+    if (!(eps >= 0 && eps < 1))
+        return ag_node_fail(n, AG_ERR_ARG, "label_smoothing is %g, must be in [0, 1)", eps);
+    const size_t V = x->shape[x->ndim - 1], R = x->size / V;
+    for (size_t k = 0; k < R; k++) {
+        const int32_t l = p->labels[k];
+        if ((l < 0 || (size_t)l >= V) && !(p->ignore && l == p->opts.ignore_index))
+            return ag_node_fail(n, AG_ERR_ARG, "label %ld of row %zu is outside 0..%zu", (long)l, k, V - 1);
+    }
+    return ag_node_set_shape(n, 0, NULL);
+}
+
+/* max over a row as an integer max of order-preserving keys (sign-magnitude to two's complement:
+ * the bits, with the magnitude flipped for negatives), which vectorises; a float max does not
+ * without -ffinite-math-only. A NaN of either sign makes the row's loss NaN all the same. */
+#ifdef AG_DOUBLE
+typedef int64_t real_key;
+#define KEY_MAG INT64_MAX
+#else
+typedef int32_t real_key;
+#define KEY_MAG INT32_MAX
+#endif
+static inline real_key key_flip(real_key b) { return b ^ ((b >> (8 * sizeof b - 1)) & KEY_MAG); }
+AG__CLONES static ag_real row_max(const ag_real *restrict x, size_t V) {
+    real_key m, k;
+    memcpy(&m, &x[0], sizeof m);
+    m = key_flip(m);
+    for (size_t i = 1; i < V; i++) {
+        memcpy(&k, &x[i], sizeof k);
+        k = key_flip(k);
+        m = k > m ? k : m;
+    }
+    m = key_flip(m); /* its own inverse */
+    ag_real r;
+    memcpy(&r, &m, sizeof r);
+    return r;
+}
+#define EXP_SHIFT_TERM(x, unused, m) ag__fn_exp_nonpos((x) - (m))
+LANE_SUM(row_sum_exp, EXP_SHIFT_TERM) /* sum_j e^(x_j - m), b unused */
+#define PLAIN_TERM(x, unused, c) (x)
+LANE_SUM(row_sum, PLAIN_TERM)
+
+static ag_status cex_forward(ag_node *n) {
+    const ag_tensor *x = n->in[0];
+    const cex_params *p = n->params;
+    const size_t V = x->shape[x->ndim - 1], R = x->size / V;
+    const double eps = (double)p->opts.label_smoothing;
+    cex_saved *sv = NULL;
+    if (ag_node_needs_grad(n)) {
+        sv = ag_node_alloc(n, sizeof *sv);
+        if (!sv) return AG_ERR_NOMEM;
+        sv->lse = ag_node_alloc(n, R * sizeof(ag_real));
+        sv->labels = ag_node_alloc(n, R * sizeof(int32_t));
+        if (!sv->lse || !sv->labels) return AG_ERR_NOMEM;
+        memcpy(sv->labels, p->labels, R * sizeof(int32_t));
+        n->saved = sv;
+    }
+    double J = 0;
+    size_t M = 0;
+    for (size_t k = 0; k < R; k++) {
+        const int32_t l = p->labels[k];
+        if (p->ignore && l == p->opts.ignore_index) continue;
+        const ag_real *xk = x->value + k * V;
+        const ag_real m = row_max(xk, V);
+        const double lse = (double)m + log(row_sum_exp(xk, xk, V, m));
+        double Jk = lse - (1 - eps) * (double)xk[l];
+        if (eps > 0) Jk -= eps / (double)V * row_sum(xk, xk, V, 0);
+        J += Jk;
+        M++;
+        if (sv) sv->lse[k] = (ag_real)lse;
+    }
+    if (sv) sv->M = M;
+    n->out.value[0] = (ag_real)(M ? J / (double)M : 0); /* all ignored: 0 (torch: 0/0) */
+    return AG_OK;
+}
+
+AG__CLONES static ag_status cex_backward(ag_node *n) {
+    ag_real *restrict dx = n->in[0]->grad;
+    if (!dx) return AG_OK;
+    const cex_saved *sv = n->saved;
+    const cex_params *p = n->params;
+    const size_t V = n->in[0]->shape[n->in[0]->ndim - 1], R = n->in[0]->size / V;
+    if (sv->M == 0) return AG_OK;
+    const double eps = (double)p->opts.label_smoothing, cd = (double)n->out.grad[0] / (double)sv->M;
+    const ag_real c = (ag_real)cd, ce = (ag_real)(cd * eps / (double)V), cy = (ag_real)(cd * (1 - eps));
+    for (size_t k = 0; k < R; k++) {
+        const int32_t l = sv->labels[k];
+        if (p->ignore && l == p->opts.ignore_index) continue;
+        const ag_real *restrict xk = n->in[0]->value + k * V;
+        ag_real *restrict dk = dx + k * V;
+        const ag_real lse = sv->lse[k];
+        for (size_t j = 0; j < V; j++) dk[j] += c * ag__fn_exp_nonpos(xk[j] - lse) - ce;
+        dk[l] -= cy;
+    }
+    return AG_OK;
+}
+
+static const ag_op cross_entropy_ex_op = {"cross_entropy_ex", 1, sizeof(cex_params), cex_shape, cex_forward,
+                                          cex_backward};
+
+ag_tensor *ag_cross_entropy_ex(ag_tape *t, ag_tensor *logits, const int32_t *labels, const ag_ce_opts *opts) {
+    cex_params p = {labels, {0, 0}, opts != NULL};
+    if (opts) p.opts = *opts;
+    return AG__CALL(t, &cross_entropy_ex_op, &p, logits);
 }

@@ -1,5 +1,6 @@
 /*
- * ops/matmul.c - 2-D products: matmul, matmul_ex (either operand transposed) and linear.
+ * ops/matmul.c - products: matmul, matmul_ex (either operand transposed), bmm (batched, broadcast
+ * batch axes) and linear.
  *
  * Every product is one ag_gemm call with transpose flags; no transpose is ever materialised. The
  * three products of backprop (backprop-derivation.md, "Vectorised form", rows are examples):
@@ -15,6 +16,8 @@
  */
 #include "../internal.h"
 #include "../kernels/kernels.h"
+
+#include <stdatomic.h>
 
 /* Record a failure of ag_gemm (out of scratch memory) on the node. */
 static ag_status gemm_check(ag_node *n, ag_status st) {
@@ -108,6 +111,223 @@ ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b) {
 ag_tensor *ag_matmul_ex(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b) {
     const matmul_params p = {trans_a != 0, trans_b != 0};
     return AG__CALL(t, &matmul_op, &p, a, b);
+}
+
+/* ---------------------------------------------------------------- bmm
+ * Batched products: C[i] = op(A[i]) op(B[i]) for every batch index i. A and B have 2 to 4 dims; the
+ * last two are the matrices, the leading ones batch axes broadcast NumPy-style (right-aligned, sizes
+ * equal or 1; a 2-D operand is one matrix for every i). Backward is matmul's per product, summed
+ * over the batch indices an operand was repeated along:
+ *   dA[j] += sum over i using A[j] of dC[i] op(B[i])^T   (or op(B[i]) dC[i]^T when A is transposed)
+ *   dB[j] += sum over i using B[j] of op(A[i])^T dC[i]   (or dC[i]^T op(A[i]) when B is transposed)
+ * Every product is one ag_gemm on one matrix, so each has the bits of that 2-D product whoever
+ * runs it. Small products run whole, one per task, over the batch on the thread pool: the tasks
+ * write disjoint outputs (C[i], or all the terms of one dA[j] in a fixed order), so results do not
+ * depend on the thread count. When B is one matrix for all and A is not transposed, the batch is
+ * folded into A's rows: one ag_gemm of (batch m) x k, and dB a single product over those rows. */
+
+typedef struct bmm_geom {
+    size_t m, n, k;        /* op(A) m x k, op(B) k x n */
+    size_t lda, ldb;       /* row lengths of the stored matrices */
+    size_t am, bm, cm;     /* elements of one matrix of A, B, C */
+    size_t ob[2], ab[2], bb[2]; /* batch sizes (2 axes, right-aligned, leading 1s) of C, A, B */
+    size_t nc, na, nb;     /* matrices in C, A, B */
+} bmm_geom;
+
+/* Batch sizes of x (its leading ndim - 2 axes) right-aligned into 2. */
+static void bmm_batch(const ag_tensor *x, size_t d[2]) {
+    const int nb = x->ndim - 2;
+    d[0] = nb >= 2 ? x->shape[nb - 2] : 1;
+    d[1] = nb >= 1 ? x->shape[nb - 1] : 1;
+}
+
+static bmm_geom bmm_geom_of(const ag_node *n) {
+    const matmul_params *p = n->params;
+    const ag_tensor *a = n->in[0], *b = n->in[1];
+    bmm_geom g;
+    const size_t ar = a->shape[a->ndim - 2], ac = a->shape[a->ndim - 1];
+    const size_t br = b->shape[b->ndim - 2], bc = b->shape[b->ndim - 1];
+    g.m = p->trans_a ? ac : ar;
+    g.k = p->trans_a ? ar : ac;
+    g.n = p->trans_b ? br : bc;
+    g.lda = ac;
+    g.ldb = bc;
+    g.am = ar * ac;
+    g.bm = br * bc;
+    g.cm = g.m * g.n;
+    bmm_batch(a, g.ab);
+    bmm_batch(b, g.bb);
+    for (int i = 0; i < 2; i++) g.ob[i] = g.ab[i] > g.bb[i] ? g.ab[i] : g.bb[i];
+    g.nc = g.ob[0] * g.ob[1];
+    g.na = g.ab[0] * g.ab[1];
+    g.nb = g.bb[0] * g.bb[1];
+    return g;
+}
+
+/* Matrix index in an operand of batch sizes d for the batch index (i0, i1) of C. */
+static size_t bmm_at(const size_t d[2], size_t i0, size_t i1) {
+    return (d[0] == 1 ? 0 : i0) * d[1] + (d[1] == 1 ? 0 : i1);
+}
+
+/* The batch is folded into A's rows: B one matrix, A not transposed and not repeated. */
+static int bmm_folds(const bmm_geom *g, const matmul_params *p) { return g->nb == 1 && !p->trans_a && g->na == g->nc; }
+
+static ag_status bmm_shape(ag_node *n) {
+    const matmul_params *p = n->params;
+    const ag_tensor *a = n->in[0], *b = n->in[1];
+    char sa[64], sb[64];
+    if (a->ndim < 2 || b->ndim < 2)
+        return ag_node_fail(n, AG_ERR_SHAPE, "a is %s and b is %s, both must have 2 to 4 dims",
+                            ag_shape_str(a, sa, sizeof sa), ag_shape_str(b, sb, sizeof sb));
+    const bmm_geom g = bmm_geom_of(n);
+    const size_t kb = p->trans_b ? b->shape[b->ndim - 1] : b->shape[b->ndim - 2];
+    if (g.k != kb)
+        return ag_node_fail(n, AG_ERR_SHAPE, "a is %s%s but b is %s%s: inner sizes %zu and %zu differ",
+                            ag_shape_str(a, sa, sizeof sa), p->trans_a ? " (transposed)" : "",
+                            ag_shape_str(b, sb, sizeof sb), p->trans_b ? " (transposed)" : "", g.k, kb);
+    for (int i = 0; i < 2; i++)
+        if (g.ab[i] != g.bb[i] && g.ab[i] != 1 && g.bb[i] != 1)
+            return ag_node_fail(n, AG_ERR_SHAPE, "batch axes of a %s and b %s do not broadcast",
+                                ag_shape_str(a, sa, sizeof sa), ag_shape_str(b, sb, sizeof sb));
+    const int nd = a->ndim > b->ndim ? a->ndim : b->ndim;
+    size_t out[AG_MAX_DIMS];
+    if (nd == 4) out[0] = g.ob[0];
+    if (nd >= 3) out[nd - 3] = g.ob[1];
+    out[nd - 2] = g.m;
+    out[nd - 1] = g.n;
+    return ag_node_set_shape(n, nd, out);
+}
+
+/* Products of up to this many flops (2mnk) run one per task over the batch: ag_gemm would keep them
+ * on one thread anyway (AG__GEMM_PAR_FLOPS). Larger ones run one after another, each threaded. */
+#define BMM_BATCH_PAR_FLOPS AG__GEMM_PAR_FLOPS
+/* A batch below this many flops in all stays on the calling thread (waking a worker costs ~10-30 us). */
+#define BMM_PAR_MIN_FLOPS 1e6
+
+/* What the three kinds of batch task compute: C[i], dA[j] or dB[j] for j (or i) in the task's range. */
+enum { BMM_FWD, BMM_DA, BMM_DB };
+typedef struct bmm_job {
+    const bmm_geom *g;
+    int ta, tb, what;
+    const ag_real *a, *b, *dc;
+    ag_real *c, *da, *db;
+    size_t count, per_task; /* destination matrices, and how many each task takes */
+    atomic_int status;      /* the first failure (AG_OK if none) */
+} bmm_job;
+
+/* C[i] = op(A) op(B) for the batch index i of C. */
+static ag_status bmm_fwd_one(const bmm_job *J, size_t i) {
+    const bmm_geom *g = J->g;
+    const size_t i0 = i / g->ob[1], i1 = i % g->ob[1];
+    const ag_real *A = J->a + bmm_at(g->ab, i0, i1) * g->am, *B = J->b + bmm_at(g->bb, i0, i1) * g->bm;
+    return ag_gemm(J->ta, J->tb, g->m, g->n, g->k, 1, A, g->lda, B, g->ldb, 0, J->c + i * g->cm, g->n);
+}
+
+/* dA (or dB) of matrix j of the operand whose batch sizes are d: every C index using it, in order. */
+static ag_status bmm_bwd_one(const bmm_job *J, size_t j) {
+    const bmm_geom *g = J->g;
+    const int to_a = J->what == BMM_DA;
+    const size_t *d = to_a ? g->ab : g->bb;
+    const size_t j0 = j / d[1], j1 = j % d[1];
+    const int ta = J->ta, tb = J->tb;
+    const size_t m = g->m, nn = g->n, k = g->k, lda = g->lda, ldb = g->ldb;
+    for (size_t i0 = d[0] == 1 ? 0 : j0; i0 < (d[0] == 1 ? g->ob[0] : j0 + 1); i0++)
+        for (size_t i1 = d[1] == 1 ? 0 : j1; i1 < (d[1] == 1 ? g->ob[1] : j1 + 1); i1++) {
+            const ag_real *dC = J->dc + (i0 * g->ob[1] + i1) * g->cm;
+            ag_status st;
+            if (to_a) {
+                const ag_real *B = J->b + bmm_at(g->bb, i0, i1) * g->bm;
+                ag_real *dA = J->da + j * g->am;
+                st = !ta ? ag_gemm(0, !tb, m, k, nn, 1, dC, nn, B, ldb, 1, dA, lda)  /* dC op(B)^T */
+                         : ag_gemm(tb, 1, k, m, nn, 1, B, ldb, dC, nn, 1, dA, lda); /* op(B) dC^T */
+            } else {
+                const ag_real *A = J->a + bmm_at(g->ab, i0, i1) * g->am;
+                ag_real *dB = J->db + j * g->bm;
+                st = !tb ? ag_gemm(!ta, 0, k, nn, m, 1, A, lda, dC, nn, 1, dB, ldb)  /* op(A)^T dC */
+                         : ag_gemm(1, ta, nn, k, m, 1, dC, nn, A, lda, 1, dB, ldb); /* dC^T op(A) */
+            }
+            if (st != AG_OK) return st;
+        }
+    return AG_OK;
+}
+
+static void bmm_task(void *ctx, size_t task, int thread) {
+    (void)thread;
+    bmm_job *J = ctx;
+    const size_t lo = task * J->per_task, hi = lo + J->per_task < J->count ? lo + J->per_task : J->count;
+    for (size_t j = lo; j < hi; j++) {
+        ag_status st = J->what == BMM_FWD ? bmm_fwd_one(J, j) : bmm_bwd_one(J, j);
+        if (st != AG_OK) {
+            int ok = AG_OK;
+            atomic_compare_exchange_strong(&J->status, &ok, (int)st);
+            return;
+        }
+    }
+}
+
+/* Runs J over its `count` destination matrices, each made of `terms` products in all. */
+static ag_status bmm_run(bmm_job *J, size_t terms) {
+    const bmm_geom *g = J->g;
+    const double flops = 2.0 * (double)g->m * (double)g->n * (double)g->k;
+    size_t tasks = 1;
+    const int threads = ag_get_threads();
+    if (threads > 1 && J->count > 1 && flops < BMM_BATCH_PAR_FLOPS && flops * (double)terms >= BMM_PAR_MIN_FLOPS)
+        tasks = J->count < (size_t)threads * 4 ? J->count : (size_t)threads * 4;
+    J->per_task = (J->count + tasks - 1) / tasks;
+    tasks = (J->count + J->per_task - 1) / J->per_task;
+    atomic_init(&J->status, AG_OK);
+    if (tasks == 1) bmm_task(J, 0, 0);
+    else ag__parallel_for(tasks, bmm_task, J);
+    return (ag_status)atomic_load(&J->status);
+}
+
+static ag_status bmm_forward(ag_node *n) {
+    const matmul_params *p = n->params;
+    const bmm_geom g = bmm_geom_of(n);
+    const ag_tensor *a = n->in[0], *b = n->in[1];
+    if (bmm_folds(&g, p)) /* (batch m) x k times op(B) */
+        return gemm_check(n, ag_gemm(0, p->trans_b, g.nc * g.m, g.n, g.k, 1, a->value, g.lda, b->value, g.ldb, 0,
+                                     n->out.value, g.n));
+    bmm_job J = {.g = &g, .ta = p->trans_a, .tb = p->trans_b, .what = BMM_FWD, .a = a->value, .b = b->value,
+                 .c = n->out.value, .count = g.nc};
+    return gemm_check(n, bmm_run(&J, g.nc));
+}
+
+static ag_status bmm_backward(ag_node *n) {
+    const matmul_params *p = n->params;
+    const int ta = p->trans_a, tb = p->trans_b;
+    const bmm_geom g = bmm_geom_of(n);
+    ag_tensor *a = n->in[0], *b = n->in[1];
+    const ag_real *dC = n->out.grad;
+    ag_status st = AG_OK;
+    if (bmm_folds(&g, p)) { /* matmul's backward with m = batch m */
+        const size_t m = g.nc * g.m, nn = g.n, k = g.k, lda = g.lda, ldb = g.ldb;
+        if (a->grad) st = ag_gemm(0, !tb, m, k, nn, 1, dC, nn, b->value, ldb, 1, a->grad, lda);
+        if (st == AG_OK && b->grad)
+            st = !tb ? ag_gemm(1, 0, k, nn, m, 1, a->value, lda, dC, nn, 1, b->grad, ldb)
+                     : ag_gemm(1, 0, nn, k, m, 1, dC, nn, a->value, lda, 1, b->grad, ldb);
+        return gemm_check(n, st);
+    }
+    bmm_job J = {.g = &g, .ta = ta, .tb = tb, .a = a->value, .b = b->value, .dc = dC, .da = a->grad,
+                 .db = b->grad};
+    if (a->grad) {
+        J.what = BMM_DA;
+        J.count = g.na;
+        st = bmm_run(&J, g.nc);
+    }
+    if (st == AG_OK && b->grad) {
+        J.what = BMM_DB;
+        J.count = g.nb;
+        st = bmm_run(&J, g.nc);
+    }
+    return gemm_check(n, st);
+}
+
+static const ag_op bmm_op = {"bmm", 2, sizeof(matmul_params), bmm_shape, bmm_forward, bmm_backward};
+
+ag_tensor *ag_bmm(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b) {
+    const matmul_params p = {trans_a != 0, trans_b != 0};
+    return AG__CALL(t, &bmm_op, &p, a, b);
 }
 
 /* ---------------------------------------------------------------- linear

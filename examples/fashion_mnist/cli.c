@@ -48,6 +48,12 @@ const opt_def OPTS[] = {
     {"resume", T_STR, S(resume), 0, "continue training from a checkpoint, with its saved settings"},
     {"eval", T_STR, S(eval), 0,
      "evaluate a saved model on the test set and exit (with --data, --test-limit, --threads)"},
+    {"dist-shards", T_LONG, S(dist_shards), 1,
+     "cut each batch into this many micro-shards, each's gradient computed alone and summed exactly\n"
+     "                  (fixed point): the same model for any number of --dist ranks; without --dist,\n"
+     "                  the one-process reference (0 = off; --dist alone: 12)"},
+    {"dist-timeout", T_DBL, S(dist_timeout), 0,
+     "--dist: seconds to wait for the other ranks before stopping with an error (default 20)"},
 };
 _Static_assert(sizeof OPTS / sizeof OPTS[0] == N_OPTS, "N_OPTS in fm.h counts OPTS");
 
@@ -106,6 +112,8 @@ static void usage(FILE *f) {
     for (size_t i = 0; i < N_OPTS; i++) fprintf(f, "  --%-13s %s\n", OPTS[i].name, OPTS[i].help);
     fprintf(f, "  --no-flush-denormal  keep denormals (by default FTZ/DAZ are set on x86: decaying momentum\n"
                "                  buffers otherwise fall into slow denormal arithmetic)\n"
+               "  --dist          data-parallel training over MPI: mpirun -np N fashion_mnist --dist ...; --batch is\n"
+               "                  the global batch, rank 0 prints and writes the files (a build with -DAG_MPI=ON)\n"
                "  --help          this text\n\n"
                "presets:\n"
                "  modern (default)  784-512-256-10 relu, cross-entropy, SGD momentum 0.9, lr 0.02 cosine, L2 1e-4 (in the\n"
@@ -176,7 +184,7 @@ size_t opt_index(const char *name) { return (size_t)(find_opt(name) - OPTS); }
  * ("--epochs --model m.st"), not as the value. */
 static int is_flag(const char *a) {
     if (strncmp(a, "--", 2) != 0) return 0;
-    if (!strcmp(a, "--help") || !strcmp(a, "--no-flush-denormal")) return 1;
+    if (!strcmp(a, "--help") || !strcmp(a, "--no-flush-denormal") || !strcmp(a, "--dist")) return 1;
     char name[64];
     size_t nl = strcspn(a + 2, "=");
     if (nl >= sizeof name) return 0;
@@ -193,8 +201,12 @@ int parse_args(cfg *c, int argc, char **argv, int pass, unsigned char *given) {
             usage(stdout);
             exit(0);
         }
-        if (strcmp(a, "--no-flush-denormal") == 0) { /* the one flag without a value */
+        if (strcmp(a, "--no-flush-denormal") == 0) { /* the flags without a value */
             if (pass == 1) c->no_flush_denormal = 1;
+            continue;
+        }
+        if (strcmp(a, "--dist") == 0) {
+            if (pass == 1) c->dist = 1;
             continue;
         }
         if (strncmp(a, "--", 2) != 0) {
@@ -309,6 +321,10 @@ void check_settings(const cfg *c, const unsigned char *given, const unsigned cha
     if ((!strcmp(c->optim, "momentum") || !strcmp(c->optim, "nesterov")) && given[opt_index("momentum")] &&
         !(c->momentum > 0 && c->momentum < 1))
         fail(EXIT_USAGE, "--momentum %g: give a value in (0, 1) (for no momentum, --optim sgd)", c->momentum);
+    if (c->dist && c->eval[0]) fail(EXIT_USAGE, "--dist trains; --eval evaluates in one process (drop --dist)");
+    if (c->dist_shards > 4096) bad_setting(c, from_ck, "dist-shards", "must be at most 4096");
+    if (given[opt_index("dist-timeout")] && !(c->dist_timeout > 0))
+        fail(EXIT_USAGE, "--dist-timeout must be positive");
     if (c->target_acc > 1)
         fail(EXIT_USAGE, "--target-acc %g: a test accuracy is at most 1 (give a value in (0, 1], 0 = off)",
              c->target_acc);

@@ -4,6 +4,7 @@
  *   util.c     errors, signals, outputs     model.c   the network, the data, checks of saved files
  *   resume.c   checkpoints, --resume        train.c   the training loop and the final model
  *   report.c   what is printed and plotted  eval.c    test-set evaluation and --eval
+ *   dist.c     --dist (MPI ranks) and --dist-shards: the micro-shard step summed in fixed point
  */
 #ifndef FM_H
 #define FM_H
@@ -16,6 +17,7 @@
 
 #include <tapegrad/ag_io.h>
 #include <tapegrad/checkpoint.h>
+#include <tapegrad/dist.h>
 #include <tapegrad/mlp.h>
 #include <tapegrad/optim.h>
 
@@ -40,6 +42,9 @@ typedef struct cfg {
     char data[1024], model[1024], metrics[1024], plot[1024], checkpoint[1024], eval[1024], resume[1024];
     char preset[16];
     int no_flush_denormal; /* --no-flush-denormal */
+    int dist;              /* --dist: data-parallel over MPI (mpirun -np N) */
+    long dist_shards;      /* micro-shards per batch (0: the one-sweep step) */
+    double dist_timeout;   /* longest wait for the other ranks, seconds */
 } cfg;
 
 enum { T_STR, T_DBL, T_LONG, T_U64 };
@@ -51,7 +56,7 @@ typedef struct opt_def {
     const char *help;
 } opt_def;
 
-#define N_OPTS 29 /* entries of OPTS (checked where it is defined) */
+#define N_OPTS 31 /* entries of OPTS (checked where it is defined) */
 extern const opt_def OPTS[N_OPTS];
 
 void cfg_defaults(cfg *c);
@@ -69,6 +74,7 @@ void check_settings(const cfg *c, const unsigned char *given, const unsigned cha
 /* The one error path: "fashion_mnist: <message>" on stderr; fail then exits with status. */
 FM_PRINTF(1, 2) void report(const char *fmt, ...);
 FM_PRINTF(2, 3) _Noreturn void fail(int status, const char *fmt, ...);
+extern ag_dist *fm_dist; /* with --dist or --dist-shards: fail() then ends every rank (ag_dist_abort) */
 int finish(int rc);
 double now(void);
 const char *shown(const char *s, char *buf, size_t size);
@@ -137,6 +143,11 @@ typedef struct run {
     double acc;
     int blown;       /* numerical blow-up: stop, keep the last good checkpoint, exit EXIT_NUMERIC */
     int interrupted; /* SIGINT/SIGTERM: stop after the current step, exit 128 + the signal */
+    /* --dist / --dist-shards (dist.c): this rank's micro-shards of every batch */
+    ag_dist *dist;
+    int rank, nranks;
+    size_t shard_first, shard_count;
+    int dist_stop; /* a rank saw a stop signal at the last step (summed in the reduction) */
 } run;
 
 /* resume.c */
@@ -145,6 +156,12 @@ void resume_counters(run *r);
 void resume_weights(run *r);
 void save_checkpoint(run *r, size_t epoch);
 void last_checkpoint(const run *r);
+
+/* dist.c (of the example) */
+void dist_start(run *r, int *argc, char ***argv);
+void dist_outputs(run *r);
+void dist_agree(run *r);
+ag_status dist_step(run *r, size_t s, size_t k, double *loss);
 
 /* train.c */
 void install_counting_allocator(void);

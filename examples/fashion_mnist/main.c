@@ -39,25 +39,32 @@ int main(int argc, char **argv) {
     cfg_defaults(&r.c);
     if (parse_args(&r.c, argc, argv, 0, r.given) != 0 || parse_args(&r.c, argc, argv, 1, r.given) != 0)
         return EXIT_USAGE;
+    dist_start(&r, &argc, &argv); /* --dist: MPI_Init; rank > 0 is silent */
     r.flushed = flush_denormals(&r.c);
     install_counting_allocator();
     if (ag_set_threads((int)r.c.threads) != AG_OK) fail(EXIT_USAGE, "--threads %ld is invalid", r.c.threads);
     setvbuf(stdout, NULL, _IOLBF, 0);
     check_mode(&r.c, r.given);
+    if (r.c.eval[0] && r.dist) fail(EXIT_USAGE, "--eval evaluates in one process: drop --dist and --dist-shards");
     if (r.c.eval[0]) return run_eval(&r.c);
 
     /* --resume: settings from the checkpoint, then the flags given explicitly */
     if (r.c.resume[0]) resume_settings(&r);
     check_settings(&r.c, r.given, r.from_ck);
     resume_counters(&r);
+    dist_outputs(&r);
     check_outputs(&r.c, r.given);
     catch_signals();
 
     load_data(&r);
     setup_training(&r);
     print_header(&r);
+    dist_agree(&r);
     train(&r);
     if (!r.blown && !r.interrupted) finish_training(&r);
     run_free(&r);
-    return finish(r.interrupted ? 128 + r.interrupted : r.blown ? EXIT_NUMERIC : 0);
+    int rc = finish(r.interrupted ? 128 + r.interrupted : r.blown ? EXIT_NUMERIC : 0);
+    fm_dist = NULL;
+    ag_dist_finalize(r.dist);
+    return rc;
 }

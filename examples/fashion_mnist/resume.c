@@ -90,7 +90,9 @@ static int hist_decode(const char *s, hist *h, size_t n) {
 void last_checkpoint(const run *r) {
     const cfg *c = &r->c;
     size_t epochs_done = r->epochs_done, start_epoch = r->start_epoch;
-    if (epochs_done > start_epoch && c->checkpoint[0])
+    if (r->rank > 0) /* --dist: its outputs were cleared; rank 0 names the checkpoint */
+        fprintf(stderr, "rank %d; rank 0 writes the checkpoints\n", r->rank);
+    else if (epochs_done > start_epoch && c->checkpoint[0])
         fprintf(stderr, "the last good checkpoint is %s (epoch %zu): continue with --resume %s\n", c->checkpoint,
                 epochs_done, c->checkpoint);
     else if (start_epoch > 0)

@@ -133,6 +133,7 @@ static void grow_history(run *r, size_t epoch) {
 /* One step on the batch of samples order[s * bs ...] (k of them): forward, backward and update.
  * *loss gets the batch's loss; AG_ERR_NUMERIC when it or the gradient is not finite (no update). */
 static ag_status train_step(run *r, size_t s, size_t k, double *loss) {
+    if (r->dist) return dist_step(r, s, k, loss);
     net *n = &r->n;
     ag_tape_reset(n->t);
     ag_dataset_batch(&r->train, r->order + s * r->bs, k, r->x, r->y, n->mse ? r->oh : NULL);
@@ -182,11 +183,13 @@ static int train_epoch(run *r, size_t epoch, double t0, double *loss_sum) {
             return 0;
         }
         *loss_sum += lv * (double)k;
-        if (stop_signal) {
+        /* --dist: every rank stops at the step where some rank saw the signal (summed in the reduction) */
+        if (r->dist ? r->dist_stop : stop_signal) {
+            int sig = stop_signal ? stop_signal : SIGTERM;
             if (r->tty) fputs("\r\x1b[K", stderr);
-            report_stop(r, "interrupted (%s) at epoch %zu step %zu/%zu; ", signal_name(stop_signal), epoch + 1, s + 1,
+            report_stop(r, "interrupted (%s) at epoch %zu step %zu/%zu; ", signal_name(sig), epoch + 1, s + 1,
                         r->steps);
-            r->interrupted = stop_signal;
+            r->interrupted = sig;
             return 0;
         }
         if (s > 0) r->steady_allocs += atomic_load(&n_allocs) - a0;
@@ -252,7 +255,7 @@ void train(run *r) {
     ag_optim_zero_grad(r->opt); /* from here on each successful step clears the gradients */
     for (size_t epoch = r->start_epoch; epoch < r->end_epoch; epoch++) {
         grow_history(r, epoch);
-        if (stop_signal) {
+        if (stop_signal && !r->dist) { /* --dist: seen at the next step's reduction, on every rank alike */
             if (r->tty) fputs("\r\x1b[K", stderr);
             report_stop(r, "interrupted (%s) before epoch %zu; ", signal_name(stop_signal), epoch + 1);
             r->interrupted = stop_signal;

@@ -47,8 +47,14 @@ _Noreturn void fail(int status, const char *fmt, ...) {
     va_start(ap, fmt);
     vreport(fmt, ap);
     va_end(ap);
+    if (fm_dist) { /* the other ranks would wait for this one until their timeout */
+        fflush(NULL);
+        ag_dist_abort(fm_dist, status);
+    }
     exit(status);
 }
+
+ag_dist *fm_dist;
 
 /* Standard output checked at exit: a full disk or a closed pipe must not end in status 0. */
 int finish(int rc) {

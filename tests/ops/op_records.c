@@ -566,6 +566,9 @@ const size_t op_records_first_wave_n = LEN(op_records_first_wave);
  * wave's records are the table above. Order is the order of ctest entries and bench lines. */
 #define OP_FAMILIES(X) \
     X(first_wave) \
+    X(functions) \
+    X(losses) \
+    X(bmm) \
     X(index) \
     X(compare)
 
@@ -611,9 +614,10 @@ op_domain op_domain_of(const op_record *r, const op_case *c, int i) {
     return d;
 }
 
-void op_label_dims(const op_shape *s, size_t *rows, size_t *classes) {
+void op_label_dims(const op_shape *s, size_t *rows, size_t *classes) { /* rows: every axis but the last */
     *classes = s->ndim == 0 ? 1 : s->d[s->ndim - 1];
-    *rows = s->ndim >= 2 ? s->d[0] : 1;
+    *rows = 1;
+    for (int i = 0; i + 1 < s->ndim; i++) *rows *= s->d[i];
 }
 
 int op_int_dims(const op_record *r, const op_shape *in, const void *param, size_t *count, size_t *range) {

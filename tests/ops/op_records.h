@@ -87,7 +87,8 @@ typedef struct op_record {
     /* Kinks inside the op (relu of a pre-activation): the smallest distance of the point in to one
      * of them; a draw closer than avoid_dist is redrawn. NULL: none. */
     double (*kink_dist)(ag_tape *t, ag_tensor *const *in, const op_call *c);
-    int labels;             /* 1: an int32 label per row of input 0, in [0, its last dimension) */
+    int labels;             /* 1: an int32 label per row of input 0 (rows: the product of every dimension
+                             * but the last; 1 for 1-D), in [0, its last dimension) */
     /* Ops taking int32 indices (gather_rows, take_along, ...): how many the call with these input
      * shapes and param reads, and their range [0, *range). The harnesses draw them uniformly (so
      * with repeats) and pass them as op_call.labels; an erroneous call's op_bad.labels, when set,
@@ -112,7 +113,8 @@ const op_record *op_record_find(const char *name);
 op_shape op_shape_at(op_shape s, size_t R, size_t C, size_t K);
 /* The domain of input i in case c of r. */
 op_domain op_domain_of(const op_record *r, const op_case *c, int i);
-/* The rows and classes of a labelled op whose input 0 has shape s: K labels in [0, classes). */
+/* The rows (every dimension but the last) and classes (the last) of a labelled op whose input 0
+ * has shape s: that many labels in [0, classes). */
 void op_label_dims(const op_shape *s, size_t *rows, size_t *classes);
 /* The int32 side input of r (labels or index_count) at these input shapes and param: 1 and its
  * count and range [0, *range), or 0 when r takes none. */

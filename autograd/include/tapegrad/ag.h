@@ -190,10 +190,21 @@ ag_status ag_tape_new(ag_tape **out, const ag_tape_params *params);
 void ag_tape_free(ag_tape *t); /* the arena and every tensor on it; never a caller's mem_buffer */
 
 /* Forget every node: tensors recorded so far become invalid (using one is reported as
- * AG_ERR_STATE when detectable; its memory stays owned by the tape until ag_tape_free). Clears
- * the error and the backward-done state. Keeps all arena memory, so after the first step a step
- * that records the same ops allocates nothing. */
+ * AG_ERR_STATE when detectable; its memory stays owned by the tape until ag_tape_free, or until
+ * ag_tape_shrink frees it). Clears the error and the backward-done state. Keeps all arena memory,
+ * so after the first step a step that records the same ops allocates nothing. */
 void ag_tape_reset(ag_tape *t);
+/* Give back arena memory after an unusually large pass (a long no-grad evaluation, say): frees the
+ * arena's later chunks, keeping the first one and as many of the following as fit in keep_bytes
+ * together (0 keeps only the first, the size ag_tape_new made), so ag_tape_mem_capacity drops to
+ * at most max(keep_bytes, the first chunk). Never frees a caller's mem_buffer (such a tape has
+ * nothing else to free: AG_OK). The next step regrows the arena as needed, allocating again on
+ * its first run only; pass the bytes a training step uses (ag_tape_mem_capacity after one) to
+ * keep even that. Call it right after ag_tape_reset: tensors recorded before that reset which
+ * lay in a freed chunk are gone, and passing one to any call is then undefined (not detected as
+ * stale). Allocates nothing. AG_ERR_ARG: NULL t; AG_ERR_STATE (recorded on t, nothing freed):
+ * anything was recorded since the last reset. */
+ag_status ag_tape_shrink(ag_tape *t, size_t keep_bytes);
 
 /* The last error and its message ("" if none; owned by t, valid until the next error or reset).
  * ag_tape_clear_error forgets it (AG_OK, ""), so recording and backward go on. */
@@ -237,6 +248,13 @@ ag_tensor *ag_scalar(ag_tape *t, ag_real v);
  * recorded before the last reset, or already an input of an op (whose part of the gradient would
  * be missing). */
 ag_status ag_requires_grad(ag_tensor *x);
+/* Stop-gradient: x's values as a view (no copy; the result shares x's memory, as a reshape does),
+ * through which no gradient flows back to x: d detach(x)/dx = 0. The result never requires a
+ * gradient, so ops on it alone record nothing for backward, in training as in no-grad mode. Use it
+ * for targets computed from the model, for a hidden state carried over a truncation, or before an
+ * op that has no backward. Of a parameter it is a view of the store's buffers, refused once the
+ * store moves them (as reshape's). Only the errors every op has. */
+ag_tensor *ag_detach(ag_tape *t, ag_tensor *x);
 
 /* Reverse-mode sweep from a scalar loss: seeds dloss = 1, walks the tape backwards from loss
  * and accumulates into every tensor that requires a gradient. Parameter gradients accumulate
@@ -245,7 +263,10 @@ ag_status ag_requires_grad(ag_tensor *x);
  * Once per reset: a second call is AG_ERR_STATE. After an op failed (a result is missing),
  * backward returns that op's status and leaves its message, until ag_tape_clear_error. Other
  * errors, recorded on t: AG_ERR_ARG (NULL loss, a parameter, another tape's tensor), AG_ERR_STATE
- * (loss from before the last reset, or it depends on nothing that requires a gradient),
+ * (loss from before the last reset, or it depends on nothing that requires a gradient, or a
+ * gradient reaches the result of an op whose descriptor has no backward: "argmax: has no backward,
+ * but a gradient reaches its 32 result (node #7); detach its input (ag_detach) or give the op a
+ * backward"; the sweep stops there, and parameters may hold part of its gradient),
  * AG_ERR_SHAPE (loss holds more than one element), AG_ERR_NOMEM (arena full), AG_ERR_NUMERIC (numeric check on),
  * or the status an op's backward returned. */
 ag_status ag_backward(ag_tape *t, ag_tensor *loss);
@@ -370,6 +391,27 @@ ag_tensor *ag_sigmoid(ag_tape *t, ag_tensor *x); /* 1/(1+e^-x);  f' = f(1-f) */
 ag_tensor *ag_tanh(ag_tape *t, ag_tensor *x);    /* f' = 1 - f^2 */
 ag_tensor *ag_relu(ag_tape *t, ag_tensor *x);    /* max(x,0), NaN stays NaN; f'(0) = 0 */
 
+/* Element-wise functions, any rank (the result has x's shape), ops/functions.c. The same values
+ * and gradients as torch's functions of those names; stable at any |x|: nothing overflows inside
+ * (softplus(1e4) = 1e4, log_sigmoid(-1e4) = -1e4, gelu(1e30) = 1e30, each with its exact
+ * gradient). Domain errors follow IEEE/libm, unreported (log1p(-2) and rsqrt(-1) are NaN,
+ * reciprocal(0) is inf). leaky_relu and elu: AG_ERR_ARG if slope or alpha is not finite. */
+ag_tensor *ag_softplus(ag_tape *t, ag_tensor *x);    /* log(1 + e^x);  f' = sigmoid(x) */
+ag_tensor *ag_log_sigmoid(ag_tape *t, ag_tensor *x); /* log sigmoid(x) = -softplus(-x);  f' = 1 - sigmoid(x) */
+ag_tensor *ag_log1p(ag_tape *t, ag_tensor *x);       /* log(1 + x), precise for small x;  f' = 1/(1 + x) */
+ag_tensor *ag_expm1(ag_tape *t, ag_tensor *x);       /* e^x - 1, precise for small x;  f' = e^x */
+/* gelu: torch's approximate='tanh': 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+ * gelu_erf: torch's default (exact) gelu: x Phi(x) = 0.5 x (1 + erf(x / sqrt 2));  f' = Phi + x phi. */
+ag_tensor *ag_gelu(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_gelu_erf(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_silu(ag_tape *t, ag_tensor *x);        /* x sigmoid(x) (swish);  f' = s (1 + x (1 - s)) */
+ag_tensor *ag_leaky_relu(ag_tape *t, ag_tensor *x, ag_real slope); /* x > 0 ? x : slope x;  f'(0) = slope */
+ag_tensor *ag_elu(ag_tape *t, ag_tensor *x, ag_real alpha); /* x > 0 ? x : alpha (e^x - 1);  f'(0) = alpha */
+ag_tensor *ag_sin(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_cos(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_reciprocal(ag_tape *t, ag_tensor *x);  /* 1/x;  f' = -1/x^2 */
+ag_tensor *ag_rsqrt(ag_tape *t, ag_tensor *x);       /* 1/sqrt(x);  f' = -x^(-3/2)/2 */
+
 /* Activations, for ag_activate, ag_linear_act and the dense layer (tapegrad/dense.h). Each but the
  * identity is an element-wise op above, its f' written from its output a = f(z). */
 typedef enum ag_act {
@@ -394,6 +436,14 @@ ag_tensor *ag_activate(ag_tape *t, ag_act act, ag_tensor *z);
  * AG_ERR_SHAPE unless both are 2-D and inner sizes agree: "matmul: a is 32x784 but b is 256x10". */
 ag_tensor *ag_matmul(ag_tape *t, ag_tensor *a, ag_tensor *b);
 ag_tensor *ag_matmul_ex(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b);
+/* Batched product: C[..] = op(a[..]) op(b[..]) over the leading (batch) axes, op = transpose of the
+ * last two axes when the flag is set (never materialised). a and b have 2 to 4 dims; their batch
+ * axes broadcast NumPy-style (B x H x T x D with D x E, or 1 x H x .. with B x 1 x ..); C is
+ * batch x m x n, of the larger rank. dA and dB are summed over the batch axes they were repeated
+ * along. Bits do not depend on the thread count. AG_ERR_SHAPE for a 1-D (or scalar) operand,
+ * inner sizes that differ ("bmm: a is 2x3x4 but b is 5x2: inner sizes 4 and 5 differ") or batch
+ * axes that do not broadcast. */
+ag_tensor *ag_bmm(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans_b);
 /* Dense layer pre-activation: z = x W^T + b, x is K x in (or 1-D: one row), W is out x in, b is
  * out (or NULL: no bias). Row k is z^(l+1) = W^(l) a^(l) + b^(l) for example k
  * (backprop-derivation.md, "Forward pass"). AG_ERR_SHAPE if the shapes do not fit. While the tape
@@ -488,6 +538,37 @@ ag_tensor *ag_squared_error(ag_tape *t, ag_tensor *h, ag_tensor *y);
 ag_tensor *ag_l2(ag_tape *t, ag_real lambda, ag_tensor *const *weights, size_t n);
 ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels);
 
+/* Options of ag_cross_entropy_ex: torch's ignore_index and label_smoothing. */
+typedef struct ag_ce_opts {
+    int32_t ignore_index;    /* rows with this label are skipped (any value; torch's default: -100) */
+    ag_real label_smoothing; /* eps in [0, 1) */
+} ag_ce_opts;
+/* More losses (scalars), each torch's reduction='mean' definition exactly, stable at any |x|.
+ * bce_with_logits: mean over all N elements of softplus(x) - x y = max(x,0) - x y + log1p(e^-|x|)
+ *   (torch's binary_cross_entropy_with_logits, no weights); logits of +-1e4 give a finite loss and
+ *   the gradient (sigmoid(x) - y)/N. targets: the shape of logits (else AG_ERR_SHAPE), usually
+ *   data in [0, 1] (any real is accepted, as torch); it gets the gradient -x/N only if it
+ *   requires one.
+ * cross_entropy_ex: softmax cross-entropy over logits of any rank >= 1 with the classes V on the
+ *   last axis (K x T x V: K T rows); labels has one entry per row. With opts (NULL: no ignored
+ *   label, no smoothing; then it equals ag_cross_entropy of the logits seen as rows x V), as
+ *   torch's cross_entropy(ignore_index, label_smoothing) on those rows:
+ *     J = (1/M) sum over rows k with labels[k] != ignore_index of -sum_j q_kj log softmax(x_k)_j,
+ *     q_k = (1 - eps) onehot(labels[k]) + eps/V, M the number of such rows;
+ *   dx_k += dJ (softmax(x_k) - q_k)/M on those rows, 0 on ignored ones. All rows ignored: J = 0
+ *   and a zero gradient (torch gives NaN). AG_ERR_ARG: labels NULL, eps outside [0, 1), a label
+ *   outside 0..V-1 that is not the ignore index ("cross_entropy_ex: label 12 of row 3 is outside
+ *   0..9"); AG_ERR_SHAPE: scalar logits. labels is copied when backward needs it.
+ * l1: mean |h - y|; f' = sign(h - y)/N, 0 at h = y (torch's l1_loss).
+ * huber: mean of 0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta), d = h - y (torch's
+ *   huber_loss); f' = clamp(d, -delta, delta)/N. delta must be finite and > 0 (else AG_ERR_ARG).
+ * l1 and huber: h and y of equal shapes (else AG_ERR_SHAPE); y gets the opposite gradient if it
+ * requires one. N is the element count (not the rows, unlike squared_error). */
+ag_tensor *ag_bce_with_logits(ag_tape *t, ag_tensor *logits, ag_tensor *targets);
+ag_tensor *ag_cross_entropy_ex(ag_tape *t, ag_tensor *logits, const int32_t *labels, const ag_ce_opts *opts);
+ag_tensor *ag_l1_loss(ag_tape *t, ag_tensor *h, ag_tensor *y);
+ag_tensor *ag_huber_loss(ag_tape *t, ag_tensor *h, ag_tensor *y, ag_real delta);
+
 /* ---------------------------------------------------------------- writing an op
  *
  * A user op is a static descriptor in the user's own file, applied like a built-in:
@@ -506,7 +587,12 @@ ag_tensor *ag_cross_entropy(ag_tape *t, ag_tensor *logits, const int32_t *labels
  * calls backward() only for nodes a gradient reached; before that, every input that requires a
  * gradient has a grad buffer (zeroed on first use: a parameter's keeps what earlier ag_backward
  * calls accumulated until it is zeroed); inputs that need none have grad == NULL and must be
- * skipped. Hence backward() always adds into in[i]->grad, never assigns. */
+ * skipped. Hence backward() always adds into in[i]->grad, never assigns.
+ * An op with backward == NULL is not differentiable. Its result still requires a gradient when an
+ * input does (so it is not silently cut off), and ag_backward fails (AG_ERR_STATE, naming the op)
+ * if a gradient reaches it; used on data, or with its result kept out of the loss (an argmax for
+ * the accuracy), it is fine. ag_detach its input to use it on the gradient path on purpose. An op
+ * whose gradient is zero by design (a sign) has a backward that adds nothing. */
 
 struct ag_op {
     const char *name;   /* shown in errors and dumps */
@@ -514,7 +600,8 @@ struct ag_op {
     size_t params_size; /* bytes of op parameters copied into the node (n->params) */
     ag_status (*shape)(ag_node *n);    /* validate inputs, set the output shape */
     ag_status (*forward)(ag_node *n);  /* out = f(in); may save state with ag_node_alloc */
-    ag_status (*backward)(ag_node *n); /* in[i]->grad += J_i^T out.grad; NULL: not differentiable */
+    ag_status (*backward)(ag_node *n); /* in[i]->grad += J_i^T out.grad; NULL: not differentiable
+                                          (ag_backward fails if a gradient reaches it) */
 };
 
 struct ag_node {
@@ -583,7 +670,8 @@ ag_status ag_tape_write_dot(const ag_tape *t, FILE *f, unsigned flags);
 
 /* ---------------------------------------------------------------- gradient checking */
 
-/* Builds a scalar loss on t from the parameters (the checker resets t before each call). */
+/* Builds a scalar loss on t from the parameters, and for ag_gradcheck_leaves from leaves that it
+ * wraps (the checker resets t before each call). */
 typedef ag_tensor *(*ag_loss_fn)(ag_tape *t, void *ctx);
 
 typedef struct ag_gradcheck_result {
@@ -591,7 +679,7 @@ typedef struct ag_gradcheck_result {
                             gradients >= 1, absolute below (where f's rounding noise dominates);
                             +inf if either side is NaN */
     double max_abs_err;  /* worst |analytic - numeric| */
-    size_t worst_tensor; /* index into wrt */
+    size_t worst_tensor; /* index into wrt (ag_gradcheck_leaves: params, then n_params + j for leaves[j]) */
     size_t worst_index;  /* element within it */
     double analytic, numeric; /* at the worst element */
     size_t n_checked;    /* elements compared */
@@ -606,9 +694,41 @@ typedef struct ag_gradcheck_result {
  * AG_ERR_SHAPE, bad arguments AG_ERR_ARG (NULL, n_wrt 0, eps not finite and > 0, a wrt that is
  * not a parameter, eps too small to move some w in ag_real), and backward's status. t is reset
  * before each evaluation and after a successful check. A gradient sink set on t is set aside for
- * the check's backward (the gradients must land in ->grad) and is set again afterwards. */
+ * the check's backward (the gradients must land in ->grad) and is set again afterwards. Tape
+ * tensors do not survive those resets: check with respect to a leaf with ag_gradcheck_leaves. */
 ag_status ag_gradcheck(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *wrt, size_t n_wrt,
                        double eps, ag_gradcheck_result *res);
+
+/* A tape leaf to check against: a buffer of the caller's that f wraps on every call with
+ * ag_tensor_wrap (any shape of size elements) and marks with ag_requires_grad. */
+typedef struct ag_gradcheck_leaf {
+    ag_real *value; /* size elements; perturbed in place by the checker, restored exactly */
+    size_t size;
+    ag_real *grad;  /* NULL, or size elements that receive the analytic gradient */
+} ag_gradcheck_leaf;
+
+/* ag_gradcheck with respect to parameters (n_params, may be 0; params may then be NULL) and tape
+ * leaves (n_leaves, may be 0 likewise), at least one in all. E.g. f(x, W) = sum(x .* W) with x a
+ * buffer of the caller's:
+ *
+ *     static ag_tensor *f(ag_tape *t, void *ctx) {
+ *         struct my *c = ctx;
+ *         ag_tensor *x = ag_tensor_wrap(t, 1, (size_t[]){3}, c->x);   // every call, the same buffer
+ *         ag_requires_grad(x);
+ *         return ag_sum(t, ag_mul(t, x, c->W));
+ *     }
+ *     ag_gradcheck_leaves(t, f, &c, &c.W, 1, &(ag_gradcheck_leaf){c.x, 3, NULL}, 1, eps, &res);
+ *
+ * After the analytic backward a leaf's gradient is read from the leaf nodes wrapping its buffer
+ * (found by address; several add up); a marked leaf that the loss does not use has gradient 0.
+ * Parameters as ag_gradcheck. Errors as ag_gradcheck (AG_ERR_ARG for a NULL params or leaves with
+ * a nonzero count, nothing to check), and for leaves: AG_ERR_ARG for a NULL value or size 0, the
+ * same buffer twice, a buffer no leaf of f's wraps ("gradcheck: leaves[1] is not on the tape
+ * ...") or none marks; AG_ERR_SHAPE when f wraps it with another size; AG_ERR_NOMEM (scratch for
+ * the leaves' gradients). */
+ag_status ag_gradcheck_leaves(ag_tape *t, ag_loss_fn f, void *ctx, ag_tensor *const *params, size_t n_params,
+                              const ag_gradcheck_leaf *leaves, size_t n_leaves, double eps,
+                              ag_gradcheck_result *res);
 
 /* ---------------------------------------------------------------- random numbers */
 
