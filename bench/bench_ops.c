@@ -58,10 +58,9 @@ static int prepare(bench_case *b, const op_record *r, const op_case *c, ag_rng *
         ag_rng_fill_uniform(rng, b->data[i], n, dom.lo, dom.hi);
         b->elems += n;
     }
-    if (r->labels) {
-        size_t rows, classes;
-        op_label_dims(&b->in[0], &rows, &classes);
-        b->labels = malloc(rows * sizeof *b->labels);
+    size_t rows, classes; /* labels, or an index_count op's indices */
+    if (op_int_dims(r, b->in, c->param, &rows, &classes)) {
+        b->labels = malloc((rows ? rows : 1) * sizeof *b->labels);
         if (!b->labels) return -1;
         for (size_t k = 0; k < rows; k++) b->labels[k] = (int32_t)ag_rng_below(rng, classes);
     }
@@ -92,7 +91,7 @@ static int run_once(ag_tape *t, bench_case *b, ag_rng *rng, double *fwd, double 
         ag_rng_fill_normal(rng, b->seed, y->size, 0, 1);
         t1 = now_ns();
     }
-    if (!y || ag_backward_seed(t, y, b->seed) != AG_OK) {
+    if (!y || ((y->flags & AG_REQUIRES_GRAD) && ag_backward_seed(t, y, b->seed) != AG_OK)) { /* one_hot: none */
         fprintf(stderr, "bench_ops: %s: %s\n", b->r->name, ag_tape_errmsg(t));
         return -1;
     }

@@ -570,7 +570,9 @@ const size_t op_records_first_wave_n = LEN(op_records_first_wave);
     X(losses) \
     X(bmm) \
     X(norm) \
-    X(views)
+    X(views) \
+    X(index) \
+    X(compare)
 
 #define OP_FAMILY_DECL(f) extern const op_record op_records_##f[]; extern const size_t op_records_##f##_n;
 OP_FAMILIES(OP_FAMILY_DECL)
@@ -618,6 +620,14 @@ void op_label_dims(const op_shape *s, size_t *rows, size_t *classes) { /* rows: 
     *classes = s->ndim == 0 ? 1 : s->d[s->ndim - 1];
     *rows = 1;
     for (int i = 0; i + 1 < s->ndim; i++) *rows *= s->d[i];
+}
+
+int op_int_dims(const op_record *r, const op_shape *in, const void *param, size_t *count, size_t *range) {
+    *count = *range = 0;
+    if (r->index_count) *count = r->index_count(in, param, range);
+    else if (r->labels) op_label_dims(&in[0], count, range);
+    else return 0;
+    return 1;
 }
 
 double op_tol_float(const op_record *r) { return r->tol_float > 0 ? r->tol_float : OP_TOL_FLOAT; }

@@ -33,7 +33,7 @@ typedef struct op_shape {
 /* What a builder gets besides the tape and the inputs (its ctx argument). */
 typedef struct op_call {
     const void *param;      /* the case's parameters (axis, c, p, transposes, ...), read by build */
-    const int32_t *labels;  /* the integer side input, for records with labels (else NULL) */
+    const int32_t *labels;  /* the int32 side input: labels, or the indices of index_count (else NULL) */
     int n_in;               /* inputs in `in`: variadic ops take any count */
 } op_call;
 
@@ -89,7 +89,13 @@ typedef struct op_record {
     double (*kink_dist)(ag_tape *t, ag_tensor *const *in, const op_call *c);
     int labels;             /* 1: an int32 label per row of input 0 (rows: the product of every dimension
                              * but the last; 1 for 1-D), in [0, its last dimension) */
+    /* Ops taking int32 indices (gather_rows, take_along, ...): how many the call with these input
+     * shapes and param reads, and their range [0, *range). The harnesses draw them uniformly (so
+     * with repeats) and pass them as op_call.labels; an erroneous call's op_bad.labels, when set,
+     * replaces them. NULL: none. See op_int_dims. */
+    size_t (*index_count)(const op_shape *in, const void *param, size_t *range);
     unsigned optional_in;   /* bit i: input i may be NULL (linear's bias) */
+    unsigned mask_in;       /* bit i: input i is a mask (nonzero = true, no gradient): the checks draw 0 or 1 */
     double tol_float;       /* gradcheck relative error in float; 0: the default (op_records.c) */
     const op_bad *bad;
     size_t n_bad;
@@ -110,6 +116,9 @@ op_domain op_domain_of(const op_record *r, const op_case *c, int i);
 /* The rows (every dimension but the last) and classes (the last) of a labelled op whose input 0
  * has shape s: that many labels in [0, classes). */
 void op_label_dims(const op_shape *s, size_t *rows, size_t *classes);
+/* The int32 side input of r (labels or index_count) at these input shapes and param: 1 and its
+ * count and range [0, *range), or 0 when r takes none. */
+int op_int_dims(const op_record *r, const op_shape *in, const void *param, size_t *count, size_t *range);
 /* Default float gradcheck tolerance (documented in op_records.c). */
 double op_tol_float(const op_record *r);
 

@@ -276,11 +276,11 @@ static int hash_all(void) {
                         in[i] = leaf(t, sh.ndim, sh.d, 3, 0, d.lo >= 0, clean);
                     }
                     int32_t *labels = NULL;
-                    if (r->labels) {
-                        size_t rows, classes;
-                        op_shape sh = op_shape_at(c->in[0], sizes[s][0], sizes[s][1], K);
-                        op_label_dims(&sh, &rows, &classes);
-                        labels = malloc(rows * sizeof *labels);
+                    op_shape shs[OP_MAX_IN];
+                    for (int i = 0; i < c->n_in; i++) shs[i] = op_shape_at(c->in[i], sizes[s][0], sizes[s][1], K);
+                    size_t rows, classes; /* labels, or an index_count op's indices */
+                    if (op_int_dims(r, shs, c->param, &rows, &classes)) {
+                        labels = malloc((rows ? rows : 1) * sizeof *labels);
                         if (!labels) return 1;
                         for (size_t k = 0; k < rows; k++) labels[k] = (int32_t)ag_rng_below(&hrng, classes);
                     }
@@ -292,7 +292,7 @@ static int hash_all(void) {
                 }
         /* x op x, where the first layout takes two inputs of one shape: both gradients into one buffer */
         const op_case *c0 = &r->layouts[0];
-        if (c0->n_in == 2 && !r->labels && same_shape(&c0->in[0], &c0->in[1]))
+        if (c0->n_in == 2 && !r->labels && !r->index_count && same_shape(&c0->in[0], &c0->in[1]))
             for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
                 ag_tape_reset(t);
                 op_shape sh = op_shape_at(c0->in[0], sizes[s][0], sizes[s][1], K);

@@ -524,6 +524,53 @@ ag_tensor *ag_mean_axis(ag_tape *t, ag_tensor *x, int axis);
 ag_tensor *ag_softmax(ag_tape *t, ag_tensor *x);
 ag_tensor *ag_log_softmax(ag_tape *t, ag_tensor *x);
 
+/* Indexing by int32 indices (a `const int32_t *` array as ag_cross_entropy's labels: read while the
+ * op is recorded, copied into the tape when backward needs it, so the caller may reuse it at once).
+ * Backward scatter-adds in index order on one thread: repeated indices add up, exactly and
+ * deterministically. Errors: AG_ERR_ARG for a NULL idx, a count of 0 or an index outside the axis
+ * ("gather_rows: index 10000 at position 3 is outside 0..9999"); AG_ERR_SHAPE for a bad axis.
+ * gather_rows: embedding lookup, table V x d.. (rank 1..4) -> n x d..: y[k] = table[idx[k]],
+ *   dtable[idx[k]] += dy[k] (only the gathered rows are touched).
+ * index_select: the n entries idx[0..n) along axis (negative counts from the end; repeats allowed):
+ *   x's shape with shape[axis] = n; y[.., k, ..] = x[.., idx[k], ..].
+ * take_along: torch.take_along_dim / gather: idx holds one index per output element, whose shape is
+ *   x's with shape[axis] = k; y[o, j, i] = x[o, idx[o, j, i], i] (x seen as outer x len x inner).
+ * one_hot: an n x classes tensor of 0/1, y[k, idx[k]] = 1; no gradient (an op of no inputs). */
+ag_tensor *ag_gather_rows(ag_tape *t, ag_tensor *table, const int32_t *idx, size_t n);
+ag_tensor *ag_index_select(ag_tape *t, ag_tensor *x, int axis, const int32_t *idx, size_t n);
+ag_tensor *ag_take_along(ag_tape *t, ag_tensor *x, int axis, const int32_t *idx, size_t k);
+ag_tensor *ag_one_hot(ag_tape *t, const int32_t *idx, size_t n, size_t classes);
+
+/* Masks and comparisons. Masks are ordinary tensors, nonzero = true, and get no gradient; the
+ * binary and ternary ops broadcast as ag_add does (AG_ERR_SHAPE "where: mask 2x3, a 3x4 and b 4 do
+ * not broadcast").
+ * where: mask ? a : b element-wise; da += mask ? dy : 0, db += mask ? 0 : dy.
+ * masked_fill: mask ? value : x, mask broadcast to x's shape (a T x T causal mask on B x H x T x T
+ *   scores); value may be -INFINITY; dx += mask ? 0 : dy (filled entries get gradient 0).
+ * maximum, minimum: element-wise max(a, b), min(a, b); a NaN on either side gives NaN. Ties split
+ *   the gradient equally (a == b: da += dy/2, db += dy/2, as torch); a NaN gets none.
+ * clamp: min(max(x, lo), hi); lo <= hi else AG_ERR_ARG (either may be infinite: one-sided);
+ *   dx += dy for lo <= x <= hi (the boundary counts as inside, as torch.clamp), 0 outside and for NaN.
+ * max_axis, min_axis: over one axis, removed as by ag_sum_axis; the gradient goes to the first
+ *   maximal (minimal) element; a NaN counts as maximal (minimal): the first NaN is picked.
+ * abs: |x|, dx += sign(x) dy (0 at x = 0).  sign: -1, 0 or 1 (NaN gives 0); its derivative is 0
+ *   almost everywhere, so its backward adds nothing (the input's gradient stays as it was). */
+ag_tensor *ag_where(ag_tape *t, ag_tensor *mask, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_masked_fill(ag_tape *t, ag_tensor *x, ag_tensor *mask, ag_real value);
+ag_tensor *ag_maximum(ag_tape *t, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_minimum(ag_tape *t, ag_tensor *a, ag_tensor *b);
+ag_tensor *ag_clamp(ag_tape *t, ag_tensor *x, ag_real lo, ag_real hi);
+ag_tensor *ag_max_axis(ag_tape *t, ag_tensor *x, int axis);
+ag_tensor *ag_min_axis(ag_tape *t, ag_tensor *x, int axis);
+ag_tensor *ag_abs(ag_tape *t, ag_tensor *x);
+ag_tensor *ag_sign(ag_tape *t, ag_tensor *x);
+/* Not ops: the index of the first maximal (minimal) element along axis for every position of the
+ * other axes, written to out (x->size / shape[axis] entries, in the order of ag_max_axis's
+ * result); a NaN counts as maximal (minimal), as torch.argmax. AG_ERR_ARG for a NULL x or out,
+ * AG_ERR_SHAPE for an axis out of range or one longer than INT32_MAX (nothing is recorded). */
+ag_status ag_argmax(const ag_tensor *x, int axis, int32_t *out);
+ag_status ag_argmin(const ag_tensor *x, int axis, int32_t *out);
+
 /* Shape ops. reshape keeps the element count and is a view (the result shares x's values, has its
  * own gradient; of a parameter, it is refused once the store moves its buffers): AG_ERR_ARG for
  * ndim outside 0..AG_MAX_DIMS or a NULL shape, AG_ERR_SHAPE for another count. transpose copies; AG_ERR_SHAPE unless x is 2-D. */
