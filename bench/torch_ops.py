@@ -88,9 +88,9 @@ def parse_shapes(text):
                 k, v = kv.split("=", 1)
                 f[k] = v
         shapes = []
-        for s in f["in"].split(","):
+        for s in filter(None, f["in"].split(",")):  # an op of no tensor inputs (one_hot) has none
             shapes.append(() if s == "scalar" else tuple(int(d) for d in s.split("x")))
-        doms = [tuple(float(x) for x in d.split(":")) for d in f["domain"].split(",")]
+        doms = [tuple(float(x) for x in d.split(":")) for d in filter(None, f["domain"].split(","))]
         labels = None if f.get("labels", "none") == "none" else tuple(int(x) for x in f["labels"].split("x"))
         recs[f["op"]] = {"in": shapes, "domain": doms, "labels": labels, "layout": label, "shape": f["shape"],
                          "in_text": f["in"]}
