@@ -279,7 +279,7 @@ ag_tensor *ag_detach(ag_tape *t, ag_tensor *x);
  * backward returns that op's status and leaves its message, until ag_tape_clear_error. Other
  * errors, recorded on t: AG_ERR_ARG (NULL loss, a parameter, another tape's tensor), AG_ERR_STATE
  * (loss from before the last reset, or it depends on nothing that requires a gradient, or a
- * gradient reaches the result of an op whose descriptor has no backward: "argmax: has no backward,
+ * gradient reaches the result of an op whose descriptor has no backward (a user op, say): "my_argmax: has no backward,
  * but a gradient reaches its 32 result (node #7); detach its input (ag_detach) or give the op a
  * backward"; the sweep stops there, and parameters may hold part of its gradient),
  * AG_ERR_SHAPE (loss holds more than one element), AG_ERR_NOMEM (arena full), AG_ERR_NUMERIC (numeric check on),
@@ -502,7 +502,8 @@ ag_tensor *ag_rms_norm(ag_tape *t, ag_tensor *x, int n_axes, ag_tensor *gamma, a
  * Errors: AG_ERR_SHAPE for x of fewer than 2 dimensions, gamma, beta or a running statistic not of
  * shape C ("batch_norm: running_var is 4 but x is 8x3 with 3 channels"), training with one value
  * per channel (M = 1: no variance); AG_ERR_ARG for only one running statistic, momentum outside
- * [0, 1], eps not positive and finite. */
+ * [0, 1], eps not positive and finite. While the tape holds an error a NULL gamma, beta or running
+ * statistic is taken for a failed result (as ag_linear's b), and the call returns NULL. */
 ag_tensor *ag_batch_norm(ag_tape *t, ag_tensor *x, ag_tensor *gamma, ag_tensor *beta, ag_tensor *running_mean,
                          ag_tensor *running_var, ag_real momentum, ag_real eps);
 /* Inverted dropout: in training mode y = x .* m / (1 - p), m_i = 0 (dropped) when
@@ -586,7 +587,7 @@ ag_tensor *ag_transpose(ag_tape *t, ag_tensor *x);
  * broadcast_to: x repeated to shape (NumPy rules as ag_add: right-aligned, sizes equal or x's 1;
  *   else AG_ERR_SHAPE); dx sums over the repeated axes. A view when it only adds size-1 axes.
  * slice: y = x[start : start + len*step : step] along axis; step 0 is AG_ERR_ARG, len 0 or indices
- *   past the axis AG_ERR_SHAPE. A view when the slice is one block of x (step 1, every axis before
+ *   past the axis AG_ERR_SHAPE. A view when the slice is one block of x (step 1 or len 1, every axis before
  *   axis of size 1: the leading axis), else a copy.
  * split: n pieces (slices) of the given sizes, which must add up to the axis; chunk: n pieces of
  *   N/n, the first N%n one longer (NumPy array_split; n <= N). Both fill out[0..n-1] and return
