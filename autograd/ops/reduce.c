@@ -5,7 +5,7 @@
  * Sums accumulate in double so that float tensors with many elements keep their precision. Whole-
  * tensor sums (ag__sum, ag__sum_sq) run AG__SUM_LANES interleaved partial sums combined pairwise in
  * a fixed order: the same bits on every call and thread count, without one dependency chain of
- * double adds (4 cycles per element); axis sums stay in order. The element-wise passes are AG__CLONES
+ * double adds (4 cycles per element); axis sums: see axis_reduce. The element-wise passes are AG__CLONES
  * (internal.h): AVX-512/AVX2/SSE2 builds picked at load time, the same bits from each. Not softmax
  * and log-softmax: their rows are a libm exp per element and in-order sums, and the clones were
  * measured slower (bench_eltwise softmax 128 x 1024: 3.65-3.69 ns/element forward against 3.29-3.34,
@@ -75,16 +75,42 @@ static void axis_split(const ag_node *n, size_t *outer, size_t *len, size_t *inn
     ag__axis_split(n->in[0], ((const axis_params *)n->params)->axis, outer, len, inner);
 }
 
-static ag_status axis_reduce(ag_node *n, double c) {
+/* Inner > 1: whole contiguous rows x[o, j, :] are added into a row of double accumulators, j in
+ * order, AXIS_BLOCK columns at a time (on the stack): each column gets the same additions in the
+ * same order as a walk down it, so the same bits, but the adds are vector lanes in every clone.
+ * Inner == 1 (the last axis): ag__sum's interleaved lanes for long rows (a fixed order, so the
+ * same bits on every call; the double sum of a float row of len < 2^29 is exact to < 2^-24
+ * relative before the final rounding), in order for short ones. */
+#define AXIS_BLOCK 256
+#define AXIS_SERIAL_MAX 64
+AG__CLONES static ag_status axis_reduce(ag_node *n, double c) {
     size_t outer, len, inner;
     axis_split(n, &outer, &len, &inner);
     const ag_real *restrict x = n->in[0]->value;
     ag_real *restrict y = n->out.value;
-    for (size_t o = 0; o < outer; o++)
-        for (size_t i = 0; i < inner; i++) {
+    if (inner == 1) {
+        for (size_t o = 0; o < outer; o++) {
+            const ag_real *restrict xr = x + o * len;
             double s = 0;
-            for (size_t j = 0; j < len; j++) s += x[(o * len + j) * inner + i];
-            y[o * inner + i] = (ag_real)(s * c);
+            if (len < AXIS_SERIAL_MAX)
+                for (size_t j = 0; j < len; j++) s += xr[j];
+            else
+                s = ag__sum(xr, len);
+            y[o] = (ag_real)(s * c);
+        }
+        return AG_OK;
+    }
+    double acc[AXIS_BLOCK];
+    for (size_t o = 0; o < outer; o++)
+        for (size_t i0 = 0; i0 < inner; i0 += AXIS_BLOCK) {
+            const size_t w = inner - i0 < AXIS_BLOCK ? inner - i0 : AXIS_BLOCK;
+            for (size_t i = 0; i < w; i++) acc[i] = 0;
+            for (size_t j = 0; j < len; j++) {
+                const ag_real *restrict xr = x + (o * len + j) * inner + i0;
+                for (size_t i = 0; i < w; i++) acc[i] += xr[i];
+            }
+            ag_real *restrict yr = y + o * inner + i0;
+            for (size_t i = 0; i < w; i++) yr[i] = (ag_real)(acc[i] * c);
         }
     return AG_OK;
 }
