@@ -38,6 +38,8 @@ static inline double ag__fn_sin(double x) { return sin(x); }
 static inline double ag__fn_cos(double x) { return cos(x); }
 static inline int ag__fn_trig_ok(double x) { (void)x; return 1; } /* libm everywhere */
 static inline double ag__fn_rsqrt(double x) { return 1 / sqrt(x); }
+static inline double ag__fn_exp(double x) { return exp(x); }
+static inline double ag__fn_log(double x) { return log(x); }
 
 #else
 
