@@ -39,6 +39,7 @@ static inline double ag__fn_cos(double x) { return cos(x); }
 static inline int ag__fn_trig_ok(double x) { (void)x; return 1; } /* libm everywhere */
 static inline double ag__fn_rsqrt(double x) { return 1 / sqrt(x); }
 static inline double ag__fn_exp(double x) { return exp(x); }
+static inline double ag__fn_tanh(double x) { return tanh(x); }
 static inline double ag__fn_log(double x) { return log(x); }
 
 #else
@@ -185,6 +186,16 @@ static inline float ag__fn_log(float x) {
     const float y = s * (hfsq + R) + k * 9.0580006145e-06f - hfsq + f + k * 6.9313812256e-01f;
     const float edge = ag__fn_sel(x == 0.0f, -INFINITY, ag__fn_sel(x == INFINITY, INFINITY, NAN));
     return ag__fn_sel((x > 0.0f) & (x < INFINITY), y, edge);
+}
+
+/* ag__tanh1 (eltwise.h) with its selects on the bits: the same operations and bits, vectorises */
+static inline float ag__fn_tanh(float x) {
+    const uint32_t sign = ag__f1_bits(x) & 0x80000000u;
+    const float ax = ag__f1_float(ag__f1_bits(x) ^ sign), x2 = x * x;
+    const float p = x + x * x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835 +
+                                                                               x2 * (-1382.0f / 155925)))));
+    const float e = ag__fn_exp_nonpos(-2 * ax), q = ag__f1_float(ag__f1_bits((1 - e) / (1 + e)) | sign);
+    return ag__fn_sel(ax < 0.3f, p, q);
 }
 
 /* sin and cos for |x| <= AG__TRIG_FAST_MAX (Cephes' sinf/cosf): n = round(x 2/pi) by the

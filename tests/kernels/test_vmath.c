@@ -1,7 +1,7 @@
 /*
  * test_vmath.c - the float build's vector exp and log (ag__fn_exp, ag__fn_log in
- * kernels/special.h) and the exp, log and sqrt ops built on them: libm's specials exactly (0, -0,
- * +-inf, NaN, subnormal inputs and results, overflow), within 1 ulp of glibc's expf/logf over a
+ * kernels/special.h), its tanh (ag__fn_tanh = ag__tanh1), and the exp, log, sqrt and tanh ops: libm's specials exactly (0, -0,
+ * +-inf, NaN, subnormal inputs and results, overflow), within 1 ulp of glibc's expf/logf (tanh 3) over a
  * strided sweep of every float bit pattern in range, and the ops' vector loops (every clone, every
  * tail length) give the scalar functions' bits. The double build keeps libm: only the ops' checks.
  */
@@ -62,16 +62,22 @@ END_TEST
 /* every STRIDE-th bit pattern (the full sweep, stride 1, measured the bounds in special.h) */
 #define STRIDE 61u
 START_TEST(test_sweeps) {
-    double we = 0, wl = 0;
+    double we = 0, wl = 0, wt = 0;
+    size_t differ = 0;
     for (uint32_t u = 0; u < 0xff800000u; u += STRIDE) {
         const float x = fbits(u);
         if (isnan(x)) continue;
         if (x >= -104.0f && x <= 89.0f) we = ag_test_worse(we, ulps(ag__fn_exp(x), expf(x)));
         if (u < 0x7f800000u) wl = ag_test_worse(wl, ulps(ag__fn_log(x), logf(x)));
+        wt = ag_test_worse(wt, ulps(ag__fn_tanh(x), tanhf(x)));
+        differ += !same(ag__fn_tanh(x), ag__tanh1(x)); /* counted: a ck_assert per point is slow */
     }
-    printf("test_vmath: exp within %.3f ulp, log within %.3f ulp of libm (stride %u)\n", we, wl, STRIDE);
+    printf("test_vmath: exp within %.3f ulp, log within %.3f ulp, tanh within %.3f ulp of libm (stride %u)\n",
+           we, wl, wt, STRIDE);
     ck_assert(we <= 1);
     ck_assert(wl <= 1);
+    ck_assert(wt <= 3);
+    ck_assert_uint_eq(differ, 0);
 }
 END_TEST
 #endif
@@ -87,19 +93,21 @@ START_TEST(test_ops_bits) {
         ag_tape *t;
         ck_assert_int_eq(ag_tape_new(&t, NULL), AG_OK);
         ag_tensor *x = ag_tensor_from(t, 1, &len, v);
-        ag_tensor *e = ag_exp(t, x), *l = ag_log(t, x), *s = ag_sqrt(t, x);
+        ag_tensor *e = ag_exp(t, x), *l = ag_log(t, x), *s = ag_sqrt(t, x), *th = ag_tanh(t, x);
+        ck_assert_ptr_nonnull(th);
         ck_assert_ptr_nonnull(e);
         ck_assert_ptr_nonnull(l);
         ck_assert_ptr_nonnull(s);
         for (size_t i = 0; i < len; i++) {
 #ifdef AG_DOUBLE
-            const ag_real be = exp(v[i]), bl = log(v[i]), bs = sqrt(v[i]);
+            const ag_real be = exp(v[i]), bl = log(v[i]), bs = sqrt(v[i]), bt = tanh(v[i]);
 #else
-            const ag_real be = ag__fn_exp(v[i]), bl = ag__fn_log(v[i]), bs = sqrtf(v[i]);
+            const ag_real be = ag__fn_exp(v[i]), bl = ag__fn_log(v[i]), bs = sqrtf(v[i]), bt = ag__tanh1(v[i]);
 #endif
             ck_assert(memcmp(&e->value[i], &be, sizeof be) == 0 || (isnan(e->value[i]) && isnan(be)));
             ck_assert(memcmp(&l->value[i], &bl, sizeof bl) == 0 || (isnan(l->value[i]) && isnan(bl)));
             ck_assert(memcmp(&s->value[i], &bs, sizeof bs) == 0 || (isnan(s->value[i]) && isnan(bs)));
+            ck_assert(memcmp(&th->value[i], &bt, sizeof bt) == 0 || (isnan(th->value[i]) && isnan(bt)));
         }
         ag_tape_free(t);
     }
