@@ -5,6 +5,7 @@
  * the same bits on every machine and thread count.
  */
 #include "eltwise.h"
+#include "special.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -269,4 +270,24 @@ int ag__exp_variant(const char *name, const ag_real *x, ag_real *o, size_t n) {
     if (v < 0) return -1;
     sigmoid_variants[v].exp(x, o, n);
     return 0;
+}
+
+/* ---------------------------------------------------------------- tanh arrays */
+AG__CLONES static void tanh_run(const ag_real *restrict x, ag_real *restrict o, size_t n) {
+    for (size_t i = 0; i < n; i++) o[i] = ag__fn_tanh(x[i]);
+}
+/* o == x allowed: element i is read before it is written, and a clone's vector step reads its
+ * whole block first; restrict on the inner call is then sound only for distinct buffers, so the
+ * in-place case goes through a stack block. */
+void ag__tanh_array(const ag_real *x, ag_real *o, size_t n) {
+    if (x != o) {
+        tanh_run(x, o, n);
+        return;
+    }
+    ag_real buf[256];
+    for (size_t i = 0; i < n; i += 256) {
+        const size_t w = n - i < 256 ? n - i : 256;
+        memcpy(buf, x + i, w * sizeof *buf);
+        tanh_run(buf, o + i, w);
+    }
 }

@@ -115,25 +115,29 @@ static inline ag_real ag__sigmoid1(ag_real x) {
 void ag__sigmoid_array(const ag_real *x, ag_real *o, size_t n);
 
 /* tanh: f'(x) = 1 - f(x)^2 (backprop-derivation.md, "Notation").
- * In float, glibc's tanhf goes through expm1f and costs ~3x an expf, which dominates chains of tiny
- * ops. So: |x| < 0.3, the odd Taylor series to x^11 (next term < 2e-9 relative); otherwise
- * (1 - e)/(1 + e) with e = e^(-2|x|) <= 0.55, where the subtraction loses at most ~1 bit. Within a
- * few ulp of tanhf (a test holds it to 4e-7 relative); exact +-1 for large |x|, NaN stays NaN.
- * The double build uses libm's tanh. */
+ * Float: |x| < 0.3, the odd Taylor series to x^11 (next term < 2e-9 relative); otherwise
+ * (1 - e)/(1 + e) with e = e^(-2|x|) <= 0.55 by ag__exp_nonpos (so no libm call; the subtraction
+ * loses at most ~1 bit), the sign put back from x's bits. Both are computed and one selected, so
+ * the loop form (ag__fn_tanh in special.h, the same operations and bits) vectorises: ag__tanh_array.
+ * Within 3 ulp of tanhf over every float (the worst near |x| = ln2/2, where e^-2|x| = 1/2 carries
+ * its ~1 ulp; tests/kernels/test_vmath.c); exact +-1 for large |x|,
+ * +-0 stays, NaN stays NaN. The double build uses libm's tanh. */
 #ifdef AG_DOUBLE
 #define ag__tanh1 tanh
 #else
 static inline float ag__tanh1(float x) {
-    const float ax = fabsf(x);
-    if (ax < 0.3f) {
-        const float x2 = x * x;
-        return x + x * x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835 +
-                                                                                    x2 * (-1382.0f / 155925)))));
-    }
-    const float e = expf(-2 * ax);
-    return copysignf((1 - e) / (1 + e), x);
+    const uint32_t sign = ag__f1_bits(x) & 0x80000000u;
+    const float ax = ag__f1_float(ag__f1_bits(x) ^ sign), x2 = x * x;
+    const float p = x + x * x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835 +
+                                                                               x2 * (-1382.0f / 155925)))));
+    const float e = ag__exp_nonpos(-2 * ax), q = ag__f1_float(ag__f1_bits((1 - e) / (1 + e)) | sign);
+    return ax < 0.3f ? p : q;
 }
 #endif
+
+/* o[i] = ag__tanh1(x[i]) for i < n, bit for bit, vectorised in every clone (eltwise.c);
+ * o == x is allowed (in place). */
+void ag__tanh_array(const ag_real *x, ag_real *o, size_t n);
 
 /* sum_i x_i and sum_i x_i^2 over n elements in double (ops_reduce.c): interleaved partial sums
  * combined in a fixed order, so vectorised yet the same bits on every call. */

@@ -38,6 +38,9 @@ static inline double ag__fn_sin(double x) { return sin(x); }
 static inline double ag__fn_cos(double x) { return cos(x); }
 static inline int ag__fn_trig_ok(double x) { (void)x; return 1; } /* libm everywhere */
 static inline double ag__fn_rsqrt(double x) { return 1 / sqrt(x); }
+static inline double ag__fn_exp(double x) { return exp(x); }
+static inline double ag__fn_tanh(double x) { return tanh(x); }
+static inline double ag__fn_log(double x) { return log(x); }
 
 #else
 
@@ -141,6 +144,58 @@ static inline float ag__fn_rsqrt(float x) {
     y = y * ag__fn_sel(sub, 4096.0f, 1.0f);
     const float edge = ag__fn_sel(x == 0.0f, 1.0f / x, ag__fn_sel(x == INFINITY, 0.0f, NAN));
     return ag__fn_sel((x > 0.0f) & (x < INFINITY), y, edge);
+}
+
+/* e^x, any x, as expf gives it at the edges: x = n ln2 + r as in ag__exp_nonpos (the same Cephes
+ * polynomial), but x clamped to [-104, 89] and 2^n applied as 2^(n/2) 2^(n - n/2), two normal
+ * factors, so results past FLT_MAX round to +inf and those below FLT_MIN to the correctly rounded
+ * subnormal of y 2^n (only the last product rounds). -inf gives 0, NaN NaN. Max error over every
+ * float in [-104, 89] against glibc's expf: 1 ulp (tests/kernels/test_vmath.c). */
+static inline float ag__fn_exp(float x) {
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    const float xc = ag__fn_sel(x > 89.0f, 89.0f, ag__fn_sel(x < -104.0f, -104.0f, x));
+    const float t = xc * 1.44269504088896341f + magic, n = t - magic;
+    const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    const float y = (p * (r * r) + r) + 1.0f;
+    /* n in [-150, 128] as an integer (biased by 256 so the halving shift is unsigned) */
+    const uint32_t nb = ag__f1_bits(t) - ag__f1_bits(magic) + 256u, n1 = nb >> 1, n2 = nb - n1;
+    const float s1 = ag__f1_float((n1 - 128u + 127u) << 23), s2 = ag__f1_float((n2 - 128u + 127u) << 23);
+    return (y * s1) * s2; /* NaN: y is NaN */
+}
+
+/* ln x, as logf gives it at the edges (FreeBSD/musl logf): x = 2^k m with m in [sqrt(1/2), sqrt2)
+ * from the bits (subnormals scaled by 2^25 first), f = m - 1 (exact), s = f/(2+f), and
+ * log(1+f) = f - f^2/2 + s (f^2/2 + R(s^2)) with R the degree-4 minimax fit (|error| < 2^-34).
+ * 0 gives -inf, x < 0 NaN, +inf +inf, NaN NaN. Max error over every positive float against glibc's
+ * logf: 1 ulp (tests/kernels/test_vmath.c). */
+static inline float ag__fn_log(float x) {
+    const int sub = x < 1.17549435e-38f;
+    const float xs = ag__fn_sel(sub, x * 33554432.0f, x); /* 2^25 */
+    const uint32_t b = ag__f1_bits(xs) + (0x3f800000u - 0x3f3504f3u);
+    const float k = (float)((int32_t)(b >> 23) - 0x7f) - ag__fn_sel(sub, 25.0f, 0.0f);
+    const float f = ag__f1_float((b & 0x007fffffu) + 0x3f3504f3u) - 1.0f;
+    const float s = f / (2.0f + f), z = s * s, w = z * z;
+    const float R = z * (0x1.555554p-1f + w * 0x1.23d3dcp-2f) + w * (0x1.999c26p-2f + w * 0x1.f13c4cp-3f);
+    const float hfsq = 0.5f * f * f;
+    const float y = s * (hfsq + R) + k * 9.0580006145e-06f - hfsq + f + k * 6.9313812256e-01f;
+    const float edge = ag__fn_sel(x == 0.0f, -INFINITY, ag__fn_sel(x == INFINITY, INFINITY, NAN));
+    return ag__fn_sel((x > 0.0f) & (x < INFINITY), y, edge);
+}
+
+/* ag__tanh1 (eltwise.h) with its selects on the bits: the same operations and bits, vectorises */
+static inline float ag__fn_tanh(float x) {
+    const uint32_t sign = ag__f1_bits(x) & 0x80000000u;
+    const float ax = ag__f1_float(ag__f1_bits(x) ^ sign), x2 = x * x;
+    const float p = x + x * x2 * (-1.0f / 3 + x2 * (2.0f / 15 + x2 * (-17.0f / 315 + x2 * (62.0f / 2835 +
+                                                                               x2 * (-1382.0f / 155925)))));
+    const float e = ag__fn_exp_nonpos(-2 * ax), q = ag__f1_float(ag__f1_bits((1 - e) / (1 + e)) | sign);
+    return ag__fn_sel(ax < 0.3f, p, q);
 }
 
 /* sin and cos for |x| <= AG__TRIG_FAST_MAX (Cephes' sinf/cosf): n = round(x 2/pi) by the

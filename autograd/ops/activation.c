@@ -9,8 +9,8 @@
  * array form of f (its generated loop NAME_loop, or a hand-vectorised kernel), and da .* f'(a).
  * From the row come the op's forward and backward, the fused op's dz = da .* f'(a) and the entry
  * of ag__acts. The backward loops are AG__CLONES (AVX-512 / AVX2 / SSE2, the same bits); the
- * forward loops are not: tanh is a libm call per element, and relu's clone measured 18% slower on
- * 128 x 1024 (bench_eltwise). Read next: ops/matmul.c.
+ * forward loops: sigmoid and tanh are vectorised kernels (kernels/eltwise.c), relu's clone measured
+ * 18% slower on 128 x 1024 (bench_eltwise). Read next: ops/matmul.c.
  */
 #include "../internal.h"
 
@@ -18,7 +18,7 @@
 #define ACTIVATIONS(X)                                                                             \
     X(identity, x, identity_loop, g)                                                               \
     X(sigmoid, ag__sigmoid1(x), ag__sigmoid_array, g * a * (1 - a)) /* stable: kernels/eltwise.h */ \
-    X(tanh, ag__tanh1(x), tanh_loop, g * (1 - a * a))                /* kernels/eltwise.h */        \
+    X(tanh, ag__tanh1(x), ag__tanh_array, g * (1 - a * a))           /* kernels/eltwise.h */        \
     X(relu, !(x <= 0) ? x : 0, relu_loop, a > 0 ? g : 0)             /* NaN stays NaN; f'(0) = 0 */
 
 static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]); }

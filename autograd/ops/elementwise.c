@@ -11,11 +11,13 @@
  * nothing here allocates, so a 1-element op costs little more than the engine's bookkeeping.
  * The forwards and backwards are AG__CLONES (internal.h): built for AVX-512, AVX2 and the SSE2
  * baseline, picked at load time, with the same bits from each (no FMA, no reassociation); not
- * the forwards made of libm calls (UNARY_PLAIN_FWD).
+ * the forwards made of libm calls (UNARY_PLAIN_FWD: the double build's exp, log, sqrt; pow).
  *
  * Read next: ops/activation.c, ops/matmul.c (the three products of backprop), ops/reduce.c, ops/loss.c.
  */
 #include "../internal.h"
+
+#include "../kernels/special.h"
 
 #include <assert.h>
 #include <stdatomic.h>
@@ -361,13 +363,27 @@ static const ag_op add_scalar_op = {"add_scalar", 1, sizeof(ag_real), same_shape
                                     add_scalar_backward};
 ag_tensor *ag_add_scalar(ag_tape *t, ag_tensor *x, ag_real c) { return AG__CALL(t, &add_scalar_op, &c, x); }
 
+/* The float build's exp, log and sqrt forwards are vector loops in every clone: ag__fn_exp and
+ * ag__fn_log (kernels/special.h, <= 1 ulp from libm, libm's specials), and sqrtf, correctly
+ * rounded, which vectorises because this file is built with -fno-math-errno (CMakeLists.txt).
+ * The double build keeps libm per element (the 1e-6 gradient checks). */
+#ifdef AG_DOUBLE
+#define UNARY_VFWD UNARY_PLAIN_FWD
+#define ag__vexp ag__exp
+#define ag__vlog ag__log
+#else
+#define UNARY_VFWD UNARY
+#define ag__vexp ag__fn_exp
+#define ag__vlog ag__fn_log
+#endif
+
 /* ---- exp: e^x;  dx += g e^x = g o */
-UNARY_PLAIN_FWD(exp, ag__exp(x), g * out)
+UNARY_VFWD(exp, ag__vexp(x), g * out)
 static const ag_op exp_op = {"exp", 1, 0, same_shape, exp_forward, exp_backward};
 ag_tensor *ag_exp(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &exp_op, NULL, x); }
 
 /* ---- log: ln x;  dx += g / x. As libm: log 0 = -inf, log of a negative is NaN (no error). */
-UNARY_PLAIN_FWD(log, ag__log(x), g / x)
+UNARY_VFWD(log, ag__vlog(x), g / x)
 static const ag_op log_op = {"log", 1, 0, same_shape, log_forward, log_backward};
 ag_tensor *ag_log(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &log_op, NULL, x); }
 
@@ -384,7 +400,7 @@ static const ag_op pow_op = {"pow", 1, sizeof(ag_real), same_shape, pow_forward,
 ag_tensor *ag_pow(ag_tape *t, ag_tensor *x, ag_real p) { return AG__CALL(t, &pow_op, &p, x); }
 
 /* ---- sqrt: x^(1/2);  dx += g / (2 o). sqrt of a negative is NaN, as libm. */
-UNARY_PLAIN_FWD(sqrt, ag__sqrt(x), g / (2 * out))
+UNARY_VFWD(sqrt, ag__sqrt(x), g / (2 * out))
 static const ag_op sqrt_op = {"sqrt", 1, 0, same_shape, sqrt_forward, sqrt_backward};
 ag_tensor *ag_sqrt(ag_tape *t, ag_tensor *x) { return AG__CALL(t, &sqrt_op, NULL, x); }
 
