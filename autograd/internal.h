@@ -60,6 +60,13 @@ struct ag_tape {
  * where the parameter was when the view was recorded; ops and backward refuse a view it moved
  * under. Records live in the arena, listed from ag_tape.param_views. */
 #define AG__NODE_PARAM_VIEW (1u << 1)
+/* The node's backward takes its input gradients from ag_node_grad_out (ag_node_grad_out_declare):
+ * backward allocates none of them beforehand, and zeroes the ones it left untouched afterwards. */
+#define AG__NODE_GRAD_OUT (1u << 2)
+/* Inside a view's backward (a full-size alias, dx_i += dy_i): if input i is a tape tensor that no
+ * gradient has reached yet, it takes the node's output gradient buffer as its own; returns 1 then
+ * (nothing left to do), else 0. Requires ag_node_grad_out_declare on the node. */
+int ag__node_grad_steal(ag_node *n, int i);
 typedef struct ag__param_view {
     const ag_node *node;     /* the view */
     const ag_params *store;  /* whose memory it lies in */

@@ -694,12 +694,14 @@ ag_status ag_requires_grad(ag_tensor *x) {
 
 /* ---------------------------------------------------------------- backward */
 
-static ag_status grad_buffer(ag_tape *t, ag_tensor *x) {
+/* x's gradient buffer, allocated if it has none yet (x then is a tape tensor: a parameter's
+ * always exists) and zeroed then unless zero is 0 (the caller writes every element). */
+static ag_status grad_buffer(ag_tape *t, ag_tensor *x, int zero) {
     if (x->grad) return AG_OK;
-    /* no grad yet: x is a tape tensor (a parameter's always exists) */
     if (ag__node_of(x)->engine_flags & AG__NODE_GRAD_INLINE) { /* the slot behind a tiny value: no call, no memset */
         ag_real *g = (ag_real *)(void *)((char *)x->value + AG__TINY_BYTES);
-        for (size_t i = 0; i < x->size; i++) g[i] = 0;
+        if (zero)
+            for (size_t i = 0; i < x->size; i++) g[i] = 0;
         x->grad = g;
         return AG_OK;
     }
@@ -707,8 +709,35 @@ static ag_status grad_buffer(ag_tape *t, ag_tensor *x) {
     if (!x->grad)
         return ag__fail(t, AG_ERR_NOMEM, "backward: tape arena is full (%zu bytes in use)",
                         ag_tape_mem_used(t));
-    memset(x->grad, 0, x->size * sizeof(ag_real));
+    if (zero) memset(x->grad, 0, x->size * sizeof(ag_real));
     return AG_OK;
+}
+
+void ag_node_grad_out_declare(ag_node *n) {
+    if (n) n->engine_flags |= AG__NODE_GRAD_OUT;
+}
+
+/* Fresh = no buffer yet: only a tape tensor (a parameter's buffer always exists), and only in a
+ * backward of a declaring node, since every other node's inputs got zeroed buffers beforehand. */
+ag_real *ag_node_grad_out(ag_node *n, int i, int *assign) {
+    *assign = 0;
+    if (!n || i < 0 || i >= n->n_in) return NULL;
+    ag_tensor *x = n->in[i];
+    if (!(x->flags & AG_REQUIRES_GRAD)) return NULL;
+    if (x->grad) return x->grad;
+    if (!(n->engine_flags & AG__NODE_GRAD_OUT) || !n->out.tape->backward_done) return NULL;
+    if (grad_buffer(n->out.tape, x, 0) != AG_OK) return NULL;
+    *assign = 1;
+    return x->grad;
+}
+
+int ag__node_grad_steal(ag_node *n, int i) {
+    ag_tensor *x = n->in[i];
+    if (x->grad || !(x->flags & AG_REQUIRES_GRAD) || (x->flags & AG_PARAM) || x->size != n->out.size ||
+        !(n->engine_flags & AG__NODE_GRAD_OUT))
+        return 0;
+    x->grad = n->out.grad; /* the node's own backward already ran: nothing writes it any more */
+    return 1;
 }
 
 static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed, const char *who) {
@@ -738,9 +767,13 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
                         who);
     for (const ag__param_view *v = t->param_views; v; v = v->next)
         if (view_stale(v)) return view_moved(t, who, v);
-    ag_status st = grad_buffer(t, loss);
+    ag_status st = grad_buffer(t, loss, 0);
     if (st != AG_OK) return st;
-    for (size_t i = 0; i < loss->size; i++) loss->grad[i] += seed ? seed[i] : (ag_real)1;
+    /* one pass; 0 + s keeps the bits of the former zero-then-add (-0 becomes +0) */
+    if (seed)
+        for (size_t i = 0; i < loss->size; i++) loss->grad[i] = (ag_real)0 + seed[i];
+    else
+        for (size_t i = 0; i < loss->size; i++) loss->grad[i] = 1;
     t->backward_done = 1;
     ag__sink_begin(t, loss);
 
@@ -757,10 +790,11 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
                               "input (ag_detach) or give the op a backward",
                               ag_shape_str(&n->out, sh, sizeof sh), node_creation_index(t, n));
         } else if (reached) {
-            for (int i = 0; i < n->n_in; i++) {
+            const int grad_out = (n->engine_flags & AG__NODE_GRAD_OUT) != 0;
+            for (int i = 0; !grad_out && i < n->n_in; i++) {
                 ag_tensor *x = n->in[i];
                 if (x->flags & AG_REQUIRES_GRAD) {
-                    st = grad_buffer(t, x);
+                    st = grad_buffer(t, x, 1);
                     if (st != AG_OK) {
                         ag__sink_end(t, 0);
                         return st;
@@ -770,6 +804,9 @@ static ag_status backward_impl(ag_tape *t, ag_tensor *loss, const ag_real *seed,
             unsigned long fails_before = t->n_fails;
             st = n->op->backward(n);
             if (st == AG_OK && t->n_fails != fails_before) st = t->status; /* failed, yet AG_OK returned */
+            /* inputs the op left untouched: zeroed, as every other op's, so they count as reached */
+            for (int i = 0; grad_out && st == AG_OK && i < n->n_in; i++)
+                if (n->in[i]->flags & AG_REQUIRES_GRAD) st = grad_buffer(t, n->in[i], 1);
             for (int i = 0; st == AG_OK && t->check_numerics && i < n->n_in; i++) {
                 char what[64];
                 snprintf(what, sizeof what, "backward put, in the gradient of input %d,", i);

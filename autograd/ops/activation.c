@@ -21,7 +21,10 @@
     X(tanh, ag__tanh1(x), ag__tanh_array, g * (1 - a * a))           /* kernels/eltwise.h */        \
     X(relu, !(x <= 0) ? x : 0, relu_loop, a > 0 ? g : 0)             /* NaN stays NaN; f'(0) = 0 */
 
-static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]); }
+static ag_status same_shape(ag_node *n) {
+    ag_node_grad_out_declare(n); /* NAME_backward takes its gradient from ag_node_grad_out */
+    return ag__node_shape_like(n, n->in[0]);
+}
 
 /* NAME_loop: a = f(z) over n elements, a == z allowed (the fused op works in place).
  * NAME_forward, NAME_backward: the element-wise op (dx += da .* f'(a)).
@@ -38,14 +41,22 @@ static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]
         return AG_OK;                                                                              \
     }                                                                                              \
     AG__CLONES static ag_status NAME##_backward(ag_node *n) {                                      \
-        ag_real *restrict dx = n->in[0]->grad;                                                     \
+        int assign;                                                                                \
+        ag_real *restrict dx = ag_node_grad_out(n, 0, &assign);                                    \
         if (!dx) return AG_OK;                                                                     \
         const ag_real *restrict o = n->out.value, *restrict dout = n->out.grad;                   \
-        for (size_t i = 0, N = n->out.size; i < N; i++) {                                          \
-            const ag_real a = o[i], g = dout[i];                                                   \
-            (void)a; /* the identity's f' ignores it */                                            \
-            dx[i] += (DF);                                                                         \
-        }                                                                                          \
+        if (assign) /* 0 + term: the former zero-then-add's bits */                                \
+            for (size_t i = 0, N = n->out.size; i < N; i++) {                                      \
+                const ag_real a = o[i], g = dout[i];                                               \
+                (void)a;                                                                           \
+                dx[i] = (ag_real)0 + (DF);                                                         \
+            }                                                                                      \
+        else                                                                                       \
+            for (size_t i = 0, N = n->out.size; i < N; i++) {                                      \
+                const ag_real a = o[i], g = dout[i];                                               \
+                (void)a; /* the identity's f' ignores it */                                        \
+                dx[i] += (DF);                                                                     \
+            }                                                                                      \
         return AG_OK;                                                                              \
     }                                                                                              \
     AG__CLONES static void NAME##_df_set(const ag_real *restrict o, const ag_real *restrict da,   \

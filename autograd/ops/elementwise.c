@@ -41,6 +41,7 @@ static void pad4(const ag_tensor *x, size_t d[4]) {
 
 static ag_status bcast_shape(ag_node *n) {
     const ag_tensor *a = n->in[0], *b = n->in[1];
+    ag_node_grad_out_declare(n); /* BINARY_BACKWARD takes its gradients from ag_node_grad_out */
     if (a->ndim == b->ndim && a->size == b->size) { /* the common case: equal shapes */
         int eq = 1;
         for (int i = 0; i < a->ndim; i++) eq &= a->shape[i] == b->shape[i];
@@ -137,7 +138,7 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
  * j = l mod RED_W; vector lanes in every clone, the same IEEE operations) folded in halves. The
  * reduction of a gradient over an axis an operand was repeated along, at memory speed. */
 #define RED_W 32
-#define RUN_SUM(dst, L, SET, TERM)                                                           \
+#define RUN_SUM(dst, ASG, L, SET, TERM)                                                           \
     do {                                                                                     \
         ag_real s_ = 0;                                                                      \
         if ((L) < 2 * RED_W) {                                                               \
@@ -152,7 +153,7 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
                 for (size_t l = 0; l < w; l++) acc_[l] += acc_[l + w];                       \
             s_ = acc_[0];                                                                    \
         }                                                                                    \
-        (dst) += s_;                                                                         \
+        (dst) ASG s_;                                                                        \
     } while (0)
 
 /* Forward of a binary op: o = EXPR(x, y) with x from a and y from b. */
@@ -201,7 +202,7 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
  * element by element where d steps with the output (the order of the element walk: each element of
  * d gets its terms in that order), or RUN_SUM where d is repeated along the run. TERM in x, y, the
  * output o and its gradient g. */
-#define BCAST_GRAD(p, d, to_a, a, b, sa3, sb3, TERM)                                         \
+#define BCAST_GRAD(p, d, ASG, to_a, a, b, sa3, sb3, TERM)                                    \
     do {                                                                                     \
         const size_t L = (p).n[3];                                                           \
         const size_t sd3 = to_a ? (sa3) : (sb3);                                             \
@@ -210,75 +211,95 @@ static void bcast_plan_make(const ag_node *n, bcast_plan *p) {
                        for (size_t j = 0; j < L; j++) {                                      \
                            const ag_real x = (a)[ia + j], y = (b)[ib + j], out = o[i + j], g = dout[i + j]; \
                            (void)x, (void)y, (void)out;                                      \
-                           dr[j] += (TERM);                                                  \
+                           dr[j] ASG (TERM);                                                  \
                        });                                                                   \
         else if (sd3 && (sa3))                                                               \
             BCAST_RUNS(p, ag_real *restrict dr = (d) + (to_a ? ia : ib); const ag_real y = (b)[ib]; \
                        for (size_t j = 0; j < L; j++) {                                      \
                            const ag_real x = (a)[ia + j], out = o[i + j], g = dout[i + j];   \
                            (void)x, (void)y, (void)out;                                      \
-                           dr[j] += (TERM);                                                  \
+                           dr[j] ASG (TERM);                                                  \
                        });                                                                   \
         else if (sd3)                                                                        \
             BCAST_RUNS(p, ag_real *restrict dr = (d) + (to_a ? ia : ib); const ag_real x = (a)[ia]; \
                        for (size_t j = 0; j < L; j++) {                                      \
                            const ag_real y = (b)[ib + j], out = o[i + j], g = dout[i + j];   \
                            (void)x, (void)y, (void)out;                                      \
-                           dr[j] += (TERM);                                                  \
+                           dr[j] ASG (TERM);                                                  \
                        });                                                                   \
         else if (to_a && (sb3)) /* da[ia] over a run of b */                                 \
             BCAST_RUNS(p, const ag_real x = (a)[ia]; (void)x;                                \
-                       RUN_SUM((d)[ia], L, const ag_real y = (b)[ib + j]; const ag_real out = o[i + j]; \
+                       RUN_SUM((d)[ia], ASG, L, const ag_real y = (b)[ib + j]; const ag_real out = o[i + j]; \
                                const ag_real g = dout[i + j]; (void)y; (void)out,            \
                                TERM));                                                       \
         else if (!to_a && (sa3)) /* db[ib] over a run of a */                                \
             BCAST_RUNS(p, const ag_real y = (b)[ib]; (void)y;                                \
-                       RUN_SUM((d)[ib], L, const ag_real x = (a)[ia + j]; const ag_real out = o[i + j]; \
+                       RUN_SUM((d)[ib], ASG, L, const ag_real x = (a)[ia + j]; const ag_real out = o[i + j]; \
                                const ag_real g = dout[i + j]; (void)x; (void)out,            \
                                TERM));                                                       \
         else /* both repeated along the run: only the output varies */                       \
             BCAST_RUNS(p, const ag_real x = (a)[ia], y = (b)[ib]; (void)x, (void)y;          \
-                       RUN_SUM((d)[to_a ? ia : ib], L, const ag_real out = o[i + j];         \
+                       RUN_SUM((d)[to_a ? ia : ib], ASG, L, const ag_real out = o[i + j];         \
                                const ag_real g = dout[i + j]; (void)out,                     \
                                TERM));                                                       \
     } while (0)
 
 /* Backward of a binary op: da += DA, db += DB, both written in x, y, the output o and the output
- * gradient g. One written pointer per loop, so da and db may be the same buffer (x op x). */
+ * gradient g. One written pointer per loop, so da and db may be the same buffer (x op x: the
+ * first is fresh, the second then adds). A fresh gradient (ag_node_grad_out) is assigned 0 + term,
+ * the bits of the former zero-then-add (-0 gives +0), wherever each element is written once: same
+ * shape, or the full-size operand of a broadcast; a reduced operand is zeroed and summed into. */
+#define GRAD_SAME(d, assign, DX)                                                             \
+    do {                                                                                     \
+        if (assign)                                                                          \
+            for (size_t i = 0; i < N; i++) {                                                 \
+                const ag_real x = a[i], y = b[i], out = o[i], g = dout[i];                   \
+                (void)x, (void)y, (void)out;                                                 \
+                (d)[i] = (ag_real)0 + (DX);                                                  \
+            }                                                                                \
+        else                                                                                 \
+            for (size_t i = 0; i < N; i++) {                                                 \
+                const ag_real x = a[i], y = b[i], out = o[i], g = dout[i];                   \
+                (void)x, (void)y, (void)out;                                                 \
+                (d)[i] += (DX);                                                              \
+            }                                                                                \
+    } while (0)
+#define GRAD_BCAST(p, d, assign, to_a, X, DX)                                                \
+    do {                                                                                     \
+        if ((assign) && (X)->size == N) {                                                    \
+            BCAST_GRAD(p, d, = (ag_real)0 +, to_a, a, b, (p).sa[3], (p).sb[3], DX);          \
+        } else {                                                                             \
+            if (assign) memset((d), 0, (X)->size * sizeof(ag_real));                        \
+            BCAST_GRAD(p, d, +=, to_a, a, b, (p).sa[3], (p).sb[3], DX);                      \
+        }                                                                                    \
+    } while (0)
 #define BINARY_BACKWARD(fname, DA, DB)                                                       \
     AG__CLONES static ag_status fname(ag_node *n) {                                          \
         ag_tensor *A = n->in[0], *B = n->in[1];                                              \
         const ag_real *restrict a = A->value, *restrict b = B->value;                        \
         const ag_real *restrict o = n->out.value, *restrict dout = n->out.grad;              \
         const size_t N = n->out.size;                                                        \
+        int as_a, as_b;                                                                      \
         if (A->size == N && B->size == N) {                                                  \
-            if (A->grad) {                                                                   \
-                ag_real *restrict da = A->grad;                                              \
-                for (size_t i = 0; i < N; i++) {                                             \
-                    const ag_real x = a[i], y = b[i], out = o[i], g = dout[i];               \
-                    (void)x, (void)y, (void)out;                                             \
-                    da[i] += (DA);                                                           \
-                }                                                                            \
+            { /* a block each: da and db may be one buffer */                                 \
+                ag_real *restrict da = ag_node_grad_out(n, 0, &as_a);                        \
+                if (da) GRAD_SAME(da, as_a, DA);                                             \
             }                                                                                \
-            if (B->grad) {                                                                   \
-                ag_real *restrict db = B->grad;                                              \
-                for (size_t i = 0; i < N; i++) {                                             \
-                    const ag_real x = a[i], y = b[i], out = o[i], g = dout[i];               \
-                    (void)x, (void)y, (void)out;                                             \
-                    db[i] += (DB);                                                           \
-                }                                                                            \
+            { /* a block each: da and db may be one buffer */                                 \
+                ag_real *restrict db = ag_node_grad_out(n, 1, &as_b);                        \
+                if (db) GRAD_SAME(db, as_b, DB);                                             \
             }                                                                                \
             return AG_OK;                                                                    \
         }                                                                                    \
         bcast_plan p;                                                                        \
         bcast_plan_make(n, &p);                                                              \
-        if (A->grad) {                                                                       \
-            ag_real *restrict da = A->grad;                                                  \
-            BCAST_GRAD(p, da, 1, a, b, p.sa[3], p.sb[3], DA);                                \
+        {                                                                                    \
+            ag_real *restrict da = ag_node_grad_out(n, 0, &as_a);                            \
+            if (da) GRAD_BCAST(p, da, as_a, 1, A, DA);                                       \
         }                                                                                    \
-        if (B->grad) {                                                                       \
-            ag_real *restrict db = B->grad;                                                  \
-            BCAST_GRAD(p, db, 0, a, b, p.sa[3], p.sb[3], DB);                                \
+        {                                                                                    \
+            ag_real *restrict db = ag_node_grad_out(n, 1, &as_b);                            \
+            if (db) GRAD_BCAST(p, db, as_b, 0, B, DB);                                       \
         }                                                                                    \
         return AG_OK;                                                                        \
     }
@@ -312,7 +333,10 @@ ag_tensor *ag_div(ag_tape *t, ag_tensor *a, ag_tensor *b) { return AG__CALL(t, &
  * UNARY(op, FWD, BWD): o = FWD(x); dx += BWD(x, o, g). c is the op's constant (scale, add_scalar,
  * pow), 0 for the others. The output has the input's shape. */
 
-static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]); }
+static ag_status same_shape(ag_node *n) {
+    ag_node_grad_out_declare(n); /* every UNARY backward takes its gradient from ag_node_grad_out */
+    return ag__node_shape_like(n, n->in[0]);
+}
 
 #define UNARY_ATTR(name, FWD_ATTR, BWD_ATTR, FWD, BWD)                                       \
     FWD_ATTR static ag_status name##_forward(ag_node *n) {                                   \
@@ -327,17 +351,25 @@ static ag_status same_shape(ag_node *n) { return ag__node_shape_like(n, n->in[0]
         return AG_OK;                                                                        \
     }                                                                                        \
     BWD_ATTR static ag_status name##_backward(ag_node *n) {                                  \
-        ag_real *restrict dx = n->in[0]->grad;                                               \
+        int assign;                                                                          \
+        ag_real *restrict dx = ag_node_grad_out(n, 0, &assign);                              \
         if (!dx) return AG_OK;                                                               \
         const ag_real *restrict xs = n->in[0]->value, *restrict o = n->out.value;            \
         const ag_real *restrict dout = n->out.grad;                                          \
         const ag_real c = n->params ? *(const ag_real *)n->params : 0;                       \
         (void)c;                                                                             \
-        for (size_t i = 0, N = n->out.size; i < N; i++) {                                    \
-            const ag_real x = xs[i], out = o[i], g = dout[i];                                \
-            (void)x, (void)out;                                                              \
-            dx[i] += (BWD);                                                                  \
-        }                                                                                    \
+        if (assign) /* 0 + term: the former zero-then-add's bits */                          \
+            for (size_t i = 0, N = n->out.size; i < N; i++) {                                \
+                const ag_real x = xs[i], out = o[i], g = dout[i];                            \
+                (void)x, (void)out;                                                          \
+                dx[i] = (ag_real)0 + (BWD);                                                  \
+            }                                                                                \
+        else                                                                                 \
+            for (size_t i = 0, N = n->out.size; i < N; i++) {                                \
+                const ag_real x = xs[i], out = o[i], g = dout[i];                            \
+                (void)x, (void)out;                                                          \
+                dx[i] += (BWD);                                                              \
+            }                                                                                \
         return AG_OK;                                                                        \
     }
 #define UNARY(name, FWD, BWD) UNARY_ATTR(name, AG__CLONES, AG__CLONES, FWD, BWD)

@@ -3,8 +3,8 @@
  * log_sigmoid, gelu (tanh form), gelu_erf, silu, leaky_relu, elu, sin, cos, reciprocal, rsqrt.
  *
  * Each op: its forward and backward side by side (FN below), the output of the input's shape.
- * Backward adds into the input's gradient (skipped when it needs none), and takes f' from the
- * saved output where that is exact (reciprocal -out^2, rsqrt -out^3/2) and from x elsewhere: the
+ * Backward adds into the input's gradient (assigns a fresh one: ag_node_grad_out), and takes
+ * f' from the saved output where that is exact (reciprocal -out^2, rsqrt -out^3/2) and from x elsewhere: the
  * output would lose it (sigmoid(x) = 1 - e^-softplus(x) cancels for x >> 0), and recomputing one
  * e^ in a vectorised loop costs less than saving and streaming another array.
  *
@@ -36,6 +36,7 @@ static ag_status finite_param_shape(ag_node *n, const char *what) {
         const ag_real *restrict xs = n->in[0]->value;                                        \
         ag_real *restrict o = n->out.value;                                                  \
         const ag_real c = n->params ? *(const ag_real *)n->params : 0;                       \
+        ag_node_grad_out_declare(n); /* name##_backward: ag_node_grad_out */                 \
         (void)c;                                                                             \
         for (size_t i = 0, N = n->out.size; i < N; i++) {                                    \
             const ag_real x = xs[i];                                                         \
@@ -44,17 +45,25 @@ static ag_status finite_param_shape(ag_node *n, const char *what) {
         return AG_OK;                                                                        \
     }                                                                                        \
     AG__CLONES static ag_status name##_backward(ag_node *n) {                                \
-        ag_real *restrict dx = n->in[0]->grad;                                               \
+        int assign;                                                                          \
+        ag_real *restrict dx = ag_node_grad_out(n, 0, &assign);                              \
         if (!dx) return AG_OK;                                                               \
         const ag_real *restrict xs = n->in[0]->value, *restrict o = n->out.value;            \
         const ag_real *restrict dout = n->out.grad;                                          \
         const ag_real c = n->params ? *(const ag_real *)n->params : 0;                       \
         (void)c;                                                                             \
-        for (size_t i = 0, N = n->out.size; i < N; i++) {                                    \
-            const ag_real x = xs[i], out = o[i], g = dout[i];                                \
-            (void)x, (void)out;                                                              \
-            dx[i] += (BWD);                                                                  \
-        }                                                                                    \
+        if (assign) /* 0 + term: the former zero-then-add's bits */                          \
+            for (size_t i = 0, N = n->out.size; i < N; i++) {                                \
+                const ag_real x = xs[i], out = o[i], g = dout[i];                            \
+                (void)x, (void)out;                                                          \
+                dx[i] = (ag_real)0 + (BWD);                                                  \
+            }                                                                                \
+        else                                                                                 \
+            for (size_t i = 0, N = n->out.size; i < N; i++) {                                \
+                const ag_real x = xs[i], out = o[i], g = dout[i];                            \
+                (void)x, (void)out;                                                          \
+                dx[i] += (BWD);                                                              \
+            }                                                                                \
         return AG_OK;                                                                        \
     }
 

@@ -17,6 +17,17 @@ static inline void run_copy(ag_real *restrict dst, const ag_real *restrict src, 
 static inline void run_add(ag_real *restrict dst, const ag_real *restrict src, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
+/* dst[i] = 0 + src[i]: the first write into a fresh gradient, with the bits of zero-then-add */
+static inline void run_set(ag_real *restrict dst, const ag_real *restrict src, size_t n) {
+    for (size_t i = 0; i < n; i++) dst[i] = (ag_real)0 + src[i];
+}
+/* the first write (assign) or a later one */
+static inline void run_put(ag_real *restrict dst, const ag_real *restrict src, size_t n, int assign) {
+    if (assign)
+        run_set(dst, src, n);
+    else
+        run_add(dst, src, n);
+}
 
 /* ---------------------------------------------------------------- slice, split, chunk
  * y = x[.., start : start + len*step : step, ..] along axis;  dx[.., start + l*step, ..] += dy[.., l, ..].
@@ -31,6 +42,7 @@ typedef struct slice_params {
 
 static ag_status slice_shape(ag_node *n) {
     slice_params *p = n->params;
+    ag_node_grad_out_declare(n); /* its backward takes gradients from ag_node_grad_out */
     const ag_tensor *x = n->in[0];
     const int axis = p->axis;
     ag_status st = ag__axis(n, &p->axis, x->ndim, x);
@@ -81,12 +93,19 @@ AG__CLONES static ag_status slice_forward(ag_node *n) {
 AG__CLONES static ag_status slice_backward(ag_node *n) {
     const slice_params *p = n->params;
     const ag_tensor *x = n->in[0];
-    if (!x->grad) return AG_OK;
+    int assign;
+    if (!ag_node_grad_out(n, 0, &assign)) return AG_OK;
     const ag_real *restrict dy = n->out.grad;
-    if (p->view) { /* one block */
-        run_add(x->grad + p->start * (x->size / x->shape[p->axis]), dy, n->out.size);
+    if (p->view) { /* one block: a fresh gradient is zeroed around it only */
+        const size_t at = p->start * (x->size / x->shape[p->axis]);
+        if (assign) {
+            memset(x->grad, 0, at * sizeof(ag_real));
+            memset(x->grad + at + n->out.size, 0, (x->size - at - n->out.size) * sizeof(ag_real));
+        }
+        run_put(x->grad + at, dy, n->out.size, assign);
         return AG_OK;
     }
+    if (assign) memset(x->grad, 0, x->size * sizeof(ag_real));
     size_t outer, N, inner;
     ag__axis_split(x, p->axis, &outer, &N, &inner);
     ag_real *restrict dx = x->grad + p->start * inner;
@@ -224,6 +243,7 @@ typedef struct join_params {
 
 static ag_status join_shape(ag_node *n) {
     join_params *p = n->params;
+    ag_node_grad_out_declare(n); /* its backward takes gradients from ag_node_grad_out */
     const ag_tensor *x0 = n->in[0];
     char s0[64], sk[64];
     const int nd = x0->ndim + p->stack;
@@ -280,10 +300,15 @@ AG__CLONES static ag_status join_backward(ag_node *n) {
     const size_t outer = join_outer(n);
     const int m = n->n_in;
     const ag_real *restrict dy = n->out.grad;
+    /* Every element of each input is written once, and for o fixed the inputs come in order: an
+     * input given twice is assigned at its first place and added at the later ones. */
+    int assign[AG_MAX_IN];
+    ag_real *dx[AG_MAX_IN];
+    for (int k = 0; k < m; k++) dx[k] = ag_node_grad_out(n, k, &assign[k]);
     for (size_t o = 0; o < outer; o++)
         for (int k = 0; k < m; k++) {
             const size_t run = n->in[k]->size / outer;
-            if (n->in[k]->grad) run_add(n->in[k]->grad + o * run, dy, run);
+            if (dx[k]) run_put(dx[k] + o * run, dy, run, assign[k]);
             dy += run;
         }
     return AG_OK;
@@ -324,6 +349,7 @@ typedef struct pad_params {
 
 static ag_status pad_shape(ag_node *n) {
     const pad_params *p = n->params;
+    ag_node_grad_out_declare(n); /* pad_backward writes every element of dx once */
     const ag_tensor *x = n->in[0];
     char s[64];
     if (p->null_arg)
@@ -399,7 +425,8 @@ AG__CLONES static ag_status pad_forward(ag_node *n) {
 }
 
 AG__CLONES static ag_status pad_backward(ag_node *n) {
-    ag_real *restrict dx = n->in[0]->grad;
+    int assign;
+    ag_real *restrict dx = ag_node_grad_out(n, 0, &assign);
     if (!dx) return AG_OK;
     pad_plan pl;
     pad_plan_make(n, &pl);
@@ -407,7 +434,7 @@ AG__CLONES static ag_status pad_backward(ag_node *n) {
     for (size_t i0 = 0; i0 < pl.xd[0]; i0++)
         for (size_t i1 = 0; i1 < pl.xd[1]; i1++)
             for (size_t i2 = 0; i2 < pl.xd[2]; i2++, dx += pl.row)
-                run_add(dx, dy + pl.off + i0 * pl.ys[0] + i1 * pl.ys[1] + i2 * pl.ys[2], pl.row);
+                run_put(dx, dy + pl.off + i0 * pl.ys[0] + i1 * pl.ys[1] + i2 * pl.ys[2], pl.row, assign);
     return AG_OK;
 }
 

@@ -27,6 +27,7 @@ static ag_status scalar_shape(ag_node *n) { return ag_node_set_shape(n, 0, NULL)
 
 static ag_status squared_error_shape(ag_node *n) {
     const ag_tensor *h = n->in[0], *y = n->in[1];
+    ag_node_grad_out_declare(n);
     int same = h->ndim == y->ndim;
     for (int i = 0; same && i < h->ndim; i++) same = h->shape[i] == y->shape[i];
     if (!same) {
@@ -52,13 +53,20 @@ AG__CLONES static ag_status squared_error_backward(ag_node *n) {
     const ag_real *restrict h = n->in[0]->value, *restrict y = n->in[1]->value;
     const ag_real c = (ag_real)(n->out.grad[0] / (double)loss_rows(n->in[0]));
     const size_t N = n->in[0]->size;
-    if (n->in[0]->grad) {
-        ag_real *restrict dh = n->in[0]->grad;
-        for (size_t i = 0; i < N; i++) dh[i] += c * (h[i] - y[i]);
+    int assign;
+    { /* a block each: h and y may be one tensor, dh and dy one buffer */
+        ag_real *restrict dh = ag_node_grad_out(n, 0, &assign);
+        if (dh && assign) /* 0 + term: the former zero-then-add's bits */
+            for (size_t i = 0; i < N; i++) dh[i] = (ag_real)0 + c * (h[i] - y[i]);
+        else if (dh)
+            for (size_t i = 0; i < N; i++) dh[i] += c * (h[i] - y[i]);
     }
-    if (n->in[1]->grad) {
-        ag_real *restrict dy = n->in[1]->grad;
-        for (size_t i = 0; i < N; i++) dy[i] -= c * (h[i] - y[i]);
+    {
+        ag_real *restrict dy = ag_node_grad_out(n, 1, &assign);
+        if (dy && assign)
+            for (size_t i = 0; i < N; i++) dy[i] = (ag_real)0 - c * (h[i] - y[i]);
+        else if (dy)
+            for (size_t i = 0; i < N; i++) dy[i] -= c * (h[i] - y[i]);
     }
     return AG_OK;
 }

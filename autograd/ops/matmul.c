@@ -44,6 +44,7 @@ typedef struct matmul_params {
 
 static ag_status matmul_shape(ag_node *n) {
     const matmul_params *p = n->params;
+    ag_node_grad_out_declare(n); /* matmul_backward: ag_node_grad_out */
     const ag_tensor *a = n->in[0], *b = n->in[1];
     char sa[64], sb[64];
     if (a->ndim != 2 || b->ndim != 2)
@@ -73,22 +74,26 @@ static ag_status matmul_backward(ag_node *n) {
     const size_t m = n->out.shape[0], nn = n->out.shape[1], k = ta ? a->shape[0] : a->shape[1];
     const size_t lda = a->shape[1], ldb = b->shape[1];
     const ag_real *dC = n->out.grad; /* m x nn */
-    /* each product reads the other operand's value, so at most one goes to a sink, and last */
+    /* A fresh gradient is stored (beta 0), else added to (beta 1). Each product reads the other
+     * operand's value, so at most one goes to a sink (a parameter's: never fresh), and last. */
+    int fresh_a, fresh_b;
+    ag_real *da = ag_node_grad_out(n, 0, &fresh_a);
     const int sink_b = b->grad && ag__sink_claim(n, 1);
-    const int sink_a = a->grad && !sink_b && ag__sink_claim(n, 0);
+    const int sink_a = da && !sink_b && ag__sink_claim(n, 0);
     ag_status st = AG_OK;
-    if (a->grad && !sink_a) {
+    if (da && !sink_a) {
         if (!ta) /* dA (m x k) += dC op(B)^T */
-            st = ag_gemm(0, !tb, m, k, nn, 1, dC, nn, b->value, ldb, 1, a->grad, lda);
+            st = ag_gemm(0, !tb, m, k, nn, 1, dC, nn, b->value, ldb, !fresh_a, da, lda);
         else /* dA (k x m) += op(B) dC^T */
-            st = ag_gemm(tb, 1, k, m, nn, 1, b->value, ldb, dC, nn, 1, a->grad, lda);
+            st = ag_gemm(tb, 1, k, m, nn, 1, b->value, ldb, dC, nn, !fresh_a, da, lda);
         if (st != AG_OK) return gemm_check(n, st);
     }
-    if (b->grad && !sink_b) {
+    ag_real *db = sink_b ? NULL : ag_node_grad_out(n, 1, &fresh_b); /* after dA: a and b may be one */
+    if (db) {
         if (!tb) /* dB (k x nn) += op(A)^T dC */
-            st = ag_gemm(!ta, 0, k, nn, m, 1, a->value, lda, dC, nn, 1, b->grad, ldb);
+            st = ag_gemm(!ta, 0, k, nn, m, 1, a->value, lda, dC, nn, !fresh_b, db, ldb);
         else /* dB (nn x k) += dC^T op(A) */
-            st = ag_gemm(1, ta, nn, k, m, 1, dC, nn, a->value, lda, 1, b->grad, ldb);
+            st = ag_gemm(1, ta, nn, k, m, 1, dC, nn, a->value, lda, !fresh_b, db, ldb);
         if (st != AG_OK) return gemm_check(n, st);
     }
     if (sink_a)
@@ -340,6 +345,7 @@ ag_tensor *ag_bmm(ag_tape *t, ag_tensor *a, ag_tensor *b, int trans_a, int trans
 
 static ag_status linear_shape(ag_node *n) {
     const ag_tensor *x = n->in[0], *W = n->in[1], *b = n->n_in > 2 ? n->in[2] : NULL;
+    ag_node_grad_out_declare(n); /* linear_backward, linear_act_backward: ag_node_grad_out */
     char sx[64], sw[64], sb[64];
     if (W->ndim != 2)
         return ag_node_fail(n, AG_ERR_SHAPE, "W is %s, must be 2-D (out x in)", ag_shape_str(W, sw, sizeof sw));
@@ -367,17 +373,21 @@ static ag_status linear_backward(ag_node *n) {
     const size_t in = W->shape[1], out = W->shape[0], K = x->size / in;
     const ag_real *dz = n->out.grad; /* K x out */
     ag_status st = AG_OK;
-    if (x->grad) { /* dx (K x in) += dz W */
-        st = ag_gemm(0, 0, K, in, out, 1, dz, out, W->value, in, 1, x->grad, in);
+    int fresh;
+    ag_real *dx = ag_node_grad_out(n, 0, &fresh);
+    if (dx) { /* dx (K x in) += dz W; a fresh one stored (beta 0) */
+        st = ag_gemm(0, 0, K, in, out, 1, dz, out, W->value, in, !fresh, dx, in);
         if (st != AG_OK) return gemm_check(n, st);
     }
-    if (W->grad) { /* dW (out x in) += dz^T x, or straight to the sink after dx has used W */
+    ag_real *dW = ag_node_grad_out(n, 1, &fresh);
+    if (dW) { /* dW (out x in) += dz^T x, or straight to the sink after dx has used W */
         st = ag__sink_claim(n, 1) ? ag__sink_gemm(n, W, 1, 0, out, in, K, dz, out, x->value, in)
-                                  : ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, 1, W->grad, in);
+                                  : ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, !fresh, dW, in);
         if (st != AG_OK) return gemm_check(n, st);
     }
-    if (b && b->grad) { /* db (out) += column sums of dz */
-        ag_real *restrict db = b->grad;
+    ag_real *db = b ? ag_node_grad_out(n, 2, &fresh) : NULL; /* no restrict: b may be x */
+    if (db) { /* db (out) += column sums of dz */
+        if (fresh) memset(db, 0, out * sizeof(ag_real));
         for (size_t k = 0; k < K; k++) {
             const ag_real *restrict row = dz + k * out;
             for (size_t j = 0; j < out; j++) db[j] += row[j];
@@ -428,22 +438,25 @@ AG__CLONES static ag_status linear_act_backward(ag_node *n) {
     if (!dz) return AG_ERR_NOMEM;
     void (*const df)(const ag_real *, const ag_real *, ag_real *, size_t) =
         ag__acts[((const linear_act_params *)n->params)->act].df_set;
+    int fresh;
+    ag_real *db = b ? ag_node_grad_out(n, 2, &fresh) : NULL; /* no restrict: b may be x */
+    if (db && fresh) memset(db, 0, out * sizeof(ag_real));
     for (size_t k = 0; k < K; k++) { /* a row at a time, db summed while it is in cache */
         ag_real *restrict dk = dz + k * out;
         df(a + k * out, da + k * out, dk, out);
-        if (b && b->grad) {
-            ag_real *restrict db = b->grad;
+        if (db)
             for (size_t j = 0; j < out; j++) db[j] += dk[j];
-        }
     }
     ag_status st = AG_OK;
-    if (x->grad) { /* dx (K x in) += dz W */
-        st = ag_gemm(0, 0, K, in, out, 1, dz, out, W->value, in, 1, x->grad, in);
+    ag_real *dx = ag_node_grad_out(n, 0, &fresh);
+    if (dx) { /* dx (K x in) += dz W; a fresh one stored (beta 0) */
+        st = ag_gemm(0, 0, K, in, out, 1, dz, out, W->value, in, !fresh, dx, in);
         if (st != AG_OK) return gemm_check(n, st);
     }
-    if (W->grad) /* dW (out x in) += dz^T x, or straight to the sink after dx has used W */
+    ag_real *dW = ag_node_grad_out(n, 1, &fresh);
+    if (dW) /* dW (out x in) += dz^T x, or straight to the sink after dx has used W */
         st = ag__sink_claim(n, 1) ? ag__sink_gemm(n, W, 1, 0, out, in, K, dz, out, x->value, in)
-                                  : ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, 1, W->grad, in);
+                                  : ag_gemm(1, 0, out, in, K, 1, dz, out, x->value, in, !fresh, dW, in);
     return gemm_check(n, st);
 }
 

@@ -20,6 +20,7 @@ typedef struct reshape_params {
 
 static ag_status reshape_shape(ag_node *n) {
     const reshape_params *p = n->params;
+    ag_node_grad_out_declare(n); /* its backward: ag_node_grad_out, or the view's buffer handed over */
     const ag_tensor *x = n->in[0];
     if (p->ndim < 0 || p->ndim > AG_MAX_DIMS)
         return ag_node_fail(n, AG_ERR_ARG, "rank %d is outside 0..%d", p->ndim, AG_MAX_DIMS);
@@ -48,11 +49,18 @@ static ag_status reshape_forward(ag_node *n) {
     return AG_OK;
 }
 
+/* A view's gradient is its input's, renamed: handed over when no other path reached the input yet
+ * (no pass at all), else added. */
 AG__CLONES static ag_status reshape_backward(ag_node *n) {
-    ag_real *restrict dx = n->in[0]->grad;
+    if (ag__node_grad_steal(n, 0)) return AG_OK;
+    int assign;
+    ag_real *restrict dx = ag_node_grad_out(n, 0, &assign);
     if (!dx) return AG_OK;
     const ag_real *restrict dy = n->out.grad;
-    for (size_t i = 0, N = n->out.size; i < N; i++) dx[i] += dy[i];
+    if (assign) /* not stolen (a size mismatch cannot happen here; kept for safety) */
+        for (size_t i = 0, N = n->out.size; i < N; i++) dx[i] = (ag_real)0 + dy[i];
+    else
+        for (size_t i = 0, N = n->out.size; i < N; i++) dx[i] += dy[i];
     return AG_OK;
 }
 
@@ -80,6 +88,7 @@ static ag_status view_forward(ag_node *n) {
 
 /* The output as a view of x: the shape is set, the value aliases x's. */
 static ag_status view_of(ag_node *n, int ndim, const size_t *shape) {
+    ag_node_grad_out_declare(n); /* reshape_backward */
     ag_status st = ag_node_set_shape(n, ndim, shape);
     if (st == AG_OK) n->out.value = n->in[0]->value;
     return st;
@@ -304,6 +313,7 @@ static const char *perm_str(const int *perm, int nd, char *buf, size_t size) {
 
 static ag_status permute_shape(ag_node *n) {
     permute_params *p = n->params;
+    ag_node_grad_out_declare(n); /* its backward: ag_node_grad_out, or the view's buffer handed over */
     const ag_tensor *x = n->in[0];
     const int nd = x->ndim;
     char sx[64], sp[64];
@@ -350,8 +360,10 @@ static ag_status permute_forward(ag_node *n) {
 
 static ag_status permute_backward(ag_node *n) {
     ag_tensor *x = n->in[0];
-    if (!x->grad) return AG_OK;
     if (n->out.value == x->value) return reshape_backward(n);
+    int assign;
+    if (!ag_node_grad_out(n, 0, &assign)) return AG_OK;
+    if (assign) memset(x->grad, 0, x->size * sizeof(ag_real)); /* permute_add adds */
     const permute_params *p = n->params;
     int inv[AG_MAX_DIMS];
     for (int j = 0; j < x->ndim; j++) inv[p->perm[j]] = j;
@@ -456,6 +468,7 @@ AG__CLONES static void bc_bwd(const bc_plan *p, ag_real *restrict dx, const ag_r
 
 static ag_status bcast_to_shape(ag_node *n) {
     const bcast_to_params *p = n->params;
+    ag_node_grad_out_declare(n); /* its backward: ag_node_grad_out, or the view's buffer handed over */
     const ag_tensor *x = n->in[0];
     if (p->ndim < 0 || p->ndim > AG_MAX_DIMS)
         return ag_node_fail(n, AG_ERR_ARG, "rank %d is outside 0..%d", p->ndim, AG_MAX_DIMS);
@@ -488,8 +501,10 @@ static ag_status bcast_to_forward(ag_node *n) {
 
 static ag_status bcast_to_backward(ag_node *n) {
     ag_tensor *x = n->in[0];
-    if (!x->grad) return AG_OK;
     if (n->out.value == x->value) return reshape_backward(n);
+    int assign;
+    if (!ag_node_grad_out(n, 0, &assign)) return AG_OK;
+    if (assign) memset(x->grad, 0, x->size * sizeof(ag_real)); /* bc_bwd adds */
     bc_plan p;
     bc_plan_make(x, &n->out, &p);
     bc_bwd(&p, x->grad, n->out.grad);

@@ -274,7 +274,11 @@ ag_tensor *ag_detach(ag_tape *t, ag_tensor *x);
 /* Reverse-mode sweep from a scalar loss: seeds dloss = 1, walks the tape backwards from loss
  * and accumulates into every tensor that requires a gradient. Parameter gradients accumulate
  * across calls until zeroed (ag_params_zero_grad); every tape tensor that a gradient reached
- * keeps it readable in ->grad until the next reset (e.g. the pre-activations z^(l)).
+ * keeps it readable in ->grad until the next reset (e.g. the pre-activations z^(l)). A full-size
+ * view (reshape, squeeze, unsqueeze, flatten; the same-size forms of permute and broadcast_to) of a
+ * tape tensor that no other path had reached yet hands its gradient buffer to its input: the two
+ * ->grad then share one buffer, which holds the input's whole gradient (the view's plus any that
+ * later reaches the input by another path), read in either shape.
  * Once per reset: a second call is AG_ERR_STATE. After an op failed (a result is missing),
  * backward returns that op's status and leaves its message, until ag_tape_clear_error. Other
  * errors, recorded on t: AG_ERR_ARG (NULL loss, a parameter, another tape's tensor), AG_ERR_STATE
@@ -676,7 +680,9 @@ ag_tensor *ag_huber_loss(ag_tape *t, ag_tensor *h, ag_tensor *y, ag_real delta);
  * calls backward() only for nodes a gradient reached; before that, every input that requires a
  * gradient has a grad buffer (zeroed on first use: a parameter's keeps what earlier ag_backward
  * calls accumulated until it is zeroed); inputs that need none have grad == NULL and must be
- * skipped. Hence backward() always adds into in[i]->grad, never assigns.
+ * skipped. Hence backward() always adds into in[i]->grad, never assigns. (Optional fast path: an
+ * op that declares ag_node_grad_out_declare gets its input gradients from ag_node_grad_out, which
+ * says when to assign instead, sparing the engine's zeroing pass; see below.)
  * An op with backward == NULL is not differentiable. Its result still requires a gradient when an
  * input does (so it is not silently cut off), and ag_backward fails (AG_ERR_STATE, naming the op)
  * if a gradient reaches it; used on data, or with its result kept out of the loss (an argmax for
@@ -722,6 +728,21 @@ ag_tensor *ag_call(ag_tape *t, const ag_op *op, ag_tensor *const *in, int n_in,
 ag_status ag_node_set_shape(ag_node *n, int ndim, const size_t *shape);
 void *ag_node_alloc(ag_node *n, size_t bytes); /* arena memory (aligned as AG_ALIGN says) until reset */
 int ag_node_needs_grad(const ag_node *n);      /* will backward run for this node? */
+/* Optional fast path for a backward that writes input gradients (see "Writing an op" above and
+ * docs/extending.md). ag_node_grad_out_declare, called from shape() or forward(): this node's
+ * backward obtains every input gradient it writes through ag_node_grad_out. The engine then does
+ * not allocate or zero the inputs' fresh gradient buffers before calling it; in[i]->grad may be
+ * NULL until ag_node_grad_out(n, i, ...) is called, and buffers still untouched after backward are
+ * zeroed by the engine (so "reached" keeps its meaning). Without the declaration, nothing changes.
+ * ag_node_grad_out, inside backward: input i's gradient buffer (in[i]->size elements), or NULL when
+ * input i needs no gradient (or i is out of range, or the arena is full: AG_ERR_NOMEM recorded,
+ * and the engine fails the sweep). *assign (may not be NULL) is 1 when the buffer is fresh, i.e.
+ * uninitialised memory that this call hands over: the op must then write every element once with
+ * `=` (all of them, zeros included); 0 when it holds an accumulated gradient (a parameter's, or a
+ * tape tensor that another op or an earlier call already wrote): the op must add (`+=`). An input
+ * that appears twice (x * x) is fresh only at the first call. Outside backward: *assign is 0. */
+void ag_node_grad_out_declare(ag_node *n);
+ag_real *ag_node_grad_out(ag_node *n, int i, int *assign);
 /* Record an error "<op name>: <message>" (printf format, cut at AG_ERRMSG_SIZE) on the node's
  * tape and return st. The op (or backward) has failed then, even if its function returns AG_OK. */
 ag_status ag_node_fail(ag_node *n, ag_status st, const char *fmt, ...) AG_PRINTF(3, 4);
