@@ -399,7 +399,7 @@ typedef struct axis_params {
             }                                                                                         \
         }                                                                                             \
     }
-COL_BEST(col_max, BETTER_MAX)
+COL_BEST(best_col_max, BETTER_MAX)
 COL_BEST(col_min, BETTER_MIN)
 
 /* The best of a contiguous run, vectorised: the run seen as rows of LANES columns (col_best's
@@ -429,7 +429,7 @@ enum { LANES = 32 };
         for (; x[j] != best; j++) continue;                                                           \
         return j;                                                                                     \
     }
-ROW_BEST(row_max, col_max, BETTER_MAX)
+ROW_BEST(best_row_max, best_col_max, BETTER_MAX)
 ROW_BEST(row_min, col_min, BETTER_MIN)
 
 typedef size_t (*row_fn)(const ag_real *, size_t);
@@ -492,7 +492,7 @@ static ag_status best_axis_backward(ag_node *n) {
     return AG_OK;
 }
 
-static ag_status max_axis_forward(ag_node *n) { return best_axis_forward(n, row_max, col_max); }
+static ag_status max_axis_forward(ag_node *n) { return best_axis_forward(n, best_row_max, best_col_max); }
 static ag_status min_axis_forward(ag_node *n) { return best_axis_forward(n, row_min, col_min); }
 static const ag_op max_axis_op = {"max_axis", 1, sizeof(axis_params), best_axis_shape, max_axis_forward,
                                   best_axis_backward};
@@ -526,5 +526,5 @@ static ag_status arg_best(const ag_tensor *x, int axis, int32_t *out, row_fn row
     return AG_OK;
 }
 
-ag_status ag_argmax(const ag_tensor *x, int axis, int32_t *out) { return arg_best(x, axis, out, row_max, col_max); }
+ag_status ag_argmax(const ag_tensor *x, int axis, int32_t *out) { return arg_best(x, axis, out, best_row_max, best_col_max); }
 ag_status ag_argmin(const ag_tensor *x, int axis, int32_t *out) { return arg_best(x, axis, out, row_min, col_min); }

@@ -407,7 +407,7 @@ typedef int32_t real_key;
 #define KEY_MAG INT32_MAX
 #endif
 static inline real_key key_flip(real_key b) { return b ^ ((b >> (8 * sizeof b - 1)) & KEY_MAG); }
-AG__CLONES static ag_real row_max(const ag_real *restrict x, size_t V) {
+AG__CLONES static ag_real ce_row_max(const ag_real *restrict x, size_t V) {
     real_key m, k;
     memcpy(&m, &x[0], sizeof m);
     m = key_flip(m);
@@ -447,7 +447,7 @@ static ag_status cex_forward(ag_node *n) {
         const int32_t l = p->labels[k];
         if (p->ignore && l == p->opts.ignore_index) continue;
         const ag_real *xk = x->value + k * V;
-        const ag_real m = row_max(xk, V);
+        const ag_real m = ce_row_max(xk, V);
         const double lse = (double)m + log(row_sum_exp(xk, xk, V, m));
         double Jk = lse - (1 - eps) * (double)xk[l];
         if (eps > 0) Jk -= eps / (double)V * row_sum(xk, xk, V, 0);

@@ -169,7 +169,7 @@ typedef int32_t real_key;
 /* sign-magnitude bits to two's complement: integer order is float order (a NaN makes the row NaN
  * all the same, through its exp) */
 static inline real_key key_flip(real_key b) { return b ^ ((b >> (8 * sizeof b - 1)) & KEY_MAG); }
-AG__CLONES static ag_real row_max(const ag_real *restrict x, size_t C) {
+AG__CLONES static ag_real softmax_row_max(const ag_real *restrict x, size_t C) {
     real_key m, k;
     memcpy(&m, &x[0], sizeof m);
     m = key_flip(m);
@@ -208,7 +208,7 @@ AG__CLONES static ag_status softmax_forward(ag_node *n) {
     for (size_t r = 0; r < rows; r++) {
         const ag_real *restrict x = n->in[0]->value + r * C;
         ag_real *restrict p = n->out.value + r * C;
-        const double s = row_exp(x, row_max(x, C), p, C);
+        const double s = row_exp(x, softmax_row_max(x, C), p, C);
         const ag_real inv = (ag_real)(1.0 / s);
         for (size_t j = 0; j < C; j++) p[j] *= inv;
     }
@@ -238,7 +238,7 @@ AG__CLONES static ag_status log_softmax_forward(ag_node *n) {
     for (size_t r = 0; r < rows; r++) {
         const ag_real *restrict x = n->in[0]->value + r * C;
         ag_real *restrict l = n->out.value + r * C;
-        const ag_real m = row_max(x, C);
+        const ag_real m = softmax_row_max(x, C);
         const ag_real lse = m + (ag_real)log(row_exp(x, m, l, C));
         for (size_t j = 0; j < C; j++) l[j] = x[j] - lse;
     }
