@@ -135,19 +135,22 @@ static ag_tensor *tw_huber_loss(ag_tape *t, ag_tensor *const *in, const void *c)
     ag_tensor *over = ag_relu(t, ag_add_scalar(t, ag_sqrt(t, ag_square(t, d)), -P(c, ag_real)));
     return ag_mean(t, ag_scale(t, ag_sub(t, ag_square(t, d), ag_square(t, over)), (ag_real)0.5));
 }
-/* the kinks: d = 0 for l1, |d| = delta for huber (its second derivative jumps there) */
+/* the kinks: d = 0 for l1, |d| = delta for huber (its second derivative jumps there). The distance
+ * is out of line: gcc 12 for aarch64 stops with an internal error vectorising these min loops. */
+__attribute__((noinline)) static double kink_gap(ag_tensor *const *in, size_t i, double at) {
+    return fabs(fabs((double)in[0]->value[i] - (double)in[1]->value[i]) - at);
+}
 static double l1_kink(ag_tape *t, ag_tensor *const *in, const op_call *c) {
     (void)t, (void)c;
     double m = INFINITY;
-    for (size_t i = 0; i < in[0]->size; i++) m = fmin(m, fabs((double)in[0]->value[i] - (double)in[1]->value[i]));
+    for (size_t i = 0; i < in[0]->size; i++) m = fmin(m, kink_gap(in, i, 0));
     return m;
 }
 static double huber_kink(ag_tape *t, ag_tensor *const *in, const op_call *c) {
     (void)t;
     const double delta = (double)P(c, ag_real);
     double m = INFINITY;
-    for (size_t i = 0; i < in[0]->size; i++)
-        m = fmin(m, fabs(fabs((double)in[0]->value[i] - (double)in[1]->value[i]) - delta));
+    for (size_t i = 0; i < in[0]->size; i++) m = fmin(m, kink_gap(in, i, delta));
     return m;
 }
 static const ag_real DELTA[] = {(ag_real)0.5, 1, (ag_real)0.8};
